@@ -3,7 +3,6 @@ package wire
 import (
 	"errors"
 	"fmt"
-	"math"
 )
 
 // Limits enforced by the encoder and the decoder.
@@ -15,6 +14,8 @@ const (
 	// MaxEncodedSize is the largest encoded batch accepted by Decode. Azure IoT
 	// Hub rejects messages over 256 KB, so no uplink produces more.
 	MaxEncodedSize = 256 * 1024
+	// MaxGapUS is the longest gap between consecutive readings of a batch (30 min).
+	MaxGapUS = 30 * 60 * 1_000_000
 )
 
 // Errors wrapped by Decode and Validate, so callers can tell why input was rejected.
@@ -26,6 +27,8 @@ var (
 	// ErrInvalid means the batch is well formed but its content breaks a rule
 	// (device id charset or length, reading count, values out of the sensor's range).
 	ErrInvalid = errors.New("invalid batch")
+	// ErrTooLarge means an encoded batch would exceed MaxEncodedSize; send fewer readings per batch.
+	ErrTooLarge = errors.New("encoded batch too large")
 )
 
 // Batch flags.
@@ -128,11 +131,14 @@ func (b *Batch) Validate() error {
 	if n == 0 || n > MaxReadings {
 		return fmt.Errorf("%w: %d readings, want 1-%d", ErrInvalid, n, MaxReadings)
 	}
-	prev := int64(math.MinInt64)
+	var prev int64
 	for i := range b.Readings {
 		r := &b.Readings[i]
-		if r.TimeUS < prev {
+		if i > 0 && r.TimeUS < prev {
 			return fmt.Errorf("%w: reading %d: timestamp goes back by %d µs", ErrInvalid, i, prev-r.TimeUS)
+		}
+		if i > 0 && r.TimeUS-prev > MaxGapUS {
+			return fmt.Errorf("%w: reading %d: %d µs after the previous one, max %d", ErrInvalid, i, r.TimeUS-prev, MaxGapUS)
 		}
 		prev = r.TimeUS
 		if r.Temp < MinTemp || r.Temp > MaxTemp {
