@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every pilake test — the one command CI runs (.ci/run).
+#
+# On a fresh machine it installs and starts what the tests need: Mosquitto and
+# Chromium from Debian, Azurite from npm (scripts/services.sh), and uPlot from
+# npm for the dashboard page. Integration tests fail, never skip, when their
+# service is missing (PILAKE_TEST_REQUIRE=1).
+#
+# Environment:
+#   PILAKE_FUZZTIME   time per fuzz target (default 8s; 0 skips the fuzz runs)
+#   PILAKE_TEST_RACE  1 (default) runs the unit tests with -race
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PILAKE_TEST_REQUIRE=1
+FUZZTIME=${PILAKE_FUZZTIME:-8s}
+RACE=${PILAKE_TEST_RACE:-1}
+step() { printf '\n=== %s (%ss)\n' "$*" "$SECONDS"; }
+
+step "services: Mosquitto, Azurite, Chromium"
+eval "$(scripts/services.sh start)"
+trap 'scripts/services.sh stop || true' EXIT
+
+step "dashboard front-end libraries (npm ci)"
+dashboard/web/build.sh
+
+step "go vet"
+go vet ./...
+
+step "go test"
+race=()
+[ "$RACE" = 1 ] && race=(-race)
+go test "${race[@]}" -count=1 -shuffle=on -timeout 12m ./...
+
+step "32-bit: GOARCH=386 go test ./agent/... ./hw/..."
+GOARCH=386 CGO_ENABLED=0 go test -count=1 ./agent/... ./hw/...
+
+step "Raspberry Pi cross-builds (CGO_ENABLED=0)"
+out=$(mktemp -d)
+for target in arm:6 arm:7 arm64:; do
+  arch=${target%%:*} arm=${target##*:}
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=$arm go build -trimpath -ldflags='-s -w' -o "$out/pilake-agent-$arch$arm" ./agent
+  printf '  pilake-agent linux/%s%s: %s bytes\n' "$arch" "${arm:+ GOARM=$arm}" "$(stat -c %s "$out/pilake-agent-$arch$arm")"
+done
+rm -rf "$out"
+
+if [ "$FUZZTIME" != 0 ]; then
+  step "fuzz targets, $FUZZTIME each"
+  grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
+    pkg=./$(dirname "${file#./}")
+    for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | cut -d' ' -f2); do
+      echo "  $pkg $fn"
+      go test -run '^$' -fuzz "^$fn\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/pilake-fuzz.log 2>&1 || { cat /tmp/pilake-fuzz.log; exit 1; }
+    done
+  done
+fi
+
+step "all tests passed"
