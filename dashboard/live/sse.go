@@ -1,0 +1,191 @@
+package live
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/pilake/pilake/agent/wire"
+)
+
+// Clock is the time source of the SSE handler; tests replace it.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// RealClock is the wall clock.
+var RealClock Clock = realClock{}
+
+// SSE serves the live feed as Server-Sent Events:
+//
+//	GET /api/live[?device=ID][&after=SEQ]   (or the Last-Event-ID header)
+//
+// Events: "status" (Status JSON) on connect and on every upstream change;
+// "live" ({"updates":[Update…]}, id = newest SEQ included) at most once per
+// Interval; "reset" (id = SEQ) when updates the client asked for are no longer
+// in the ring, so it must reload history. A comment line is sent every
+// Heartbeat to keep proxies from closing an idle stream.
+type SSE struct {
+	Hub *Hub
+	// Interval is the least time between two "live" messages to one client
+	// (default 100 ms: at most 10 chart updates per second).
+	Interval time.Duration
+	// Heartbeat is the idle time after which a comment is sent (default 15 s).
+	Heartbeat time.Duration
+	// WriteTimeout bounds each write; a client that cannot take a message in
+	// this time is disconnected (default 10 s).
+	WriteTimeout time.Duration
+	Clock        Clock
+	Log          *slog.Logger
+}
+
+var _ http.Handler = (*SSE)(nil)
+
+// ServeHTTP streams events until the client goes away.
+func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	interval, heartbeat, writeTimeout := s.Interval, s.Heartbeat, s.WriteTimeout
+	if interval <= 0 {
+		interval = 100 * time.Millisecond
+	}
+	if heartbeat <= 0 {
+		heartbeat = 15 * time.Second
+	}
+	if writeTimeout <= 0 {
+		writeTimeout = 10 * time.Second
+	}
+	clock := s.Clock
+	if clock == nil {
+		clock = RealClock
+	}
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+
+	device := r.URL.Query().Get("device")
+	if device == "all" {
+		device = ""
+	}
+	if device != "" && !wire.ValidDeviceID(device) {
+		http.Error(w, "bad device id", http.StatusBadRequest)
+		return
+	}
+	after, resume, err := startPoint(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+
+	sig, unsubscribe := s.Hub.Subscribe()
+	defer unsubscribe()
+	if !resume {
+		after = s.Hub.Seq()
+	}
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	var buf bytes.Buffer
+	send := func() bool {
+		if buf.Len() == 0 {
+			return true
+		}
+		_ = rc.SetWriteDeadline(clock.Now().Add(writeTimeout))
+		_, err := w.Write(buf.Bytes())
+		buf.Reset()
+		if err == nil {
+			err = rc.Flush()
+		}
+		if err != nil {
+			log.Debug("live client gone", "remote", r.RemoteAddr, "err", err)
+			return false
+		}
+		return true
+	}
+
+	buf.WriteString("retry: 2000\n\n")
+	var lastStatus Status
+	var entries []Entry
+	var lastSend time.Time
+	ctx := r.Context()
+	for {
+		st := s.Hub.Status()
+		if st.Live != lastStatus.Live || st.Detail != lastStatus.Detail || st.Source != lastStatus.Source {
+			lastStatus = st
+			data, _ := json.Marshal(st)
+			fmt.Fprintf(&buf, "event: status\ndata: %s\n\n", data)
+		}
+		var newest uint64
+		var gap bool
+		entries, newest, gap = s.Hub.Since(after, device, entries[:0])
+		if gap {
+			fmt.Fprintf(&buf, "id: %d\nevent: reset\ndata: {\"reason\":\"updates after %d are no longer buffered\"}\n\n", newest, after)
+			entries = entries[:0] // the reload covers them
+		}
+		if len(entries) > 0 {
+			fmt.Fprintf(&buf, "id: %d\nevent: live\ndata: {\"updates\":[", entries[len(entries)-1].Seq)
+			for i, e := range entries {
+				if i > 0 {
+					buf.WriteByte(',')
+				}
+				buf.Write(e.JSON)
+			}
+			buf.WriteString("]}\n\n")
+			lastSend = clock.Now()
+		}
+		after = newest
+		if !send() {
+			return
+		}
+
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+		case <-clock.After(heartbeat):
+			buf.WriteString(": ping\n\n")
+			continue
+		}
+		// Coalesce: whatever arrives before the interval since the last
+		// message has passed goes out together in the next one.
+		if wait := interval - clock.Now().Sub(lastSend); !lastSend.IsZero() && wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-clock.After(wait):
+			}
+		}
+	}
+}
+
+// startPoint reads where a client resumes: the Last-Event-ID header (sent by
+// a reconnecting EventSource) or else the "after" query parameter (the
+// sequence number the history response carried).
+func startPoint(r *http.Request) (after uint64, resume bool, err error) {
+	v := r.Header.Get("Last-Event-ID")
+	if v == "" {
+		v = r.URL.Query().Get("after")
+	}
+	if v == "" {
+		return 0, false, nil
+	}
+	after, err = strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("bad Last-Event-ID or after %q: want a sequence number", v)
+	}
+	return after, true, nil
+}
