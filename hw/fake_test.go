@@ -1,0 +1,112 @@
+package hw
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/physic"
+	"periph.io/x/devices/v3/bmxx80"
+)
+
+// envValues converts a driver reading to physical units.
+func envValues(e *physic.Env) Values {
+	return Values{
+		TempC:   float64(e.Temperature-physic.ZeroCelsius) / float64(physic.Celsius),
+		PressPa: float64(e.Pressure) / float64(physic.Pascal),
+		HumRH:   float64(e.Humidity) / float64(physic.PercentRH),
+	}
+}
+
+// TestNormalModeMatchesTruth reads the fake through periph's bmxx80 driver in
+// normal mode at 400 Hz and checks every reading against the model's value
+// within the sensor's resolution.
+func TestNormalModeMatchesTruth(t *testing.T) {
+	tests := []struct {
+		name string
+		opts bmxx80.Opts
+	}{
+		{"x1 F2 0.5ms", bmxx80.Opts{Temperature: bmxx80.O1x, Pressure: bmxx80.O1x, Humidity: bmxx80.O1x, Filter: bmxx80.F2, Standby: time.Millisecond}},
+		{"x2 F4 10ms", bmxx80.Opts{Temperature: bmxx80.O2x, Pressure: bmxx80.O2x, Humidity: bmxx80.O2x, Filter: bmxx80.F4, Standby: 10 * time.Millisecond}},
+		{"x16 F16 0.5ms", bmxx80.Opts{Temperature: bmxx80.O16x, Pressure: bmxx80.O16x, Humidity: bmxx80.O16x, Filter: bmxx80.F16, Standby: time.Millisecond}},
+		{"no humidity", bmxx80.Opts{Temperature: bmxx80.O1x, Pressure: bmxx80.O4x, Humidity: bmxx80.Off, Filter: bmxx80.F8, Standby: time.Millisecond}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newTestClock()
+			f := NewFake(FakeConfig{Seed: SeedFor("pi-" + tc.name), Now: clk.Now})
+			dev, err := bmxx80.NewI2C(f, f.Addr(), &tc.opts)
+			if err != nil {
+				t.Fatalf("bmxx80.NewI2C: %v", err)
+			}
+			const polls = 4000 // 10 s at 400 Hz
+			var fresh int
+			var lastSeq uint64
+			for i := range polls {
+				clk.Add(2500 * time.Microsecond)
+				var e physic.Env
+				if err := dev.Sense(&e); err != nil {
+					t.Fatalf("poll %d: Sense: %v", i, err)
+				}
+				got, want, res := envValues(&e), f.Truth(), f.Resolution()
+				if want.Seq == 0 {
+					continue // no conversion yet
+				}
+				if want.Seq != lastSeq {
+					fresh++
+					lastSeq = want.Seq
+				}
+				check := func(what string, got, want, res float64) {
+					if math.Abs(got-want) > res {
+						t.Fatalf("poll %d: %s = %.5f, model %.5f, off by %.5f > resolution %.5f", i, what, got, want, math.Abs(got-want), res)
+					}
+				}
+				check("temperature °C", got.TempC, want.TempC, res.TempC)
+				check("pressure Pa", got.PressPa, want.PressPa, res.PressPa)
+				if tc.opts.Humidity != bmxx80.Off {
+					check("humidity %RH", got.HumRH, want.HumRH, res.HumRH)
+				}
+			}
+			// The data registers change once per conversion, not per poll.
+			rate := ConversionRate(&tc.opts, tc.opts.Humidity != bmxx80.Off)
+			wantFresh := rate.Typical * polls * 0.0025
+			if math.Abs(float64(fresh)-wantFresh) > 2 {
+				t.Errorf("%d fresh readings in %d polls, want %.1f (%.1f conversions/s)", fresh, polls, wantFresh, rate.Typical)
+			}
+			t.Logf("%d polls, %d fresh (%.1f conversions/s)", polls, fresh, rate.Typical)
+		})
+	}
+}
+
+// TestTruthNearEnvironment checks that the noisy, filtered values stay close
+// to the noise-free environment and that devices differ.
+func TestTruthNearEnvironment(t *testing.T) {
+	clk := newTestClock()
+	a := NewFake(FakeConfig{Seed: SeedFor("pi-a"), Now: clk.Now})
+	b := NewFake(FakeConfig{Seed: SeedFor("pi-b"), Now: clk.Now})
+	opts := bmxx80.Opts{Temperature: bmxx80.O1x, Pressure: bmxx80.O1x, Humidity: bmxx80.O1x, Filter: bmxx80.F2, Standby: time.Millisecond}
+	for _, f := range []*Fake{a, b} {
+		if _, err := bmxx80.NewI2C(f, f.Addr(), &opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(time.Second)
+	ta, tb := a.Truth(), b.Truth()
+	env := a.Model().Env(ta.Time)
+	for _, d := range []struct {
+		what      string
+		got, want float64
+		within    float64
+	}{
+		{"temperature", ta.TempC, env.TempC, 0.05},
+		{"pressure", ta.PressPa, env.PressPa, 15},
+		{"humidity", ta.HumRH, env.HumRH, 0.2},
+	} {
+		if math.Abs(d.got-d.want) > d.within {
+			t.Errorf("%s %.3f too far from environment %.3f", d.what, d.got, d.want)
+		}
+	}
+	if ta.Values == tb.Values {
+		t.Errorf("devices pi-a and pi-b produce the same values %+v", ta.Values)
+	}
+}

@@ -1,0 +1,154 @@
+package hw
+
+import (
+	"math"
+	"time"
+
+	"periph.io/x/devices/v3/bmxx80"
+)
+
+// osrsCount returns the oversampling count for an osrs_x register field
+// (datasheet tables 20, 23, 24): 0 skipped, 1, 2, 4, 8, 16 (5..7 = 16).
+func osrsCount(field byte) int {
+	switch field & 7 {
+	case 0:
+		return 0
+	case 1:
+		return 1
+	case 2:
+		return 2
+	case 3:
+		return 4
+	case 4:
+		return 8
+	}
+	return 16
+}
+
+// adcStep returns the raw 20-bit step for a 16+(osrs−1)-bit result without
+// the IIR filter (datasheet 3.4.2, 3.4.3).
+func adcStep(field byte) int32 {
+	switch field & 7 {
+	case 0, 1:
+		return 16
+	case 2:
+		return 8
+	case 3:
+		return 4
+	case 4:
+		return 2
+	}
+	return 1
+}
+
+// filterCoef returns the IIR coefficient for the config filter field
+// (datasheet table 28): 1 (off), 2, 4, 8, 16.
+func filterCoef(field byte) float64 {
+	switch field & 7 {
+	case 0:
+		return 1
+	case 1:
+		return 2
+	case 2:
+		return 4
+	case 3:
+		return 8
+	}
+	return 16
+}
+
+// standbyTime returns t_standby for the config t_sb field of a BME280
+// (datasheet table 27): 0.5, 62.5, 125, 250, 500, 1000, 10, 20 ms.
+func standbyTime(field byte) time.Duration {
+	return [8]time.Duration{
+		500 * time.Microsecond, 62500 * time.Microsecond, 125 * time.Millisecond,
+		250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+		10 * time.Millisecond, 20 * time.Millisecond,
+	}[field&7]
+}
+
+// measureTime returns the active measurement time for oversampling counts
+// (0 = skipped), from datasheet appendix B section 9.1:
+// typical 1 + 2·T + (2·P + 0.5) + (2·H + 0.5) ms,
+// maximum 1.25 + 2.3·T + (2.3·P + 0.575) + (2.3·H + 0.575) ms.
+func measureTime(t, p, h int, max bool) time.Duration {
+	base, per, extra := 1.0, 2.0, 0.5
+	if max {
+		base, per, extra = 1.25, 2.3, 0.575
+	}
+	ms := base + per*float64(t)
+	if p > 0 {
+		ms += per*float64(p) + extra
+	}
+	if h > 0 {
+		ms += per*float64(h) + extra
+	}
+	return time.Duration(ms * float64(time.Millisecond))
+}
+
+// Sensor noise, RMS, for one conversion without the IIR filter (see the
+// package documentation, "Signal model", for the sources).
+
+// noiseTemp: 0.005 °C at ×1, falling as 1/√n with oversampling n.
+func noiseTemp(n int) float64 { return 0.005 / math.Sqrt(float64(n)) }
+
+// noisePress: 3.3 Pa at ×1 and 1.3 Pa at ×16, a power law in between.
+func noisePress(n int) float64 { return 3.3 * math.Pow(float64(n), -0.336) }
+
+// noiseHum: 0.02 %RH at ×1, falling as 1/√n.
+func noiseHum(n int) float64 { return 0.02 / math.Sqrt(float64(n)) }
+
+// Rate is a conversion rate of a real sensor.
+type Rate struct {
+	// Typical and Min are conversions per second with the datasheet's
+	// typical and maximum measurement times.
+	Typical, Min float64
+	// Measure is the typical active measurement time; Standby the standby
+	// time between measurements in normal mode (0 in forced mode).
+	Measure, Standby time.Duration
+}
+
+// ConversionRate returns how many fresh conversions per second a BME280
+// delivers with opts (datasheet appendix B, sections 9.1–9.3). In normal
+// mode (opts.Filter != NoFilter and opts.Standby != 0, as bmxx80 decides)
+// the rate is 1/(t_measure + t_standby), with the standby time bmxx80 picks
+// for opts.Standby. In forced mode it is the upper bound 1/t_measure. Polling
+// faster than this returns repeated values.
+func ConversionRate(opts *bmxx80.Opts, humidity bool) Rate {
+	h := 0
+	if humidity {
+		h = osrsCount(byte(opts.Humidity))
+	}
+	t, p := osrsCount(byte(opts.Temperature)), osrsCount(byte(opts.Pressure))
+	r := Rate{Measure: measureTime(t, p, h, false)}
+	tmax := measureTime(t, p, h, true)
+	if opts.Filter != bmxx80.NoFilter && opts.Standby != 0 {
+		r.Standby = standbyTime(standbyField(opts.Standby))
+	}
+	r.Typical = 1 / (r.Measure + r.Standby).Seconds()
+	r.Min = 1 / (tmax + r.Standby).Seconds()
+	return r
+}
+
+// standbyField mirrors bmxx80's choice of t_sb for a requested standby on a
+// BME280: the longest table entry not above the request, with 0.5 ms below
+// 10 ms.
+func standbyField(d time.Duration) byte {
+	switch {
+	case d < 10*time.Millisecond:
+		return 0
+	case d < 20*time.Millisecond:
+		return 6
+	case d < 62500*time.Microsecond:
+		return 7
+	case d < 125*time.Millisecond:
+		return 1
+	case d < 250*time.Millisecond:
+		return 2
+	case d < 500*time.Millisecond:
+		return 3
+	case d < time.Second:
+		return 4
+	}
+	return 5
+}
