@@ -1,0 +1,29 @@
+// Package delta writes and reads Delta Lake tables in a lake: Parquet data
+// files plus a transaction log of JSON commits (`_delta_log/%020d.json`)
+// written put-if-absent, with Parquet checkpoints every CheckpointInterval
+// commits and `_last_checkpoint`, following the Delta transaction log
+// protocol (https://github.com/delta-io/delta/blob/master/PROTOCOL.md),
+// reader version 1 / writer version 2, so Spark, Databricks, DuckDB and
+// delta-rs read the tables as they are.
+//
+// What is implemented of the protocol:
+//
+//   - actions protocol, metaData (schemaString, partitionColumns, createdTime,
+//     configuration), add (path, partitionValues, size, modificationTime,
+//     dataChange, stats with numRecords/minValues/maxValues/nullCount),
+//     remove (tombstones with deletionTimestamp), txn (application
+//     transaction identifiers, used for exactly-once) and commitInfo;
+//   - optimistic concurrency: a commit is put-if-absent at the next version;
+//     a writer that loses the race reloads the log, checks the winning commits
+//     for conflicts (a txn for the same appId, or a remove of a file it also
+//     removes) and retries at the next version;
+//   - classic single-file V1 checkpoints (`%020d.checkpoint.parquet`) with
+//     the checkpoint schema of the spec, and `_last_checkpoint`;
+//   - compaction (an OPTIMIZE-like rewrite of small files: one commit with
+//     add and remove actions, dataChange=false).
+//
+// Data files never contain partition columns (as in the reference
+// implementation); readers take them from the add action's partitionValues.
+// Timestamps are Parquet INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true) and
+// Delta type "timestamp".
+package delta

@@ -1,0 +1,397 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/pilake/pilake/collector/lake"
+)
+
+// Snapshot is the state of a table at one version: protocol, metadata, live
+// files, tombstones and application transaction versions.
+type Snapshot struct {
+	Version  int64 // -1 for a table with no commits
+	Protocol Protocol
+	Metadata Metadata
+
+	files      map[string]AddFile
+	tombstones map[string]RemoveFile
+	txns       map[string]Txn
+}
+
+func newSnapshot() *Snapshot {
+	return &Snapshot{Version: -1, files: map[string]AddFile{}, tombstones: map[string]RemoveFile{}, txns: map[string]Txn{}}
+}
+
+// Files returns the live data files, sorted by path.
+func (s *Snapshot) Files() []AddFile {
+	out := slices.Collect(maps.Values(s.files))
+	slices.SortFunc(out, func(a, b AddFile) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}
+
+// NumFiles returns the number of live data files.
+func (s *Snapshot) NumFiles() int { return len(s.files) }
+
+// Tombstones returns the remove actions still kept, sorted by path.
+func (s *Snapshot) Tombstones() []RemoveFile {
+	out := slices.Collect(maps.Values(s.tombstones))
+	slices.SortFunc(out, func(a, b RemoveFile) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}
+
+// TxnVersion returns the latest committed version of application appID.
+func (s *Snapshot) TxnVersion(appID string) (int64, bool) {
+	t, ok := s.txns[appID]
+	return t.Version, ok
+}
+
+// Schema parses the table's schema.
+func (s *Snapshot) Schema() (StructType, error) { return ParseSchema(s.Metadata.SchemaString) }
+
+func (s *Snapshot) apply(actions []Action) error {
+	for _, a := range actions {
+		switch {
+		case a.Protocol != nil:
+			if a.Protocol.MinReaderVersion > 1 || a.Protocol.MinWriterVersion > 2 {
+				return fmt.Errorf("table needs reader v%d writer v%d: %w", a.Protocol.MinReaderVersion, a.Protocol.MinWriterVersion, ErrUnsupported)
+			}
+			s.Protocol = *a.Protocol
+		case a.MetaData != nil:
+			s.Metadata = *a.MetaData
+		case a.Add != nil:
+			if a.Add.Path == "" {
+				return fmt.Errorf("%w: add action without path", ErrCorruptLog)
+			}
+			s.files[a.Add.Path] = *a.Add
+			delete(s.tombstones, a.Add.Path)
+		case a.Remove != nil:
+			delete(s.files, a.Remove.Path)
+			s.tombstones[a.Remove.Path] = *a.Remove
+		case a.Txn != nil:
+			s.txns[a.Txn.AppID] = *a.Txn
+		}
+	}
+	return nil
+}
+
+func (s *Snapshot) clone() *Snapshot {
+	c := *s
+	c.files = maps.Clone(s.files)
+	c.tombstones = maps.Clone(s.tombstones)
+	c.txns = maps.Clone(s.txns)
+	return &c
+}
+
+// LogDir returns the name prefix of table's log ("table/_delta_log/").
+func LogDir(table string) string { return table + "/_delta_log/" }
+
+// CommitName returns the object name of table's commit v.
+func CommitName(table string, v int64) string { return fmt.Sprintf("%s%020d.json", LogDir(table), v) }
+
+// CheckpointName returns the object name of table's checkpoint at v.
+func CheckpointName(table string, v int64) string {
+	return fmt.Sprintf("%s%020d.checkpoint.parquet", LogDir(table), v)
+}
+
+// LastCheckpointName returns the object name of table's _last_checkpoint.
+func LastCheckpointName(table string) string { return LogDir(table) + "_last_checkpoint" }
+
+// LastCheckpoint is the content of _last_checkpoint.
+type LastCheckpoint struct {
+	Version int64 `json:"version"`
+	Size    int64 `json:"size"`
+}
+
+// Load replays table's log (latest checkpoint, then the JSON commits after
+// it) and returns its latest snapshot, or an error wrapping ErrNoTable.
+func Load(ctx context.Context, l lake.Lake, table string) (*Snapshot, error) {
+	objs, err := l.List(ctx, LogDir(table))
+	if err != nil {
+		return nil, fmt.Errorf("loading delta table %s: %w", table, err)
+	}
+	var commits []int64
+	cp := int64(-1)
+	for _, o := range objs {
+		base := path.Base(o.Name)
+		if v, ok := strings.CutSuffix(base, ".json"); ok && len(v) == 20 {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				commits = append(commits, n)
+			}
+		} else if v, ok := strings.CutSuffix(base, ".checkpoint.parquet"); ok && len(v) == 20 {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > cp {
+				cp = n
+			}
+		}
+	}
+	if len(commits) == 0 && cp < 0 {
+		return nil, fmt.Errorf("loading delta table %s: %w", table, ErrNoTable)
+	}
+	s := newSnapshot()
+	if cp >= 0 {
+		if err := s.readCheckpoint(ctx, l, table, cp); err != nil {
+			return nil, err
+		}
+	}
+	want := s.Version + 1
+	for _, v := range commits {
+		if v < want {
+			continue
+		}
+		if v != want {
+			return nil, fmt.Errorf("loading delta table %s: %w: version %d missing", table, ErrCorruptLog, want)
+		}
+		if err := s.applyCommit(ctx, l, table, v); err != nil {
+			return nil, err
+		}
+		want++
+	}
+	if s.Metadata.SchemaString == "" {
+		return nil, fmt.Errorf("loading delta table %s: %w: no metaData action", table, ErrCorruptLog)
+	}
+	return s, nil
+}
+
+func (s *Snapshot) applyCommit(ctx context.Context, l lake.Lake, table string, v int64) error {
+	data, err := l.Get(ctx, CommitName(table, v))
+	if err != nil {
+		return fmt.Errorf("reading commit %d of %s: %w", v, table, err)
+	}
+	actions, err := decodeCommit(data)
+	if err != nil {
+		return fmt.Errorf("reading commit %d of %s: %w", v, table, err)
+	}
+	if err := s.apply(actions); err != nil {
+		return fmt.Errorf("applying commit %d of %s: %w", v, table, err)
+	}
+	s.Version = v
+	return nil
+}
+
+// update applies the commits after s.Version that exist now, and returns
+// the actions of each (for conflict checks).
+func (s *Snapshot) update(ctx context.Context, l lake.Lake, table string) ([][]Action, error) {
+	var out [][]Action
+	for {
+		data, err := l.Get(ctx, CommitName(table, s.Version+1))
+		if errors.Is(err, lake.ErrNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("reading commit %d of %s: %w", s.Version+1, table, err)
+		}
+		actions, err := decodeCommit(data)
+		if err != nil {
+			return out, fmt.Errorf("reading commit %d of %s: %w", s.Version+1, table, err)
+		}
+		if err := s.apply(actions); err != nil {
+			return out, fmt.Errorf("applying commit %d of %s: %w", s.Version+1, table, err)
+		}
+		s.Version++
+		out = append(out, actions)
+	}
+}
+
+// Checkpoint rows: the checkpoint schema of the protocol (one action per row).
+type cpRow struct {
+	Txn      *cpTxn      `parquet:"txn,optional"`
+	Add      *cpAdd      `parquet:"add,optional"`
+	Remove   *cpRemove   `parquet:"remove,optional"`
+	MetaData *cpMetadata `parquet:"metaData,optional"`
+	Protocol *cpProtocol `parquet:"protocol,optional"`
+}
+
+type cpTxn struct {
+	AppID       string `parquet:"appId"`
+	Version     int64  `parquet:"version"`
+	LastUpdated *int64 `parquet:"lastUpdated,optional"`
+}
+
+type cpAdd struct {
+	Path             string            `parquet:"path"`
+	PartitionValues  map[string]string `parquet:"partitionValues"`
+	Size             int64             `parquet:"size"`
+	ModificationTime int64             `parquet:"modificationTime"`
+	DataChange       bool              `parquet:"dataChange"`
+	Stats            *string           `parquet:"stats,optional"`
+	Tags             map[string]string `parquet:"tags,optional"`
+}
+
+type cpRemove struct {
+	Path                 string            `parquet:"path"`
+	DeletionTimestamp    *int64            `parquet:"deletionTimestamp,optional"`
+	DataChange           bool              `parquet:"dataChange"`
+	ExtendedFileMetadata *bool             `parquet:"extendedFileMetadata,optional"`
+	PartitionValues      map[string]string `parquet:"partitionValues,optional"`
+	Size                 *int64            `parquet:"size,optional"`
+}
+
+type cpFormat struct {
+	Provider string            `parquet:"provider"`
+	Options  map[string]string `parquet:"options,optional"`
+}
+
+type cpMetadata struct {
+	ID               string            `parquet:"id"`
+	Name             *string           `parquet:"name,optional"`
+	Description      *string           `parquet:"description,optional"`
+	Format           cpFormat          `parquet:"format"`
+	SchemaString     string            `parquet:"schemaString"`
+	PartitionColumns []string          `parquet:"partitionColumns,list"`
+	CreatedTime      *int64            `parquet:"createdTime,optional"`
+	Configuration    map[string]string `parquet:"configuration"`
+}
+
+type cpProtocol struct {
+	MinReaderVersion int32 `parquet:"minReaderVersion"`
+	MinWriterVersion int32 `parquet:"minWriterVersion"`
+}
+
+func optStr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func optInt(n int64) *int64 {
+	if n == 0 {
+		return nil
+	}
+	return &n
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func (s *Snapshot) checkpointRows() []cpRow {
+	rows := []cpRow{
+		{Protocol: &cpProtocol{MinReaderVersion: int32(s.Protocol.MinReaderVersion), MinWriterVersion: int32(s.Protocol.MinWriterVersion)}},
+		{MetaData: &cpMetadata{
+			ID: s.Metadata.ID, Name: optStr(s.Metadata.Name), Description: optStr(s.Metadata.Description),
+			Format:       cpFormat{Provider: s.Metadata.Format.Provider, Options: nonNil(s.Metadata.Format.Options)},
+			SchemaString: s.Metadata.SchemaString, PartitionColumns: append([]string{}, s.Metadata.PartitionColumns...),
+			CreatedTime: optInt(s.Metadata.CreatedTime), Configuration: nonNil(s.Metadata.Configuration),
+		}},
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.txns)) {
+		t := s.txns[id]
+		rows = append(rows, cpRow{Txn: &cpTxn{AppID: t.AppID, Version: t.Version, LastUpdated: optInt(t.LastUpdated)}})
+	}
+	for _, a := range s.Files() {
+		rows = append(rows, cpRow{Add: &cpAdd{Path: a.Path, PartitionValues: nonNil(a.PartitionValues), Size: a.Size,
+			ModificationTime: a.ModificationTime, DataChange: false, Stats: optStr(a.Stats), Tags: a.Tags}})
+	}
+	for _, r := range s.Tombstones() {
+		ext := r.ExtendedFileMetadata
+		rows = append(rows, cpRow{Remove: &cpRemove{Path: r.Path, DeletionTimestamp: &r.DeletionTimestamp, DataChange: false,
+			ExtendedFileMetadata: &ext, PartitionValues: r.PartitionValues, Size: optInt(r.Size)}})
+	}
+	return rows
+}
+
+func encodeCheckpoint(rows []cpRow) ([]byte, error) {
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[cpRow](&buf, parquet.Compression(&parquet.Snappy), parquet.CreatedBy("pilake", "1", ""))
+	if _, err := w.Write(rows); err != nil {
+		return nil, fmt.Errorf("encoding checkpoint: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("encoding checkpoint: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string, v int64) error {
+	data, err := l.Get(ctx, CheckpointName(table, v))
+	if err != nil {
+		return fmt.Errorf("reading checkpoint %d of %s: %w", v, table, err)
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return fmt.Errorf("reading checkpoint %d of %s: %w: %v", v, table, ErrCorruptLog, err)
+	}
+	r := parquet.NewGenericReader[cpRow](f)
+	defer r.Close()
+	buf := make([]cpRow, 256)
+	for {
+		n, err := r.Read(buf)
+		for _, row := range buf[:n] {
+			var a Action
+			switch {
+			case row.Protocol != nil:
+				a.Protocol = &Protocol{MinReaderVersion: int(row.Protocol.MinReaderVersion), MinWriterVersion: int(row.Protocol.MinWriterVersion)}
+			case row.MetaData != nil:
+				m := row.MetaData
+				a.MetaData = &Metadata{ID: m.ID, Format: Format{Provider: m.Format.Provider, Options: m.Format.Options},
+					SchemaString: m.SchemaString, PartitionColumns: m.PartitionColumns, Configuration: m.Configuration}
+				if m.Name != nil {
+					a.MetaData.Name = *m.Name
+				}
+				if m.Description != nil {
+					a.MetaData.Description = *m.Description
+				}
+				if m.CreatedTime != nil {
+					a.MetaData.CreatedTime = *m.CreatedTime
+				}
+			case row.Txn != nil:
+				a.Txn = &Txn{AppID: row.Txn.AppID, Version: row.Txn.Version}
+				if row.Txn.LastUpdated != nil {
+					a.Txn.LastUpdated = *row.Txn.LastUpdated
+				}
+			case row.Add != nil:
+				ad := row.Add
+				a.Add = &AddFile{Path: ad.Path, PartitionValues: ad.PartitionValues, Size: ad.Size,
+					ModificationTime: ad.ModificationTime, DataChange: ad.DataChange, Tags: ad.Tags}
+				if ad.Stats != nil {
+					a.Add.Stats = *ad.Stats
+				}
+			case row.Remove != nil:
+				rm := row.Remove
+				a.Remove = &RemoveFile{Path: rm.Path, DataChange: rm.DataChange, PartitionValues: rm.PartitionValues}
+				if rm.DeletionTimestamp != nil {
+					a.Remove.DeletionTimestamp = *rm.DeletionTimestamp
+				}
+				if rm.Size != nil {
+					a.Remove.Size = *rm.Size
+				}
+				if rm.ExtendedFileMetadata != nil {
+					a.Remove.ExtendedFileMetadata = *rm.ExtendedFileMetadata
+				}
+			default:
+				continue
+			}
+			if err := s.apply([]Action{a}); err != nil {
+				return fmt.Errorf("reading checkpoint %d of %s: %w", v, table, err)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading checkpoint %d of %s: %w: %v", v, table, ErrCorruptLog, err)
+		}
+	}
+	s.Version = v
+	return nil
+}
+
+func encodeLastCheckpoint(lc LastCheckpoint) []byte {
+	b, _ := json.Marshal(lc)
+	return b
+}

@@ -1,0 +1,321 @@
+package delta
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/pilake/pilake/collector/lake"
+)
+
+// Options configure a Table.
+type Options struct {
+	// PartitionColumns are the table's partition columns (string columns only).
+	PartitionColumns []string
+	// CheckpointInterval is the number of commits between checkpoints; 0 means 10.
+	CheckpointInterval int
+	// Compression is the data files' codec; nil means Snappy.
+	Compression parquet.WriterOption
+	// Description is the metaData description of a new table.
+	Description string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxRetries bounds how often Commit retries at the next version after
+	// losing a race to another writer; 0 means 100.
+	MaxRetries int
+}
+
+// Table writes one Delta table. A Table is not safe for concurrent use; two
+// Tables (in one process or many) may write the same table concurrently.
+type Table struct {
+	l      lake.Lake
+	name   string
+	opts   Options
+	schema StructType
+	snap   *Snapshot
+	lastCP int64
+	// CheckpointErr is the error of the last failed checkpoint write (the
+	// commit itself succeeded; the checkpoint is retried at the next commit).
+	CheckpointErr error
+}
+
+// Open opens table, creating it (version 0: protocol and metaData with T's
+// schema) if it has no log yet. An existing table must have T's schema and
+// the same partition columns.
+func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (*Table, error) {
+	schema, err := SchemaOf[T]()
+	if err != nil {
+		return nil, fmt.Errorf("opening delta table %s: %w", table, err)
+	}
+	for _, c := range opts.PartitionColumns {
+		f, ok := schema.Field(c)
+		if !ok || f.Type != "string" {
+			return nil, fmt.Errorf("opening delta table %s: partition column %q is not a string column", table, c)
+		}
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = 10
+	}
+	if opts.Compression == nil {
+		opts.Compression = parquet.Compression(&parquet.Snappy)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxRetries <= 0 {
+		opts.MaxRetries = 100
+	}
+	t := &Table{l: l, name: table, opts: opts, schema: schema}
+	for {
+		snap, err := Load(ctx, l, table)
+		if err == nil {
+			got, err := snap.Schema()
+			if err != nil {
+				return nil, fmt.Errorf("opening delta table %s: %w", table, err)
+			}
+			if !sameSchema(got, schema) || !slices.Equal(snap.Metadata.PartitionColumns, opts.PartitionColumns) {
+				return nil, fmt.Errorf("opening delta table %s: existing schema %s partitioned by %v differs from %s partitioned by %v",
+					table, snap.Metadata.SchemaString, snap.Metadata.PartitionColumns, schema, opts.PartitionColumns)
+			}
+			t.snap = snap
+			t.lastCP = snap.Version - snap.Version%int64(opts.CheckpointInterval)
+			return t, nil
+		}
+		if !errors.Is(err, ErrNoTable) {
+			return nil, err
+		}
+		actions := []Action{
+			{CommitInfo: t.commitInfo("CREATE TABLE")},
+			{Protocol: &Protocol{MinReaderVersion: 1, MinWriterVersion: 2}},
+			{MetaData: &Metadata{
+				ID: newUUID(), Name: path0(table), Description: opts.Description,
+				Format: Format{Provider: "parquet", Options: map[string]string{}}, SchemaString: schema.String(),
+				PartitionColumns: append([]string{}, opts.PartitionColumns...), CreatedTime: opts.Now().UnixMilli(),
+				Configuration: map[string]string{},
+			}},
+		}
+		data, err := encodeCommit(actions)
+		if err != nil {
+			return nil, err
+		}
+		err = l.PutIfAbsent(ctx, CommitName(table, 0), data)
+		if err != nil && !errors.Is(err, lake.ErrExists) {
+			return nil, fmt.Errorf("creating delta table %s: %w", table, err)
+		}
+		// Created, or another writer created it first: load it.
+	}
+}
+
+func path0(table string) string {
+	if i := strings.LastIndex(table, "/"); i >= 0 {
+		return table[i+1:]
+	}
+	return table
+}
+
+func sameSchema(a, b StructType) bool {
+	if len(a.Fields) != len(b.Fields) {
+		return false
+	}
+	for i := range a.Fields {
+		if a.Fields[i].Name != b.Fields[i].Name || a.Fields[i].Type != b.Fields[i].Type {
+			return false
+		}
+	}
+	return true
+}
+
+// Name returns the table's name (its prefix in the lake).
+func (t *Table) Name() string { return t.name }
+
+// Snapshot returns the table's state as of the last commit this Table saw.
+// The caller must not modify it.
+func (t *Table) Snapshot() *Snapshot { return t.snap }
+
+// Schema returns the table's Delta schema.
+func (t *Table) Schema() StructType { return t.schema }
+
+// PartitionColumns returns the table's partition columns.
+func (t *Table) PartitionColumns() []string { return t.opts.PartitionColumns }
+
+// Refresh reads the commits other writers made since this Table last looked.
+func (t *Table) Refresh(ctx context.Context) error {
+	_, err := t.snap.update(ctx, t.l, t.name)
+	return err
+}
+
+func (t *Table) commitInfo(op string) map[string]any {
+	return map[string]any{
+		"timestamp":     t.opts.Now().UnixMilli(),
+		"operation":     op,
+		"engineInfo":    "pilake",
+		"isBlindAppend": op == "WRITE" || op == "STREAMING UPDATE",
+	}
+}
+
+// Commit writes actions as the table's next version, put-if-absent. If
+// another writer took that version first, Commit reads the winning commits,
+// fails with ErrConflict if one of them changes the metadata or protocol,
+// commits a txn for one of this commit's appIds, or removes a file this
+// commit removes, and otherwise retries at the next version. operation is
+// recorded in commitInfo ("WRITE", "STREAMING UPDATE", "OPTIMIZE").
+// Every CheckpointInterval versions it writes a checkpoint.
+func (t *Table) Commit(ctx context.Context, actions []Action, operation string) (int64, error) {
+	all := make([]Action, 0, len(actions)+1)
+	all = append(all, Action{CommitInfo: t.commitInfo(operation)})
+	all = append(all, actions...)
+	data, err := encodeCommit(all)
+	if err != nil {
+		return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+	}
+	for attempt := 0; ; attempt++ {
+		v := t.snap.Version + 1
+		err := t.l.PutIfAbsent(ctx, CommitName(t.name, v), data)
+		if err == nil {
+			if err := t.snap.apply(actions); err != nil {
+				return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+			}
+			t.snap.Version = v
+			t.maybeCheckpoint(ctx)
+			return v, nil
+		}
+		if !errors.Is(err, lake.ErrExists) {
+			return 0, fmt.Errorf("committing version %d to %s: %w", v, t.name, err)
+		}
+		if attempt >= t.opts.MaxRetries {
+			return 0, fmt.Errorf("committing to %s: gave up after %d concurrent commits: %w", t.name, attempt, ErrConflict)
+		}
+		winners, err := t.snap.update(ctx, t.l, t.name)
+		if err != nil {
+			return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+		}
+		if err := conflicts(actions, winners); err != nil {
+			return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+		}
+	}
+}
+
+func conflicts(ours []Action, winners [][]Action) error {
+	apps := map[string]bool{}
+	removes := map[string]bool{}
+	for _, a := range ours {
+		if a.Txn != nil {
+			apps[a.Txn.AppID] = true
+		}
+		if a.Remove != nil {
+			removes[a.Remove.Path] = true
+		}
+	}
+	for _, w := range winners {
+		for _, a := range w {
+			switch {
+			case a.MetaData != nil || a.Protocol != nil:
+				return fmt.Errorf("%w: metadata or protocol changed", ErrConflict)
+			case a.Txn != nil && apps[a.Txn.AppID]:
+				return fmt.Errorf("%w: application %s committed concurrently", ErrConflict, a.Txn.AppID)
+			case a.Remove != nil && removes[a.Remove.Path]:
+				return fmt.Errorf("%w: file %s removed concurrently", ErrConflict, a.Remove.Path)
+			}
+		}
+	}
+	return nil
+}
+
+// tombstoneRetention is how long remove tombstones stay in checkpoints
+// (delta.deletedFileRetentionDuration's default).
+const tombstoneRetention = 7 * 24 * time.Hour
+
+func (t *Table) maybeCheckpoint(ctx context.Context) {
+	v := t.snap.Version
+	if v-t.lastCP < int64(t.opts.CheckpointInterval) {
+		return
+	}
+	if err := t.Checkpoint(ctx); err != nil {
+		t.CheckpointErr = err
+		return
+	}
+	t.CheckpointErr = nil
+}
+
+// Checkpoint writes a checkpoint of the current version and _last_checkpoint.
+func (t *Table) Checkpoint(ctx context.Context) error {
+	cutoff := t.opts.Now().Add(-tombstoneRetention).UnixMilli()
+	for p, r := range t.snap.tombstones {
+		if r.DeletionTimestamp < cutoff {
+			delete(t.snap.tombstones, p)
+		}
+	}
+	rows := t.snap.checkpointRows()
+	data, err := encodeCheckpoint(rows)
+	if err != nil {
+		return fmt.Errorf("checkpointing %s: %w", t.name, err)
+	}
+	v := t.snap.Version
+	if err := t.l.Put(ctx, CheckpointName(t.name, v), data); err != nil {
+		return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
+	}
+	if err := t.l.Put(ctx, LastCheckpointName(t.name), encodeLastCheckpoint(LastCheckpoint{Version: v, Size: int64(len(rows))})); err != nil {
+		return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
+	}
+	t.lastCP = v
+	return nil
+}
+
+// PutFile stores an encoded Parquet data file (see EncodeParquet) under a new
+// unique name in the table and returns its add action (dataChange=true).
+func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionValues map[string]string) (AddFile, error) {
+	rel := ""
+	for _, c := range t.opts.PartitionColumns {
+		v, ok := partitionValues[c]
+		if !ok {
+			return AddFile{}, fmt.Errorf("storing data file in %s: no value for partition column %s", t.name, c)
+		}
+		rel += url.PathEscape(c) + "=" + url.PathEscape(v) + "/"
+	}
+	if len(partitionValues) != len(t.opts.PartitionColumns) {
+		return AddFile{}, fmt.Errorf("storing data file in %s: partition values %v for columns %v", t.name, partitionValues, t.opts.PartitionColumns)
+	}
+	rel += "part-00000-" + newUUID() + ".c000.parquet"
+	if err := t.l.PutIfAbsent(ctx, t.name+"/"+rel, data); err != nil {
+		return AddFile{}, fmt.Errorf("storing data file in %s: %w", t.name, err)
+	}
+	stats, err := json.Marshal(st)
+	if err != nil {
+		return AddFile{}, fmt.Errorf("storing data file in %s: %w", t.name, err)
+	}
+	pv := map[string]string{}
+	for k, v := range partitionValues {
+		pv[k] = v
+	}
+	return AddFile{Path: rel, PartitionValues: pv, Size: int64(len(data)), ModificationTime: t.opts.Now().UnixMilli(),
+		DataChange: true, Stats: string(stats)}, nil
+}
+
+// WriteFile encodes rows (which must all have the same partition values,
+// given in partitionValues) as a Parquet data file of t, stores it and returns
+// its add action, to be committed with Commit.
+func WriteFile[T any](ctx context.Context, t *Table, rows []T, partitionValues map[string]string) (AddFile, error) {
+	data, st, err := EncodeParquet(rows, t.opts.PartitionColumns, t.opts.Compression)
+	if err != nil {
+		return AddFile{}, fmt.Errorf("writing data file of %s: %w", t.name, err)
+	}
+	return t.PutFile(ctx, data, st, partitionValues)
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
