@@ -268,3 +268,32 @@ func TestAzureRetries(t *testing.T) {
 		t.Fatalf("outage write visible: %v", err)
 	}
 }
+
+func TestLocalGroupWriter(t *testing.T) {
+	l, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	var gw lake.GroupWriter = l
+	if err := gw.WriteIfAbsent(ctx, "landing/d/1.bin", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.WriteIfAbsent(ctx, "landing/d/1.bin", []byte("two")); !errors.Is(err, lake.ErrExists) {
+		t.Fatalf("second WriteIfAbsent = %v, want ErrExists", err)
+	}
+	if err := l.PutIfAbsent(ctx, "landing/d/1.bin", []byte("three")); !errors.Is(err, lake.ErrExists) {
+		t.Fatalf("PutIfAbsent over WriteIfAbsent = %v, want ErrExists", err)
+	}
+	if err := gw.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Get(ctx, "landing/d/1.bin")
+	if err != nil || string(got) != "one" {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	objs, err := l.List(ctx, "landing/")
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("List = %v, %v; want one object and no temporary files", objs, err)
+	}
+}
