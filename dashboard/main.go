@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "github.com/databricks/databricks-sql-go" // registers the "databricks" driver
+	dbsqllog "github.com/databricks/databricks-sql-go/logger"
+
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/dashboard/history"
+	"github.com/pilake/pilake/dashboard/live"
+	"github.com/pilake/pilake/dashboard/web"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stderr, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "dashboard:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the dashboard and serves until ctx ends. If ready is not nil it
+// receives the base URL once the listener is up.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer, ready chan<- string) error {
+	cfg, err := loadConfig(args, lookupEnv)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hub := live.NewHub(cfg.Ring, nil)
+	done := make(chan error, 2)
+	workers := 0
+
+	var hist history.Source
+	switch cfg.Source {
+	case "lake":
+		lk, where, err := openLake(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		hist = history.NewLake(lk, int32(cfg.GoldN))
+		log.Info("history from the lake", "lake", where)
+		if cfg.Broker != "" {
+			workers++
+			go func() {
+				done <- live.RunMQTT(ctx, live.MQTTConfig{Broker: cfg.Broker, GoldN: int32(cfg.GoldN), Log: log}, hub, nil)
+			}()
+		} else {
+			hub.SetStatus("offline", "none", "no --broker: live feed disabled")
+		}
+	case "databricks":
+		db, err := openDatabricks(cfg.Databricks)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		src := &history.SQL{DB: db, SilverTable: cfg.SQLSilverTable, GoldTable: cfg.SQLGoldTable, GoldN: int32(cfg.GoldN)}
+		if err := src.Validate(); err != nil {
+			return err
+		}
+		hist = src
+		name := "databricks " + cfg.Databricks.Host
+		log.Info("history and live from Databricks SQL", "host", cfg.Databricks.Host, "http_path", cfg.Databricks.HTTPPath,
+			"token", cfg.Databricks.Token, "silver", cfg.SQLSilverTable, "gold", cfg.SQLGoldTable)
+		p := &history.Poller{Source: src, Hub: hub, Interval: cfg.SQLPoll, Name: name, Log: log}
+		workers++
+		go func() { done <- p.Run(ctx) }()
+	}
+
+	if !web.HasChartLibrary() {
+		log.Warn("built without the chart library: run dashboard/web/build.sh, then go build ./dashboard")
+	}
+	srv := &Server{
+		History:   hist,
+		Hub:       hub,
+		SSE:       &live.SSE{Hub: hub, Interval: cfg.Coalesce, Log: log},
+		Assets:    web.FS(),
+		MaxPoints: cfg.MaxPts,
+		Auth:      cfg.Auth,
+		Log:       log,
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	// SSE streams end when ctx does, so Shutdown does not wait for them.
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	base := "http://" + ln.Addr().String() + "/"
+	log.Info("dashboard listening", "url", base, "source", cfg.Source, "auth", cfg.Auth.Enabled())
+	if ready != nil {
+		ready <- base
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		cancel()
+		return fmt.Errorf("serving HTTP: %w", err)
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("shutting down HTTP server", "err", err)
+	}
+	var errs []error
+	for ; workers > 0; workers-- {
+		if err := <-done; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	log.Info("dashboard stopped")
+	return errors.Join(errs...)
+}
+
+func openLake(ctx context.Context, cfg Config) (lake.Lake, string, error) {
+	if cfg.AzureContainer == "" {
+		lk, err := lake.NewLocal(cfg.Lake)
+		if err != nil {
+			return nil, "", fmt.Errorf("opening lake %s: %w", cfg.Lake, err)
+		}
+		return lk, cfg.Lake, nil
+	}
+	lk, err := lake.NewAzure(ctx, lake.AzureOptions{
+		ConnectionString: cfg.AzureConnectionString,
+		Account:          cfg.AzureAccount,
+		Key:              cfg.AzureKey.Reveal(),
+		SAS:              cfg.AzureSAS.Reveal(),
+		Endpoint:         cfg.AzureEndpoint,
+		Container:        cfg.AzureContainer,
+		Prefix:           cfg.AzurePrefix,
+		Retry:            lake.RetryPolicy{MaxAttempts: 3},
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("opening Azure lake (container %s): %w", cfg.AzureContainer, err)
+	}
+	return lk, "azure container " + cfg.AzureContainer, nil
+}
+
+// databricksDSN builds the databricks-sql-go DSN: token auth, port 443 unless
+// the host names one, telemetry off.
+func databricksDSN(d Databricks) string {
+	host := strings.TrimPrefix(strings.TrimPrefix(d.Host, "https://"), "http://")
+	host = strings.TrimSuffix(host, "/")
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host += ":443"
+	}
+	path := d.HTTPPath
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	u := url.URL{User: url.UserPassword("token", d.Token.Reveal()), Host: host, Path: path, RawQuery: "enableTelemetry=false"}
+	return strings.TrimPrefix(u.String(), "//")
+}
+
+// openDatabricks opens the SQL warehouse. Errors never quote the DSN (it holds
+// the token), and the driver's own logger is silenced for the same reason.
+func openDatabricks(d Databricks) (*sql.DB, error) {
+	_ = dbsqllog.SetLogLevel("disabled")
+	db, err := sql.Open("databricks", databricksDSN(d))
+	if err != nil {
+		return nil, fmt.Errorf("configuring Databricks SQL connection to %s: %s", d.Host, publicError(err))
+	}
+	return db, nil
+}

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pilake/pilake/dashboard/history"
+	"github.com/pilake/pilake/dashboard/live"
+	"github.com/pilake/pilake/dashboard/series"
+)
+
+// Server is the dashboard's HTTP side.
+type Server struct {
+	History   history.Source
+	Hub       *live.Hub
+	SSE       *live.SSE
+	Assets    fs.FS // static/… and vendor/…
+	MaxPoints int
+	Auth      Auth
+	Now       func() time.Time
+	Log       *slog.Logger
+	// QueryTimeout bounds one history read (default 30 s).
+	QueryTimeout time.Duration
+}
+
+// Handler returns the routes, behind authentication when it is configured.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/series", s.series)
+	mux.HandleFunc("GET /api/devices", s.devices)
+	mux.Handle("GET /api/live", s.SSE)
+	files := http.FileServerFS(s.Assets)
+	mux.Handle("GET /static/", files)
+	mux.Handle("GET /vendor/", files)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		http.ServeFileFS(w, r, s.Assets, "static/index.html")
+	})
+	protected := s.Auth.wrap(secureHeaders(mux))
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", s.healthz) // no secrets in it; probes need no credentials
+	root.Handle("/", protected)
+	return root
+}
+
+func secureHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// seriesResponse is the body of GET /api/series.
+type seriesResponse struct {
+	Series []series.Series `json:"series"`
+	FromMS int64           `json:"from"`
+	ToMS   int64           `json:"to"`
+	// LiveSeq is the live feed's newest update number when the history was
+	// read: the page asks /api/live for the updates after it, so nothing
+	// falls between history and live.
+	LiveSeq uint64 `json:"live_seq"`
+}
+
+func (s *Server) series(w http.ResponseWriter, r *http.Request) {
+	q, err := history.ParseQuery(r.URL.Query(), s.now(), s.MaxPoints)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	seq := s.Hub.Seq() // before reading: an update racing the read is sent again, not lost
+	ctx, cancel := s.timeout(r)
+	defer cancel()
+	out, err := s.History.Series(ctx, q)
+	if err != nil {
+		s.log().Warn("reading history", "device", q.Device, "from_ms", q.FromMS, "to_ms", q.ToMS, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "history source unavailable: " + publicError(err)})
+		return
+	}
+	if out == nil {
+		out = []series.Series{}
+	}
+	writeJSON(w, http.StatusOK, seriesResponse{Series: out, FromMS: q.FromMS, ToMS: q.ToMS, LiveSeq: seq})
+}
+
+type deviceInfo struct {
+	ID string `json:"id"`
+	// LastCaptureMS is the newest capture seen on the live feed (0: none since start).
+	LastCaptureMS int64 `json:"last_capture_ms"`
+}
+
+func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.timeout(r)
+	defer cancel()
+	seen := s.Hub.Devices()
+	ids, err := s.History.Devices(ctx)
+	resp := map[string]any{"live": s.Hub.Status()}
+	if err != nil {
+		s.log().Warn("listing devices", "err", err)
+		resp["error"] = "history source unavailable: " + publicError(err)
+	}
+	set := map[string]bool{}
+	for _, d := range ids {
+		set[d] = true
+	}
+	for d := range seen {
+		set[d] = true
+	}
+	list := make([]deviceInfo, 0, len(set))
+	for d := range set {
+		list = append(list, deviceInfo{ID: d, LastCaptureMS: seen[d]})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	resp["devices"] = list
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	st := s.Hub.Status()
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "live": st.Live, "last_update_ms": st.LastUpdateMS})
+}
+
+func (s *Server) timeout(r *http.Request) (context.Context, context.CancelFunc) {
+	d := s.QueryTimeout
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return context.WithTimeout(r.Context(), d)
+}
+
+// publicError is what a browser may see of an error: its text, with anything
+// that looks like a credential cut out (errors never carry the Databricks
+// token, but a driver's message could quote a DSN).
+func publicError(err error) string {
+	msg := err.Error()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	for _, marker := range []string{"token:", "dapi", "Bearer ", "AccountKey=", "sig="} {
+		if i := strings.Index(msg, marker); i >= 0 {
+			msg = msg[:i] + "[redacted]"
+		}
+	}
+	return msg
+}
+
+// wrap requires the token (Authorization: Bearer, the pilake_token cookie, or
+// ?token= which also sets the cookie) or basic-auth credentials, when set.
+func (a Auth) wrap(h http.Handler) http.Handler {
+	if !a.Enabled() {
+		return h
+	}
+	tokenSum := sha256.Sum256([]byte(a.Token.Reveal()))
+	userSum := sha256.Sum256([]byte(a.User))
+	passSum := sha256.Sum256([]byte(a.Password.Reveal()))
+	eq := func(got string, want [32]byte) bool {
+		g := sha256.Sum256([]byte(got))
+		return subtle.ConstantTimeCompare(g[:], want[:]) == 1
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.Token != "" {
+			if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && eq(v, tokenSum) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			if c, err := r.Cookie("pilake_token"); err == nil && eq(c.Value, tokenSum) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			if v := r.URL.Query().Get("token"); v != "" && eq(v, tokenSum) {
+				http.SetCookie(w, &http.Cookie{Name: "pilake_token", Value: v, Path: "/", HttpOnly: true,
+					SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+				u := *r.URL
+				qv := u.Query()
+				qv.Del("token")
+				u.RawQuery = qv.Encode()
+				http.Redirect(w, r, u.String(), http.StatusSeeOther)
+				return
+			}
+		}
+		if a.User != "" {
+			if u, p, ok := r.BasicAuth(); ok && eq(u, userSum) && eq(p, passSum) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Basic realm="pilake dashboard", charset="UTF-8"`)
+		}
+		http.Error(w, "unauthorized: open the dashboard with ?token=… or your user name and password", http.StatusUnauthorized)
+	})
+}
