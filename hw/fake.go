@@ -116,11 +116,11 @@ type Fake struct {
 	start         time.Time     // normal: start of the current cycle series
 	next          time.Time     // normal/forced: completion of the next conversion
 
-	filt       [2]float64 // IIR memory for T and P
-	filtInit   [2]bool
-	truth      Sample
-	lastTFine  int32
-	conversion uint64
+	filt      [2]float64 // IIR memory for T and P
+	filtInit  [2]bool
+	truth     Sample
+	lastTFine int32
+	seq       uint64 // conversions that reached the data registers
 
 	// faults
 	failN   int
@@ -384,7 +384,7 @@ func (f *Fake) resetLocked() {
 	f.mode = modeSleep
 	f.data = [8]byte{0x80, 0, 0, 0x80, 0, 0, 0x80, 0}
 	f.filtInit = [2]bool{}
-	f.truth = Sample{Seq: f.truth.Seq}
+	f.truth = Sample{Seq: f.seq}
 	f.stats.Resets++
 }
 
@@ -436,8 +436,12 @@ func (f *Fake) convert(t time.Time, publish bool) {
 		x := env.HumRH + noiseHum(osrsCount(osH))*f.model.gauss(chHum, ns)
 		v.HumRH, ok[2] = clamp(x, 0, 100), true
 	}
-	if !publish || f.frozen {
+	if f.frozen {
 		return
+	}
+	f.seq++
+	if !publish {
+		return // a later conversion overwrites the registers in this catch-up
 	}
 	// ADC resolution: 20 bit with the filter on, else 16 + (osrs - 1) bit
 	// (datasheet 3.4.2, 3.4.3).
@@ -465,7 +469,7 @@ func (f *Fake) convert(t time.Time, publish bool) {
 	put20(f.data[0:3], rawP)
 	put20(f.data[3:6], rawT)
 	f.data[6], f.data[7] = byte(rawH>>8), byte(rawH)
-	f.truth = Sample{Values: v, Time: t, Seq: f.truth.Seq + 1}
+	f.truth = Sample{Values: v, Time: t, Seq: f.seq}
 }
 
 // filter applies the IIR filter of datasheet 3.4.4 to channel ch:

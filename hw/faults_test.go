@@ -1,0 +1,288 @@
+package hw
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/physic"
+	"periph.io/x/devices/v3/bmxx80"
+)
+
+// normalOpts is the agent's configuration: normal mode, ×1, 400 Hz capable.
+var normalOpts = bmxx80.Opts{
+	Temperature: bmxx80.O1x, Pressure: bmxx80.O1x, Humidity: bmxx80.O1x,
+	Filter: bmxx80.F2, Standby: time.Millisecond,
+}
+
+// newSensor returns a fake on a manual clock and a Sensor on it.
+func newSensor(t *testing.T, cfg FakeConfig) (*Fake, *Sensor, *testClock) {
+	t.Helper()
+	clk := newTestClock()
+	cfg.Now = clk.Now
+	f := NewFake(cfg)
+	t.Cleanup(func() { f.Close() })
+	s, err := NewSensor(f, f.Addr(), &normalOpts, false)
+	if err != nil {
+		t.Fatalf("NewSensor: %v", err)
+	}
+	return f, s, clk
+}
+
+// poll advances the clock by one 400 Hz tick and reads the sensor.
+func poll(s *Sensor, clk *testClock) (physic.Env, error) {
+	clk.Add(2500 * time.Microsecond)
+	var e physic.Env
+	err := s.Sense(&e)
+	return e, err
+}
+
+// mustMatchTruth fails unless a reading equals the fake's truth within the
+// sensor's resolution.
+func mustMatchTruth(t *testing.T, f *Fake, e physic.Env, hum bool) {
+	t.Helper()
+	got, want, res := envValues(&e), f.Truth(), f.Resolution()
+	if math.Abs(got.TempC-want.TempC) > res.TempC || math.Abs(got.PressPa-want.PressPa) > res.PressPa ||
+		(hum && math.Abs(got.HumRH-want.HumRH) > res.HumRH) {
+		t.Fatalf("reading %+v does not match the model %+v (resolution %+v)", got, want.Values, res)
+	}
+}
+
+func TestFailNext(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		err     error
+		wantMsg string
+	}{
+		{"nack", nil, "NACK"},
+		{"io error", errors.New("input/output error"), "input/output error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, s, clk := newSensor(t, FakeConfig{Seed: 7})
+			before := f.Stats()
+			f.FailNext(3, tc.err)
+			for i := range 3 {
+				_, err := poll(s, clk)
+				if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
+					t.Fatalf("poll %d: err = %v, want one mentioning %q", i, err, tc.wantMsg)
+				}
+			}
+			e, err := poll(s, clk)
+			if err != nil {
+				t.Fatalf("poll after the faults: %v", err)
+			}
+			mustMatchTruth(t, f, e, true)
+			if got := f.Stats().Failed - before.Failed; got != 3 {
+				t.Errorf("Stats.Failed grew by %d, want 3", got)
+			}
+		})
+	}
+}
+
+func TestWrongAddressNACKs(t *testing.T) {
+	f := NewFake(FakeConfig{})
+	_, err := NewSensor(f, 0x77, &normalOpts, false)
+	if !errors.Is(err, ErrNACK) {
+		t.Fatalf("NewSensor at 0x77 with the device at 0x76: err = %v, want ErrNACK", err)
+	}
+	if _, err := bmxx80.NewI2C(f, 0x77, &normalOpts); err == nil {
+		t.Fatal("bmxx80.NewI2C at the wrong address succeeded")
+	}
+	if _, err := NewSensor(f, 0x42, &normalOpts, false); !errors.Is(err, ErrBadAddress) {
+		t.Fatalf("NewSensor at 0x42: err = %v, want ErrBadAddress", err)
+	}
+}
+
+func TestStallBlocksUntilRelease(t *testing.T) {
+	f, s, clk := newSensor(t, FakeConfig{Seed: 8})
+	blocked := f.Stall()
+	res := make(chan error, 1)
+	go func() {
+		_, err := poll(s, clk)
+		res <- err
+	}()
+	<-blocked
+	select {
+	case err := <-res:
+		t.Fatalf("Sense returned (%v) on a stalled bus", err)
+	default:
+	}
+	f.Release()
+	if err := <-res; err != nil {
+		t.Fatalf("Sense after Release: %v", err)
+	}
+	var e physic.Env
+	var err error
+	for range 10 {
+		if e, err = poll(s, clk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustMatchTruth(t, f, e, true)
+}
+
+func TestStallTimeoutAndClose(t *testing.T) {
+	t.Run("timeout", func(t *testing.T) {
+		f, s, clk := newSensor(t, FakeConfig{Seed: 9, StallTimeout: time.Millisecond})
+		f.Stall()
+		if _, err := poll(s, clk); err == nil || !strings.Contains(err.Error(), ErrStallTimeout.Error()) {
+			t.Fatalf("Sense on a stalled bus with a timeout: err = %v, want %v", err, ErrStallTimeout)
+		}
+		f.Release()
+		if _, err := poll(s, clk); err != nil {
+			t.Fatalf("Sense after Release: %v", err)
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		f, s, clk := newSensor(t, FakeConfig{Seed: 10})
+		blocked := f.Stall()
+		res := make(chan error, 1)
+		go func() {
+			_, err := poll(s, clk)
+			res <- err
+		}()
+		<-blocked
+		f.Close()
+		if err := <-res; err == nil || !strings.Contains(err.Error(), ErrClosed.Error()) {
+			t.Fatalf("Sense blocked when the bus closed: err = %v, want %v", err, ErrClosed)
+		}
+	})
+}
+
+func TestBMP280(t *testing.T) {
+	clk := newTestClock()
+	f := NewFake(FakeConfig{Seed: 11, Now: clk.Now, ChipID: ChipIDBMP280})
+	_, err := NewSensor(f, f.Addr(), &normalOpts, false)
+	if !errors.Is(err, ErrBMP280) || !strings.Contains(err.Error(), "0x76") {
+		t.Fatalf("NewSensor on a BMP280: err = %v, want ErrBMP280 naming the address", err)
+	}
+	t.Log(err)
+	s, err := NewSensor(f, f.Addr(), &normalOpts, true)
+	if err != nil {
+		t.Fatalf("NewSensor on a BMP280, allowed: %v", err)
+	}
+	if s.HasHumidity() || s.ChipID() != ChipIDBMP280 {
+		t.Fatalf("HasHumidity = %v, ChipID = %#x on a BMP280", s.HasHumidity(), s.ChipID())
+	}
+	var hum [2]byte
+	if err := f.Tx(f.Addr(), []byte{0xFD}, hum[:]); err != nil || hum != [2]byte{} {
+		t.Fatalf("BMP280 humidity registers read %v, %v; want 0, 0", hum, err)
+	}
+	for range 100 {
+		e, err := poll(s, clk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Humidity != 0 {
+			t.Fatalf("BMP280 reading has humidity %v", e.Humidity)
+		}
+		if f.Truth().Seq > 0 {
+			mustMatchTruth(t, f, e, false)
+		}
+	}
+}
+
+func TestUnknownChip(t *testing.T) {
+	f := NewFake(FakeConfig{})
+	f.SetChipID(0x61)
+	_, err := NewSensor(f, f.Addr(), &normalOpts, true)
+	if !errors.Is(err, ErrNotBME280) || !strings.Contains(err.Error(), "BME680") {
+		t.Fatalf("NewSensor on chip id 0x61: err = %v, want ErrNotBME280 naming a BME680", err)
+	}
+}
+
+func TestResetMidRun(t *testing.T) {
+	for _, how := range []string{"Reset", "soft reset register"} {
+		t.Run(how, func(t *testing.T) {
+			f, s, clk := newSensor(t, FakeConfig{Seed: 12})
+			// A bare driver next to the Sensor, as an agent without the
+			// Sensor wrapper would have it.
+			bare, err := bmxx80.NewI2C(f, f.Addr(), &normalOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 20 {
+				if _, err := poll(s, clk); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if how == "Reset" {
+				f.Reset()
+			} else if err := f.Tx(f.Addr(), []byte{regReset, resetWord}, nil); err != nil {
+				t.Fatal(err)
+			}
+			var ctrl [1]byte
+			if err := f.Tx(f.Addr(), []byte{regCtrlMeas}, ctrl[:]); err != nil || ctrl[0] != 0 {
+				t.Fatalf("ctrl_meas after reset = %#x, %v; want 0", ctrl[0], err)
+			}
+			// The bare driver reads the reset values without any error.
+			var e physic.Env
+			if err := bare.Sense(&e); err != nil {
+				t.Fatalf("bare driver after a reset: %v", err)
+			}
+			if want := driverEnv(&DefaultCalibration, resetRaw20, resetRaw20, resetRaw16, true, true); e != want {
+				t.Fatalf("bare driver after a reset read %v, want the reset values %v", e, want)
+			}
+			for range 10 {
+				_, err = poll(s, clk)
+				if !errors.Is(err, ErrSensorReset) {
+					t.Fatalf("Sense after a reset: err = %v, want ErrSensorReset", err)
+				}
+			}
+			if err := s.Reinit(); err != nil {
+				t.Fatalf("Reinit: %v", err)
+			}
+			for range 20 {
+				e, err = poll(s, clk)
+				if err != nil {
+					t.Fatalf("Sense after Reinit: %v", err)
+				}
+			}
+			mustMatchTruth(t, f, e, true)
+		})
+	}
+}
+
+func TestFreeze(t *testing.T) {
+	f, s, clk := newSensor(t, FakeConfig{Seed: 13})
+	first, err := poll(s, clk)
+	for range 10 {
+		first, err = poll(s, clk)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Freeze(true)
+	frozen := f.Truth()
+	conv := f.Stats().Conversions
+	for range 400 {
+		e, err := poll(s, clk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e != first {
+			t.Fatalf("reading changed while frozen: %v, then %v", first, e)
+		}
+	}
+	if f.Truth().Seq != frozen.Seq {
+		t.Error("Truth advanced while frozen")
+	}
+	if f.Stats().Conversions == conv {
+		t.Error("the sensor stopped converting while frozen; only the registers should stop")
+	}
+	f.Freeze(false)
+	changed := false
+	for range 10 {
+		e, err := poll(s, clk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed = changed || e != first
+		mustMatchTruth(t, f, e, true)
+	}
+	if !changed {
+		t.Error("readings did not change after unfreezing")
+	}
+}

@@ -1,0 +1,253 @@
+package hw
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/i2c/i2creg"
+	"periph.io/x/conn/v3/physic"
+	"periph.io/x/devices/v3/bmxx80"
+	"periph.io/x/host/v3"
+)
+
+// Errors of the sensor path.
+var (
+	// ErrBMP280 means the device is a BMP280: temperature and pressure, no
+	// humidity. NewSensor accepts it only when allowed.
+	ErrBMP280 = errors.New("device is a BMP280 (chip id 0x58), which has no humidity sensor")
+	// ErrNotBME280 means the chip id is neither a BME280's nor a BMP280's.
+	ErrNotBME280 = errors.New("device is not a BME280")
+	// ErrSensorReset means the sensor lost its configuration (power glitch
+	// or soft reset): it sleeps and its data registers hold reset values.
+	// Call Sensor.Reinit.
+	ErrSensorReset = errors.New("sensor was reset: it is in sleep mode and holds reset values")
+	// ErrBadAddress means an address other than 0x76 or 0x77.
+	ErrBadAddress = errors.New("a BME280 answers at 0x76 (SDO to GND) or 0x77 (SDO to VDDIO) only")
+)
+
+// OpenConfig says which sensor to open.
+type OpenConfig struct {
+	// Bus is the periph I2C bus name ("I2C1", "/dev/i2c-1", "1"); "" opens
+	// the first bus.
+	Bus string
+	// Addr is 0x76 (default) or 0x77.
+	Addr uint16
+	// Opts configures the driver. Use normal mode for polling (Filter !=
+	// NoFilter and Standby != 0): in forced mode every Sense sleeps for a
+	// whole conversion.
+	Opts bmxx80.Opts
+	// AllowBMP280 accepts a BMP280, whose readings then have no humidity
+	// (Sensor.HasHumidity is false; the agent sets wire.FlagNoHumidity).
+	// Without it a BMP280 is an error (ErrBMP280).
+	AllowBMP280 bool
+}
+
+// Sensor is a BME280 (or an allowed BMP280) behind periph's bmxx80 driver,
+// on a real or a fake bus. It checks the chip id before the driver touches
+// the device, detects a sensor reset, and can initialise the sensor again.
+type Sensor struct {
+	bus      i2c.Bus
+	addr     uint16
+	opts     bmxx80.Opts
+	allowBMP bool
+	closer   func() error
+
+	mu       sync.Mutex
+	dev      *bmxx80.Dev
+	chipID   byte
+	resetEnv physic.Env // what the driver returns from reset-value registers
+}
+
+// Open initialises periph's host drivers, opens the I2C bus and the sensor on
+// it (see NewSensor). Close the Sensor to close the bus.
+func Open(cfg OpenConfig) (*Sensor, error) {
+	if _, err := host.Init(); err != nil {
+		return nil, fmt.Errorf("hw: initialising periph host drivers: %w", err)
+	}
+	b, err := i2creg.Open(cfg.Bus)
+	if err != nil {
+		name := cfg.Bus
+		if name == "" {
+			name = "(first bus)"
+		}
+		return nil, fmt.Errorf("hw: opening I2C bus %s: %w (is I2C enabled, e.g. raspi-config → Interface Options → I2C, and is the user in the i2c group?)", name, err)
+	}
+	s, err := NewSensor(b, cfg.Addr, &cfg.Opts, cfg.AllowBMP280)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	s.closer = b.Close
+	return s, nil
+}
+
+// NewSensor reads the chip id with a raw transaction, rejects anything but a
+// BME280 (and a BMP280 unless allowBMP280) with an error that says what was
+// found, then initialises periph's bmxx80 driver with opts. addr 0 means
+// 0x76. The agent uses it for the real bus and for the fake alike.
+func NewSensor(bus i2c.Bus, addr uint16, opts *bmxx80.Opts, allowBMP280 bool) (*Sensor, error) {
+	if addr == 0 {
+		addr = 0x76
+	}
+	if addr != 0x76 && addr != 0x77 {
+		return nil, fmt.Errorf("hw: address 0x%02x: %w", addr, ErrBadAddress)
+	}
+	s := &Sensor{bus: bus, addr: addr, opts: *opts, allowBMP: allowBMP280}
+	if err := s.Reinit(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// CheckChip reads the chip id at addr and says whether pilake can use the
+// device: nil for a BME280, an error wrapping ErrBMP280 for a BMP280 unless
+// allowBMP280, ErrNotBME280 for anything else, and the bus error (with a
+// hint) when nothing answers.
+func CheckChip(bus i2c.Bus, addr uint16, allowBMP280 bool) (chipID byte, err error) {
+	var id [1]byte
+	if err := bus.Tx(addr, []byte{regChipID}, id[:]); err != nil {
+		return 0, fmt.Errorf("hw: reading the chip id of the device at 0x%02x on %s: %w (nothing at this address? a BME280 is at 0x76 or 0x77; check wiring and power)", addr, bus, err)
+	}
+	switch id[0] {
+	case ChipIDBME280:
+		return id[0], nil
+	case ChipIDBMP280:
+		if allowBMP280 {
+			return id[0], nil
+		}
+		return id[0], fmt.Errorf("hw: the device at 0x%02x on %s: %w; pilake needs a BME280 for humidity, or allow a BMP280 (agent option allow-bmp280) to record temperature and pressure only", addr, bus, ErrBMP280)
+	}
+	what := ""
+	switch id[0] {
+	case 0x55:
+		what = " (a BMP180)"
+	case 0x61:
+		what = " (a BME680)"
+	case 0x00, 0xFF:
+		what = " (bus or wiring fault?)"
+	}
+	return id[0], fmt.Errorf("hw: the device at 0x%02x on %s has chip id 0x%02x%s: %w (0x60)", addr, bus, id[0], what, ErrNotBME280)
+}
+
+// Reinit checks the chip id again, re-reads the calibration and configures
+// the sensor: what to do after ErrSensorReset or a run of bus errors.
+func (s *Sensor) Reinit() error {
+	id, err := CheckChip(s.bus, s.addr, s.allowBMP)
+	if err != nil {
+		return err
+	}
+	// The reset-value reading, computed from the device's own calibration,
+	// lets Sense recognise a reset without an extra transaction per poll.
+	var tph [26]byte
+	var h [7]byte
+	if err := s.bus.Tx(s.addr, []byte{regCalib1}, tph[:]); err != nil {
+		return fmt.Errorf("hw: reading calibration at 0x%02x on %s: %w", s.addr, s.bus, err)
+	}
+	if id == ChipIDBME280 {
+		if err := s.bus.Tx(s.addr, []byte{regCalib2}, h[:]); err != nil {
+			return fmt.Errorf("hw: reading humidity calibration at 0x%02x on %s: %w", s.addr, s.bus, err)
+		}
+	}
+	dev, err := bmxx80.NewI2C(s.bus, s.addr, &s.opts)
+	if err != nil {
+		return fmt.Errorf("hw: initialising the sensor at 0x%02x on %s: %w", s.addr, s.bus, err)
+	}
+	cal := parseCalibration(tph[:], h[:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dev, s.chipID = dev, id
+	s.resetEnv = driverEnv(&cal, resetRaw20, resetRaw20, resetRaw16, s.opts.Pressure != bmxx80.Off, id == ChipIDBME280 && s.opts.Humidity != bmxx80.Off)
+	return nil
+}
+
+// Sense reads one measurement (in normal mode, one 8-byte burst read). It
+// returns ErrSensorReset, wrapped, when the sensor has lost its configuration;
+// call Reinit then. Bus errors are returned as the driver reports them.
+func (s *Sensor) Sense(e *physic.Env) error {
+	s.mu.Lock()
+	dev, reset := s.dev, s.resetEnv
+	s.mu.Unlock()
+	if err := dev.Sense(e); err != nil {
+		return err
+	}
+	if *e == reset {
+		// Confirm with ctrl_meas: after a reset the sensor sleeps.
+		var ctrl [1]byte
+		if err := s.bus.Tx(s.addr, []byte{regCtrlMeas}, ctrl[:]); err != nil {
+			return fmt.Errorf("hw: reading ctrl_meas to confirm a sensor reset: %w", err)
+		}
+		if ctrl[0]&3 == byte(modeSleep) {
+			return fmt.Errorf("hw: sensor at 0x%02x on %s: %w", s.addr, s.bus, ErrSensorReset)
+		}
+	}
+	return nil
+}
+
+// HasHumidity reports whether readings include humidity (false for a BMP280
+// or with humidity oversampling Off).
+func (s *Sensor) HasHumidity() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.chipID == ChipIDBME280 && s.opts.Humidity != bmxx80.Off
+}
+
+// ChipID returns the chip id read at the last initialisation.
+func (s *Sensor) ChipID() byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.chipID
+}
+
+// Rate returns the sensor's conversion rate for its options.
+func (s *Sensor) Rate() Rate { return ConversionRate(&s.opts, s.HasHumidity()) }
+
+// String describes the sensor.
+func (s *Sensor) String() string {
+	name := "BME280"
+	if s.ChipID() == ChipIDBMP280 {
+		name = "BMP280"
+	}
+	return fmt.Sprintf("%s at 0x%02x on %s", name, s.addr, s.bus)
+}
+
+// Close closes the bus if Open opened it. It does not halt the sensor, which
+// keeps converting in normal mode (a few µA).
+func (s *Sensor) Close() error {
+	if s.closer == nil {
+		return nil
+	}
+	if err := s.closer(); err != nil {
+		return fmt.Errorf("hw: closing I2C bus %s: %w", s.bus, err)
+	}
+	return nil
+}
+
+// parseCalibration decodes the calibration registers (datasheet table 16).
+func parseCalibration(tph, h []byte) Calibration {
+	u16 := func(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
+	c := Calibration{
+		T1: u16(tph[0:]), T2: int16(u16(tph[2:])), T3: int16(u16(tph[4:])),
+		P1: u16(tph[6:]), P2: int16(u16(tph[8:])), P3: int16(u16(tph[10:])), P4: int16(u16(tph[12:])),
+		P5: int16(u16(tph[14:])), P6: int16(u16(tph[16:])), P7: int16(u16(tph[18:])), P8: int16(u16(tph[20:])), P9: int16(u16(tph[22:])),
+		H1: tph[25], H2: int16(u16(h[0:])), H3: h[2],
+		H4: int16(h[3])<<4 | int16(h[4]&0xF),
+		H5: int16(h[4]>>4) | int16(h[5])<<4,
+		H6: int8(h[6]),
+	}
+	return c
+}
+
+// driverEnv returns what bmxx80 reports for the raw values.
+func driverEnv(c *Calibration, rawT, rawP, rawH int32, press, hum bool) physic.Env {
+	tf := c.tFine(rawT)
+	e := physic.Env{Temperature: physic.Temperature(temp(tf))*10*physic.MilliCelsius + physic.ZeroCelsius}
+	if press {
+		e.Pressure = physic.Pressure(c.press(rawP, tf)) * 15625 * physic.MicroPascal / 4
+	}
+	if hum {
+		e.Humidity = physic.RelativeHumidity(c.hum(rawH, tf)) * 10000 / 1024 * physic.MicroRH
+	}
+	return e
+}
