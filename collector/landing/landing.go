@@ -1,0 +1,249 @@
+package landing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+// Message is one received batch, as the transport delivered it.
+type Message struct {
+	// Data is the batch as received (binary v1 or JSON). Land does not keep
+	// it after returning: the stages get the decoded Batch.
+	Data []byte
+	// Source is "mqtt" or "iothub".
+	Source string
+	// Topic is the MQTT topic or the routing file, for the quarantine record.
+	Topic string
+	// Device is the device id the transport vouches for (the MQTT topic's last
+	// level, IoT Hub's connectionDeviceId), or "" if it does not. A batch
+	// claiming another device is quarantined.
+	Device string
+	// ReceivedAt is when the collector received the message (zero = now).
+	ReceivedAt time.Time
+}
+
+// Landed is a batch durable in landing/, handed to the stages.
+type Landed struct {
+	Name       string      // landing object name
+	Batch      *wire.Batch // decoded and validated; owned by the receiver
+	ReceivedAt time.Time
+	Source     string
+}
+
+// Outcome says what Land did with a message.
+type Outcome int
+
+// Outcomes of Land.
+const (
+	// Landed: written to landing/ and submitted.
+	OutcomeLanded Outcome = iota + 1
+	// Duplicate: its landing object existed already (a redelivery); not submitted again.
+	OutcomeDuplicate
+	// Quarantined: unusable, set aside in _quarantine/ with the reason.
+	OutcomeQuarantined
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeLanded:
+		return "landed"
+	case OutcomeDuplicate:
+		return "duplicate"
+	case OutcomeQuarantined:
+		return "quarantined"
+	}
+	return "unknown"
+}
+
+// Options configure a Lander.
+type Options struct {
+	// Lake receives landing/ and _quarantine/ objects. Required.
+	Lake lake.Lake
+	// Submit hands a landed batch to the stages; it may block (back-pressure).
+	// Nil: batches are only landed.
+	Submit func(context.Context, Landed) error
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for ReceivedAt; default time.Now.
+	Now func() time.Time
+	// NoGroupCommit makes every write durable on its own (PutIfAbsent) even
+	// when the lake offers group commit.
+	NoGroupCommit bool
+}
+
+// Stats are the Lander's counters; read them with the atomics' Load.
+type Stats struct {
+	Batches    atomic.Uint64 // batches landed (not counting duplicates)
+	Readings   atomic.Uint64 // readings in landed batches
+	Bytes      atomic.Uint64 // bytes of landed batches
+	Duplicates atomic.Uint64 // redeliveries recognised by name
+	LakeErrors atomic.Uint64 // landing or quarantine writes that failed (the message was not acknowledged)
+	// LastLagUS is receive time minus the newest reading's capture time of the
+	// last landed batch, in µs.
+	LastLagUS   atomic.Int64
+	quarantined map[string]*atomic.Uint64
+}
+
+// Quarantined returns the count of inputs quarantined with kind.
+func (s *Stats) Quarantined(kind string) uint64 {
+	if c, ok := s.quarantined[kind]; ok {
+		return c.Load()
+	}
+	return 0
+}
+
+// Lander lands messages; safe for concurrent use.
+type Lander struct {
+	opts  Options
+	log   *slog.Logger
+	gw    lake.GroupWriter
+	group *group
+	stats Stats
+}
+
+// New returns a Lander.
+func New(opts Options) (*Lander, error) {
+	if opts.Lake == nil {
+		return nil, errors.New("landing: no lake")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	l := &Lander{opts: opts, log: opts.Logger}
+	l.stats.quarantined = map[string]*atomic.Uint64{}
+	for _, k := range Kinds {
+		l.stats.quarantined[k] = new(atomic.Uint64)
+	}
+	if gw, ok := opts.Lake.(lake.GroupWriter); ok && !opts.NoGroupCommit {
+		l.gw = gw
+		l.group = &group{sync: gw.Sync}
+	}
+	return l, nil
+}
+
+// Stats returns the Lander's live counters.
+func (l *Lander) Stats() *Stats { return &l.stats }
+
+// ObjectName returns the landing object name of b received as data.
+func ObjectName(b *wire.Batch, data []byte) string {
+	ext := ".json"
+	if len(data) > 0 && data[0] == wire.Version1 {
+		ext = ".bin"
+	}
+	return schema.Landing + b.Key() + ext
+}
+
+// Land makes m durable in the lake: landed (and submitted) or quarantined.
+// A nil error means the message may be acknowledged. An error (the lake
+// failed, or ctx ended) means it must not be: it will be redelivered.
+func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
+	if m.ReceivedAt.IsZero() {
+		m.ReceivedAt = l.opts.Now()
+	}
+	b := new(wire.Batch)
+	if err := wire.Decode(m.Data, b); err != nil {
+		return l.quarantine(ctx, m, classify(err), err.Error())
+	}
+	if m.Device != "" && m.Device != b.DeviceID {
+		return l.quarantine(ctx, m, KindDeviceMismatch,
+			fmt.Sprintf("batch of device %q arrived as device %q", b.DeviceID, m.Device))
+	}
+	name := ObjectName(b, m.Data)
+	err := l.write(ctx, name, m.Data)
+	if errors.Is(err, lake.ErrExists) {
+		// A redelivery. The first copy may still be waiting for its group
+		// sync (a concurrent duplicate): wait for durability before acking.
+		if err := l.sync(ctx); err != nil {
+			l.stats.LakeErrors.Add(1)
+			return 0, fmt.Errorf("landing %s: %w", name, err)
+		}
+		l.stats.Duplicates.Add(1)
+		return OutcomeDuplicate, nil
+	}
+	if err == nil {
+		err = l.sync(ctx)
+	}
+	if err != nil {
+		l.stats.LakeErrors.Add(1)
+		return 0, fmt.Errorf("landing %s: %w", name, err)
+	}
+	n := len(b.Readings)
+	l.stats.Batches.Add(1)
+	l.stats.Readings.Add(uint64(n))
+	l.stats.Bytes.Add(uint64(len(m.Data)))
+	l.stats.LastLagUS.Store(m.ReceivedAt.UnixMicro() - b.Readings[n-1].TimeUS)
+	if l.opts.Submit != nil {
+		if err := l.opts.Submit(ctx, Landed{Name: name, Batch: b, ReceivedAt: m.ReceivedAt, Source: m.Source}); err != nil {
+			// Durable in landing/ but not handed on: the stages' recovery
+			// lands it into bronze on the next start. Not acknowledging
+			// makes the broker redeliver; the redelivery is a duplicate.
+			return 0, fmt.Errorf("submitting %s: %w", name, err)
+		}
+	}
+	return OutcomeLanded, nil
+}
+
+func (l *Lander) write(ctx context.Context, name string, data []byte) error {
+	if l.gw != nil {
+		return l.gw.WriteIfAbsent(ctx, name, data)
+	}
+	return l.opts.Lake.PutIfAbsent(ctx, name, data)
+}
+
+func (l *Lander) sync(ctx context.Context) error {
+	if l.group == nil {
+		return nil
+	}
+	return l.group.Sync(ctx)
+}
+
+func (l *Lander) quarantine(ctx context.Context, m Message, kind, reason string) (Outcome, error) {
+	rec := Record{Reason: reason, Kind: kind, Source: m.Source, Topic: m.Topic, ReceivedAt: m.ReceivedAt}
+	put := l.opts.Lake.PutIfAbsent
+	if l.gw != nil {
+		put = l.gw.WriteIfAbsent
+	}
+	err := quarantine(ctx, put, m.Data, rec)
+	if err == nil {
+		err = l.sync(ctx)
+	}
+	if err != nil {
+		l.stats.LakeErrors.Add(1)
+		return 0, err
+	}
+	l.stats.quarantined[kind].Add(1)
+	l.log.Warn("input quarantined", "kind", kind, "reason", reason, "source", m.Source, "topic", m.Topic, "bytes", len(m.Data))
+	return OutcomeQuarantined, nil
+}
+
+// classify maps a wire decoding error to a quarantine kind.
+func classify(err error) string {
+	switch {
+	case errors.Is(err, wire.ErrVersion):
+		return KindVersion
+	case errors.Is(err, wire.ErrCorrupt):
+		return KindCorrupt
+	case errors.Is(err, wire.ErrInvalid):
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "device id"):
+			return KindBadDevice
+		case strings.Contains(msg, "outside"), strings.Contains(msg, "out of range"), strings.Contains(msg, "over 100"):
+			return KindOutOfRange
+		}
+		return KindInvalid
+	}
+	return KindCorrupt
+}
