@@ -26,3 +26,5 @@ func (c *testClock) Add(d time.Duration) {
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 }
+
+func timeSeconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
