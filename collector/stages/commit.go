@@ -1,0 +1,351 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+// The tables after bronze, in commit order.
+var derived = []string{schema.Silver, schema.SilverLate, schema.Gold}
+
+// recover opens the tables, loads the state of the last committed epoch and
+// completes that epoch's commits to the derived tables.
+func (p *Pipeline) recover(ctx context.Context) error {
+	dopts := func(parts ...string) delta.Options {
+		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Now}
+	}
+	p.tables = map[string]*delta.Table{}
+	var err error
+	if p.tables[schema.Bronze], err = delta.Open[schema.BronzeRow](ctx, p.l, schema.Bronze, dopts()); err != nil {
+		return fmt.Errorf("recovering stages: %w", err)
+	}
+	if p.tables[schema.Silver], err = delta.Open[schema.SilverRow](ctx, p.l, schema.Silver, dopts()); err != nil {
+		return fmt.Errorf("recovering stages: %w", err)
+	}
+	if p.tables[schema.SilverLate], err = delta.Open[schema.SilverLateRow](ctx, p.l, schema.SilverLate, dopts()); err != nil {
+		return fmt.Errorf("recovering stages: %w", err)
+	}
+	if p.tables[schema.Gold], err = delta.Open[schema.GoldRow](ctx, p.l, schema.Gold, dopts("device")); err != nil {
+		return fmt.Errorf("recovering stages: %w", err)
+	}
+	p.f = newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages)
+	p.landed = map[string]seqSet{}
+	p.bw = newBronzeWriter()
+	e, ok := p.tables[schema.Bronze].Snapshot().TxnVersion(AppID)
+	if !ok {
+		p.log.Info("stages starting with empty state")
+		return nil
+	}
+	data, err := p.l.Get(ctx, checkpointName(e))
+	if err != nil {
+		return fmt.Errorf("recovering stages: loading state of epoch %d: %w", e, err)
+	}
+	var cp checkpoint
+	if err := json.Unmarshal(data, &cp); err != nil {
+		return fmt.Errorf("recovering stages: parsing state of epoch %d: %w", e, err)
+	}
+	if cp.Epoch != e {
+		return fmt.Errorf("recovering stages: state object of epoch %d says epoch %d", e, cp.Epoch)
+	}
+	if cp.WindowUS != p.f.width || cp.LatenessUS != p.f.lateness || !slices.Equal(cp.MovingAverages, p.opts.MovingAverages) {
+		return fmt.Errorf("recovering stages: the lake's state was built with window %v, allowed lateness %v, moving averages %v; "+
+			"this run has %v, %v, %v: restart with the lake's settings or a new lake",
+			time.Duration(cp.WindowUS)*time.Microsecond, time.Duration(cp.LatenessUS)*time.Microsecond, cp.MovingAverages,
+			p.opts.Window, p.opts.AllowedLateness, p.opts.MovingAverages)
+	}
+	for k, v := range cp.Landed {
+		p.landed[k] = v
+	}
+	for k, v := range cp.Devices {
+		p.f.devices[k] = v
+	}
+	p.epochN = e
+	for _, name := range derived {
+		t := p.tables[name]
+		if v, ok := t.Snapshot().TxnVersion(AppID); ok && v >= e {
+			continue
+		}
+		if err := p.commitTable(ctx, t, e, cp.Pending[name]); err != nil {
+			return fmt.Errorf("recovering stages: completing epoch %d: %w", e, err)
+		}
+		p.log.Info("completed interrupted epoch", slog.Int64("epoch", e), slog.String("table", name), slog.Int("files", len(cp.Pending[name])))
+	}
+	p.log.Info("stages recovered", slog.Int64("epoch", e), slog.Int("devices", len(cp.Devices)), slog.Int("streams", len(cp.Landed)))
+	return nil
+}
+
+// commitTable commits adds to t with the epoch's txn, unless t already has it.
+func (p *Pipeline) commitTable(ctx context.Context, t *delta.Table, e int64, adds []delta.AddFile) error {
+	actions := make([]delta.Action, 0, len(adds)+1)
+	for i := range adds {
+		actions = append(actions, delta.Action{Add: &adds[i]})
+	}
+	actions = append(actions, delta.Action{Txn: &delta.Txn{AppID: AppID, Version: e, LastUpdated: p.opts.Now().UnixMilli()}})
+	_, err := t.Commit(ctx, actions, "STREAMING UPDATE")
+	if err == nil {
+		return nil
+	}
+	// A commit whose put succeeded but reported an error (a timeout) shows
+	// up as our own txn on retry: that is success.
+	if rerr := t.Refresh(ctx); rerr == nil {
+		if v, ok := t.Snapshot().TxnVersion(AppID); ok && v >= e {
+			return nil
+		}
+	}
+	return err
+}
+
+// committer commits epochs in order, retrying each until it succeeds or ctx ends.
+func (p *Pipeline) committer(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for e := range p.commits {
+		for {
+			err := p.commitEpoch(ctx, e)
+			if err == nil {
+				backoff = 100 * time.Millisecond
+				break
+			}
+			p.count(func(s *Stats) { s.CommitRetries++ })
+			if errors.Is(err, delta.ErrConflict) || errors.Is(err, delta.ErrUnsupported) || ctx.Err() != nil {
+				p.commitErr <- fmt.Errorf("committing epoch %d: %w", e.n, err)
+				for range p.commits {
+				}
+				return
+			}
+			p.log.Warn("committing epoch failed; retrying", slog.Int64("epoch", e.n), slog.Any("error", err), slog.Duration("backoff", backoff))
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 10*time.Second)
+		}
+	}
+}
+
+func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
+	e.attempts++
+	if !e.quarOK {
+		for _, q := range e.quar {
+			if err := p.writeQuarantine(ctx, q); err != nil {
+				return err
+			}
+		}
+		e.quarOK = true
+	}
+	if !e.filesOK {
+		e.adds = map[string][]delta.AddFile{}
+		if e.rows > 0 {
+			data, err := e.bronze.close()
+			if err != nil {
+				return err
+			}
+			t := p.tables[schema.Bronze]
+			st, err := delta.FileStats(data, t.Schema())
+			if err != nil {
+				return err
+			}
+			add, err := t.PutFile(ctx, data, st, nil)
+			if err != nil {
+				return err
+			}
+			e.adds[schema.Bronze] = []delta.AddFile{add}
+		}
+		if len(e.silver) > 0 {
+			add, err := delta.WriteFile(ctx, p.tables[schema.Silver], e.silver, nil)
+			if err != nil {
+				return err
+			}
+			e.adds[schema.Silver] = []delta.AddFile{add}
+		}
+		if len(e.late) > 0 {
+			add, err := delta.WriteFile(ctx, p.tables[schema.SilverLate], e.late, nil)
+			if err != nil {
+				return err
+			}
+			e.adds[schema.SilverLate] = []delta.AddFile{add}
+		}
+		byDev := map[string][]schema.GoldRow{}
+		for _, g := range e.gold {
+			byDev[g.Device] = append(byDev[g.Device], g)
+		}
+		for _, dev := range slices.Sorted(maps.Keys(byDev)) {
+			add, err := delta.WriteFile(ctx, p.tables[schema.Gold], byDev[dev], map[string]string{"device": dev})
+			if err != nil {
+				return err
+			}
+			e.adds[schema.Gold] = append(e.adds[schema.Gold], add)
+		}
+		e.filesOK = true
+	}
+	if !e.cpOK {
+		cp := struct {
+			Epoch          int64                      `json:"epoch"`
+			WindowUS       int64                      `json:"window_us"`
+			LatenessUS     int64                      `json:"allowed_lateness_us"`
+			MovingAverages []int                      `json:"moving_averages"`
+			Landed         json.RawMessage            `json:"landed"`
+			Devices        json.RawMessage            `json:"devices"`
+			Pending        map[string][]delta.AddFile `json:"pending"`
+		}{e.n, p.f.width, p.f.lateness, p.opts.MovingAverages, e.landed, e.devices, map[string][]delta.AddFile{}}
+		for _, name := range derived {
+			cp.Pending[name] = e.adds[name]
+		}
+		data, err := json.Marshal(cp)
+		if err != nil {
+			return fmt.Errorf("encoding state of epoch %d: %w", e.n, err)
+		}
+		if err := p.l.Put(ctx, checkpointName(e.n), data); err != nil {
+			return fmt.Errorf("writing state of epoch %d: %w", e.n, err)
+		}
+		e.cpOK = true
+	}
+	for _, name := range append([]string{schema.Bronze}, derived...) {
+		if e.tableOK[name] {
+			continue
+		}
+		if name != schema.Bronze && len(e.adds[name]) == 0 {
+			e.tableOK[name] = true
+			continue
+		}
+		if err := p.commitTable(ctx, p.tables[name], e.n, e.adds[name]); err != nil {
+			return err
+		}
+		e.tableOK[name] = true
+	}
+	// The state of epoch n-2 is no longer needed for recovery.
+	if e.n > 2 {
+		if err := p.l.Delete(ctx, checkpointName(e.n-2)); err != nil {
+			p.log.Warn("deleting old stage state", slog.Any("error", err))
+		}
+	}
+	var silverN, goldN int64 = int64(len(e.silver)), int64(len(e.gold))
+	p.count(func(s *Stats) {
+		s.Epochs++
+		s.SilverRows += silverN
+		s.GoldRows += goldN
+		s.LastCommit = p.opts.Now()
+	})
+	if p.opts.CompactEvery > 0 && e.n%int64(p.opts.CompactEvery) == 0 {
+		p.compact(ctx)
+	}
+	return nil
+}
+
+func (p *Pipeline) compact(ctx context.Context) {
+	o := delta.CompactOptions{}
+	var n int
+	var err error
+	for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
+		var k int
+		t := p.tables[name]
+		switch name {
+		case schema.Bronze:
+			k, err = delta.Compact[schema.BronzeRow](ctx, t, o)
+		case schema.Silver:
+			k, err = delta.Compact[schema.SilverRow](ctx, t, o)
+		case schema.SilverLate:
+			k, err = delta.Compact[schema.SilverLateRow](ctx, t, o)
+		case schema.Gold:
+			k, err = delta.Compact[schema.GoldRow](ctx, t, o)
+		}
+		if err != nil {
+			p.log.Warn("compacting", slog.String("table", name), slog.Any("error", err))
+			continue
+		}
+		n += k
+	}
+	p.count(func(s *Stats) { s.Compactions += int64(n) })
+}
+
+// scanLanding lands into bronze every landing object not yet in it, in name order.
+func (p *Pipeline) scanLanding(ctx context.Context) error {
+	objs, err := p.l.List(ctx, schema.Landing)
+	if err != nil {
+		return fmt.Errorf("scanning landing: %w", err)
+	}
+	n := 0
+	for _, o := range objs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		stream, seq, err := landingKey(o.Name)
+		if err != nil {
+			p.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.Any("error", err))
+			continue
+		}
+		if p.landed[stream].has(seq) {
+			continue
+		}
+		data, err := p.l.Get(ctx, o.Name)
+		if err != nil {
+			return fmt.Errorf("scanning landing: %w", err)
+		}
+		b := &wire.Batch{}
+		reason := ""
+		if err := wire.Decode(data, b); err != nil {
+			reason = fmt.Sprintf("decoding landing object: %v", err)
+		} else if got := batchStream(b); got != stream || b.Seq != seq {
+			reason = fmt.Sprintf("landing object %s holds batch %s", o.Name, b.Key())
+		}
+		if reason != "" {
+			p.landed[stream] = p.landed[stream].add(seq)
+			p.dirty = true
+			p.quar = append(p.quar, quarantined{name: o.Name, raw: data, recv: o.ModTime, source: "landing", reason: reason})
+			p.count(func(s *Stats) { s.QuarantinedFiles++ })
+			continue
+		}
+		p.process(Landed{Name: o.Name, Batch: b, ReceivedAt: o.ModTime, Source: "recovered"})
+		n++
+		if p.rows >= int64(p.opts.MaxEpochRows) {
+			if err := p.cutEpoch(); err != nil {
+				return err
+			}
+		}
+	}
+	if n > 0 {
+		p.log.Info("landed objects found in landing/ into bronze", slog.Int("batches", n))
+	}
+	return nil
+}
+
+// writeQuarantine stores a rejected input and its reason under _quarantine/,
+// named after its landing object so a redo overwrites rather than duplicates.
+func (p *Pipeline) writeQuarantine(ctx context.Context, q quarantined) error {
+	key := strings.TrimPrefix(q.name, schema.Landing)
+	var name string
+	var data []byte
+	if q.raw != nil {
+		name = schema.Quarantine + "landing/" + key
+		data = q.raw
+	} else {
+		name = schema.Quarantine + "skew/" + q.batch.Key() + ".json"
+		b := q.batch
+		b.Readings = q.readings
+		var err error
+		data, err = wire.NewEncoder(wire.JSON).Append(nil, &b)
+		if err != nil {
+			return fmt.Errorf("encoding quarantined readings: %w", err)
+		}
+	}
+	reason, _ := json.Marshal(map[string]any{
+		"reason": q.reason, "source": q.source, "landing": q.name, "received_at": q.recv.UTC().Format(time.RFC3339Nano),
+	})
+	if err := p.l.Put(ctx, name, data); err != nil {
+		return fmt.Errorf("quarantining: %w", err)
+	}
+	if err := p.l.Put(ctx, name+".reason.json", reason); err != nil {
+		return fmt.Errorf("quarantining: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+// Package stages turns landed telemetry batches into the lake's Delta tables:
+// bronze (a row per reading, exactly once per landing object), silver
+// (per-device tumbling event-time windows, final when the device's watermark
+// passes), silver_late (readings whose window was already final) and gold
+// (per-device moving averages over the last N final silver windows).
+//
+// # Windows and watermarks
+//
+// A reading at event time t belongs to the window [floor(t/W)·W, +W) of its
+// device (W = Options.Window, default 1 s). Each device has its own
+// watermark: the largest event time seen from it minus Options.AllowedLateness
+// (default 10 s), advanced after each batch. A window is final once its end is
+// at or before the watermark; its silver row is then appended, and a reading
+// that later falls into a final window goes to silver_late (kept, counted),
+// never into silver. Sums are kept in the sensor's integer fixed-point units,
+// so a window's aggregate does not depend on the order its readings arrived
+// in: the same input in any order whose lateness stays within the allowed
+// lateness gives the same final silver.
+//
+// A clean shutdown (Run's context ends) finalises every open window: the
+// lead's end-to-end check sum(silver.count) == count(bronze) holds after it.
+// After a restart, readings for windows closed that way go to silver_late.
+//
+// # Gold
+//
+// For each final silver window and each N in Options.MovingAverages (default
+// 8, 15, 60), a gold row holds the averages of the window-average
+// temperature, pressure and humidity over the device's last N final windows
+// (fewer at the start of its history: GoldRow.Windows says how many) — the
+// SQL `AVG(x) OVER (PARTITION BY device ORDER BY window_start ROWS BETWEEN
+// N-1 PRECEDING AND CURRENT ROW)`. Gold is partitioned by device.
+//
+// # Exactly once and restarts
+//
+// Work is cut into epochs (every Options.CommitInterval or MaxEpochRows
+// readings). An epoch's Parquet files are written first, then a state
+// checkpoint `_checkpoints/stages/{epoch:020d}.json` (the set of landing
+// objects in bronze, every device's watermark, open windows and gold
+// history, and the add actions of the epoch's silver, silver_late and gold
+// files), then the bronze commit carrying the Delta txn action
+// {appId: "pilake-stages", version: epoch} — the epoch's atomic point — and
+// then the silver, silver_late and gold commits with the same txn.
+// On start, the pipeline reads bronze's txn version E, loads checkpoint E,
+// completes any of the other tables' commits of epoch E that are missing,
+// and lands into bronze every landing object not in the checkpoint's set,
+// in name order. So a reading is in bronze exactly once whatever point the
+// process was killed at, and silver equals that of an uninterrupted run.
+//
+// One Pipeline writes a lake's tables at a time (the txn makes a second
+// writer fail with delta.ErrConflict rather than duplicate rows).
+package stages

@@ -1,0 +1,121 @@
+package stages
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/pilake/pilake/collector/schema"
+)
+
+// Options configure a Pipeline. Zero values get the defaults in brackets.
+type Options struct {
+	// Window is the silver tumbling window's width [1s].
+	Window time.Duration
+	// AllowedLateness: a device's watermark is its largest event time minus
+	// this [10s]. Readings later than that go to silver_late.
+	AllowedLateness time.Duration
+	// MovingAverages are gold's moving-average lengths, in windows [8, 15, 60].
+	MovingAverages []int
+	// MaxSkew: readings whose capture time is more than this before or after
+	// the batch's receive time are quarantined [24h]. Negative disables the check.
+	MaxSkew time.Duration
+	// CommitInterval is the longest time between epochs (Delta commits) [2s].
+	CommitInterval time.Duration
+	// MaxEpochRows cuts an epoch early when it holds this many readings [1<<20].
+	MaxEpochRows int
+	// QueueLen is how many submitted batches may wait before Submit blocks [256].
+	QueueLen int
+	// CompactEvery runs compaction of small files every this many epochs [30];
+	// negative disables it.
+	CompactEvery int
+	// CheckpointInterval is the number of commits between Delta checkpoints [10].
+	CheckpointInterval int
+	// ShutdownTimeout bounds the final flush and commit after Run's context
+	// ends [30s].
+	ShutdownTimeout time.Duration
+	// SkipShutdownScan disables the scan of landing/ before the final commit
+	// (which lands objects that were written but never submitted).
+	SkipShutdownScan bool
+	// Logger receives the pipeline's logs [slog.Default()].
+	Logger *slog.Logger
+	// Live, if set, is called after each batch is folded with the windows it
+	// touched (provisional, or final if the batch finalised them) and their
+	// gold rows. It runs on the pipeline's goroutine: it must not block. The
+	// update's slices are reused after it returns.
+	Live func(schema.LiveUpdate)
+	// Now is the clock [time.Now].
+	Now func() time.Time
+}
+
+// DefaultMovingAverages are gold's default moving-average lengths.
+var DefaultMovingAverages = []int{8, 15, 60}
+
+func (o Options) withDefaults() Options {
+	if o.Window == 0 {
+		o.Window = time.Second
+	}
+	if o.AllowedLateness == 0 {
+		o.AllowedLateness = 10 * time.Second
+	}
+	if o.MovingAverages == nil {
+		o.MovingAverages = DefaultMovingAverages
+	}
+	o.MovingAverages = slices.Clone(o.MovingAverages)
+	slices.Sort(o.MovingAverages)
+	o.MovingAverages = slices.Compact(o.MovingAverages)
+	if o.MaxSkew == 0 {
+		o.MaxSkew = 24 * time.Hour
+	}
+	if o.CommitInterval == 0 {
+		o.CommitInterval = 2 * time.Second
+	}
+	if o.MaxEpochRows == 0 {
+		o.MaxEpochRows = 1 << 20
+	}
+	if o.QueueLen == 0 {
+		o.QueueLen = 256
+	}
+	if o.CompactEvery == 0 {
+		o.CompactEvery = 30
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = 10
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Validate reports options a user must fix.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	var errs []error
+	if o.Window < time.Millisecond || o.Window%time.Microsecond != 0 {
+		errs = append(errs, fmt.Errorf("window %v: want at least 1ms, in whole microseconds", o.Window))
+	}
+	if o.AllowedLateness < 0 || o.AllowedLateness%time.Microsecond != 0 {
+		errs = append(errs, fmt.Errorf("allowed lateness %v: want zero or more, in whole microseconds", o.AllowedLateness))
+	}
+	for _, n := range o.MovingAverages {
+		if n < 1 || n > 10000 {
+			errs = append(errs, fmt.Errorf("moving average length %d: want 1-10000 windows", n))
+		}
+	}
+	if o.CommitInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("commit interval %v: want at least 10ms", o.CommitInterval))
+	}
+	if o.MaxEpochRows < 1 || o.QueueLen < 1 {
+		errs = append(errs, errors.New("max epoch rows and queue length must be positive"))
+	}
+	return errors.Join(errs...)
+}

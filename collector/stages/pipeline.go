@@ -1,0 +1,399 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+// AppID is the Delta txn application id the pipeline commits epochs under.
+const AppID = "pilake-stages"
+
+// ErrClosed is returned by Submit after Run has returned.
+var ErrClosed = errors.New("pipeline closed")
+
+// Landed is a batch that is durable in landing/.
+type Landed struct {
+	Name       string      // landing object name, e.g. landing/dev-1/00000000deadbeef/00000000000000000042.bin
+	Batch      *wire.Batch // decoded and validated; owned by the pipeline after Submit
+	ReceivedAt time.Time
+	Source     string // "mqtt" or "iothub"
+}
+
+// Stats are the pipeline's counters since New.
+type Stats struct {
+	Batches          int64 // batches folded into bronze
+	Readings         int64 // readings in bronze
+	Duplicates       int64 // submitted batches already in bronze (ignored)
+	Late             int64 // readings sent to silver_late
+	Quarantined      int64 // readings quarantined (timestamp skew)
+	QuarantinedFiles int64 // landing objects quarantined (undecodable)
+	SilverRows       int64
+	GoldRows         int64
+	Epochs           int64 // epochs committed
+	CommitRetries    int64 // failed epoch commit attempts (lake errors)
+	Compactions      int64 // files removed by compaction
+	LastCommit       time.Time
+}
+
+// Pipeline runs bronze, silver and gold over landed batches.
+type Pipeline struct {
+	l    lake.Lake
+	opts Options
+	log  *slog.Logger
+
+	in      chan Landed
+	done    chan struct{}
+	running atomic.Bool
+
+	// Owned by Run's goroutine.
+	tables  map[string]*delta.Table
+	f       *folder
+	landed  map[string]seqSet
+	epochN  int64
+	bw      *bronzeWriter
+	rows    int64
+	batches int64
+	quar    []quarantined
+	row     []schema.BronzeRow
+	good    []wire.Reading
+	live    schema.LiveUpdate
+	dirty   bool
+
+	commits   chan *epoch
+	commitErr chan error
+
+	mu         sync.Mutex
+	stats      Stats
+	watermarks map[string]int64
+}
+
+// New returns a pipeline writing the tables of l. Call Run to start it.
+func New(l lake.Lake, opts Options) (*Pipeline, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("configuring stages: %w", err)
+	}
+	opts = opts.withDefaults()
+	return &Pipeline{
+		l: l, opts: opts, log: opts.Logger.With(slog.String("component", "stages")),
+		in: make(chan Landed, opts.QueueLen), done: make(chan struct{}),
+		watermarks: map[string]int64{},
+	}, nil
+}
+
+// Submit hands a batch that is already durable in landing/ to the stages. It
+// blocks while the pipeline is behind (back-pressure) and returns ctx.Err()
+// if ctx ends first, or ErrClosed once Run has returned.
+func (p *Pipeline) Submit(ctx context.Context, b Landed) error {
+	if b.Batch == nil {
+		return errors.New("submitting batch: nil batch")
+	}
+	select {
+	case <-p.done:
+		return ErrClosed
+	default:
+	}
+	select {
+	case p.in <- b:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.done:
+		return ErrClosed
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Pipeline) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+// Watermarks returns each device's watermark (µs since the epoch) as of the
+// last epoch.
+func (p *Pipeline) Watermarks() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]int64, len(p.watermarks))
+	for k, v := range p.watermarks {
+		out[k] = v
+	}
+	return out
+}
+
+func (p *Pipeline) count(fn func(*Stats)) {
+	p.mu.Lock()
+	fn(&p.stats)
+	p.mu.Unlock()
+}
+
+// Run recovers (completes the last epoch's commits, then lands into bronze
+// every landing object not yet in it — exactly once), then processes
+// submitted batches until ctx is done, then processes what is queued,
+// finalises every open window, commits, and returns. It returns nil after a
+// clean shutdown, or the error that stopped it (a lake that stayed
+// unavailable past ShutdownTimeout, or another writer's conflicting commit).
+func (p *Pipeline) Run(ctx context.Context) (err error) {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("running stages: Run called twice")
+	}
+	defer close(p.done)
+	if err := p.recover(ctx); err != nil {
+		return err
+	}
+	commitCtx, cancelCommit := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCommit()
+	p.commits = make(chan *epoch, 1)
+	p.commitErr = make(chan error, 1)
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		p.committer(commitCtx)
+	}()
+	finish := func(err error) error {
+		close(p.commits)
+		timer := time.AfterFunc(p.opts.ShutdownTimeout, cancelCommit)
+		defer timer.Stop()
+		<-committerDone
+		select {
+		case cerr := <-p.commitErr:
+			err = errors.Join(err, cerr)
+		default:
+		}
+		return err
+	}
+
+	if err := p.scanLanding(ctx); err != nil && ctx.Err() == nil {
+		return finish(err)
+	}
+	ticker := time.NewTicker(p.opts.CommitInterval)
+	defer ticker.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case b := <-p.in:
+			p.process(b)
+			if p.rows >= int64(p.opts.MaxEpochRows) {
+				if err := p.cutEpoch(); err != nil {
+					return finish(err)
+				}
+			}
+		case <-ticker.C:
+			if p.dirty {
+				if err := p.cutEpoch(); err != nil {
+					return finish(err)
+				}
+			}
+		case err := <-p.commitErr:
+			p.commitErr <- err
+			return finish(nil)
+		}
+	}
+	// Clean shutdown: take what is queued, what is landed but was never
+	// submitted, close every window, commit.
+	for drained := false; !drained; {
+		select {
+		case b := <-p.in:
+			p.process(b)
+		default:
+			drained = true
+		}
+	}
+	if !p.opts.SkipShutdownScan {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.ShutdownTimeout)
+		err := p.scanLanding(sctx)
+		cancel()
+		if err != nil {
+			p.log.Warn("scanning landing at shutdown", slog.Any("error", err))
+		}
+	}
+	p.f.closeAll()
+	p.dirty = true
+	if err := p.cutEpoch(); err != nil {
+		return finish(err)
+	}
+	return finish(nil)
+}
+
+// process folds one landed batch into the current epoch.
+func (p *Pipeline) process(b Landed) {
+	stream := batchStream(b.Batch)
+	set := p.landed[stream]
+	if set.has(b.Batch.Seq) {
+		p.count(func(s *Stats) { s.Duplicates++ })
+		return
+	}
+	p.landed[stream] = set.add(b.Batch.Seq)
+	p.dirty = true
+	recv := b.ReceivedAt.UnixMicro()
+	src := b.Source
+	if src == "" {
+		src = "unknown"
+	}
+	// Skew check.
+	good := b.Batch.Readings
+	var bad []wire.Reading
+	if p.opts.MaxSkew > 0 {
+		skew := p.opts.MaxSkew.Microseconds()
+		p.good = p.good[:0]
+		for _, r := range b.Batch.Readings {
+			if r.TimeUS > recv+skew || r.TimeUS < recv-skew {
+				bad = append(bad, r)
+			} else {
+				p.good = append(p.good, r)
+			}
+		}
+		if bad != nil {
+			good = p.good
+			p.quar = append(p.quar, quarantined{name: b.Name, batch: *b.Batch, readings: bad, recv: b.ReceivedAt, source: src,
+				reason: fmt.Sprintf("%d readings captured more than %v from the receive time %s", len(bad), p.opts.MaxSkew, b.ReceivedAt.UTC().Format(time.RFC3339Nano))})
+		}
+	}
+	tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq), ReceivedAt: recv, Source: src}
+	if len(good) > 0 {
+		p.row = p.row[:0]
+		for i := range good {
+			r := &good[i]
+			row := tmpl
+			row.TS, row.TempC, row.PressurePa, row.HumidityRH, row.Fresh = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH(), r.Fresh
+			p.row = append(p.row, row)
+		}
+		p.bw.write(p.row)
+	}
+	var live *schema.LiveUpdate
+	if p.opts.Live != nil && len(good) > 0 {
+		live = &p.live
+	}
+	nlate := 0
+	if len(good) > 0 {
+		nlate = p.f.fold(b.Batch, good, tmpl, live)
+	}
+	p.rows += int64(len(good))
+	p.batches++
+	p.count(func(s *Stats) {
+		s.Batches++
+		s.Readings += int64(len(good))
+		s.Late += int64(nlate)
+		s.Quarantined += int64(len(bad))
+	})
+	if live != nil {
+		live.PublishedUS = p.opts.Now().UnixMicro()
+		p.opts.Live(*live)
+	}
+}
+
+// bronzeWriter streams bronze rows into an in-memory Parquet file.
+type bronzeWriter struct {
+	buf bytes.Buffer
+	w   *parquet.GenericWriter[schema.BronzeRow]
+	n   int64
+	err error
+}
+
+func newBronzeWriter() *bronzeWriter {
+	bw := &bronzeWriter{}
+	bw.w = parquet.NewGenericWriter[schema.BronzeRow](&bw.buf, parquet.Compression(&parquet.Snappy),
+		parquet.CreatedBy("pilake", "1", ""), parquet.MaxRowsPerRowGroup(1<<20))
+	return bw
+}
+
+func (bw *bronzeWriter) write(rows []schema.BronzeRow) {
+	if bw.err != nil {
+		return
+	}
+	n, err := bw.w.Write(rows)
+	bw.n += int64(n)
+	bw.err = err
+}
+
+func (bw *bronzeWriter) close() ([]byte, error) {
+	if bw.err != nil {
+		return nil, fmt.Errorf("encoding bronze: %w", bw.err)
+	}
+	if err := bw.w.Close(); err != nil {
+		return nil, fmt.Errorf("encoding bronze: %w", err)
+	}
+	return bw.buf.Bytes(), nil
+}
+
+type quarantined struct {
+	name     string
+	batch    wire.Batch
+	readings []wire.Reading
+	raw      []byte // set for undecodable landing objects
+	recv     time.Time
+	source   string
+	reason   string
+}
+
+// epoch is the work of one epoch, handed to the committer.
+type epoch struct {
+	n       int64
+	bronze  *bronzeWriter
+	rows    int64
+	silver  []schema.SilverRow
+	late    []schema.SilverLateRow
+	gold    []schema.GoldRow
+	quar    []quarantined
+	landed  json.RawMessage
+	devices json.RawMessage
+
+	// Progress, so a retry resumes where the last attempt failed.
+	adds     map[string][]delta.AddFile
+	filesOK  bool
+	cpOK     bool
+	quarOK   bool
+	tableOK  map[string]bool
+	attempts int
+}
+
+func (p *Pipeline) cutEpoch() error {
+	p.epochN++
+	landed, err := json.Marshal(p.landed)
+	if err != nil {
+		return fmt.Errorf("encoding stage state: %w", err)
+	}
+	devices, err := json.Marshal(p.f.devices)
+	if err != nil {
+		return fmt.Errorf("encoding stage state: %w", err)
+	}
+	e := &epoch{n: p.epochN, bronze: p.bw, rows: p.rows, silver: p.f.silver, late: p.f.late, gold: p.f.gold,
+		quar: p.quar, landed: landed, devices: devices, tableOK: map[string]bool{}}
+	p.f.silver, p.f.late, p.f.gold = nil, nil, nil
+	p.quar = nil
+	p.bw = newBronzeWriter()
+	p.rows, p.batches, p.dirty = 0, 0, false
+	wm := make(map[string]int64, len(p.f.devices))
+	for id, d := range p.f.devices {
+		if d.MaxEvent != math.MinInt64 {
+			wm[id] = d.MaxEvent - p.f.lateness
+		}
+	}
+	p.mu.Lock()
+	p.watermarks = wm
+	p.mu.Unlock()
+	select {
+	case p.commits <- e:
+		return nil
+	case err := <-p.commitErr:
+		p.commitErr <- err
+		return err
+	}
+}

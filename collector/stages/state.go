@@ -1,0 +1,179 @@
+package stages
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+// seqSet is a set of sequence numbers as sorted, disjoint, non-adjacent
+// closed ranges [lo, hi].
+type seqSet [][2]uint64
+
+func (s seqSet) has(seq uint64) bool {
+	i, _ := slices.BinarySearchFunc(s, seq, func(r [2]uint64, v uint64) int {
+		switch {
+		case r[1] < v:
+			return -1
+		case r[0] > v:
+			return 1
+		}
+		return 0
+	})
+	return i < len(s) && s[i][0] <= seq && seq <= s[i][1]
+}
+
+func (s seqSet) add(seq uint64) seqSet {
+	// Fast path: extends the last range (in-order delivery).
+	if n := len(s); n > 0 && s[n-1][1]+1 == seq {
+		s[n-1][1] = seq
+		return s
+	}
+	i, _ := slices.BinarySearchFunc(s, seq, func(r [2]uint64, v uint64) int {
+		if r[1] < v {
+			return -1
+		}
+		return 1
+	})
+	if i < len(s) && s[i][0] <= seq {
+		return s // present
+	}
+	joinPrev := i > 0 && s[i-1][1]+1 == seq
+	joinNext := i < len(s) && s[i][0] == seq+1
+	switch {
+	case joinPrev && joinNext:
+		s[i-1][1] = s[i][1]
+		return slices.Delete(s, i, i+1)
+	case joinPrev:
+		s[i-1][1] = seq
+	case joinNext:
+		s[i][0] = seq
+	default:
+		s = slices.Insert(s, i, [2]uint64{seq, seq})
+	}
+	return s
+}
+
+// landingKey parses a landing object name
+// "landing/{device}/{boot:016x}/{seq:020d}.{bin|json}" into its stream
+// ("device/boot") and sequence number.
+func landingKey(name string) (stream string, seq uint64, err error) {
+	rest, ok := strings.CutPrefix(name, schema.Landing)
+	parts := strings.Split(rest, "/")
+	if !ok || len(parts) != 3 {
+		return "", 0, fmt.Errorf("landing name %q: want landing/{device}/{boot}/{seq}.{ext}", name)
+	}
+	if !wire.ValidDeviceID(parts[0]) {
+		return "", 0, fmt.Errorf("landing name %q: bad device id", name)
+	}
+	if len(parts[1]) != 16 {
+		return "", 0, fmt.Errorf("landing name %q: bad boot id", name)
+	}
+	if _, err := strconv.ParseUint(parts[1], 16, 64); err != nil {
+		return "", 0, fmt.Errorf("landing name %q: bad boot id", name)
+	}
+	ext := path.Ext(parts[2])
+	if ext != ".bin" && ext != ".json" {
+		return "", 0, fmt.Errorf("landing name %q: extension %q", name, ext)
+	}
+	num := strings.TrimSuffix(parts[2], ext)
+	if len(num) != 20 {
+		return "", 0, fmt.Errorf("landing name %q: bad sequence number", name)
+	}
+	seq, err = strconv.ParseUint(num, 10, 64)
+	if err != nil || seq == 0 {
+		return "", 0, fmt.Errorf("landing name %q: bad sequence number", name)
+	}
+	return parts[0] + "/" + parts[1], seq, nil
+}
+
+func batchStream(b *wire.Batch) string {
+	return b.DeviceID + "/" + fmt.Sprintf("%016x", b.BootID)
+}
+
+// window is an open silver window's running aggregate in the sensor's
+// fixed-point units (order-independent).
+type window struct {
+	Start int64  `json:"s"`
+	N     int64  `json:"n"`
+	Fresh int64  `json:"f"`
+	TSum  int64  `json:"ts"`
+	TMin  int32  `json:"tn"`
+	TMax  int32  `json:"tx"`
+	PSum  int64  `json:"ps"`
+	PMin  uint32 `json:"pn"`
+	PMax  uint32 `json:"px"`
+	HSum  int64  `json:"hs"`
+	HMin  uint32 `json:"hn"`
+	HMax  uint32 `json:"hx"`
+}
+
+func (w *window) add(r *wire.Reading) {
+	if w.N == 0 {
+		w.TMin, w.TMax, w.PMin, w.PMax, w.HMin, w.HMax = r.Temp, r.Temp, r.Press, r.Press, r.Hum, r.Hum
+	} else {
+		w.TMin, w.TMax = min(w.TMin, r.Temp), max(w.TMax, r.Temp)
+		w.PMin, w.PMax = min(w.PMin, r.Press), max(w.PMax, r.Press)
+		w.HMin, w.HMax = min(w.HMin, r.Hum), max(w.HMax, r.Hum)
+	}
+	w.N++
+	if r.Fresh {
+		w.Fresh++
+	}
+	w.TSum += int64(r.Temp)
+	w.PSum += int64(r.Press)
+	w.HSum += int64(r.Hum)
+}
+
+func (w *window) row(device string, width int64) schema.SilverRow {
+	n := float64(w.N)
+	return schema.SilverRow{
+		Device: device, WindowStart: w.Start, WindowEnd: w.Start + width, Count: w.N, FreshCount: w.Fresh,
+		TempAvg: float64(w.TSum) / n / 100, TempMin: float64(w.TMin) / 100, TempMax: float64(w.TMax) / 100,
+		PressureAvg: float64(w.PSum) / n / 256, PressureMin: float64(w.PMin) / 256, PressureMax: float64(w.PMax) / 256,
+		HumidityAvg: float64(w.HSum) / n / 1024, HumidityMin: float64(w.HMin) / 1024, HumidityMax: float64(w.HMax) / 1024,
+	}
+}
+
+// hist is a final window's averages, kept for gold.
+type hist struct {
+	Start int64   `json:"s"`
+	T     float64 `json:"t"`
+	P     float64 `json:"p"`
+	H     float64 `json:"h"`
+}
+
+// device is one device's silver and gold state.
+type device struct {
+	// MaxEvent is the largest event time seen (µs); the watermark is
+	// MaxEvent - AllowedLateness.
+	MaxEvent int64 `json:"max_event"`
+	// ClosedBefore: windows starting before it are final.
+	ClosedBefore int64 `json:"closed_before"`
+	// Open windows, sorted by start.
+	Open []window `json:"open"`
+	// Hist holds the last maxN final windows, oldest first.
+	Hist []hist `json:"hist"`
+}
+
+// checkpoint is the stage state after an epoch, stored as
+// _checkpoints/stages/{epoch:020d}.json before the epoch's bronze commit.
+type checkpoint struct {
+	Epoch          int64                      `json:"epoch"`
+	WindowUS       int64                      `json:"window_us"`
+	LatenessUS     int64                      `json:"allowed_lateness_us"`
+	MovingAverages []int                      `json:"moving_averages"`
+	Landed         map[string]seqSet          `json:"landed"`
+	Devices        map[string]*device         `json:"devices"`
+	Pending        map[string][]delta.AddFile `json:"pending"` // table → add actions of this epoch (not bronze)
+}
+
+func checkpointName(epoch int64) string {
+	return fmt.Sprintf("%sstages/%020d.json", schema.Checkpoints, epoch)
+}
