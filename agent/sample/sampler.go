@@ -1,0 +1,519 @@
+package sample
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"periph.io/x/conn/v3/physic"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/hw"
+)
+
+// Sensor is what the sampler reads: hw.Sensor on a real or a fake bus.
+type Sensor interface {
+	// Sense reads one measurement; hw.ErrSensorReset (wrapped) means the
+	// sensor lost its configuration.
+	Sense(e *physic.Env) error
+	// Reinit checks the chip id, re-reads the calibration and configures
+	// the sensor again.
+	Reinit() error
+}
+
+var _ Sensor = (*hw.Sensor)(nil)
+
+// Clock is the sampler's time source.
+type Clock interface {
+	Now() time.Time
+	// SleepUntil returns at t or when ctx ends (with ctx's error).
+	SleepUntil(ctx context.Context, t time.Time) error
+}
+
+// RealClock is the system clock.
+type RealClock struct{ timer *time.Timer }
+
+// Now implements Clock.
+func (*RealClock) Now() time.Time { return time.Now() }
+
+// SleepUntil implements Clock. It reuses one timer: not safe for concurrent use.
+func (c *RealClock) SleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	if c.timer == nil {
+		c.timer = time.NewTimer(d)
+	} else {
+		c.timer.Reset(d)
+	}
+	select {
+	case <-c.timer.C:
+		return nil
+	case <-ctx.Done():
+		c.timer.Stop()
+		return ctx.Err()
+	}
+}
+
+// Config configures a Sampler.
+type Config struct {
+	// Sensor is polled. Required.
+	Sensor Sensor
+	// DeviceID and BootID name the batches. Required (BootID random per start).
+	DeviceID string
+	BootID   uint64
+	// Rate is the polling rate in Hz (default 400).
+	Rate float64
+	// BatchInterval is how much time one batch covers (default 1 s).
+	BatchInterval time.Duration
+	// NoHumidity marks batches wire.FlagNoHumidity (a BMP280).
+	NoHumidity bool
+	// ReadTimeout bounds one read (default 100 ms).
+	ReadTimeout time.Duration
+	// Settle is how long to wait after a re-initialisation before reading
+	// (at least one measurement time; default 50 ms).
+	Settle time.Duration
+	// FrozenAfter is how long unchanged values mean a frozen sensor (default 2 s).
+	FrozenAfter time.Duration
+	// Clock drives the schedule (default the system clock).
+	Clock Clock
+	// ClockSynced reports whether the wall clock is NTP-synchronised; asked
+	// once per batch (default: never synced).
+	ClockSynced func() bool
+	// WallMinusMono returns wall clock minus the monotonic clock (time since
+	// boot) in µs; asked once per batch (default 0).
+	WallMinusMono func() int64
+	// QueueLen is how many finished batches may wait for the consumer (default 8).
+	QueueLen int
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Stats are the sampler's counters since it started.
+type Stats struct {
+	Ticks, MissedTicks                  int64
+	Readings, Fresh, Repeated           int64
+	ReadErrors, Timeouts, Reinits       int64
+	ReinitErrors, OutOfRange            int64
+	Batches, DroppedBatches, DroppedRdg int64
+}
+
+// Health is the sensor's condition as the sampler sees it.
+type Health struct {
+	// OK is true when the last read succeeded and values are changing.
+	OK bool
+	// State is "ok", "starting", "errors", "stuck", "frozen", or "reinit-failed".
+	State string
+	// LastError is the last read or re-initialisation error ("" if none).
+	LastError string
+	// ConsecutiveErrors counts failed reads since the last good one.
+	ConsecutiveErrors int
+	// Since is when State last changed.
+	Since time.Time
+}
+
+// Sampler polls a Sensor and emits batches on Batches().
+type Sampler struct {
+	cfg      Config
+	log      *slog.Logger
+	interval time.Duration
+	perBatch int64
+
+	out  chan *wire.Batch
+	pool sync.Pool
+
+	lateness Hist
+
+	ticks, missed, readings, fresh, repeated        atomic.Int64
+	readErrs, timeouts, reinits, reinitErrs, oorCnt atomic.Int64
+	batches, droppedBatches, droppedRdg             atomic.Int64
+
+	hmu    sync.Mutex
+	health Health
+
+	// reader goroutine
+	req  chan op
+	resp chan readResult
+}
+
+type op uint8
+
+const (
+	opSense op = iota
+	opReinit
+)
+
+type readResult struct {
+	env physic.Env
+	err error
+}
+
+// New validates cfg and returns a Sampler.
+func New(cfg Config) (*Sampler, error) {
+	if cfg.Sensor == nil {
+		return nil, errors.New("sampler: no sensor")
+	}
+	if !wire.ValidDeviceID(cfg.DeviceID) {
+		return nil, fmt.Errorf("sampler: device id %q: want 1-%d of [A-Za-z0-9._-]", cfg.DeviceID, wire.MaxDeviceIDLen)
+	}
+	if cfg.Rate == 0 {
+		cfg.Rate = 400
+	}
+	if cfg.Rate < 0.01 || cfg.Rate > 10000 {
+		return nil, fmt.Errorf("sampler: rate %g Hz outside 0.01..10000", cfg.Rate)
+	}
+	if cfg.BatchInterval == 0 {
+		cfg.BatchInterval = time.Second
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 100 * time.Millisecond
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 50 * time.Millisecond
+	}
+	if cfg.FrozenAfter <= 0 {
+		cfg.FrozenAfter = 2 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = &RealClock{}
+	}
+	if cfg.ClockSynced == nil {
+		cfg.ClockSynced = func() bool { return false }
+	}
+	if cfg.WallMinusMono == nil {
+		cfg.WallMinusMono = func() int64 { return 0 }
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	if interval < time.Microsecond {
+		return nil, errors.New("sampler: rate too high")
+	}
+	perBatch := int64(cfg.BatchInterval / interval)
+	if perBatch < 1 || perBatch > wire.MaxReadings {
+		return nil, fmt.Errorf("sampler: a batch interval of %v at %g Hz gives %d readings per batch, want 1..%d",
+			cfg.BatchInterval, cfg.Rate, perBatch, wire.MaxReadings)
+	}
+	s := &Sampler{
+		cfg: cfg, log: cfg.Logger, interval: interval, perBatch: perBatch,
+		out: make(chan *wire.Batch, cfg.QueueLen),
+		req: make(chan op), resp: make(chan readResult, 1),
+	}
+	s.pool.New = func() any { return &wire.Batch{Readings: make([]wire.Reading, 0, perBatch)} }
+	s.health = Health{State: "starting", Since: cfg.Clock.Now()}
+	return s, nil
+}
+
+// Interval is the polling interval.
+func (s *Sampler) Interval() time.Duration { return s.interval }
+
+// Batches delivers finished batches; give each back with Release once
+// encoded. It is closed when Run returns, after the last partial batch.
+func (s *Sampler) Batches() <-chan *wire.Batch { return s.out }
+
+// Release returns a batch from Batches for reuse.
+func (s *Sampler) Release(b *wire.Batch) {
+	b.Readings = b.Readings[:0]
+	s.pool.Put(b)
+}
+
+// Lateness is the tick lateness histogram.
+func (s *Sampler) Lateness() *Hist { return &s.lateness }
+
+// Stats returns the counters.
+func (s *Sampler) Stats() Stats {
+	return Stats{
+		Ticks: s.ticks.Load(), MissedTicks: s.missed.Load(),
+		Readings: s.readings.Load(), Fresh: s.fresh.Load(), Repeated: s.repeated.Load(),
+		ReadErrors: s.readErrs.Load(), Timeouts: s.timeouts.Load(), Reinits: s.reinits.Load(),
+		ReinitErrors: s.reinitErrs.Load(), OutOfRange: s.oorCnt.Load(),
+		Batches: s.batches.Load(), DroppedBatches: s.droppedBatches.Load(), DroppedRdg: s.droppedRdg.Load(),
+	}
+}
+
+// Health returns the sensor's condition.
+func (s *Sampler) Health() Health {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	return s.health
+}
+
+func (s *Sampler) setHealth(state string, err error, consecutive int) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	h := &s.health
+	if h.State != state {
+		prev := h.State
+		h.State, h.Since = state, s.cfg.Clock.Now()
+		if state == "ok" {
+			s.log.Info("sensor healthy", "was", prev)
+		} else {
+			s.log.Warn("sensor unhealthy", "state", state, "was", prev, "err", err)
+		}
+	}
+	h.OK = state == "ok"
+	h.ConsecutiveErrors = consecutive
+	if err != nil {
+		h.LastError = err.Error()
+	}
+}
+
+func (s *Sampler) readerLoop(sensor Sensor, done <-chan struct{}) {
+	for {
+		select {
+		case o := <-s.req:
+			var r readResult
+			if o == opReinit {
+				r.err = sensor.Reinit()
+			} else {
+				r.err = sensor.Sense(&r.env)
+			}
+			s.resp <- r // buffered 1, and only one request is outstanding
+		case <-done:
+			return
+		}
+	}
+}
+
+// maxBackoff caps the wait between retries of a failing sensor.
+const maxBackoff = time.Second
+
+var errStuck = errors.New("sensor read did not return within the read timeout (stuck bus?)")
+
+// Run samples until ctx ends, then emits the partial batch, closes Batches
+// and returns nil. The sensor read in progress, if stuck, is abandoned.
+func (s *Sampler) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	defer close(done)
+	go s.readerLoop(s.cfg.Sensor, done)
+	defer close(s.out)
+
+	clk := s.cfg.Clock
+	readTimer := time.NewTimer(time.Hour)
+	readTimer.Stop()
+	defer readTimer.Stop()
+	busy := false // a request is outstanding (after a timeout)
+
+	// do runs one operation on the reader with the read timeout. stale is
+	// true when the result belongs to an earlier, timed-out request.
+	do := func(o op) (readResult, error) {
+		if busy {
+			// A stuck read is still outstanding: wait for it (reads cannot
+			// overlap), then go on with this tick's request.
+			select {
+			case <-s.resp:
+				busy = false
+			case <-ctx.Done():
+				return readResult{}, ctx.Err()
+			}
+		}
+		select {
+		case s.req <- o:
+		case <-ctx.Done():
+			return readResult{}, ctx.Err()
+		}
+		readTimer.Reset(s.cfg.ReadTimeout)
+		select {
+		case r := <-s.resp:
+			readTimer.Stop()
+			return r, nil
+		case <-readTimer.C:
+			busy = true
+			return readResult{err: errStuck}, nil
+		case <-ctx.Done():
+			readTimer.Stop()
+			busy = true
+			return readResult{}, ctx.Err()
+		}
+	}
+
+	var (
+		batch      *wire.Batch
+		batchIdx   int64 = -1
+		prevT      int32
+		prevP, prH uint32
+		havePrev   bool
+		lastChange time.Time
+		lastReinit time.Time
+		consec     int
+		backoff    time.Duration
+		retryAt    time.Time
+		needReinit bool
+		frozen     bool
+	)
+	emit := func(final bool) {
+		if batch == nil || len(batch.Readings) == 0 {
+			return
+		}
+		s.batches.Add(1)
+		if final {
+			// The consumer drains Batches until it is closed.
+			s.out <- batch
+			batch = nil
+			return
+		}
+		select {
+		case s.out <- batch:
+		default:
+			s.droppedBatches.Add(1)
+			s.droppedRdg.Add(int64(len(batch.Readings)))
+			s.log.Warn("batch consumer is not keeping up; dropping a batch", "readings", len(batch.Readings), "seq", batch.Seq)
+			s.Release(batch)
+		}
+		batch = nil
+	}
+	var seq uint64
+	startBatch := func(now time.Time) {
+		batch = s.pool.Get().(*wire.Batch)
+		seq++
+		*batch = wire.Batch{
+			DeviceID: s.cfg.DeviceID, BootID: s.cfg.BootID, Seq: seq,
+			IntervalUS:   uint32(s.interval / time.Microsecond),
+			MonoOffsetUS: s.cfg.WallMinusMono(),
+			Readings:     batch.Readings[:0],
+		}
+		if s.cfg.ClockSynced() {
+			batch.Flags |= wire.FlagClockSynced
+		}
+		if s.cfg.NoHumidity {
+			batch.Flags |= wire.FlagNoHumidity
+		}
+	}
+	fail := func(now time.Time, err error) {
+		consec++
+		backoff = min(max(2*backoff, 10*time.Millisecond), maxBackoff)
+		retryAt = now.Add(backoff)
+		if consec >= 5 {
+			needReinit = true
+		}
+		s.setHealth("errors", err, consec)
+	}
+
+	start := clk.Now()
+	lastChange = start
+	var i int64
+	for {
+		due := start.Add(time.Duration(i) * s.interval)
+		if err := clk.SleepUntil(ctx, due); err != nil {
+			break
+		}
+		now := clk.Now()
+		late := now.Sub(due)
+		if late >= s.interval {
+			skip := int64(late / s.interval)
+			i += skip
+			s.missed.Add(skip)
+			due = start.Add(time.Duration(i) * s.interval)
+			late = now.Sub(due)
+		}
+		s.lateness.Observe(late)
+		s.ticks.Add(1)
+		tick := i
+		i++
+
+		if bi := tick / s.perBatch; bi != batchIdx {
+			emit(false)
+			batchIdx = bi
+		}
+		if now.Before(retryAt) {
+			continue
+		}
+		if needReinit || (frozen && now.Sub(lastReinit) >= s.cfg.FrozenAfter) {
+			lastReinit = now
+			s.reinits.Add(1)
+			r, err := do(opReinit)
+			if err != nil {
+				break
+			}
+			if r.err != nil {
+				s.reinitErrs.Add(1)
+				consec++
+				needReinit = true // don't read on with a device that failed to initialise
+				backoff = min(max(2*backoff, 10*time.Millisecond), maxBackoff)
+				retryAt = clk.Now().Add(backoff)
+				state := "reinit-failed"
+				if errors.Is(r.err, errStuck) {
+					s.timeouts.Add(1)
+					state = "stuck"
+				}
+				s.setHealth(state, fmt.Errorf("re-initialising the sensor: %w", r.err), consec)
+				continue
+			}
+			s.log.Info("sensor re-initialised", "frozen", frozen)
+			needReinit = false
+			// The data registers hold reset values until the first conversion.
+			retryAt = clk.Now().Add(s.cfg.Settle)
+			continue
+		}
+		r, err := do(opSense)
+		if err != nil {
+			break
+		}
+		if r.err != nil {
+			s.readErrs.Add(1)
+			switch {
+			case errors.Is(r.err, errStuck):
+				s.timeouts.Add(1)
+				consec++
+				s.setHealth("stuck", r.err, consec)
+			case errors.Is(r.err, hw.ErrSensorReset):
+				needReinit = true
+				s.setHealth("errors", r.err, consec+1)
+			default:
+				fail(now, r.err)
+			}
+			continue
+		}
+		t, p, h := FromEnv(&r.env)
+		if s.cfg.NoHumidity {
+			h = 0
+		}
+		if t < wire.MinTemp || t > wire.MaxTemp || p < wire.MinPress || p > wire.MaxPress || h > wire.MaxHum {
+			s.oorCnt.Add(1)
+			fail(now, fmt.Errorf("reading out of the sensor's range: %.2f °C, %.0f Pa, %.2f %%RH",
+				float64(t)/100, float64(p)/256, float64(h)/1024))
+			continue
+		}
+		consec, backoff = 0, 0
+		fresh := !havePrev || t != prevT || p != prevP || h != prH
+		prevT, prevP, prH, havePrev = t, p, h, true
+		if fresh {
+			s.fresh.Add(1)
+			lastChange = now
+			if frozen {
+				frozen = false
+			}
+		} else {
+			s.repeated.Add(1)
+			if !frozen && now.Sub(lastChange) >= s.cfg.FrozenAfter {
+				frozen = true
+				lastReinit = now.Add(-s.cfg.FrozenAfter / 2) // first re-init after half the period
+			}
+		}
+		if frozen {
+			s.setHealth("frozen", fmt.Errorf("sensor values unchanged for %v", now.Sub(lastChange).Round(time.Millisecond)), 0)
+		} else {
+			s.setHealth("ok", nil, 0)
+		}
+		if batch == nil {
+			startBatch(now)
+		}
+		ts := (now.UnixNano() - int64(late)) / 1000
+		if n := len(batch.Readings); n > 0 && ts < batch.Readings[n-1].TimeUS {
+			ts = batch.Readings[n-1].TimeUS // the wall clock stepped back: keep order
+		}
+		batch.Readings = append(batch.Readings, wire.Reading{TimeUS: ts, Temp: t, Press: p, Hum: h, Fresh: fresh})
+		s.readings.Add(1)
+	}
+	emit(true)
+	return nil
+}

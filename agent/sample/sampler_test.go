@@ -1,0 +1,325 @@
+package sample
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"periph.io/x/devices/v3/bmxx80"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/hw"
+)
+
+// virtClock is virtual time: SleepUntil jumps to the due time at once, so a
+// 10 s run at 400 Hz takes milliseconds and never sleeps. Hooks run (on the
+// sampler's goroutine) when time first reaches their instant; the run ends at end.
+type virtClock struct {
+	mu    sync.Mutex
+	t     time.Time
+	end   time.Time
+	hooks []hook
+}
+
+type hook struct {
+	at time.Time
+	fn func()
+}
+
+var errEnd = errors.New("virtual run over")
+
+func newVirtClock(d time.Duration) *virtClock {
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	return &virtClock{t: t0, end: t0.Add(d)}
+}
+
+func (c *virtClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *virtClock) at(d time.Duration, fn func()) {
+	c.hooks = append(c.hooks, hook{at: c.t.Add(d), fn: fn})
+}
+
+func (c *virtClock) SleepUntil(ctx context.Context, t time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !t.Before(c.end) {
+		return errEnd
+	}
+	c.mu.Lock()
+	if t.After(c.t) {
+		c.t = t
+	}
+	var due []func()
+	c.hooks = slices.DeleteFunc(c.hooks, func(h hook) bool {
+		if !h.at.After(c.t) {
+			due = append(due, h.fn)
+			return true
+		}
+		return false
+	})
+	c.mu.Unlock()
+	for _, fn := range due {
+		fn()
+	}
+	return nil
+}
+
+// advance moves virtual time by d (a slow read).
+func (c *virtClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var normalOpts = bmxx80.Opts{Temperature: bmxx80.O1x, Pressure: bmxx80.O1x, Humidity: bmxx80.O1x, Filter: bmxx80.F2, Standby: time.Millisecond}
+
+type rig struct {
+	clk  *virtClock
+	fake *hw.Fake
+	sens *hw.Sensor
+	s    *Sampler
+}
+
+func newRig(t *testing.T, d time.Duration, chip byte) *rig {
+	t.Helper()
+	clk := newVirtClock(d)
+	fake := hw.NewFake(hw.FakeConfig{Seed: hw.SeedFor("pi-test"), Now: clk.Now, ChipID: chip})
+	t.Cleanup(func() { _ = fake.Close() })
+	sens, err := hw.NewSensor(fake, fake.Addr(), &normalOpts, false)
+	if err != nil {
+		t.Fatalf("hw.NewSensor: %v", err)
+	}
+	s, err := New(Config{
+		Sensor: sens, DeviceID: "pi-test", BootID: 0xb007, Clock: clk,
+		ReadTimeout: 20 * time.Millisecond,
+		ClockSynced: func() bool { return true }, WallMinusMono: func() int64 { return 42 },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{clk: clk, fake: fake, sens: sens, s: s}
+}
+
+// run samples until the virtual end and returns deep copies of the batches.
+func (r *rig) run(t *testing.T) []wire.Batch {
+	t.Helper()
+	var out []wire.Batch
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range r.s.Batches() {
+			c := *b
+			c.Readings = slices.Clone(b.Readings)
+			out = append(out, c)
+			r.s.Release(b)
+		}
+	}()
+	if err := r.s.Run(t.Context()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	<-done
+	return out
+}
+
+func TestSamplingSchedule(t *testing.T) {
+	r := newRig(t, 10*time.Second, 0)
+	batches := r.run(t)
+	if len(batches) != 10 {
+		t.Fatalf("%d batches in 10 s, want 10", len(batches))
+	}
+	enc := wire.NewEncoder(wire.Binary)
+	var fresh, total int
+	for i, b := range batches {
+		if b.Seq != uint64(i+1) || b.BootID != 0xb007 || b.DeviceID != "pi-test" {
+			t.Fatalf("batch %d: seq %d boot %x device %q", i, b.Seq, b.BootID, b.DeviceID)
+		}
+		if b.Flags != wire.FlagClockSynced || b.MonoOffsetUS != 42 || b.IntervalUS != 2500 {
+			t.Fatalf("batch %d: flags %b mono offset %d interval %d", i, b.Flags, b.MonoOffsetUS, b.IntervalUS)
+		}
+		if len(b.Readings) != 400 && !(i == 0 && len(b.Readings) >= 395) {
+			t.Fatalf("batch %d has %d readings, want 400", i, len(b.Readings))
+		}
+		for j := 1; j < len(b.Readings); j++ {
+			if d := b.Readings[j].TimeUS - b.Readings[j-1].TimeUS; d != 2500 {
+				t.Fatalf("batch %d reading %d: timestamp step %d µs, want 2500", i, j, d)
+			}
+		}
+		if err := b.Validate(); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		data, err := enc.Append(nil, &b)
+		if err != nil {
+			t.Fatalf("encoding batch %d: %v", i, err)
+		}
+		var got wire.Batch
+		if err := wire.Decode(data, &got); err != nil {
+			t.Fatalf("decoding batch %d: %v", i, err)
+		}
+		if !slices.Equal(got.Readings, b.Readings) {
+			t.Fatalf("batch %d does not round-trip through the wire format", i)
+		}
+		for _, rd := range b.Readings {
+			total++
+			if rd.Fresh {
+				fresh++
+			}
+		}
+	}
+	// The fake converts every t_measure+t_standby ≈ 8.5 ms: ~117 fresh/s of 400 polls.
+	rate := hw.ConversionRate(&normalOpts, true)
+	wantFresh := rate.Typical * 10
+	if float64(fresh) < 0.9*wantFresh || float64(fresh) > 1.1*wantFresh {
+		t.Fatalf("%d fresh readings of %d in 10 s, want ≈ %.0f (the sensor's conversion rate)", fresh, total, wantFresh)
+	}
+	st := r.s.Stats()
+	if st.MissedTicks != 0 || st.ReadErrors != 0 || st.Fresh != int64(fresh) {
+		t.Fatalf("stats %+v", st)
+	}
+	if q := r.s.Lateness().Quantile(0.99); q != 0 {
+		t.Fatalf("virtual clock lateness p99 %v µs, want 0", q)
+	}
+}
+
+func TestMissedTicksAreSkippedNotBurst(t *testing.T) {
+	r := newRig(t, 3*time.Second, 0)
+	r.clk.at(time.Second, func() { r.clk.advance(100 * time.Millisecond) }) // a 100 ms hiccup
+	batches := r.run(t)
+	st := r.s.Stats()
+	if st.MissedTicks != 40 {
+		t.Fatalf("missed %d ticks over a 100 ms hiccup at 400 Hz, want 40", st.MissedTicks)
+	}
+	var n int
+	for _, b := range batches {
+		n += len(b.Readings)
+		for j := 1; j < len(b.Readings); j++ {
+			if d := b.Readings[j].TimeUS - b.Readings[j-1].TimeUS; d%2500 != 0 || d <= 0 {
+				t.Fatalf("timestamp step %d µs is off the schedule", d)
+			}
+		}
+	}
+	if n != 1200-40 {
+		t.Fatalf("%d readings, want %d", n, 1200-40)
+	}
+}
+
+// TestFaults injects each of hw's faults two seconds into a six-second run
+// and checks that the sampler survives, reports it, and recovers.
+func TestFaults(t *testing.T) {
+	tests := []struct {
+		name   string
+		chip   byte
+		inject func(t *testing.T, r *rig)
+		check  func(t *testing.T, r *rig, st Stats, h Health, batches []wire.Batch)
+	}{
+		{
+			name: "I/O errors",
+			inject: func(t *testing.T, r *rig) {
+				r.clk.at(2*time.Second, func() { r.fake.FailNext(8, nil) })
+			},
+			check: func(t *testing.T, r *rig, st Stats, h Health, _ []wire.Batch) {
+				if st.ReadErrors == 0 || st.Reinits == 0 {
+					t.Errorf("read errors %d, reinits %d: want both > 0 after 8 NACKs", st.ReadErrors, st.Reinits)
+				}
+				if !h.OK || !strings.Contains(h.LastError, "acknowledge") {
+					t.Errorf("health %+v: want ok with the NACK as last error", h)
+				}
+			},
+		},
+		{
+			name: "sensor reset",
+			inject: func(t *testing.T, r *rig) {
+				r.clk.at(2*time.Second, func() { r.fake.Reset() })
+			},
+			check: func(t *testing.T, r *rig, st Stats, h Health, _ []wire.Batch) {
+				if st.Reinits != 1 || !h.OK || !strings.Contains(h.LastError, "reset") {
+					t.Errorf("reinits %d, health %+v: want one re-init and ok", st.Reinits, h)
+				}
+			},
+		},
+		{
+			name: "frozen values",
+			inject: func(t *testing.T, r *rig) {
+				r.clk.at(2*time.Second, func() { r.fake.Freeze(true) })
+			},
+			check: func(t *testing.T, r *rig, st Stats, h Health, _ []wire.Batch) {
+				if h.State != "frozen" || h.OK {
+					t.Errorf("health %+v: want frozen", h)
+				}
+				if st.Reinits == 0 {
+					t.Errorf("no re-initialisation attempted on a frozen sensor")
+				}
+			},
+		},
+		{
+			name: "BMP280 after a reset",
+			inject: func(t *testing.T, r *rig) {
+				r.clk.at(2*time.Second, func() { r.fake.SetChipID(hw.ChipIDBMP280); r.fake.Reset() })
+			},
+			check: func(t *testing.T, r *rig, st Stats, h Health, batches []wire.Batch) {
+				if h.State != "reinit-failed" || !strings.Contains(h.LastError, "BMP280") {
+					t.Errorf("health %+v: want reinit-failed naming the BMP280", h)
+				}
+				if st.ReinitErrors == 0 {
+					t.Errorf("no failed re-initialisation counted")
+				}
+			},
+		},
+		{
+			name: "stuck bus",
+			inject: func(t *testing.T, r *rig) {
+				r.clk.at(2*time.Second, func() {
+					blocked := r.fake.Stall()
+					go func() {
+						<-blocked
+						// Wait (polling, with a deadline) until the sampler says stuck, then release.
+						deadline := time.Now().Add(10 * time.Second)
+						for r.s.Health().State != "stuck" && time.Now().Before(deadline) {
+							time.Sleep(time.Millisecond)
+						}
+						r.fake.Release()
+					}()
+				})
+			},
+			check: func(t *testing.T, r *rig, st Stats, h Health, _ []wire.Batch) {
+				if st.Timeouts == 0 || !h.OK || !strings.Contains(h.LastError, "stuck") {
+					t.Errorf("timeouts %d, health %+v: want a timeout, then ok", st.Timeouts, h)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, 6*time.Second, tc.chip)
+			tc.inject(t, r)
+			batches := r.run(t)
+			st, h := r.s.Stats(), r.s.Health()
+			t.Logf("stats %+v health %+v", st, h)
+			for _, b := range batches {
+				if err := b.Validate(); err != nil {
+					t.Fatalf("batch %d invalid: %v", b.Seq, err)
+				}
+			}
+			for i := 1; i < len(batches); i++ {
+				if batches[i].Seq != batches[i-1].Seq+1 {
+					t.Fatalf("batch seqs not consecutive: %d then %d", batches[i-1].Seq, batches[i].Seq)
+				}
+			}
+			if h.State == "stopped" {
+				t.Fatal("health not kept after Run")
+			}
+			tc.check(t, r, st, h, batches)
+		})
+	}
+}
