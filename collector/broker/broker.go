@@ -1,0 +1,191 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Handler lands one message published by a client; it returns nil once the
+// message is durable (or deliberately set aside) and may be acknowledged.
+// The payload is only valid during the call.
+type Handler func(ctx context.Context, clientID, topic string, payload []byte) error
+
+// Options configure a Broker.
+type Options struct {
+	// Addr is the TCP listen address; default 127.0.0.1:1883. Port 0 picks one.
+	Addr string
+	// TopicPrefix selects the topics Handler sees (e.g. "pilake/v1/telemetry/").
+	// Messages on them are still delivered to subscribers after landing.
+	TopicPrefix string
+	// Handler lands messages; required.
+	Handler Handler
+	// Logger defaults to slog.Default(); mochi logs through it at Warn and above.
+	Logger *slog.Logger
+}
+
+// Broker is a running embedded MQTT broker.
+type Broker struct {
+	srv    *mqtt.Server
+	ln     net.Listener
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // OnPublish calls in progress
+}
+
+// Errors.
+var (
+	// ErrNoHandler is returned by New without Options.Handler.
+	ErrNoHandler = errors.New("broker: no handler")
+)
+
+// New starts a broker listening on opts.Addr.
+func New(opts Options) (*Broker, error) {
+	if opts.Handler == nil {
+		return nil, ErrNoHandler
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:1883"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = 1 << 20
+	caps.MaximumInflight = 65535
+	caps.ReceiveMaximum = 65535
+	caps.MaximumMessageExpiryInterval = 0 // keep messages for offline persistent sessions
+	mochiLog := opts.Logger.With(slog.String("component", "mochi"))
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		InlineClient:             true,
+		Logger:                   slog.New(levelFloor{mochiLog.Handler(), slog.LevelWarn}),
+		ClientNetReadBufferSize:  64 * 1024,
+		ClientNetWriteBufferSize: 64 * 1024,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{srv: srv, log: opts.Logger, ctx: ctx, cancel: cancel}
+	if err := srv.AddHook(new(allowHook), nil); err != nil {
+		cancel()
+		return nil, fmt.Errorf("broker: adding auth hook: %w", err)
+	}
+	if err := srv.AddHook(&landHook{b: b, prefix: opts.TopicPrefix, handle: opts.Handler}, nil); err != nil {
+		cancel()
+		return nil, fmt.Errorf("broker: adding landing hook: %w", err)
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("broker: listening on %s: %w", opts.Addr, err)
+	}
+	b.ln = ln
+	if err := srv.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		ln.Close()
+		cancel()
+		return nil, fmt.Errorf("broker: adding listener: %w", err)
+	}
+	if err := srv.Serve(); err != nil {
+		ln.Close()
+		cancel()
+		return nil, fmt.Errorf("broker: serving: %w", err)
+	}
+	return b, nil
+}
+
+// Addr returns the address the broker listens on.
+func (b *Broker) Addr() net.Addr { return b.ln.Addr() }
+
+// URL returns tcp://host:port of the listener.
+func (b *Broker) URL() string { return "tcp://" + b.ln.Addr().String() }
+
+// Publish sends a message from the broker itself (the inline client), e.g.
+// live updates. It does not block on slow subscribers.
+func (b *Broker) Publish(topic string, payload []byte, qos byte) error {
+	return b.srv.Publish(topic, payload, false, qos)
+}
+
+// Clients returns the number of connected clients.
+func (b *Broker) Clients() int { return b.srv.Clients.Len() }
+
+// Close stops taking messages: it cancels handlers in progress (their
+// messages are not acknowledged and will be resent), disconnects clients,
+// closes the listener and waits for the handlers to return.
+func (b *Broker) Close() error {
+	b.cancel()
+	err := b.srv.Close()
+	b.wg.Wait()
+	return err
+}
+
+type landHook struct {
+	mqtt.HookBase
+	b      *Broker
+	prefix string
+	handle Handler
+}
+
+func (h *landHook) ID() string { return "pilake-landing" }
+
+func (h *landHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnPublish}, []byte{b})
+}
+
+// OnPublish lands the message before mochi acknowledges it.
+func (h *landHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || !strings.HasPrefix(pk.TopicName, h.prefix) {
+		return pk, nil
+	}
+	h.b.wg.Add(1)
+	defer h.b.wg.Done()
+	if err := h.handle(h.b.ctx, cl.ID, pk.TopicName, pk.Payload); err != nil {
+		if h.b.ctx.Err() == nil {
+			h.b.log.Warn("landing failed; disconnecting the client so it resends", "client", cl.ID, "topic", pk.TopicName, "err", err)
+		}
+		// No PUBACK; dropping the connection makes the client resend its
+		// unacknowledged messages when it reconnects.
+		cl.Stop(fmt.Errorf("landing failed: %w", err))
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
+// levelFloor drops records below a level (mochi logs every connection at Info).
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (l levelFloor) Enabled(ctx context.Context, lv slog.Level) bool {
+	return lv >= l.min && l.Handler.Enabled(ctx, lv)
+}
+
+func (l levelFloor) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFloor{l.Handler.WithAttrs(a), l.min}
+}
+
+func (l levelFloor) WithGroup(n string) slog.Handler { return levelFloor{l.Handler.WithGroup(n), l.min} }
+
+// allowHook lets every client connect and use every topic. The broker
+// listens on loopback by default; put it behind TLS and an authenticating
+// proxy, or use an external broker, to expose it.
+type allowHook struct{ mqtt.HookBase }
+
+func (h *allowHook) ID() string { return "pilake-allow" }
+
+func (h *allowHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+}
+
+func (h *allowHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (h *allowHook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }

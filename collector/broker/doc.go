@@ -1,0 +1,16 @@
+// Package broker runs the collector's embedded MQTT broker (mochi-mqtt) and
+// lands telemetry inside it, so that the PUBACK an agent receives means "this
+// batch is durable in the lake".
+//
+// mochi calls a hook's OnPublish synchronously in the client's read loop and
+// sends the PUBACK only after it returns (server.go processPublish in
+// mochi-mqtt/server v2.7.9: OnPublish, then buildAck/WritePacket). The
+// broker's Handler runs there: while it blocks (lake outage, stages behind),
+// that client's further packets wait in TCP, which is back-pressure all the
+// way to the agent's spool. When the Handler fails the packet is rejected
+// (no PUBACK) and the client is disconnected, so its MQTT client resends the
+// batch after reconnecting.
+//
+// Capability limits are raised from mochi's defaults, which drop messages
+// under load (see FACTS.md).
+package broker
