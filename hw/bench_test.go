@@ -8,6 +8,8 @@ import (
 	"periph.io/x/devices/v3/bmxx80"
 )
 
+var benchFixed Fixed
+
 // BenchmarkSense measures one 400 Hz poll: a fake-bus burst read (including
 // the model's conversions that fall due, about one per 3.4 polls at ×1)
 // and periph bmxx80's integer compensation.
@@ -18,6 +20,7 @@ func BenchmarkSense(b *testing.B) {
 	}{
 		{"bmxx80", func(dev *bmxx80.Dev, _ *Sensor, e *physic.Env) error { return dev.Sense(e) }},
 		{"Sensor", func(_ *bmxx80.Dev, s *Sensor, e *physic.Env) error { return s.Sense(e) }},
+		{"ReadFixed", func(_ *bmxx80.Dev, s *Sensor, _ *physic.Env) error { return s.ReadFixed(&benchFixed) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			clk := newTestClock()

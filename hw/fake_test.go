@@ -18,6 +18,18 @@ func envValues(e *physic.Env) Values {
 	}
 }
 
+// fixedEnv converts ReadFixed's integers the way bmxx80 converts its own.
+func fixedEnv(fx *Fixed, hum bool) physic.Env {
+	e := physic.Env{
+		Temperature: physic.Temperature(fx.Temp)*10*physic.MilliCelsius + physic.ZeroCelsius,
+		Pressure:    physic.Pressure(fx.Press) * 15625 * physic.MicroPascal / 4,
+	}
+	if hum {
+		e.Humidity = physic.RelativeHumidity(fx.Hum) * 10000 / 1024 * physic.MicroRH
+	}
+	return e
+}
+
 // TestNormalModeMatchesTruth reads the fake through periph's bmxx80 driver in
 // normal mode at 400 Hz and checks every reading against the model's value
 // within the sensor's resolution.
@@ -39,6 +51,11 @@ func TestNormalModeMatchesTruth(t *testing.T) {
 			if err != nil {
 				t.Fatalf("bmxx80.NewI2C: %v", err)
 			}
+			// A Sensor on the same bus: ReadFixed must give the driver's integers.
+			s, err := NewSensor(f, f.Addr(), &tc.opts, false)
+			if err != nil {
+				t.Fatalf("NewSensor: %v", err)
+			}
 			const polls = 4000 // 10 s at 400 Hz
 			var fresh int
 			var lastSeq uint64
@@ -47,6 +64,13 @@ func TestNormalModeMatchesTruth(t *testing.T) {
 				var e physic.Env
 				if err := dev.Sense(&e); err != nil {
 					t.Fatalf("poll %d: Sense: %v", i, err)
+				}
+				var fx Fixed
+				if err := s.ReadFixed(&fx); err != nil {
+					t.Fatalf("poll %d: ReadFixed: %v", i, err)
+				}
+				if fe := fixedEnv(&fx, tc.opts.Humidity != bmxx80.Off); fe != e {
+					t.Fatalf("poll %d: ReadFixed %+v is %v, the driver read %v", i, fx, fe, e)
 				}
 				got, want, res := envValues(&e), f.Truth(), f.Resolution()
 				if want.Seq == 0 {

@@ -175,8 +175,12 @@ func TestBMP280(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.Humidity != 0 {
-			t.Fatalf("BMP280 reading has humidity %v", e.Humidity)
+		var fx Fixed
+		if err := s.ReadFixed(&fx); err != nil {
+			t.Fatal(err)
+		}
+		if e.Humidity != 0 || fx.Hum != 0 || fixedEnv(&fx, false) != e {
+			t.Fatalf("BMP280: driver read %v, ReadFixed %+v; want equal and no humidity", e, fx)
 		}
 		if f.Truth().Seq > 0 {
 			mustMatchTruth(t, f, e, false)
@@ -229,6 +233,10 @@ func TestResetMidRun(t *testing.T) {
 				_, err = poll(s, clk)
 				if !errors.Is(err, ErrSensorReset) {
 					t.Fatalf("Sense after a reset: err = %v, want ErrSensorReset", err)
+				}
+				var fx Fixed
+				if err := s.ReadFixed(&fx); !errors.Is(err, ErrSensorReset) {
+					t.Fatalf("ReadFixed after a reset: err = %v, want ErrSensorReset", err)
 				}
 			}
 			if err := s.Reinit(); err != nil {
