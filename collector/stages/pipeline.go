@@ -153,7 +153,12 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		return errors.New("running stages: Run called twice")
 	}
 	defer close(p.done)
-	if err := p.recover(ctx); err != nil {
+	// Recovery must complete even if ctx ends meanwhile (a clean shutdown
+	// needs the state): it gets ShutdownTimeout after ctx ends.
+	rctx, rcancel := detach(ctx, p.opts.ShutdownTimeout)
+	err = p.recover(rctx)
+	rcancel()
+	if err != nil {
 		return err
 	}
 	commitCtx, cancelCommit := context.WithCancel(context.WithoutCancel(ctx))
@@ -396,4 +401,11 @@ func (p *Pipeline) cutEpoch() error {
 		p.commitErr <- err
 		return err
 	}
+}
+
+// detach returns a context that ignores ctx's end for timeout after it.
+func detach(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	d, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(timeout, cancel) })
+	return d, func() { stop(); cancel() }
 }

@@ -1,0 +1,329 @@
+package stages
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+const sec = int64(1_000_000)
+
+// genInput makes per-device batches of 1 s (at 100 Hz here, to keep it fast)
+// starting at a non-aligned time.
+func genInput(rng *rand.Rand, devices, batches int) []*wire.Batch {
+	var out []*wire.Batch
+	for d := range devices {
+		ts := int64(1_767_225_600)*sec + rng.Int64N(sec)
+		for s := 1; s <= batches; s++ {
+			b := &wire.Batch{DeviceID: fmt.Sprintf("d%d", d), BootID: 1, Seq: uint64(s)}
+			for range 100 {
+				b.Readings = append(b.Readings, wire.Reading{TimeUS: ts, Temp: 1000 + rng.Int32N(3000), Press: 90000*256 + rng.Uint32N(1 << 20),
+					Hum: rng.Uint32N(100 * 1024), Fresh: rng.IntN(3) == 0})
+				ts += 10_000 + rng.Int64N(50) // jitter
+			}
+			out = append(out, b)
+			if rng.IntN(10) == 0 {
+				ts += rng.Int64N(3 * sec) // a gap: empty windows
+			}
+		}
+	}
+	return out
+}
+
+// boundedShuffle permutes batches so that, per device, no batch arrives after
+// one whose capture started more than maxAhead µs after its own; devices
+// interleave freely.
+func boundedShuffle(rng *rand.Rand, in []*wire.Batch, maxAhead int64) []*wire.Batch {
+	byDev := map[string][]*wire.Batch{}
+	var devs []string
+	for _, b := range in {
+		if byDev[b.DeviceID] == nil {
+			devs = append(devs, b.DeviceID)
+		}
+		byDev[b.DeviceID] = append(byDev[b.DeviceID], b)
+	}
+	for _, d := range devs {
+		q := byDev[d]
+		// Sort by key = start time + random offset in [0, maxAhead]: a batch
+		// can only be overtaken by batches starting less than maxAhead after it.
+		keys := make([]int64, len(q))
+		idx := make([]int, len(q))
+		for i := range q {
+			keys[i] = q[i].Readings[0].TimeUS + rng.Int64N(maxAhead)
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(a, b int) int {
+			switch {
+			case keys[a] < keys[b]:
+				return -1
+			case keys[a] > keys[b]:
+				return 1
+			}
+			return 0
+		})
+		out := make([]*wire.Batch, len(q))
+		for i, j := range idx {
+			out[i] = q[j]
+		}
+		byDev[d] = out
+	}
+	var res []*wire.Batch
+	for len(res) < len(in) {
+		d := devs[rng.IntN(len(devs))]
+		if len(byDev[d]) == 0 {
+			continue
+		}
+		res = append(res, byDev[d][0])
+		byDev[d] = byDev[d][1:]
+	}
+	return res
+}
+
+func runFold(order []*wire.Batch, live bool) *folder {
+	f := newFolder(sec, 10*sec, []int{8, 15, 60})
+	var lu *schema.LiveUpdate
+	if live {
+		lu = &schema.LiveUpdate{}
+	}
+	for _, b := range order {
+		f.fold(b, b.Readings, schema.BronzeRow{Device: b.DeviceID}, lu)
+	}
+	f.closeAll()
+	return f
+}
+
+func sortedSilver(r []schema.SilverRow) []schema.SilverRow {
+	r = slices.Clone(r)
+	slices.SortFunc(r, func(a, b schema.SilverRow) int {
+		if c := strings.Compare(a.Device, b.Device); c != 0 {
+			return c
+		}
+		return int(a.WindowStart - b.WindowStart)
+	})
+	return r
+}
+
+func sortedGold(r []schema.GoldRow) []schema.GoldRow {
+	r = slices.Clone(r)
+	slices.SortFunc(r, func(a, b schema.GoldRow) int {
+		if c := strings.Compare(a.Device, b.Device); c != 0 {
+			return c
+		}
+		if a.WindowStart != b.WindowStart {
+			return int(a.WindowStart - b.WindowStart)
+		}
+		return int(a.N - b.N)
+	})
+	return r
+}
+
+// Property: the same input in any arrival order whose disorder stays within
+// the allowed lateness gives the same final silver and gold, and no late rows.
+func TestPropertyOrderIndependentSilver(t *testing.T) {
+	for seed := range uint64(60) {
+		rng := rand.New(rand.NewPCG(seed, 99))
+		in := genInput(rng, 1+rng.IntN(4), 20+rng.IntN(60))
+		ref := runFold(in, false)
+		if len(ref.late) != 0 {
+			t.Fatalf("seed %d: in-order input has %d late readings", seed, len(ref.late))
+		}
+		want, wantGold := sortedSilver(ref.silver), sortedGold(ref.gold)
+		for k := range 3 {
+			// Batches span ~1 s: starts at most 8 s apart keep the disorder
+			// within the 10 s allowed lateness.
+			order := boundedShuffle(rng, in, 8*sec)
+			got := runFold(order, k == 0)
+			if len(got.late) != 0 {
+				t.Fatalf("seed %d/%d: %d late readings", seed, k, len(got.late))
+			}
+			if g := sortedSilver(got.silver); !slices.Equal(g, want) {
+				t.Fatalf("seed %d/%d: silver differs:\n%v\nwant\n%v", seed, k, g, want)
+			}
+			if g := sortedGold(got.gold); !slices.Equal(g, wantGold) {
+				t.Fatalf("seed %d/%d: gold differs", seed, k)
+			}
+		}
+	}
+}
+
+// Property: in ANY arrival order, every reading is either in exactly one final
+// silver window or in silver_late, and each silver row is exactly the
+// aggregate of its window's readings that were not late.
+func TestPropertyNothingLostAnyOrder(t *testing.T) {
+	withLate := 0
+	defer func() {
+		if withLate == 0 {
+			t.Fatal("no shuffled input produced late readings: the property was not exercised")
+		}
+	}()
+	for seed := range uint64(60) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		in := genInput(rng, 1+rng.IntN(3), 10+rng.IntN(40))
+		order := slices.Clone(in)
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		f := runFold(order, false)
+		if len(f.late) > 0 {
+			withLate++
+		}
+		total := 0
+		for _, b := range in {
+			total += len(b.Readings)
+		}
+		type key struct {
+			dev string
+			ws  int64
+		}
+		late := map[key]map[int64]int{}
+		for _, r := range f.late {
+			k := key{r.Device, r.WindowStart}
+			if late[k] == nil {
+				late[k] = map[int64]int{}
+			}
+			late[k][r.TS]++
+			if r.WindowStart+sec > r.Watermark {
+				t.Fatalf("seed %d: late row for window %d not before watermark %d", seed, r.WindowStart, r.Watermark)
+			}
+		}
+		// Expected aggregates from the raw readings minus the late ones.
+		exp := map[key]*window{}
+		for _, b := range in {
+			for i := range b.Readings {
+				r := &b.Readings[i]
+				k := key{b.DeviceID, floorDiv(r.TimeUS, sec) * sec}
+				if m := late[k]; m[r.TimeUS] > 0 {
+					m[r.TimeUS]--
+					continue
+				}
+				w := exp[k]
+				if w == nil {
+					w = &window{Start: k.ws}
+					exp[k] = w
+				}
+				w.add(r)
+			}
+		}
+		var sum int64
+		seen := map[key]bool{}
+		for _, s := range f.silver {
+			k := key{s.Device, s.WindowStart}
+			if seen[k] {
+				t.Fatalf("seed %d: window %v final twice", seed, k)
+			}
+			seen[k] = true
+			w := exp[k]
+			if w == nil || w.row(s.Device, sec) != s {
+				t.Fatalf("seed %d: silver %+v, want %+v", seed, s, w)
+			}
+			sum += s.Count
+		}
+		if int(sum)+len(f.late) != total || len(seen) != len(exp) {
+			t.Fatalf("seed %d: %d in silver + %d late != %d readings", seed, sum, len(f.late), total)
+		}
+	}
+}
+
+func TestLateAfterWatermark(t *testing.T) {
+	f := newFolder(sec, 2*sec, []int{2})
+	mk := func(seq uint64, ts ...int64) *wire.Batch {
+		b := &wire.Batch{DeviceID: "a", BootID: 1, Seq: seq}
+		for _, x := range ts {
+			b.Readings = append(b.Readings, wire.Reading{TimeUS: x, Temp: 2000, Press: 100000 * 256, Hum: 1024})
+		}
+		return b
+	}
+	lu := &schema.LiveUpdate{}
+	f.fold(mk(1, 0, sec/2), mk(1, 0, sec/2).Readings, schema.BronzeRow{}, lu)
+	if len(f.silver) != 0 || len(lu.Silver) != 1 || lu.Silver[0].Final || lu.Silver[0].Count != 2 {
+		t.Fatalf("after first batch: silver %v live %+v", f.silver, lu.Silver)
+	}
+	// Device "b" far ahead must not make "a" late (per-device watermarks).
+	other := &wire.Batch{DeviceID: "b", BootID: 1, Seq: 1, Readings: []wire.Reading{{TimeUS: 100 * sec, Temp: 1, Press: 100000 * 256}}}
+	f.fold(other, other.Readings, schema.BronzeRow{}, nil)
+	b2 := mk(2, 3*sec+1) // watermark of a becomes 1 s+1: window [0,1s) final
+	f.fold(b2, b2.Readings, schema.BronzeRow{}, lu)
+	if len(f.silver) != 1 || f.silver[0].Device != "a" || f.silver[0].Count != 2 {
+		t.Fatalf("silver %+v", f.silver)
+	}
+	if len(lu.Silver) != 2 || !lu.Silver[0].Final || lu.Silver[1].Final {
+		t.Fatalf("live %+v", lu.Silver)
+	}
+	b3 := mk(3, sec/4, sec+5) // the first is late, the second is not
+	f.fold(b3, b3.Readings, schema.BronzeRow{Device: "a"}, nil)
+	if len(f.late) != 1 || f.late[0].TS != sec/4 || f.late[0].WindowStart != 0 || f.late[0].Watermark != sec+1 {
+		t.Fatalf("late %+v", f.late)
+	}
+	f.closeAll()
+	// a: [0,1s) 2 readings, [1s,2s) 1, [3s,4s) 1; b: [100s,101s) 1
+	var n int64
+	for _, s := range f.silver {
+		n += s.Count
+	}
+	if n != 5 || len(f.silver) != 4 {
+		t.Fatalf("silver %+v", f.silver)
+	}
+	// After closeAll, anything for those windows is late.
+	b4 := mk(4, 3*sec+2)
+	if f.fold(b4, b4.Readings, schema.BronzeRow{}, nil) != 1 {
+		t.Fatal("reading for a window closed at shutdown not late")
+	}
+	// Gold with N=2 over a's windows 0, 1s, 3s.
+	var g []schema.GoldRow
+	for _, r := range f.gold {
+		if r.Device == "a" {
+			g = append(g, r)
+		}
+	}
+	if len(g) != 3 || g[0].Windows != 1 || g[1].Windows != 2 || g[2].Windows != 2 || g[2].WindowStart != 3*sec {
+		t.Fatalf("gold %+v", g)
+	}
+}
+
+func TestSeqSet(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		var s seqSet
+		ref := map[uint64]bool{}
+		for range 60 {
+			v := 1 + rng.Uint64N(40)
+			s = s.add(v)
+			ref[v] = true
+		}
+		for v := uint64(0); v < 45; v++ {
+			if s.has(v) != ref[v] {
+				t.Fatalf("has(%d) = %v, want %v: %v", v, s.has(v), ref[v], s)
+			}
+		}
+		for i := 1; i < len(s); i++ {
+			if s[i-1][1]+1 >= s[i][0] {
+				t.Fatalf("ranges not disjoint/merged: %v", s)
+			}
+		}
+	}
+}
+
+func FuzzLandingKey(f *testing.F) {
+	f.Add("landing/dev-1/00000000deadbeef/00000000000000000042.bin")
+	f.Add("landing/dev-1/00000000deadbeef/00000000000000000042.json")
+	f.Add("landing/../x/00000000deadbeef/00000000000000000042.bin")
+	f.Add("landing/dev-1/00000000deadbeef/00000000000000000000.bin")
+	f.Fuzz(func(t *testing.T, name string) {
+		stream, seq, err := landingKey(name)
+		if err != nil {
+			return
+		}
+		dev, boot, ok := strings.Cut(stream, "/")
+		if !ok || !wire.ValidDeviceID(dev) || len(boot) != 16 || seq == 0 {
+			t.Fatalf("accepted %q as %q %d", name, stream, seq)
+		}
+		b := wire.Batch{DeviceID: dev, Seq: seq}
+		fmt.Sscanf(boot, "%x", &b.BootID)
+		if !strings.HasPrefix(name, schema.Landing+b.Key()+".") {
+			t.Fatalf("%q does not round-trip: %s", name, b.Key())
+		}
+	})
+}
