@@ -22,7 +22,7 @@ func genInput(rng *rand.Rand, devices, batches int) []*wire.Batch {
 		for s := 1; s <= batches; s++ {
 			b := &wire.Batch{DeviceID: fmt.Sprintf("d%d", d), BootID: 1, Seq: uint64(s)}
 			for range 100 {
-				b.Readings = append(b.Readings, wire.Reading{TimeUS: ts, Temp: 1000 + rng.Int32N(3000), Press: 90000*256 + rng.Uint32N(1 << 20),
+				b.Readings = append(b.Readings, wire.Reading{TimeUS: ts, Temp: 1000 + rng.Int32N(3000), Press: 90000*256 + rng.Uint32N(1<<20),
 					Hum: rng.Uint32N(100 * 1024), Fresh: rng.IntN(3) == 0})
 				ts += 10_000 + rng.Int64N(50) // jitter
 			}
