@@ -20,9 +20,8 @@ type Calibration struct {
 }
 
 // DefaultCalibration is the fake's calibration: the temperature and pressure
-// parameters are the worked example of the Bosch BMP280/BME280 datasheets
-// (section 8 of the BMP280 data sheet, "compensation formula in 32/64 bit
-// fixed point": T1=27504 … P9=6000); the humidity parameters are typical of
+// parameters are the worked example of the BMP280 data sheet (section 3.12,
+// which the BME280 shares register for register: T1=27504 … P9=6000); the humidity parameters are typical of
 // production parts (H1=75, H2=362, H3=0, H4=313, H5=50, H6=30). With them a
 // 20-bit raw temperature of 519888 compensates to 25.08 °C, as in that
 // example, and raw humidity spans 0..100 %RH over the 16-bit range.

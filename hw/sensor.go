@@ -292,7 +292,7 @@ func (s *Sensor) Close() error {
 	return nil
 }
 
-// parseCalibration decodes the calibration registers (datasheet table 16).
+// parseCalibration decodes the calibration registers (datasheet section 4.2.2).
 func parseCalibration(tph, h []byte) Calibration {
 	u16 := func(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
 	c := Calibration{

@@ -8,7 +8,7 @@ import (
 )
 
 // osrsCount returns the oversampling count for an osrs_x register field
-// (datasheet tables 20, 23, 24): 0 skipped, 1, 2, 4, 8, 16 (5..7 = 16).
+// (datasheet section 5.4, ctrl_hum and ctrl_meas): 0 skipped, 1, 2, 4, 8, 16 (5..7 = 16).
 func osrsCount(field byte) int {
 	switch field & 7 {
 	case 0:
@@ -42,7 +42,7 @@ func adcStep(field byte) int32 {
 }
 
 // filterCoef returns the IIR coefficient for the config filter field
-// (datasheet table 28): 1 (off), 2, 4, 8, 16.
+// (datasheet section 5.4.6, config): 1 (off), 2, 4, 8, 16.
 func filterCoef(field byte) float64 {
 	switch field & 7 {
 	case 0:
@@ -58,7 +58,7 @@ func filterCoef(field byte) float64 {
 }
 
 // standbyTime returns t_standby for the config t_sb field of a BME280
-// (datasheet table 27): 0.5, 62.5, 125, 250, 500, 1000, 10, 20 ms.
+// (datasheet section 5.4.6, config): 0.5, 62.5, 125, 250, 500, 1000, 10, 20 ms.
 func standbyTime(field byte) time.Duration {
 	return [8]time.Duration{
 		500 * time.Microsecond, 62500 * time.Microsecond, 125 * time.Millisecond,
