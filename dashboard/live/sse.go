@@ -104,7 +104,7 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if buf.Len() == 0 {
 			return true
 		}
-		_ = rc.SetWriteDeadline(clock.Now().Add(writeTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // a network deadline: wall clock
 		_, err := w.Write(buf.Bytes())
 		buf.Reset()
 		if err == nil {

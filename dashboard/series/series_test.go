@@ -1,0 +1,99 @@
+package series
+
+import (
+	"encoding/json"
+	"math"
+	"reflect"
+	"testing"
+
+	"github.com/pilake/pilake/collector/schema"
+)
+
+func cols(ts ...int64) Columns {
+	var c Columns
+	for _, t := range ts {
+		c.Append(t, float64(t), float64(t)*2, float64(t)*3)
+	}
+	return c
+}
+
+func TestSort(t *testing.T) {
+	c := Columns{}
+	c.Append(3, 3, 0, 0)
+	c.Append(1, 1, 0, 0)
+	c.Append(3, 33, 0, 0) // a later provisional value of window 3
+	c.Append(2, 2, 0, 0)
+	c.Sort()
+	if !reflect.DeepEqual(c.T, []int64{1, 2, 3}) || !reflect.DeepEqual(c.TempC, []float64{1, 2, 33}) {
+		t.Errorf("sorted %+v", c)
+	}
+}
+
+func TestDecimate(t *testing.T) {
+	ramp := func(n int) Columns {
+		var ts []int64
+		for i := 0; i < n; i++ {
+			ts = append(ts, int64(i)*1000)
+		}
+		return cols(ts...)
+	}
+	tests := []struct {
+		name      string
+		in        Columns
+		from, to  int64
+		max       int
+		wantT     []int64
+		wantTempC []float64
+	}{
+		{"fits: unchanged", cols(1, 2, 3), 0, 10, 5, []int64{1, 2, 3}, []float64{1, 2, 3}},
+		{"no limit", cols(1, 2, 3), 0, 10, 0, []int64{1, 2, 3}, []float64{1, 2, 3}},
+		{"pairs", cols(0, 1, 2, 3), 0, 4, 2, []int64{1, 3}, []float64{0.5, 2.5}}, // mean time rounds half away from zero
+		{"uneven", cols(0, 1, 2, 9), 0, 10, 2, []int64{1, 9}, []float64{1, 9}},
+		{"range smaller than data: falls back to data span", cols(0, 5, 10, 15), 5, 10, 2, []int64{3, 13}, []float64{2.5, 12.5}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Decimate(tc.in, tc.from, tc.to, tc.max)
+			if !reflect.DeepEqual(got.T, tc.wantT) || !reflect.DeepEqual(got.TempC, tc.wantTempC) {
+				t.Errorf("got T=%v temp=%v, want T=%v temp=%v", got.T, got.TempC, tc.wantT, tc.wantTempC)
+			}
+		})
+	}
+	t.Run("24h of 1s windows", func(t *testing.T) {
+		in := ramp(86400)
+		got := Decimate(in, 0, 86400*1000, 1500)
+		if got.Len() > 1500 || got.Len() < 1400 {
+			t.Errorf("%d points, want ≤ 1500", got.Len())
+		}
+		var sum float64
+		for _, v := range got.TempC {
+			sum += v
+		}
+		if mean := sum / float64(got.Len()); math.Abs(mean-86399*1000/2.0) > 1000 {
+			t.Errorf("mean %v drifted", mean)
+		}
+	})
+}
+
+func TestAppendRejectsNonFinite(t *testing.T) {
+	var c Columns
+	if c.AppendSilver(&schema.SilverRow{TempAvg: math.NaN()}) || c.AppendGold(&schema.GoldRow{PressurePa: math.Inf(1)}) || c.Len() != 0 {
+		t.Error("non-finite value appended")
+	}
+	if !c.AppendSilver(&schema.SilverRow{WindowStart: 1_500_000, TempAvg: 1}) || c.T[0] != 1500 {
+		t.Errorf("finite row: %+v", c)
+	}
+	e := Empty()
+	b, _ := json.Marshal(e)
+	if string(b) != `{"t":[],"temp_c":[],"humidity_rh":[],"pressure_pa":[]}` {
+		t.Errorf("empty columns JSON %s", b)
+	}
+}
+
+func TestMS(t *testing.T) {
+	for us, ms := range map[int64]int64{0: 0, 999: 0, 1000: 1, 1999: 1, -1: -1, -1000: -1, -1001: -2} {
+		if MS(us) != ms {
+			t.Errorf("MS(%d) = %d, want %d", us, MS(us), ms)
+		}
+	}
+}
