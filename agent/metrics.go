@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pilake/pilake/agent/clock"
+)
+
+// registry builds the Prometheus metrics. Every value is read from the
+// components' own counters when scraped, so sampling pays nothing for them.
+func (a *Agent) registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	labels := prometheus.Labels{"device": a.cfg.DeviceID}
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pilake_agent_" + name, Help: help, ConstLabels: labels}, f))
+	}
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pilake_agent_" + name, Help: help, ConstLabels: labels}, f))
+	}
+	s := func() sampleStats { return sampleStats(a.sampler.Stats()) }
+	counter("ticks_total", "Sampling ticks (polls due).", func() float64 { return float64(s().Ticks) })
+	counter("missed_ticks_total", "Ticks skipped because sampling ran more than one interval late.", func() float64 { return float64(s().MissedTicks) })
+	counter("readings_total", "Readings taken and put into batches.", func() float64 { return float64(s().Readings) })
+	counter("fresh_readings_total", "Readings with a new conversion (any value changed).", func() float64 { return float64(s().Fresh) })
+	gauge("fresh_ratio", "Fresh readings / readings since start.", func() float64 {
+		st := s()
+		if st.Readings == 0 {
+			return 0
+		}
+		return float64(st.Fresh) / float64(st.Readings)
+	})
+	counter("sensor_read_errors_total", "Failed sensor reads.", func() float64 { return float64(s().ReadErrors) })
+	counter("sensor_read_timeouts_total", "Sensor reads that exceeded the read timeout (stuck bus).", func() float64 { return float64(s().Timeouts) })
+	counter("sensor_reinits_total", "Sensor re-initialisations (reset, errors, frozen).", func() float64 { return float64(s().Reinits) })
+	gauge("sensor_healthy", "1 when the sensor reads fine and its values change.", func() float64 { return b2f(a.sampler.Health().OK) })
+	gauge("lateness_p50_seconds", "Median tick lateness since start.", func() float64 { return a.sampler.Lateness().Quantile(0.5) / 1e6 })
+	gauge("lateness_p99_seconds", "99th percentile tick lateness since start.", func() float64 { return a.sampler.Lateness().Quantile(0.99) / 1e6 })
+	counter("batches_total", "Batches made.", func() float64 { return float64(s().Batches) })
+	counter("batches_published_total", "Batch publications (including resends).", func() float64 { return float64(a.fwd.Counters().Published) })
+	counter("batches_acked_total", "Batches acknowledged by the broker and removed from the spool.", func() float64 { return float64(a.fwd.Counters().Acked) })
+	counter("readings_acked_total", "Readings in acknowledged batches.", func() float64 { return float64(a.fwd.Counters().AckedReadings) })
+	counter("publish_failures_total", "Publications that failed and will be retried.", func() float64 { return float64(a.fwd.Counters().Failed) })
+	counter("backlog_batches_sent_total", "Backlog (not live) batch publications.", func() float64 { return float64(a.fwd.Counters().BacklogSent) })
+	gauge("inflight_batches", "Batches published and not yet acknowledged.", func() float64 { return float64(a.fwd.Counters().Inflight) })
+	gauge("spool_bytes", "Bytes in the spool's segment files.", func() float64 { return float64(a.spool.Stats().Bytes) })
+	gauge("spool_batches", "Unacknowledged batches in the spool.", func() float64 { return float64(a.spool.Stats().Records) })
+	gauge("spool_readings", "Readings in unacknowledged spooled batches.", func() float64 { return float64(a.spool.Stats().Readings) })
+	counter("dropped_readings_total", "Readings dropped: spool over its cap, consumer stalled, encode errors.", func() float64 {
+		return float64(a.summaryDropped())
+	})
+	gauge("mqtt_connected", "1 while connected to the broker.", func() float64 { return b2f(a.conn.Connected()) })
+	counter("mqtt_reconnects_total", "Reconnections after the first connection.", func() float64 { return float64(a.conn.Reconnects()) })
+	gauge("clock_synced", "1 when the kernel says the wall clock is NTP-synchronised.", func() float64 { return b2f(clock.Synced()) })
+	return reg
+}
+
+type sampleStats = struct {
+	Ticks, MissedTicks                  int64
+	Readings, Fresh, Repeated           int64
+	ReadErrors, Timeouts, Reinits       int64
+	ReinitErrors, OutOfRange            int64
+	Batches, DroppedBatches, DroppedRdg int64
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (a *Agent) summaryDropped() int64 {
+	a.mu.Lock()
+	d := a.encodeErrors + a.oversizeDrops + a.spoolErrors
+	a.mu.Unlock()
+	return d + a.sampler.Stats().DroppedRdg + a.spool.Stats().DroppedReadings
+}
+
+// healthz reports 200 when the sensor is healthy (the broker may be down:
+// the spool covers that, and the body says so) and 503 otherwise.
+func (a *Agent) healthz(w http.ResponseWriter, _ *http.Request) {
+	h := a.sampler.Health()
+	ss := a.spool.Stats()
+	status := "ok"
+	code := http.StatusOK
+	switch {
+	case !h.OK:
+		status, code = "unhealthy", http.StatusServiceUnavailable
+	case !a.conn.Connected():
+		status = "degraded"
+	}
+	body := map[string]any{
+		"status":         status,
+		"device":         a.cfg.DeviceID,
+		"sensor":         h,
+		"mqtt_connected": a.conn.Connected(),
+		"spool_batches":  ss.Records,
+		"spool_bytes":    ss.Bytes,
+		"dropped":        a.summaryDropped(),
+		"clock_synced":   clock.Synced(),
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// serveMetrics starts /metrics and /healthz on MetricsAddr. A port already
+// in use is logged, not fatal: sampling matters more than its metrics.
+func (a *Agent) serveMetrics() (stop func()) {
+	if a.cfg.MetricsAddr == "" {
+		return func() {}
+	}
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		a.log.Warn("metrics endpoint disabled: cannot listen", "addr", a.cfg.MetricsAddr, "err", err)
+		return func() {}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", a.healthz)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	a.log.Info("metrics and health endpoint", "url", "http://"+ln.Addr().String()+"/metrics")
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Warn("metrics server stopped", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+}
