@@ -129,7 +129,7 @@ func ExampleNewSensor_bmp280() {
 	s, err := hw.NewSensor(bus, 0x76, &opts, true)
 	fmt.Println(s, err, "humidity:", s.HasHumidity())
 	// Output:
-	// hw: the device at 0x76 on fake-bme280-i2c(0x76): device is a BMP280 (chip id 0x58), which has no humidity sensor; pilake needs a BME280 for humidity, or allow a BMP280 (agent option allow-bmp280) to record temperature and pressure only
+	// hw: the device at 0x76 on fake-bme280-i2c(0x76): device is a BMP280 (chip id 0x58), which has no humidity sensor; pilake needs a BME280 for humidity, or allow a BMP280 (agent flag --allow-bmp280) to record temperature and pressure only
 	// BMP280 at 0x76 on fake-bme280-i2c(0x76) <nil> humidity: false
 }
 

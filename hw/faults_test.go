@@ -294,3 +294,73 @@ func TestFreeze(t *testing.T) {
 		t.Error("readings did not change after unfreezing")
 	}
 }
+
+// TestConcurrentUse reads from several goroutines while another injects and
+// clears faults; run with -race. Every error must be one of the injected
+// kinds, and reads must work again once the faults are cleared.
+func TestConcurrentUse(t *testing.T) {
+	f, s, clk := newSensor(t, FakeConfig{Seed: 14})
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			var bad error
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					errs <- bad
+					return
+				default:
+				}
+				clk.Add(100 * time.Microsecond)
+				var err error
+				if (g+i)%2 == 0 {
+					var e physic.Env
+					err = s.Sense(&e)
+				} else {
+					var fx Fixed
+					err = s.ReadFixed(&fx)
+				}
+				if err != nil && !errors.Is(err, ErrSensorReset) && !strings.Contains(err.Error(), "NACK") && bad == nil {
+					bad = err
+				}
+			}
+		}()
+	}
+	for i := range 300 {
+		switch i % 5 {
+		case 0:
+			f.FailNext(2, nil)
+		case 1:
+			f.Freeze(i%2 == 0)
+		case 2:
+			f.Reset()
+		case 3:
+			_ = f.Truth()
+			_ = f.Resolution()
+		case 4:
+			if err := s.Reinit(); err != nil && !strings.Contains(err.Error(), "NACK") {
+				t.Errorf("Reinit: %v", err)
+			}
+		}
+	}
+	close(stop)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("unexpected error from a concurrent read: %v", err)
+		}
+	}
+	f.FailNext(0, nil)
+	f.Freeze(false)
+	if err := s.Reinit(); err != nil {
+		t.Fatal(err)
+	}
+	var e physic.Env
+	var err error
+	for range 10 {
+		if e, err = poll(s, clk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustMatchTruth(t, f, e, true)
+}

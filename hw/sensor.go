@@ -139,7 +139,7 @@ func CheckChip(bus i2c.Bus, addr uint16, allowBMP280 bool) (chipID byte, err err
 		if allowBMP280 {
 			return id[0], nil
 		}
-		return id[0], fmt.Errorf("hw: the device at 0x%02x on %s: %w; pilake needs a BME280 for humidity, or allow a BMP280 (agent option allow-bmp280) to record temperature and pressure only", addr, bus, ErrBMP280)
+		return id[0], fmt.Errorf("hw: the device at 0x%02x on %s: %w; pilake needs a BME280 for humidity, or allow a BMP280 (agent flag --allow-bmp280) to record temperature and pressure only", addr, bus, ErrBMP280)
 	}
 	what := ""
 	switch id[0] {
