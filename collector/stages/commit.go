@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,10 +10,14 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -71,6 +76,14 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		p.f.devices[k] = v
 	}
 	p.epochN = e
+	for _, name := range cp.GoldStaged {
+		rows, err := readStaged(ctx, p.l, name)
+		if err != nil {
+			return fmt.Errorf("recovering stages: %w", err)
+		}
+		p.goldRows = append(p.goldRows, rows...)
+	}
+	p.goldStaged = cp.GoldStaged
 	for _, name := range derived {
 		t := p.tables[name]
 		if v, ok := t.Snapshot().TxnVersion(AppID); ok && v >= e {
@@ -146,10 +159,14 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 	if !e.filesOK {
 		e.adds = map[string][]delta.AddFile{}
 		if e.rows > 0 {
-			data, err := e.bronze.close()
-			if err != nil {
-				return err
+			if e.bronzeData == nil {
+				data, err := e.bronze.close()
+				if err != nil {
+					return err
+				}
+				e.bronzeData = data
 			}
+			data := e.bronzeData
 			t := p.tables[schema.Bronze]
 			st, err := delta.FileStats(data, t.Schema())
 			if err != nil {
@@ -175,16 +192,27 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 			}
 			e.adds[schema.SilverLate] = []delta.AddFile{add}
 		}
-		byDev := map[string][]schema.GoldRow{}
-		for _, g := range e.gold {
-			byDev[g.Device] = append(byDev[g.Device], g)
-		}
-		for _, dev := range slices.Sorted(maps.Keys(byDev)) {
-			add, err := delta.WriteFile(ctx, p.tables[schema.Gold], byDev[dev], map[string]string{"device": dev})
+		if len(e.gold) > 0 {
+			name := goldStageName(e.n)
+			data, _, err := delta.EncodeParquet(e.gold, nil, nil)
 			if err != nil {
 				return err
 			}
-			e.adds[schema.Gold] = append(e.adds[schema.Gold], add)
+			if err := p.l.Put(ctx, name, data); err != nil {
+				return fmt.Errorf("staging gold: %w", err)
+			}
+			p.goldStaged = append(p.goldStaged, name)
+			p.goldRows = append(p.goldRows, e.gold...)
+			e.gold = nil
+		}
+		if e.final || e.n%int64(p.opts.GoldEvery) == 0 {
+			adds, err := p.writeGold(ctx)
+			if err != nil {
+				return err
+			}
+			e.adds[schema.Gold] = adds
+			e.goldFlushed = p.goldStaged
+			p.goldStaged, p.goldRows = nil, nil
 		}
 		e.filesOK = true
 	}
@@ -197,7 +225,8 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 			Landed         json.RawMessage            `json:"landed"`
 			Devices        json.RawMessage            `json:"devices"`
 			Pending        map[string][]delta.AddFile `json:"pending"`
-		}{e.n, p.f.width, p.f.lateness, p.opts.MovingAverages, e.landed, e.devices, map[string][]delta.AddFile{}}
+			GoldStaged     []string                   `json:"gold_staged"`
+		}{e.n, p.f.width, p.f.lateness, p.opts.MovingAverages, e.landed, e.devices, map[string][]delta.AddFile{}, p.goldStaged}
 		for _, name := range derived {
 			cp.Pending[name] = e.adds[name]
 		}
@@ -223,13 +252,20 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 		}
 		e.tableOK[name] = true
 	}
+	// Staged gold that this epoch committed is no longer needed.
+	for _, name := range e.goldFlushed {
+		if err := p.l.Delete(ctx, name); err != nil {
+			p.log.Warn("deleting staged gold", slog.Any("error", err))
+		}
+	}
+	e.goldFlushed = nil
 	// The state of epoch n-2 is no longer needed for recovery.
 	if e.n > 2 {
 		if err := p.l.Delete(ctx, checkpointName(e.n-2)); err != nil {
 			p.log.Warn("deleting old stage state", slog.Any("error", err))
 		}
 	}
-	var silverN, goldN int64 = int64(len(e.silver)), int64(len(e.gold))
+	var silverN, goldN int64 = int64(len(e.silver)), e.goldN
 	p.count(func(s *Stats) {
 		s.Epochs++
 		s.SilverRows += silverN
@@ -348,4 +384,45 @@ func (p *Pipeline) writeQuarantine(ctx context.Context, q quarantined) error {
 		return fmt.Errorf("quarantining: %w", err)
 	}
 	return nil
+}
+
+// writeGold writes the staged gold rows as one file per device (the table is
+// partitioned by device), several at a time, and returns their add actions
+// in device order.
+func (p *Pipeline) writeGold(ctx context.Context) ([]delta.AddFile, error) {
+	byDev := map[string][]schema.GoldRow{}
+	for _, g := range p.goldRows {
+		byDev[g.Device] = append(byDev[g.Device], g)
+	}
+	devs := slices.Sorted(maps.Keys(byDev))
+	adds := make([]delta.AddFile, len(devs))
+	errs := make([]error, len(devs))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	t := p.tables[schema.Gold]
+	for i, dev := range devs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			adds[i], errs[i] = delta.WriteFile(ctx, t, byDev[dev], map[string]string{"device": dev})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("writing gold: %w", err)
+	}
+	return adds, nil
+}
+
+func readStaged(ctx context.Context, l lake.Lake, name string) ([]schema.GoldRow, error) {
+	data, err := l.Get(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("reading staged gold: %w", err)
+	}
+	rows, err := parquet.Read[schema.GoldRow](bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, fmt.Errorf("reading staged gold %s: %w", name, err)
+	}
+	return rows, nil
 }

@@ -26,6 +26,11 @@ type Options struct {
 	CommitInterval time.Duration
 	// MaxEpochRows cuts an epoch early when it holds this many readings [1<<20].
 	MaxEpochRows int
+	// GoldEvery commits gold every this many epochs [15] (and at shutdown).
+	// Gold is partitioned by device, so each gold commit writes a file per
+	// device; in between, an epoch's gold rows are staged in one Parquet
+	// object under _checkpoints/stages/gold/ so a restart loses none.
+	GoldEvery int
 	// QueueLen is how many submitted batches may wait before Submit blocks [256].
 	QueueLen int
 	// CompactEvery runs compaction of small files every this many epochs [30];
@@ -74,6 +79,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxEpochRows == 0 {
 		o.MaxEpochRows = 1 << 20
+	}
+	if o.GoldEvery <= 0 {
+		o.GoldEvery = 15
 	}
 	if o.QueueLen == 0 {
 		o.QueueLen = 256

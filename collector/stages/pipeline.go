@@ -77,6 +77,11 @@ type Pipeline struct {
 	commits   chan *epoch
 	commitErr chan error
 
+	// Owned by the committer (and recover, before it starts): gold rows
+	// staged since the last gold commit.
+	goldStaged []string
+	goldRows   []schema.GoldRow
+
 	mu         sync.Mutex
 	stats      Stats
 	watermarks map[string]int64
@@ -231,7 +236,7 @@ loop:
 	}
 	p.f.closeAll()
 	p.dirty = true
-	if err := p.cutEpoch(); err != nil {
+	if err := p.cut(true); err != nil {
 		return finish(err)
 	}
 	return finish(nil)
@@ -359,6 +364,11 @@ type epoch struct {
 	quar    []quarantined
 	landed  json.RawMessage
 	devices json.RawMessage
+	final   bool // the shutdown epoch: commit gold
+	goldN   int64
+
+	goldFlushed []string
+	bronzeData  []byte
 
 	// Progress, so a retry resumes where the last attempt failed.
 	adds     map[string][]delta.AddFile
@@ -369,7 +379,9 @@ type epoch struct {
 	attempts int
 }
 
-func (p *Pipeline) cutEpoch() error {
+func (p *Pipeline) cutEpoch() error { return p.cut(false) }
+
+func (p *Pipeline) cut(final bool) error {
 	p.epochN++
 	landed, err := json.Marshal(p.landed)
 	if err != nil {
@@ -380,7 +392,7 @@ func (p *Pipeline) cutEpoch() error {
 		return fmt.Errorf("encoding stage state: %w", err)
 	}
 	e := &epoch{n: p.epochN, bronze: p.bw, rows: p.rows, silver: p.f.silver, late: p.f.late, gold: p.f.gold,
-		quar: p.quar, landed: landed, devices: devices, tableOK: map[string]bool{}}
+		quar: p.quar, landed: landed, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(p.f.gold))}
 	p.f.silver, p.f.late, p.f.gold = nil, nil, nil
 	p.quar = nil
 	p.bw = newBronzeWriter()

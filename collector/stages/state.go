@@ -172,6 +172,11 @@ type checkpoint struct {
 	Landed         map[string]seqSet          `json:"landed"`
 	Devices        map[string]*device         `json:"devices"`
 	Pending        map[string][]delta.AddFile `json:"pending"` // table → add actions of this epoch (not bronze)
+	GoldStaged     []string                   `json:"gold_staged"`
+}
+
+func goldStageName(epoch int64) string {
+	return fmt.Sprintf("%sstages/gold/%020d.parquet", schema.Checkpoints, epoch)
 }
 
 func checkpointName(epoch int64) string {
