@@ -55,6 +55,7 @@ type Config struct {
 	SpoolFsyncInt time.Duration
 	BacklogRate   float64
 	MaxInflight   int
+	ReconnectMax  time.Duration
 
 	MetricsAddr     string
 	ShutdownTimeout time.Duration
@@ -150,6 +151,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.SpoolFsyncInt, "spool-fsync-interval", spool.DefaultFsyncInterval, "fsync interval of the interval policy")
 	fs.Float64Var(&c.BacklogRate, "backlog-rate", 20, "backlog batches sent per second at most after an outage (live batches go first)")
 	fs.IntVar(&c.MaxInflight, "max-inflight", 16, "batches published and not yet acknowledged at most")
+	fs.DurationVar(&c.ReconnectMax, "reconnect-max", 30*time.Second, "longest wait between reconnection attempts (the backoff doubles from 1s up to this)")
 
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9101", `address of /metrics and /healthz ("" disables)`)
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, how long to wait for outstanding acknowledgements")

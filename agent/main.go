@@ -189,8 +189,8 @@ func (a *Agent) setupUplink() error {
 	mc := uplink.Config{
 		Broker: cfg.Broker, ClientID: cfg.DeviceID, Username: cfg.Username, Password: cfg.Password,
 		CAFile: cfg.TLSCA, CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, ServerName: cfg.TLSServerName,
-		StatusTopic: wire.StatusTopic(cfg.DeviceID),
-		Logger:      a.log.With(slog.String("component", "mqtt")),
+		StatusTopic: wire.StatusTopic(cfg.DeviceID), MaxReconnectInterval: cfg.ReconnectMax,
+		Logger: a.log.With(slog.String("component", "mqtt")),
 	}
 	a.topic = func(*spool.Record) string { return wire.TelemetryTopic(cfg.DeviceID) }
 	if cfg.IoTHub != "" {
@@ -319,7 +319,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); a.writer() }()
 	sampleErr := a.sampler.Run(ctx) // until SIGINT/SIGTERM
-	<-writerDone                     // the partial batch is in the spool
+	<-writerDone                    // the partial batch is in the spool
 	a.log.Info("sampling stopped; waiting for outstanding acknowledgements", "timeout", a.cfg.ShutdownTimeout)
 
 	var fwdErr error

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// recorder is a mochi hook that keeps every message published on topics
+// with a given prefix, before the broker sends the PUBACK, so anything the
+// agent sees acknowledged is recorded. It survives broker restarts.
+type recorder struct {
+	mqtt.HookBase
+	prefix string
+
+	mu     sync.Mutex
+	msgs   []message
+	notify chan struct{}
+}
+
+type message struct {
+	Topic   string
+	Payload []byte
+}
+
+func newRecorder(prefix string) *recorder {
+	return &recorder{prefix: prefix, notify: make(chan struct{}, 1)}
+}
+
+func (r *recorder) ID() string { return "recorder" }
+
+func (r *recorder) Provides(b byte) bool { return b == mqtt.OnPublished }
+
+func (r *recorder) OnPublished(_ *mqtt.Client, pk packets.Packet) {
+	if !strings.HasPrefix(pk.TopicName, r.prefix) {
+		return
+	}
+	r.mu.Lock()
+	r.msgs = append(r.msgs, message{Topic: pk.TopicName, Payload: bytes.Clone(pk.Payload)})
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) messages() []message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]message(nil), r.msgs...)
+}
+
+// waitFor waits until cond holds over the recorded messages.
+func (r *recorder) waitFor(t *testing.T, what string, cond func([]message) bool) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for !cond(r.messages()) {
+		select {
+		case <-r.notify:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s (%d messages recorded)", what, len(r.messages()))
+		}
+	}
+}
+
+// startBroker runs an in-process mochi broker on addr, with capability
+// limits raised so it never drops messages (FACTS.md), and the given hooks.
+func startBroker(t *testing.T, addr string, tlsCfg *tls.Config, hooks ...mqtt.Hook) (stop func()) {
+	t.Helper()
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = 1 << 20
+	caps.MaximumInflight = 65535
+	s := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	for _, h := range hooks {
+		if err := s.AddHook(h, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr, TLSConfig: tlsCfg})); err != nil {
+		t.Fatalf("broker listening on %s: %v", addr, err)
+	}
+	if err := s.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { _ = s.Close() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// syncBuffer collects the agent's log for printing on failure.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runningAgent is the agent's run() on a goroutine.
+type runningAgent struct {
+	cancel context.CancelFunc
+	done   chan int
+	log    *syncBuffer
+}
+
+func startAgent(t *testing.T, args ...string) *runningAgent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ra := &runningAgent{cancel: cancel, done: make(chan int, 1), log: &syncBuffer{}}
+	noEnv := func(string) (string, bool) { return "", false }
+	go func() { ra.done <- run(ctx, append([]string{"--log-format", "text"}, args...), noEnv, ra.log) }()
+	t.Cleanup(func() {
+		cancel()
+		<-ra.done
+		if t.Failed() {
+			t.Logf("agent log:\n%s", ra.log.String())
+		}
+	})
+	return ra
+}
+
+// stop signals the agent as SIGTERM would and returns its exit status.
+func (ra *runningAgent) stop(t *testing.T) int {
+	t.Helper()
+	ra.cancel()
+	select {
+	case code := <-ra.done:
+		ra.done <- code // for the cleanup
+		return code
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent did not stop within 30 s")
+		return -1
+	}
+}
+
+type healthBody struct {
+	Status        string `json:"status"`
+	MQTTConnected bool   `json:"mqtt_connected"`
+	SpoolBatches  int64  `json:"spool_batches"`
+}
+
+// waitHealth polls the agent's /healthz (another component: polling with a
+// deadline) until cond holds.
+func waitHealth(t *testing.T, ra *runningAgent, addr, what string, cond func(healthBody) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var h healthBody
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+		}
+		if err == nil && cond(h) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s (last health %+v, err %v)", what, h, err)
+		}
+		select {
+		case code := <-ra.done:
+			ra.done <- code
+			t.Fatalf("agent exited with %d while waiting for %s", code, what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func readSummary(t *testing.T, path string) Summary {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading the summary file: %v", err)
+	}
+	var s Summary
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatalf("parsing the summary file: %v\n%s", err, data)
+	}
+	return s
+}
+
+// testCA makes a CA and a server certificate for host, writes the CA to a
+// PEM file and returns it with the server's TLS config.
+func testCA(t *testing.T, host string) (caFile string, server *tls.Config) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pilake test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return caFile, &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}},
+	}
+}
+
+func hexBoot(b uint64) string { return fmt.Sprintf("%016x", b) }
+
+var _ = auth.AllowHook{}
