@@ -307,7 +307,7 @@ func (s *Snapshot) checkpointRows() []cpRow {
 
 func encodeCheckpoint(rows []cpRow) ([]byte, error) {
 	var buf bytes.Buffer
-	w := parquet.NewGenericWriter[cpRow](&buf, parquet.Compression(&parquet.Snappy), parquet.CreatedBy("pilake", "1", ""))
+	w := parquet.NewGenericWriter[cpRow](&buf, WriterOptions(nil)...)
 	if _, err := w.Write(rows); err != nil {
 		return nil, fmt.Errorf("encoding checkpoint: %w", err)
 	}

@@ -10,9 +10,9 @@ import (
 	"github.com/parquet-go/parquet-go"
 )
 
-// EncodeParquet writes rows as one Parquet file (row groups of up to
-// maxRowsPerGroup rows; 0 means one row group) without the partition columns,
-// and returns its bytes and Delta statistics.
+// EncodeParquet writes rows as one Parquet file without the partition
+// columns, compressed with codec (nil: DefaultCompression), and returns its
+// bytes and Delta statistics.
 func EncodeParquet[T any](rows []T, partitionColumns []string, codec parquet.WriterOption) ([]byte, Stats, error) {
 	ps, err := dataSchema[T](partitionColumns)
 	if err != nil {
@@ -23,10 +23,7 @@ func EncodeParquet[T any](rows []T, partitionColumns []string, codec parquet.Wri
 		return nil, Stats{}, fmt.Errorf("encoding parquet: %w", err)
 	}
 	var buf bytes.Buffer
-	opts := []parquet.WriterOption{ps, parquet.CreatedBy("pilake", "1", "")}
-	if codec != nil {
-		opts = append(opts, codec)
-	}
+	opts := append(WriterOptions(codec), ps)
 	w := parquet.NewGenericWriter[T](&buf, opts...)
 	if _, err := w.Write(rows); err != nil {
 		return nil, Stats{}, fmt.Errorf("encoding parquet: %w", err)

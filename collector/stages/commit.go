@@ -46,7 +46,7 @@ func (p *Pipeline) recover(ctx context.Context) error {
 	}
 	p.f = newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages)
 	p.landed = map[string]seqSet{}
-	p.bw = newBronzeWriter()
+	p.bw = newBronzeWriter(0)
 	e, ok := p.tables[schema.Bronze].Snapshot().TxnVersion(AppID)
 	if !ok {
 		p.log.Info("stages starting with empty state")

@@ -22,6 +22,7 @@ type folder struct {
 	gold   []schema.GoldRow
 
 	touched []int64 // scratch: window starts a batch touched
+	hscr    []hist  // scratch: provisional gold history
 }
 
 func newFolder(width, lateness int64, mas []int) *folder {
@@ -204,13 +205,14 @@ func (f *folder) fillLive(id string, d *device, live *schema.LiveUpdate, nfinal,
 			continue
 		}
 		// Provisional gold: the final history before this window, plus it.
-		h := make([]hist, 0, f.maxN)
+		h := f.hscr[:0]
 		for _, e := range d.Hist {
 			if e.Start < ws {
 				h = append(h, e)
 			}
 		}
 		h = append(h, hist{Start: ws, T: row.TempAvg, P: row.PressureAvg, H: row.HumidityAvg})
+		f.hscr = h
 		for _, n := range f.mas {
 			live.Gold = append(live.Gold, goldRow(id, h, n))
 		}

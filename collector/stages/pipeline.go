@@ -317,10 +317,11 @@ type bronzeWriter struct {
 	err error
 }
 
-func newBronzeWriter() *bronzeWriter {
+// newBronzeWriter starts a bronze file; sizeHint pre-sizes its buffer.
+func newBronzeWriter(sizeHint int) *bronzeWriter {
 	bw := &bronzeWriter{}
-	bw.w = parquet.NewGenericWriter[schema.BronzeRow](&bw.buf, parquet.Compression(&parquet.Snappy),
-		parquet.CreatedBy("pilake", "1", ""), parquet.MaxRowsPerRowGroup(1<<20))
+	bw.buf.Grow(sizeHint)
+	bw.w = parquet.NewGenericWriter[schema.BronzeRow](&bw.buf, append(delta.WriterOptions(nil), parquet.MaxRowsPerRowGroup(1<<20))...)
 	return bw
 }
 
@@ -395,7 +396,7 @@ func (p *Pipeline) cut(final bool) error {
 		quar: p.quar, landed: landed, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(p.f.gold))}
 	p.f.silver, p.f.late, p.f.gold = nil, nil, nil
 	p.quar = nil
-	p.bw = newBronzeWriter()
+	p.bw = newBronzeWriter(int(e.rows) * 4) // ~2-4 bytes a reading compressed
 	p.rows, p.batches, p.dirty = 0, 0, false
 	wm := make(map[string]int64, len(p.f.devices))
 	for id, d := range p.f.devices {
