@@ -30,6 +30,7 @@ func BenchmarkSense(b *testing.B) {
 				b.Fatal(err)
 			}
 			dev := s.dev
+			clk.Add(firstConversion)
 			var e physic.Env
 			b.ReportAllocs()
 			for b.Loop() {

@@ -64,6 +64,7 @@ func ExampleFake_FailNext() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	clk.Add(10 * time.Millisecond) // the first conversion is done
 	bus.FailNext(2, nil)
 	for range 3 {
 		clk.Add(2500 * time.Microsecond)
@@ -101,11 +102,13 @@ func ExampleFake_Reset() {
 
 // A stuck bus: a read blocks until the test releases the bus.
 func ExampleFake_Stall() {
-	bus := hw.NewFake(hw.FakeConfig{Seed: 1})
+	clk := &manualClock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	bus := hw.NewFake(hw.FakeConfig{Seed: 1, Now: clk.Now})
 	s, err := hw.NewSensor(bus, bus.Addr(), &opts, false)
 	if err != nil {
 		log.Fatal(err)
 	}
+	clk.Add(10 * time.Millisecond)
 	blocked := bus.Stall()
 	done := make(chan error)
 	go func() {

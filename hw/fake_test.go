@@ -1,6 +1,7 @@
 package hw
 
 import (
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -67,6 +68,9 @@ func TestNormalModeMatchesTruth(t *testing.T) {
 				}
 				var fx Fixed
 				if err := s.ReadFixed(&fx); err != nil {
+					if f.Truth().Seq == 0 && errors.Is(err, ErrNotReady) {
+						continue // before the first conversion; TestNotReady covers it
+					}
 					t.Fatalf("poll %d: ReadFixed: %v", i, err)
 				}
 				if fe := fixedEnv(&fx, tc.opts.Humidity != bmxx80.Off); fe != e {

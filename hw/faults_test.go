@@ -28,8 +28,12 @@ func newSensor(t *testing.T, cfg FakeConfig) (*Fake, *Sensor, *testClock) {
 	if err != nil {
 		t.Fatalf("NewSensor: %v", err)
 	}
+	clk.Add(firstConversion)
 	return f, s, clk
 }
+
+// firstConversion is enough time for the first conversion at ×1 (9.3 ms at most).
+const firstConversion = 10 * time.Millisecond
 
 // poll advances the clock by one 400 Hz tick and reads the sensor.
 func poll(s *Sensor, clk *testClock) (physic.Env, error) {
@@ -163,6 +167,7 @@ func TestBMP280(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewSensor on a BMP280, allowed: %v", err)
 	}
+	clk.Add(firstConversion)
 	if s.HasHumidity() || s.ChipID() != ChipIDBMP280 {
 		t.Fatalf("HasHumidity = %v, ChipID = %#x on a BMP280", s.HasHumidity(), s.ChipID())
 	}
@@ -242,6 +247,7 @@ func TestResetMidRun(t *testing.T) {
 			if err := s.Reinit(); err != nil {
 				t.Fatalf("Reinit: %v", err)
 			}
+			clk.Add(firstConversion)
 			for range 20 {
 				e, err = poll(s, clk)
 				if err != nil {
@@ -321,7 +327,7 @@ func TestConcurrentUse(t *testing.T) {
 					var fx Fixed
 					err = s.ReadFixed(&fx)
 				}
-				if err != nil && !errors.Is(err, ErrSensorReset) && !strings.Contains(err.Error(), "NACK") && bad == nil {
+				if err != nil && !errors.Is(err, ErrSensorReset) && !errors.Is(err, ErrNotReady) && !strings.Contains(err.Error(), "NACK") && bad == nil {
 					bad = err
 				}
 			}
@@ -355,6 +361,7 @@ func TestConcurrentUse(t *testing.T) {
 	if err := s.Reinit(); err != nil {
 		t.Fatal(err)
 	}
+	clk.Add(firstConversion)
 	var e physic.Env
 	var err error
 	for range 10 {
@@ -363,4 +370,81 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 	mustMatchTruth(t, f, e, true)
+}
+
+// TestNotReady: between configuration and the first conversion the data
+// registers hold reset values. A bare driver turns them into plausible
+// nonsense without an error; Sensor reports ErrNotReady.
+func TestNotReady(t *testing.T) {
+	clk := newTestClock()
+	f := NewFake(FakeConfig{Seed: 15, Now: clk.Now})
+	s, err := NewSensor(f, f.Addr(), &normalOpts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := bmxx80.NewI2C(f, f.Addr(), &normalOpts) // configures again: t = 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(7 * time.Millisecond) // t_measure is 8 ms
+	var e physic.Env
+	if err := bare.Sense(&e); err != nil {
+		t.Fatal(err)
+	}
+	if v := envValues(&e); math.Abs(v.PressPa-82044.5) > 1 {
+		t.Fatalf("bare driver before the first conversion read %+v, want the reset values' 82044.5 Pa", v)
+	}
+	if err := s.Sense(&e); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Sense before the first conversion: %v, want ErrNotReady", err)
+	}
+	var fx Fixed
+	if err := s.ReadFixed(&fx); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("ReadFixed before the first conversion: %v, want ErrNotReady", err)
+	}
+	clk.Add(time.Millisecond)
+	if err := s.Sense(&e); err != nil {
+		t.Fatalf("Sense after the first conversion: %v", err)
+	}
+	mustMatchTruth(t, f, e, true)
+	if err := s.ReadFixed(&fx); err != nil || fixedEnv(&fx, true) != e {
+		t.Fatalf("ReadFixed after the first conversion: %+v, %v; want %v", fx, err, e)
+	}
+	// A real reading that shares a value with the reset values passes.
+	if err := s.checkState(true, false); err != nil {
+		t.Fatalf("checkState on an intact configuration: %v", err)
+	}
+}
+
+// TestResetInForcedMode: bmxx80's forced mode rewrites ctrl_meas on every
+// Sense, so after a reset temperature and pressure come back but humidity
+// (ctrl_hum = 0) stays at its reset value; Sensor notices. The fake runs on
+// the real clock because the driver sleeps for real in forced mode.
+func TestResetInForcedMode(t *testing.T) {
+	f := NewFake(FakeConfig{Seed: 16})
+	opts := bmxx80.Opts{Temperature: bmxx80.O1x, Pressure: bmxx80.O1x, Humidity: bmxx80.O1x}
+	s, err := NewSensor(f, f.Addr(), &opts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.checkEvery = 3 // instead of 256, to keep the test short: each Sense sleeps 8 ms
+	var e physic.Env
+	if err := s.Sense(&e); err != nil {
+		t.Fatal(err)
+	}
+	f.Reset()
+	for i := 0; ; i++ {
+		err := s.Sense(&e)
+		if errors.Is(err, ErrSensorReset) {
+			break
+		}
+		if err != nil || i == 3 {
+			t.Fatalf("Sense %d in forced mode after a reset: %v (read %v), want ErrSensorReset within 3 reads", i, err, e)
+		}
+	}
+	if err := s.Reinit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sense(&e); err != nil {
+		t.Fatalf("Sense after Reinit: %v", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2creg"
@@ -22,7 +23,14 @@ var (
 	// ErrSensorReset means the sensor lost its configuration (power glitch
 	// or soft reset): it sleeps and its data registers hold reset values.
 	// Call Sensor.Reinit.
-	ErrSensorReset = errors.New("sensor was reset: it is in sleep mode and holds reset values")
+	ErrSensorReset = errors.New("sensor was reset: its configuration is gone and its data registers hold reset values")
+	// ErrNotReady means the sensor is configured but has not completed a
+	// conversion yet, so its data registers still hold their reset values
+	// (0x80000, 0x8000), which would compensate to plausible-looking
+	// nonsense (about 26 °C, 82 kPa, 70 %RH with typical calibration). It
+	// lasts one measurement time (8 ms at ×1, up to 113 ms at ×16) after
+	// NewSensor or Reinit. Skip the reading; it is not a bus fault.
+	ErrNotReady = errors.New("sensor has not completed a conversion since it was configured")
 	// ErrBadAddress means an address other than 0x76 or 0x77.
 	ErrBadAddress = errors.New("a BME280 answers at 0x76 (SDO to GND) or 0x77 (SDO to VDDIO) only")
 )
@@ -54,6 +62,11 @@ type Sensor struct {
 	allowBMP bool
 	closer   func() error
 
+	// reads counts Sense calls; every checkEvery-th one also checks the
+	// control registers (see Sense).
+	reads      atomic.Uint32
+	checkEvery uint32
+
 	mu       sync.Mutex
 	dev      *bmxx80.Dev
 	chipID   byte
@@ -65,6 +78,7 @@ type Sensor struct {
 // not allocate. Buses only read them.
 var (
 	txData = []byte{regData}
+	txCtrl = []byte{regCtrlHum}
 )
 
 // Fixed is one reading in the BME280's fixed-point compensation outputs,
@@ -116,7 +130,7 @@ func NewSensor(bus i2c.Bus, addr uint16, opts *bmxx80.Opts, allowBMP280 bool) (*
 	if addr != 0x76 && addr != 0x77 {
 		return nil, fmt.Errorf("hw: address 0x%02x: %w", addr, ErrBadAddress)
 	}
-	s := &Sensor{bus: bus, addr: addr, opts: *opts, allowBMP: allowBMP280}
+	s := &Sensor{bus: bus, addr: addr, opts: *opts, allowBMP: allowBMP280, checkEvery: defaultCheckEvery}
 	if err := s.Reinit(); err != nil {
 		return nil, err
 	}
@@ -184,33 +198,58 @@ func (s *Sensor) Reinit() error {
 	return nil
 }
 
-// Sense reads one measurement (in normal mode, one 8-byte burst read). It
-// returns ErrSensorReset, wrapped, when the sensor has lost its configuration;
-// call Reinit then. Bus errors are returned as the driver reports them.
+// defaultCheckEvery: Sense checks the control registers once per this many
+// calls (0.64 s at 400 Hz, 0.4 % more transactions).
+const defaultCheckEvery = 256
+
+// Sense reads one measurement through bmxx80 (in normal mode, one 8-byte
+// burst read). It returns ErrSensorReset, wrapped, when the sensor has lost
+// its configuration (call Reinit), and ErrNotReady before the first
+// conversion after a (re)configuration (skip the reading). Bus errors are
+// returned as the driver reports them.
+//
+// In normal mode a reset is seen at the first read after it (all data
+// registers hold reset values). The driver's compensated values hide the raw
+// humidity, so a reset in forced mode (where bmxx80 restarts temperature and
+// pressure itself but not humidity) is found by the control-register check
+// Sense makes every 256 calls.
 func (s *Sensor) Sense(e *physic.Env) error {
 	s.mu.Lock()
-	dev, reset := s.dev, s.resetEnv
+	dev, reset, bme := s.dev, s.resetEnv, s.chipID == ChipIDBME280
 	s.mu.Unlock()
 	if err := dev.Sense(e); err != nil {
 		return err
 	}
-	if *e == reset {
-		return s.confirmReset()
+	// A channel holding its reset value is the cue to look at the control
+	// registers. Temperature alone is not: 0.01 °C values repeat often.
+	press := s.opts.Pressure != bmxx80.Off
+	hum := bme && s.opts.Humidity != bmxx80.Off
+	if (press && e.Pressure == reset.Pressure) || (hum && e.Humidity == reset.Humidity) || (!press && !hum && e.Temperature == reset.Temperature) {
+		return s.checkState(bme, *e == reset)
+	}
+	if s.reads.Add(1)%s.checkEvery == 0 {
+		return s.checkState(bme, false)
 	}
 	return nil
 }
 
-// confirmReset is called when a reading equals the reset values: it reads
-// ctrl_meas, which is 0 (sleep mode) after a reset, and returns
-// ErrSensorReset if so. A real reading that merely equals the reset values
-// passes.
-func (s *Sensor) confirmReset() error {
-	var ctrl [1]byte
-	if err := s.bus.Tx(s.addr, []byte{regCtrlMeas}, ctrl[:]); err != nil {
-		return fmt.Errorf("hw: reading ctrl_meas to confirm a sensor reset: %w", err)
+// checkState reads ctrl_hum, status and ctrl_meas after a reading showed
+// reset values. A configuration that differs from ours means a reset
+// (ErrSensorReset); an intact one with all data at reset values means no
+// conversion has completed yet (ErrNotReady); otherwise the reading was a
+// real one that happened to equal a reset value.
+func (s *Sensor) checkState(bme, allReset bool) error {
+	var b [3]byte // 0xF2 ctrl_hum, 0xF3 status, 0xF4 ctrl_meas
+	if err := s.bus.Tx(s.addr, txCtrl, b[:]); err != nil {
+		return fmt.Errorf("hw: reading the control registers after a reset-value reading: %w", err)
 	}
-	if mode(ctrl[0]&3) == modeSleep {
-		return fmt.Errorf("hw: sensor at 0x%02x on %s: %w", s.addr, s.bus, ErrSensorReset)
+	normal := s.opts.Filter != bmxx80.NoFilter && s.opts.Standby != 0
+	wantMeas := byte(s.opts.Temperature)<<5 | byte(s.opts.Pressure)<<2
+	if b[2]&^3 != wantMeas || (bme && b[0]&7 != byte(s.opts.Humidity)) || (normal && mode(b[2]&3) != modeNormal) {
+		return fmt.Errorf("hw: sensor at 0x%02x on %s (ctrl_meas 0x%02x, ctrl_hum 0x%02x): %w", s.addr, s.bus, b[2], b[0], ErrSensorReset)
+	}
+	if allReset {
+		return fmt.Errorf("hw: sensor at 0x%02x on %s: %w", s.addr, s.bus, ErrNotReady)
 	}
 	return nil
 }
@@ -220,7 +259,9 @@ func (s *Sensor) confirmReset() error {
 // Sense computes (a test compares them on every poll), without the driver's
 // two small allocations per call and without the round trip through
 // physic units. The agent's steady state is allocation-free with it. Like
-// Sense it returns ErrSensorReset, wrapped, when the sensor was reset.
+// Sense it returns ErrSensorReset or ErrNotReady, wrapped; any channel at its
+// raw reset value triggers the control-register check. It only reads, so it
+// is for normal mode (in forced mode use Sense, which starts conversions).
 func (s *Sensor) ReadFixed(r *Fixed) error {
 	s.mu.Lock()
 	cal, bme := s.cal, s.chipID == ChipIDBME280
@@ -236,15 +277,18 @@ func (s *Sensor) ReadFixed(r *Fixed) error {
 	rawP := int32(r.Raw[0])<<12 | int32(r.Raw[1])<<4 | int32(r.Raw[2])>>4
 	rawT := int32(r.Raw[3])<<12 | int32(r.Raw[4])<<4 | int32(r.Raw[5])>>4
 	rawH := int32(r.Raw[6])<<8 | int32(r.Raw[7])
+	press := s.opts.Pressure != bmxx80.Off
 	hum := bme && s.opts.Humidity != bmxx80.Off
-	if rawT == resetRaw20 && rawP == resetRaw20 && (!hum || rawH == resetRaw16) {
-		if err := s.confirmReset(); err != nil {
+	resetT, resetP, resetH := rawT == resetRaw20, press && rawP == resetRaw20, hum && rawH == resetRaw16
+	if resetT || resetP || resetH {
+		all := resetT && (!press || resetP) && (!hum || resetH)
+		if err := s.checkState(bme, all); err != nil {
 			return err
 		}
 	}
 	tf := cal.tFine(rawT)
 	r.Temp, r.Press, r.Hum = temp(tf), 0, 0
-	if s.opts.Pressure != bmxx80.Off {
+	if press {
 		r.Press = cal.press(rawP, tf)
 	}
 	if hum {

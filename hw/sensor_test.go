@@ -30,6 +30,7 @@ func TestOpen(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
+		clk.Add(firstConversion)
 		if !s.HasHumidity() || !strings.Contains(s.String(), "BME280 at 0x77") {
 			t.Errorf("sensor %s, humidity %v", s, s.HasHumidity())
 		}
