@@ -46,7 +46,7 @@ type Config struct {
 
 	// Databricks SQL source.
 	SQLSilverTable, SQLGoldTable string
-	SQLPoll                      time.Duration
+	SQLPoll, SQLTimeout          time.Duration
 	Databricks                   Databricks
 
 	// Auth for non-loopback listening (from the environment only).
@@ -94,6 +94,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, e
 	fs.StringVar(&c.SQLSilverTable, "sql-silver-table", "silver", "silver table name for --source databricks")
 	fs.StringVar(&c.SQLGoldTable, "sql-gold-table", "gold", "gold table name for --source databricks")
 	fs.DurationVar(&c.SQLPoll, "sql-poll", 2*time.Second, "how often --source databricks polls for new rows")
+	fs.DurationVar(&c.SQLTimeout, "sql-timeout", 30*time.Second, "bound on one history query or poll (both sources)")
 	if err := conf.Load(fs, args, "PILAKE_", lookupEnv); err != nil {
 		return c, err
 	}
@@ -154,8 +155,8 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("table name %q: want [catalog.][schema.]table of letters, digits and _", t))
 			}
 		}
-		if c.SQLPoll <= 0 {
-			errs = append(errs, errors.New("--sql-poll must be positive"))
+		if c.SQLPoll <= 0 || c.SQLTimeout <= 0 {
+			errs = append(errs, errors.New("--sql-poll and --sql-timeout must be positive"))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--source %q: want lake or databricks", c.Source))

@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		name := "databricks " + cfg.Databricks.Host
 		log.Info("history and live from Databricks SQL", "host", cfg.Databricks.Host, "http_path", cfg.Databricks.HTTPPath,
 			"token", cfg.Databricks.Token, "silver", cfg.SQLSilverTable, "gold", cfg.SQLGoldTable)
-		p := &history.Poller{Source: src, Hub: hub, Interval: cfg.SQLPoll, Name: name, Log: log}
+		p := &history.Poller{Source: src, Hub: hub, Interval: cfg.SQLPoll, Timeout: cfg.SQLTimeout, Name: name, Log: log}
 		workers++
 		go func() { done <- p.Run(ctx) }()
 	}
@@ -97,13 +97,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		log.Warn("built without the chart library: run dashboard/web/build.sh, then go build ./dashboard")
 	}
 	srv := &Server{
-		History:   hist,
-		Hub:       hub,
-		SSE:       &live.SSE{Hub: hub, Interval: cfg.Coalesce, Log: log},
-		Assets:    web.FS(),
-		MaxPoints: cfg.MaxPts,
-		Auth:      cfg.Auth,
-		Log:       log,
+		History:      hist,
+		Hub:          hub,
+		SSE:          &live.SSE{Hub: hub, Interval: cfg.Coalesce, Log: log},
+		Assets:       web.FS(),
+		MaxPoints:    cfg.MaxPts,
+		Auth:         cfg.Auth,
+		Log:          log,
+		QueryTimeout: cfg.SQLTimeout,
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -168,6 +168,8 @@ type Poller struct {
 	Source   *SQL
 	Hub      *live.Hub
 	Interval time.Duration // default 2 s
+	// Timeout bounds one poll (default 30 s).
+	Timeout time.Duration
 	// Lookback is how far back the first poll starts (default 1 min).
 	Lookback time.Duration
 	// Name describes the source in the page's status (never a secret).
@@ -202,8 +204,14 @@ func (p *Poller) Run(ctx context.Context) error {
 	last := [2]int64{start, start} // silver, gold
 	failing := false
 	p.Hub.SetStatus("connecting", p.Name, "")
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
 	for {
-		n, err := p.PollOnce(ctx, &last)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		n, err := p.PollOnce(pctx, &last)
+		cancel()
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil

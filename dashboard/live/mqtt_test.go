@@ -5,17 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sync"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/schema"
@@ -30,7 +30,7 @@ func (*allowAll) Provides(b byte) bool {
 	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
 }
 func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
-func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool             { return true }
+func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
 
 // startMochi runs an in-process broker (the collector embeds the same one).
 func startMochi(t *testing.T) (*mochi.Server, func(), string) {
