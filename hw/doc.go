@@ -20,6 +20,16 @@
 // 118/s typical at ×1 with 0.5 ms standby); polls beyond that see repeated
 // values.
 //
+// Until the first conversion after NewSensor or Reinit completes (one
+// measurement time, 8 ms at ×1), the data registers hold their reset values,
+// which compensate to plausible nonsense (about 26 °C, 82 kPa, 70 %RH); a
+// bare driver returns them without an error, Sensor returns ErrNotReady:
+// skip that reading. After a sensor reset Sensor returns ErrSensorReset; call
+// Reinit. Both are recognised from the registers themselves (reset values,
+// then the control registers compared with the configuration), so a
+// steady-state read costs no extra transaction; Sense also checks the control
+// registers once every 256 calls.
+//
 // Sensor.Sense returns physic.Env through bmxx80. Sensor.ReadFixed does the
 // same burst read and the datasheet's integer compensation itself, giving the
 // fixed-point integers of wire.Reading (0.01 °C, Pa/256, %RH/1024) and the
