@@ -27,7 +27,7 @@ func (a *Agent) registry() *prometheus.Registry {
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pilake_agent_" + name, Help: help, ConstLabels: labels}, f))
 	}
-	s := func() sampleStats { return sampleStats(a.sampler.Stats()) }
+	s := a.sampler.Stats
 	counter("ticks_total", "Sampling ticks (polls due).", func() float64 { return float64(s().Ticks) })
 	counter("missed_ticks_total", "Ticks skipped because sampling ran more than one interval late.", func() float64 { return float64(s().MissedTicks) })
 	counter("readings_total", "Readings taken and put into batches.", func() float64 { return float64(s().Readings) })
@@ -64,13 +64,6 @@ func (a *Agent) registry() *prometheus.Registry {
 	return reg
 }
 
-type sampleStats = struct {
-	Ticks, MissedTicks                  int64
-	Readings, Fresh, Repeated           int64
-	ReadErrors, Timeouts, Reinits       int64
-	ReinitErrors, OutOfRange            int64
-	Batches, DroppedBatches, DroppedRdg int64
-}
 
 func b2f(b bool) float64 {
 	if b {

@@ -101,6 +101,9 @@ type Stats struct {
 	ReadErrors, Timeouts, Reinits       int64
 	ReinitErrors, OutOfRange            int64
 	Batches, DroppedBatches, DroppedRdg int64
+	// NotReady counts polls before the sensor's first conversion after a
+	// (re-)initialisation: nothing to record, not an error.
+	NotReady int64
 }
 
 // Health is the sensor's condition as the sampler sees it.
@@ -132,6 +135,7 @@ type Sampler struct {
 	ticks, missed, readings, fresh, repeated        atomic.Int64
 	readErrs, timeouts, reinits, reinitErrs, oorCnt atomic.Int64
 	batches, droppedBatches, droppedRdg             atomic.Int64
+	notReady                                        atomic.Int64
 
 	hmu    sync.Mutex
 	health Health
@@ -237,6 +241,7 @@ func (s *Sampler) Stats() Stats {
 		ReadErrors: s.readErrs.Load(), Timeouts: s.timeouts.Load(), Reinits: s.reinits.Load(),
 		ReinitErrors: s.reinitErrs.Load(), OutOfRange: s.oorCnt.Load(),
 		Batches: s.batches.Load(), DroppedBatches: s.droppedBatches.Load(), DroppedRdg: s.droppedRdg.Load(),
+		NotReady: s.notReady.Load(),
 	}
 }
 
@@ -459,6 +464,10 @@ func (s *Sampler) Run(ctx context.Context) error {
 			break
 		}
 		if r.err != nil {
+			if errors.Is(r.err, hw.ErrNotReady) {
+				s.notReady.Add(1)
+				continue // configured, first conversion not done yet: nothing to record
+			}
 			s.readErrs.Add(1)
 			switch {
 			case errors.Is(r.err, errStuck):

@@ -6,7 +6,7 @@
 // off, client id = device id), auto-reconnect with capped backoff, TLS (CA,
 // client certificate) and username/password or a credentials function that
 // is asked on every connect (IoT Hub SAS tokens). With RenewEvery set it
-// closes the network connection that often so paho reconnects with fresh
+// breaks the network connection that often so paho reconnects with fresh
 // credentials, keeping its in-flight messages, which it resends.
 //
 // [Forwarder] moves records from the spool to a [Publisher]: the newest

@@ -255,7 +255,7 @@ func (m *MQTT) Start(ctx context.Context) {
 	}()
 }
 
-// Renew closes the network connection so that paho reconnects, asking
+// Renew breaks the network connection so that paho reconnects, asking
 // Credentials again; messages in flight are resent on the new connection.
 func (m *MQTT) Renew() {
 	m.mu.Lock()
@@ -263,7 +263,10 @@ func (m *MQTT) Renew() {
 	m.mu.Unlock()
 	if c != nil && m.connected.Load() {
 		m.log.Info("mqtt renewing connection (fresh credentials)")
-		_ = c.Close()
+		// Expire the read deadline rather than closing: paho ignores "use of
+		// closed network connection" errors, but a read timeout is a lost
+		// connection, which it reconnects after, resending what is in flight.
+		_ = c.SetReadDeadline(time.Now())
 	}
 }
 
