@@ -64,9 +64,10 @@ func newLake(t testing.TB) *lake.Local {
 func clockAt(us int64) func() time.Time { return func() time.Time { return time.UnixMicro(us) } }
 
 type run struct {
-	p      *stages.Pipeline
-	cancel context.CancelFunc
-	errc   chan error
+	p       *stages.Pipeline
+	cancel  context.CancelFunc
+	errc    chan error
+	stopped bool
 }
 
 func start(t testing.TB, l lake.Lake, opts stages.Options) *run {
@@ -78,13 +79,19 @@ func start(t testing.TB, l lake.Lake, opts stages.Options) *run {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &run{p: p, cancel: cancel, errc: make(chan error, 1)}
 	go func() { r.errc <- p.Run(ctx) }()
-	t.Cleanup(cancel)
+	t.Cleanup(func() {
+		cancel()
+		if !r.stopped {
+			<-r.errc // the lake directory is removed next: let Run finish first
+		}
+	})
 	return r
 }
 
 func (r *run) stop(t testing.TB) {
 	t.Helper()
 	r.cancel()
+	r.stopped = true
 	if err := <-r.errc; err != nil {
 		t.Fatalf("Run: %v", err)
 	}

@@ -1,0 +1,120 @@
+package delta_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+func TestCompact(t *testing.T) {
+	ctx := t.Context()
+	l := newLake(t)
+	tb, err := delta.Open[schema.GoldRow](ctx, l, schema.Gold, delta.Options{PartitionColumns: []string{"device"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []schema.GoldRow
+	for i := range 30 {
+		dev := fmt.Sprintf("d%d", i%3)
+		rows := []schema.GoldRow{{Device: dev, WindowStart: int64(i), N: 8, Windows: 1, TempC: float64(i)}}
+		add, err := delta.WriteFile(ctx, tb, rows, map[string]string{"device": dev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tb.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, rows...)
+	}
+	before := tb.Snapshot().Version
+	removed, err := delta.Compact[schema.GoldRow](ctx, tb, delta.CompactOptions{MinFiles: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed != 30 || tb.Snapshot().NumFiles() != 3 {
+		t.Fatalf("removed %d, %d files left", removed, tb.Snapshot().NumFiles())
+	}
+	// The OPTIMIZE commit: adds and removes, all dataChange=false.
+	data, err := l.Get(ctx, delta.CommitName(schema.Gold, before+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adds, removes int
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var a delta.Action
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case a.Add != nil:
+			adds++
+			if a.Add.DataChange {
+				t.Error("compaction add with dataChange=true")
+			}
+		case a.Remove != nil:
+			removes++
+			if a.Remove.DataChange || a.Remove.DeletionTimestamp == 0 || !strings.HasPrefix(a.Remove.Path, "device=") {
+				t.Errorf("remove %+v", a.Remove)
+			}
+		case a.CommitInfo != nil:
+			if a.CommitInfo["operation"] != "OPTIMIZE" {
+				t.Errorf("commitInfo %v", a.CommitInfo)
+			}
+		}
+	}
+	if adds != 3 || removes != 30 {
+		t.Fatalf("%d adds, %d removes", adds, removes)
+	}
+	got, err := delta.ReadTable[schema.GoldRow](ctx, l, schema.Gold, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, func(a, b schema.GoldRow) int { return int(a.WindowStart - b.WindowStart) })
+	if !slices.Equal(got, want) {
+		t.Fatalf("rows changed by compaction")
+	}
+	checkLog(t, l, schema.Gold)
+	// A checkpoint after compaction keeps the tombstones and only live adds.
+	if err := tb.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := delta.Load(ctx, l, schema.Gold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.NumFiles() != 3 || len(snap.Tombstones()) != 30 {
+		t.Fatalf("after checkpoint: %d files, %d tombstones", snap.NumFiles(), len(snap.Tombstones()))
+	}
+}
+
+// FuzzDecodeCommit: commits come from the lake (untrusted): parsing and
+// applying any bytes must fail cleanly, never panic.
+func FuzzLoadCommit(f *testing.F) {
+	f.Add([]byte(`{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}` + "\n" + `{"metaData":{"id":"x","format":{"provider":"parquet","options":{}},"schemaString":"{\"type\":\"struct\",\"fields\":[]}","partitionColumns":[],"configuration":{}}}`))
+	f.Add([]byte(`{"add":{"path":"a.parquet","partitionValues":{},"size":1,"modificationTime":1,"dataChange":true,"stats":"{\"numRecords\":1}"}}`))
+	f.Add([]byte(`{"remove":{"path":"a.parquet","deletionTimestamp":1,"dataChange":true}}`))
+	f.Add([]byte(`{"txn":{"appId":"a","version":3}}`))
+	f.Add([]byte("{\"add\":{\"path\":\"../../etc/passwd\"}}"))
+	f.Add([]byte("not json\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ctx := t.Context()
+		l := newLake(t)
+		if err := l.Put(ctx, delta.CommitName("t", 0), data); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := delta.Load(ctx, l, "t")
+		if err != nil {
+			return
+		}
+		for _, f := range snap.Files() {
+			_, _ = f.ParsedStats()
+		}
+		// Reading must refuse paths that leave the table.
+		_, _ = delta.ReadTable[schema.SilverRow](ctx, l, "t", nil)
+	})
+}
