@@ -38,6 +38,7 @@ type Config struct {
 	ReadTimeout time.Duration
 	FrozenAfter time.Duration
 	Encoding    string
+	DriverSense bool
 
 	Broker        string
 	Username      string
@@ -132,6 +133,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.BatchEvery, "batch-interval", time.Second, "time covered by one batch")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 100*time.Millisecond, "longest a sensor read may take before the bus counts as stuck")
 	fs.DurationVar(&c.FrozenAfter, "frozen-after", 2*time.Second, "unchanged values for this long mean a frozen sensor")
+	fs.BoolVar(&c.DriverSense, "driver-sense", false, "read through periph bmxx80's Sense (two allocations per read) instead of hw's allocation-free burst read with the same integer compensation")
 	fs.StringVar(&c.Encoding, "encoding", "pilake-v1", "batch encoding: pilake-v1, pilake-v1+zstd or json (Azure simulator compatible)")
 
 	fs.StringVar(&c.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL: tcp://host:port, or ssl://host:port for TLS")

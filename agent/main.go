@@ -166,7 +166,7 @@ func newAgent(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.sampler, err = sample.New(sample.Config{
 		Sensor: a.sensor, DeviceID: cfg.DeviceID, BootID: a.boot,
 		Rate: cfg.Rate, BatchInterval: cfg.BatchEvery, NoHumidity: !a.sensor.HasHumidity(),
-		ReadTimeout: cfg.ReadTimeout, FrozenAfter: cfg.FrozenAfter,
+		ReadTimeout: cfg.ReadTimeout, FrozenAfter: cfg.FrozenAfter, DriverSense: cfg.DriverSense,
 		Settle:      rate.Measure + rate.Standby + 5*time.Millisecond,
 		ClockSynced: clock.Synced, WallMinusMono: clock.WallMinusMonoUS,
 		Logger: log.With(slog.String("component", "sampler")),

@@ -25,7 +25,19 @@ type Sensor interface {
 	Reinit() error
 }
 
-var _ Sensor = (*hw.Sensor)(nil)
+// FixedReader is a Sensor that can also read the compensation's fixed-point
+// outputs directly, without bmxx80's per-call allocations and the round trip
+// through physic units (hw.Sensor.ReadFixed: the same integers, checked
+// against bmxx80 on every poll by hw's tests). The sampler uses it when
+// available, unless Config.DriverSense is set.
+type FixedReader interface {
+	ReadFixed(r *hw.Fixed) error
+}
+
+var (
+	_ Sensor      = (*hw.Sensor)(nil)
+	_ FixedReader = (*hw.Sensor)(nil)
+)
 
 // Clock is the sampler's time source.
 type Clock interface {
@@ -75,6 +87,10 @@ type Config struct {
 	NoHumidity bool
 	// ReadTimeout bounds one read (default 100 ms).
 	ReadTimeout time.Duration
+	// DriverSense makes the sampler read through bmxx80's Sense and FromEnv
+	// even when the sensor is a FixedReader (same values, two allocations
+	// per read).
+	DriverSense bool
 	// Settle is how long to wait after a re-initialisation before reading
 	// (at least one measurement time; default 50 ms).
 	Settle time.Duration
@@ -153,8 +169,9 @@ const (
 )
 
 type readResult struct {
-	env physic.Env
-	err error
+	temp       int32
+	press, hum uint32
+	err        error
 }
 
 // New validates cfg and returns a Sampler.
@@ -273,14 +290,25 @@ func (s *Sampler) setHealth(state string, err error, consecutive int) {
 }
 
 func (s *Sampler) readerLoop(sensor Sensor, done <-chan struct{}) {
+	fr, fixed := sensor.(FixedReader)
+	fixed = fixed && !s.cfg.DriverSense
+	var f hw.Fixed
+	var e physic.Env
 	for {
 		select {
 		case o := <-s.req:
 			var r readResult
-			if o == opReinit {
+			switch {
+			case o == opReinit:
 				r.err = sensor.Reinit()
-			} else {
-				r.err = sensor.Sense(&r.env)
+			case fixed:
+				if r.err = fr.ReadFixed(&f); r.err == nil {
+					r.temp, r.press, r.hum = f.Temp, f.Press, f.Hum
+				}
+			default:
+				if r.err = sensor.Sense(&e); r.err == nil {
+					r.temp, r.press, r.hum = FromEnv(&e)
+				}
 			}
 			s.resp <- r // buffered 1, and only one request is outstanding
 		case <-done:
@@ -482,7 +510,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		t, p, h := FromEnv(&r.env)
+		t, p, h := r.temp, r.press, r.hum
 		if s.cfg.NoHumidity {
 			h = 0
 		}

@@ -92,6 +92,10 @@ type rig struct {
 }
 
 func newRig(t *testing.T, d time.Duration, chip byte) *rig {
+	return newRigPath(t, d, chip, false)
+}
+
+func newRigPath(t *testing.T, d time.Duration, chip byte, driver bool) *rig {
 	t.Helper()
 	clk := newVirtClock(d)
 	fake := hw.NewFake(hw.FakeConfig{Seed: hw.SeedFor("pi-test"), Now: clk.Now, ChipID: chip})
@@ -101,7 +105,7 @@ func newRig(t *testing.T, d time.Duration, chip byte) *rig {
 		t.Fatalf("hw.NewSensor: %v", err)
 	}
 	s, err := New(Config{
-		Sensor: sens, DeviceID: "pi-test", BootID: 0xb007, Clock: clk,
+		Sensor: sens, DeviceID: "pi-test", BootID: 0xb007, Clock: clk, DriverSense: driver,
 		ReadTimeout: 20 * time.Millisecond, QueueLen: 64, // virtual time outruns the consumer
 		ClockSynced: func() bool { return true }, WallMinusMono: func() int64 { return 42 },
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -134,7 +138,17 @@ func (r *rig) run(t *testing.T) []wire.Batch {
 }
 
 func TestSamplingSchedule(t *testing.T) {
-	r := newRig(t, 10*time.Second, 0)
+	for _, driver := range []bool{false, true} {
+		name := "ReadFixed"
+		if driver {
+			name = "bmxx80 Sense"
+		}
+		t.Run(name, func(t *testing.T) { testSamplingSchedule(t, driver) })
+	}
+}
+
+func testSamplingSchedule(t *testing.T, driver bool) {
+	r := newRigPath(t, 10*time.Second, 0, driver)
 	batches := r.run(t)
 	if len(batches) != 10 {
 		t.Fatalf("%d batches in 10 s, want 10; stats %+v", len(batches), r.s.Stats())
