@@ -115,7 +115,10 @@
 //     steps of about 0.011 %RH with typical calibration.
 //
 // The IIR filter then acts on the noisy values, reducing white noise by
-// √(2c−1) for coefficient c. The model's noise is before ADC quantisation; a
+// √(2c−1) for coefficient c. The chip filters ADC values; the fake filters
+// the physical values before converting them to raw, which is the same to
+// well within one output step because the compensation is nearly linear over
+// the small changes between conversions. The model's noise is before ADC quantisation; a
 // raw step adds up to half a step (2.6 Pa at ×1 without the filter).
 //
 // # From values to registers
