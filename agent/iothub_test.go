@@ -36,7 +36,9 @@ type hubAuth struct {
 
 func (h *hubAuth) ID() string { return "iothub-auth" }
 
-func (h *hubAuth) Provides(b byte) bool { return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck }
+func (h *hubAuth) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
 
 func (h *hubAuth) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user, pass := string(pk.Connect.Username), string(pk.Connect.Password)

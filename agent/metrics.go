@@ -64,7 +64,6 @@ func (a *Agent) registry() *prometheus.Registry {
 	return reg
 }
 
-
 func b2f(b bool) float64 {
 	if b {
 		return 1

@@ -117,7 +117,7 @@ func NewMQTT(cfg Config) (*MQTT, error) {
 	}
 	m := &MQTT{cfg: cfg, log: cfg.Logger.With(slog.String("broker", cfg.Broker)), changed: make(chan struct{}, 1)}
 	opts := mqtt.NewClientOptions().
-		AddBroker("tcp://"+u.Host). // the scheme is ours to handle in dial
+		AddBroker("tcp://" + u.Host). // the scheme is ours to handle in dial
 		SetClientID(cfg.ClientID).
 		SetCleanSession(false).
 		SetOrderMatters(false).

@@ -245,4 +245,3 @@ func TestRenewUsesFreshCredentials(t *testing.T) {
 		t.Fatalf("%d reconnects, want >= 2", conn.Reconnects())
 	}
 }
-
