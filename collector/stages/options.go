@@ -55,15 +55,23 @@ type Options struct {
 	Now func() time.Time
 }
 
+// Defaults of Options.
+const (
+	DefaultWindow          = time.Second
+	DefaultAllowedLateness = 10 * time.Second
+	DefaultMaxSkew         = 24 * time.Hour
+	DefaultCommitInterval  = 2 * time.Second
+)
+
 // DefaultMovingAverages are gold's default moving-average lengths.
 var DefaultMovingAverages = []int{8, 15, 60}
 
 func (o Options) withDefaults() Options {
 	if o.Window == 0 {
-		o.Window = time.Second
+		o.Window = DefaultWindow
 	}
 	if o.AllowedLateness == 0 {
-		o.AllowedLateness = 10 * time.Second
+		o.AllowedLateness = DefaultAllowedLateness
 	}
 	if o.MovingAverages == nil {
 		o.MovingAverages = DefaultMovingAverages
@@ -72,10 +80,10 @@ func (o Options) withDefaults() Options {
 	slices.Sort(o.MovingAverages)
 	o.MovingAverages = slices.Compact(o.MovingAverages)
 	if o.MaxSkew == 0 {
-		o.MaxSkew = 24 * time.Hour
+		o.MaxSkew = DefaultMaxSkew
 	}
 	if o.CommitInterval == 0 {
-		o.CommitInterval = 2 * time.Second
+		o.CommitInterval = DefaultCommitInterval
 	}
 	if o.MaxEpochRows == 0 {
 		o.MaxEpochRows = 1 << 20
