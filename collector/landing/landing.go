@@ -223,7 +223,9 @@ func (l *Lander) quarantine(ctx context.Context, m Message, kind, reason string)
 		l.stats.LakeErrors.Add(1)
 		return 0, err
 	}
-	l.stats.quarantined[kind].Add(1)
+	if c, ok := l.stats.quarantined[kind]; ok {
+		c.Add(1)
+	}
 	l.log.Warn("input quarantined", "kind", kind, "reason", reason, "source", m.Source, "topic", m.Topic, "bytes", len(m.Data))
 	return OutcomeQuarantined, nil
 }
@@ -246,4 +248,15 @@ func classify(err error) string {
 		return KindInvalid
 	}
 	return KindCorrupt
+}
+
+// Quarantine sets m aside with kind and reason (durably) and counts it: for
+// input that is rejected before it is a batch, like a broken IoT Hub
+// routing record or file.
+func (l *Lander) Quarantine(ctx context.Context, m Message, kind, reason string) error {
+	if m.ReceivedAt.IsZero() {
+		m.ReceivedAt = l.opts.Now()
+	}
+	_, err := l.quarantine(ctx, m, kind, reason)
+	return err
 }

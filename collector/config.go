@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pilake/pilake/agent/conf"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/stages"
+)
+
+// Config is the collector's configuration: flags, PILAKE_* environment
+// variables and an optional file (see agent/conf and collector.conf.example).
+type Config struct {
+	ConfigFile string
+
+	// Lake: a local directory, or Azure Blob / ADLS Gen2.
+	Lake                  string
+	AzureConnectionString string
+	AzureAccount          string
+	AzureKey              string
+	AzureSAS              string
+	AzureEndpoint         string
+	AzureContainer        string
+	AzurePrefix           string
+
+	// MQTT: an embedded broker on Listen, or an external Broker.
+	Listen       string
+	Broker       string
+	ClientID     string
+	MQTTUsername string
+	MQTTPassword string
+	ShareGroup   string
+	Workers      int
+
+	// IoT Hub message routing files.
+	IoTHubRoutingPrefix    string
+	IoTHubRoutingContainer string
+	IoTHubPollInterval     time.Duration
+
+	// Stages.
+	Window          time.Duration
+	AllowedLateness time.Duration
+	MovingAverages  string
+	MaxSkew         time.Duration
+	CommitInterval  time.Duration
+
+	// Operations.
+	MetricsAddr string
+	LogFormat   string
+	LogLevel    string
+	Live        bool
+}
+
+func newFlagSet(c *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
+	fs.StringVar(&c.ConfigFile, conf.ConfigFlag, "", "configuration file (name = value lines)")
+	fs.StringVar(&c.Lake, "lake", "./lake", "local lake directory (ignored when an Azure container is given)")
+	fs.StringVar(&c.AzureConnectionString, "azure-connection-string", "", "Azure Storage connection string")
+	fs.StringVar(&c.AzureAccount, "azure-account", "", "Azure storage account name (with --azure-key or --azure-sas)")
+	fs.StringVar(&c.AzureKey, "azure-key", "", "Azure storage account key")
+	fs.StringVar(&c.AzureSAS, "azure-sas", "", "Azure shared access signature (query string)")
+	fs.StringVar(&c.AzureEndpoint, "azure-endpoint", "", "Blob service URL (default https://ACCOUNT.blob.core.windows.net)")
+	fs.StringVar(&c.AzureContainer, "azure-container", "", "Azure container (ADLS Gen2 filesystem) holding the lake; enables the Azure lake")
+	fs.StringVar(&c.AzurePrefix, "azure-prefix", "", "object name prefix inside the container")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:1883", "embedded MQTT broker address (unused with --broker)")
+	fs.StringVar(&c.Broker, "broker", "", "external MQTT broker URL, e.g. tcp://host:1883 (then no embedded broker)")
+	fs.StringVar(&c.ClientID, "client-id", "", "MQTT client id for an external broker; stable across restarts (default pilake-collector-HOSTNAME)")
+	fs.StringVar(&c.MQTTUsername, "mqtt-username", "", "MQTT username for an external broker")
+	fs.StringVar(&c.MQTTPassword, "mqtt-password", "", "MQTT password for an external broker")
+	fs.StringVar(&c.ShareGroup, "share-group", "", "MQTT shared-subscription group ($share/GROUP/...) to split load over collectors")
+	fs.IntVar(&c.Workers, "workers", 128, "messages landed concurrently from an external broker")
+	fs.StringVar(&c.IoTHubRoutingPrefix, "iothub-routing-prefix", "", "ingest Azure IoT Hub message-routing files under this prefix (e.g. myhub/)")
+	fs.StringVar(&c.IoTHubRoutingContainer, "iothub-routing-container", "", "container of the routing files, if not the lake's (same credentials)")
+	fs.DurationVar(&c.IoTHubPollInterval, "iothub-poll-interval", 10*time.Second, "how often to look for new routing files")
+	fs.DurationVar(&c.Window, "window", time.Second, "silver tumbling window")
+	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", 10*time.Second, "per-device watermark lag behind its newest reading")
+	fs.StringVar(&c.MovingAverages, "moving-averages", "8,15,60", "gold moving-average lengths, in windows")
+	fs.DurationVar(&c.MaxSkew, "max-skew", 24*time.Hour, "quarantine readings whose time is further than this from the receive time (negative: off)")
+	fs.DurationVar(&c.CommitInterval, "commit-interval", 2*time.Second, "longest time between Delta commits")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9102", "HTTP address for /metrics, /healthz, /readyz (empty: off)")
+	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.Live, "live", true, "publish live updates (provisional silver/gold) on pilake/v1/live/{device}")
+	return fs
+}
+
+// loadConfig reads flags, the file and the environment.
+func loadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (Config, error) {
+	var c Config
+	fs := newFlagSet(&c)
+	fs.SetOutput(stderr)
+	if err := conf.Load(fs, args, "PILAKE_", lookupEnv); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports settings a user must fix.
+func (c Config) Validate() error {
+	var errs []error
+	if c.AzureContainer == "" && c.Lake == "" {
+		errs = append(errs, errors.New("no lake: give --lake DIR or --azure-container"))
+	}
+	if c.AzureContainer != "" && c.AzureConnectionString == "" && c.AzureKey == "" && c.AzureSAS == "" {
+		errs = append(errs, errors.New("--azure-container needs --azure-connection-string, --azure-account with --azure-key, or --azure-sas"))
+	}
+	if (c.AzureKey != "" || c.AzureSAS != "") && c.AzureAccount == "" && c.AzureEndpoint == "" && c.AzureConnectionString == "" {
+		errs = append(errs, errors.New("--azure-key/--azure-sas need --azure-account or --azure-endpoint"))
+	}
+	if c.Broker == "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("--listen %q: want host:port", c.Listen))
+		}
+	} else if !strings.Contains(c.Broker, "://") {
+		errs = append(errs, fmt.Errorf("--broker %q: want a URL like tcp://host:1883", c.Broker))
+	}
+	if c.ShareGroup != "" && (strings.ContainsAny(c.ShareGroup, "/+#") || c.Broker == "") {
+		errs = append(errs, errors.New("--share-group needs --broker and may not contain / + #"))
+	}
+	if c.IoTHubRoutingPrefix != "" && c.AzureContainer == "" && c.IoTHubRoutingContainer != "" {
+		errs = append(errs, errors.New("--iothub-routing-container needs the Azure lake's credentials"))
+	}
+	if c.IoTHubPollInterval <= 0 {
+		errs = append(errs, errors.New("--iothub-poll-interval must be positive"))
+	}
+	if _, err := c.movingAverages(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.stageOptions(nil).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.LogFormat {
+	case "auto", "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want auto, json or text", c.LogFormat))
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) movingAverages() ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(c.MovingAverages, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--moving-averages %q: want positive window counts like 8,15,60", c.MovingAverages)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--moving-averages: want at least one length")
+	}
+	return out, nil
+}
+
+func (c Config) stageOptions(log *slog.Logger) stages.Options {
+	mas, _ := c.movingAverages()
+	return stages.Options{
+		Window: c.Window, AllowedLateness: c.AllowedLateness, MovingAverages: mas,
+		MaxSkew: c.MaxSkew, CommitInterval: c.CommitInterval, Logger: log,
+	}
+}
+
+// logger builds the process logger.
+func (c Config) logger(w *os.File) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(c.LogLevel))
+	ho := &slog.HandlerOptions{Level: lv}
+	format := c.LogFormat
+	if format == "auto" {
+		format = "json"
+		if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, ho))
+	}
+	return slog.New(slog.NewJSONHandler(w, ho))
+}
+
+func (c Config) azureOptions(container string) lake.AzureOptions {
+	return lake.AzureOptions{
+		ConnectionString: c.AzureConnectionString, Account: c.AzureAccount, Key: c.AzureKey,
+		SAS: c.AzureSAS, Endpoint: c.AzureEndpoint, Container: container,
+	}
+}
+
+// openLake opens the configured lake; onRetry counts lake errors.
+func (c Config) openLake(ctx context.Context, onRetry func(op, name string, attempt int, err error)) (lake.Lake, error) {
+	if c.AzureContainer == "" {
+		return lake.NewLocal(c.Lake)
+	}
+	o := c.azureOptions(c.AzureContainer)
+	o.Prefix, o.OnRetry = c.AzurePrefix, onRetry
+	return lake.NewAzure(ctx, o)
+}

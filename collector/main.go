@@ -1,0 +1,264 @@
+// Command collector is pilake's cloud side: it receives batches over MQTT
+// (an embedded broker, or an external one) and from Azure IoT Hub routing
+// files, lands them in the lake, and runs the bronze, silver and gold stages,
+// publishing live updates for the dashboard.
+//
+//	collector --lake ./lake --listen 127.0.0.1:1883
+//
+// SIGINT or SIGTERM stops taking messages, lets the stages finalise every open
+// window and commit, and exits 0 with the lake consistent.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/collector/ingest"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/stages"
+)
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:], os.LookupEnv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "collector:", err)
+		os.Exit(2)
+	}
+	log := cfg.logger(os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, nil); err != nil {
+		log.Error("collector failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// started tells tests where the collector listens.
+type started struct {
+	MQTT    string // tcp://host:port of the embedded broker, "" with --broker
+	Metrics string // http://host:port, "" without --metrics-addr
+}
+
+// run runs the collector until ctx ends, then shuts down in order: stop
+// ingest (nothing more is acknowledged), then let the stages drain, finalise
+// and commit, then stop serving metrics.
+func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started)) error {
+	var lakeRetries atomic.Uint64
+	onRetry := func(op, name string, attempt int, err error) {
+		lakeRetries.Add(1)
+		log.Warn("lake request failed; retrying", "op", op, "name", name, "attempt", attempt, "err", err)
+	}
+	lk, err := cfg.openLake(ctx, onRetry)
+	if err != nil {
+		return fmt.Errorf("opening lake: %w", err)
+	}
+
+	var live *livePublisher
+	so := cfg.stageOptions(log)
+	publish := func(string, []byte) error { return errors.New("no MQTT connection for live updates yet") }
+	var publishMu sync.RWMutex
+	if cfg.Live {
+		live = newLivePublisher(func(topic string, payload []byte) error {
+			publishMu.RLock()
+			p := publish
+			publishMu.RUnlock()
+			return p(topic, payload)
+		}, log)
+		so.Live = live.Offer
+	}
+	pipeline, err := stages.New(lk, so)
+	if err != nil {
+		return err
+	}
+	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: func(ctx context.Context, l landing.Landed) error {
+		return pipeline.Submit(ctx, stages.Landed{Name: l.Name, Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
+	}})
+	if err != nil {
+		return err
+	}
+
+	// The stages run on their own context: they stop after ingest has.
+	stagesCtx, stopStages := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStages()
+	stagesDone := make(chan error, 1)
+	go func() { stagesDone <- pipeline.Run(stagesCtx) }()
+
+	ingestCtx, stopIngest := context.WithCancel(ctx)
+	defer stopIngest()
+	var ingestWG sync.WaitGroup
+	var ready atomic.Bool
+	var st started
+
+	if live != nil {
+		ingestWG.Add(1)
+		go func() { defer ingestWG.Done(); live.Run(ingestCtx) }()
+	}
+
+	// MQTT: embedded broker, or an external one.
+	var brk *broker.Broker
+	handle := func(ctx context.Context, topic string, payload []byte) error {
+		dev, _ := wire.DeviceFromTopic(topic)
+		_, err := lander.Land(ctx, landing.Message{Data: payload, Source: "mqtt", Topic: topic, Device: dev})
+		return err
+	}
+	if cfg.Broker == "" {
+		brk, err = broker.New(broker.Options{Addr: cfg.Listen, TopicPrefix: wire.TopicPrefix + "telemetry/", Logger: log,
+			Handler: func(ctx context.Context, _, topic string, payload []byte) error { return handle(ctx, topic, payload) }})
+		if err != nil {
+			stopStages()
+			<-stagesDone
+			return err
+		}
+		publishMu.Lock()
+		publish = func(topic string, payload []byte) error { return brk.Publish(topic, payload, 0) }
+		publishMu.Unlock()
+		st.MQTT = brk.URL()
+		ready.Store(true)
+		log.Info("embedded MQTT broker listening", "addr", brk.Addr().String())
+	} else {
+		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername,
+			Password: cfg.MQTTPassword, ShareGroup: cfg.ShareGroup, Workers: cfg.Workers, Handler: handle, Logger: log,
+			OnConnect: func() { ready.Store(true) }})
+		if err != nil {
+			stopStages()
+			<-stagesDone
+			return err
+		}
+		publishMu.Lock()
+		publish = q.Publish
+		publishMu.Unlock()
+		ingestWG.Add(1)
+		go func() {
+			defer ingestWG.Done()
+			if err := q.Run(ingestCtx); err != nil {
+				log.Error("MQTT ingest stopped", "err", err)
+			}
+		}()
+	}
+
+	// IoT Hub routing files.
+	var routingStats func() (uint64, uint64, uint64)
+	if cfg.IoTHubRoutingPrefix != "" {
+		files := lake.Lake(lk)
+		if cfg.IoTHubRoutingContainer != "" {
+			files, err = lake.NewAzure(ctx, cfg.azureOptions(cfg.IoTHubRoutingContainer))
+			if err != nil {
+				stopIngest()
+				return errors.Join(fmt.Errorf("opening routing container: %w", err), shutdown(brk, &ingestWG, stopStages, stagesDone))
+			}
+		}
+		r, err := ingest.NewRouting(ctx, ingest.RoutingOptions{
+			Files: files, Prefix: cfg.IoTHubRoutingPrefix, State: lk, PollInterval: cfg.IoTHubPollInterval, Logger: log,
+			Handler: func(ctx context.Context, file string, rec ingest.RoutingRecord) error {
+				m := landing.Message{Data: rec.Body, Source: "iothub", Topic: fmt.Sprintf("%s#%d", file, rec.Index),
+					Device: rec.DeviceID, ReceivedAt: rec.EnqueuedTime}
+				if rec.Err != nil {
+					return lander.Quarantine(ctx, m, landing.KindEnvelope, rec.Err.Error())
+				}
+				_, err := lander.Land(ctx, m)
+				return err
+			},
+			Quarantine: func(ctx context.Context, file string, data []byte, reason string) error {
+				return lander.Quarantine(ctx, landing.Message{Data: data, Source: "iothub", Topic: file}, landing.KindEnvelope, reason)
+			},
+		})
+		if err != nil {
+			stopIngest()
+			return errors.Join(err, shutdown(brk, &ingestWG, stopStages, stagesDone))
+		}
+		routingStats = r.Stats
+		ingestWG.Add(1)
+		go func() { defer ingestWG.Done(); _ = r.Run(ingestCtx) }()
+		log.Info("ingesting IoT Hub routing files", "prefix", cfg.IoTHubRoutingPrefix)
+	}
+
+	// Metrics and health.
+	var srv *http.Server
+	stagesRunning := atomic.Bool{}
+	stagesRunning.Store(true)
+	if cfg.MetricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats))
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !ready.Load() || !stagesRunning.Load() || ingestCtx.Err() != nil {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		})
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			stopIngest()
+			return errors.Join(fmt.Errorf("metrics listener: %w", err), shutdown(brk, &ingestWG, stopStages, stagesDone))
+		}
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		st.Metrics = "http://" + ln.Addr().String()
+		log.Info("metrics listening", "addr", ln.Addr().String())
+	}
+	if onStart != nil {
+		onStart(st)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: stopping ingest, then committing")
+	case runErr = <-stagesDone:
+		// The stages stopped on their own: a lake that stayed down, or a
+		// conflicting writer. Stop taking messages.
+		stagesRunning.Store(false)
+		log.Error("stages stopped", "err", runErr)
+		stagesDone <- runErr
+	}
+	stopIngest()
+	err = shutdown(brk, &ingestWG, stopStages, stagesDone)
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	if err != nil {
+		return fmt.Errorf("stages: %w", err)
+	}
+	ps := pipeline.Stats()
+	log.Info("collector stopped", "batches_landed", lander.Stats().Batches.Load(), "bronze_readings", ps.Readings,
+		"silver_rows", ps.SilverRows, "gold_rows", ps.GoldRows, "epochs", ps.Epochs)
+	return nil
+}
+
+// shutdown stops ingest (the broker last: its handlers in progress are
+// cancelled and their messages left unacknowledged), then the stages.
+func shutdown(brk *broker.Broker, ingestWG *sync.WaitGroup, stopStages context.CancelFunc, stagesDone chan error) error {
+	if brk != nil {
+		_ = brk.Close()
+	}
+	ingestWG.Wait()
+	stopStages()
+	return <-stagesDone
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/scripts/testenv"
+)
+
+//go:embed collector.conf.example
+var exampleConf string
+
+func TestExampleConfig(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "collector.conf")
+	if err := os.WriteFile(p, []byte(exampleConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig([]string{"--config", p}, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	if cfg.Lake != "./lake" || cfg.Listen != "127.0.0.1:1883" || cfg.Window != time.Second || cfg.MovingAverages != "8,15,60" {
+		t.Fatalf("example config read as %+v", cfg)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	env := map[string]string{"PILAKE_WINDOW": "500ms"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := loadConfig([]string{"--lake", "x"}, lookup, io.Discard)
+	if err != nil || cfg.Window != 500*time.Millisecond {
+		t.Fatalf("env window: %v, %v", cfg.Window, err)
+	}
+	for _, args := range [][]string{
+		{"--azure-container", "c"},     // no credentials
+		{"--broker", "localhost:1883"}, // not a URL
+		{"--share-group", "g"},         // needs --broker
+		{"--moving-averages", "8,x"},   // bad list
+		{"--window", "0s"},             // no window... (zero means default: use negative)
+		{"--log-format", "xml"},        // unknown
+		{"--listen", "nope"},           // not host:port
+		{"--broker", "tcp://h:1", "--share-group", "a/b"},
+	} {
+		if args[0] == "--window" {
+			args = []string{"--window", "-1s"}
+		}
+		if _, err := loadConfig(args, lookup, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+func encode(t testing.TB, device string, boot, seq uint64, n int, t0 time.Time) []byte {
+	t.Helper()
+	b := &wire.Batch{DeviceID: device, BootID: boot, Seq: seq, IntervalUS: 2500, Flags: wire.FlagClockSynced}
+	start := t0.UnixMicro() + int64(seq-1)*int64(n)*2500
+	for i := range n {
+		b.Readings = append(b.Readings, wire.Reading{TimeUS: start + int64(i)*2500, Temp: 2000 + int32(i%50), Press: 101325 * 256, Hum: 40 * 1024, Fresh: i%4 == 0})
+	}
+	data, err := wire.NewEncoder(wire.Binary).Append(nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+type runningCollector struct {
+	st     started
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startCollector(t *testing.T, cfg Config) *runningCollector {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	rc := &runningCollector{cancel: cancel, done: make(chan error, 1)}
+	up := make(chan started, 1)
+	go func() {
+		rc.done <- run(ctx, cfg, slog.New(slog.DiscardHandler), func(s started) { up <- s })
+	}()
+	select {
+	case rc.st = <-up:
+	case err := <-rc.done:
+		t.Fatalf("collector did not start: %v", err)
+	}
+	t.Cleanup(func() { rc.stop(t) })
+	return rc
+}
+
+func (rc *runningCollector) stop(t *testing.T) {
+	t.Helper()
+	if rc.cancel == nil {
+		return
+	}
+	rc.cancel()
+	rc.cancel = nil
+	if err := <-rc.done; err != nil {
+		t.Fatalf("collector: %v", err)
+	}
+}
+
+func testConfig(t *testing.T) Config {
+	var c Config
+	fs := newFlagSet(&c)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	c.Lake = t.TempDir()
+	c.Listen = "127.0.0.1:0"
+	c.MetricsAddr = "127.0.0.1:0"
+	c.CommitInterval = 100 * time.Millisecond
+	c.MaxSkew = -1
+	return c
+}
+
+// agents publishes devices×per batches of n readings with QoS 1 and waits
+// for every PUBACK; it returns the readings sent.
+func agents(t *testing.T, url string, devices, per, n int) int {
+	t.Helper()
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for d := range devices {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("agent-%d-%d", d, rand.Uint32())))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("connecting: %v", tok.Error())
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Disconnect(100)
+			dev := fmt.Sprintf("pi-%d", d)
+			var toks []paho.Token
+			for s := 1; s <= per; s++ {
+				toks = append(toks, c.Publish(wire.TelemetryTopic(dev), 1, false, encode(t, dev, 7, uint64(s), n, t0)))
+			}
+			for _, tok := range toks {
+				if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+					t.Errorf("publish: %v", tok.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return devices * per * n
+}
+
+func checkLake(t *testing.T, dir string, devices, per, readings int) {
+	t.Helper()
+	lk, err := lake.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	objs, err := lk.List(ctx, schema.Landing)
+	if err != nil || len(objs) != devices*per {
+		t.Fatalf("landing/ holds %d objects (%v), want %d", len(objs), err, devices*per)
+	}
+	bronze, err := delta.ReadTable[schema.BronzeRow](ctx, lk, schema.Bronze, nil)
+	if err != nil || len(bronze) != readings {
+		t.Fatalf("bronze has %d rows (%v), want %d", len(bronze), err, readings)
+	}
+	silver, err := delta.ReadTable[schema.SilverRow](ctx, lk, schema.Silver, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, r := range silver {
+		sum += r.Count
+	}
+	if sum != int64(readings) {
+		t.Fatalf("silver counts add up to %d, want %d (every window finalised at shutdown)", sum, readings)
+	}
+	gold, err := delta.ReadTable[schema.GoldRow](ctx, lk, schema.Gold, nil)
+	if err != nil || len(gold) != 3*len(silver) {
+		t.Fatalf("gold has %d rows (%v), want 3 per silver window (%d)", len(gold), err, len(silver))
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestEmbeddedBrokerEndToEnd(t *testing.T) {
+	cfg := testConfig(t)
+	rc := startCollector(t, cfg)
+	if code, _ := get(t, rc.st.Metrics+"/readyz"); code != 200 {
+		t.Fatalf("/readyz = %d", code)
+	}
+	// A dashboard-like subscriber sees live updates.
+	liveC := paho.NewClient(paho.NewClientOptions().AddBroker(rc.st.MQTT).SetClientID("dash"))
+	if tok := liveC.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	gotLive := make(chan string, 1)
+	if tok := liveC.Subscribe(wire.LiveFilter, 0, func(_ paho.Client, m paho.Message) {
+		select {
+		case gotLive <- m.Topic():
+		default:
+		}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	const devices, per, n = 4, 12, 400
+	readings := agents(t, rc.st.MQTT, devices, per, n)
+	if topic := <-gotLive; !strings.HasPrefix(topic, "pilake/v1/live/pi-") {
+		t.Fatalf("live update on %q", topic)
+	}
+	liveC.Disconnect(0)
+	// Garbage is quarantined, not fatal.
+	bad := paho.NewClient(paho.NewClientOptions().AddBroker(rc.st.MQTT).SetClientID("bad"))
+	if tok := bad.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if tok := bad.Publish(wire.TelemetryTopic("pi-x"), 1, false, []byte("\x01garbage")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	bad.Disconnect(0)
+	_, metrics := get(t, rc.st.Metrics+"/metrics")
+	for _, want := range []string{
+		fmt.Sprintf("pilake_collector_batches_in_total %d", devices*per),
+		fmt.Sprintf("pilake_collector_readings_in_total %d", readings),
+		`pilake_collector_quarantined_total{kind="corrupt"} 1`,
+		`pilake_collector_lake_errors_total{kind="landing"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	rc.stop(t)
+	checkLake(t, cfg.Lake, devices, per, readings)
+}
+
+func TestExternalBrokerEndToEnd(t *testing.T) {
+	url := testenv.Mosquitto(t)
+	cfg := testConfig(t)
+	cfg.Broker = url
+	cfg.ClientID = fmt.Sprintf("collector-%d", rand.Uint32())
+	rc := startCollector(t, cfg)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, _ := get(t, rc.st.Metrics+"/readyz"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready: no subscription to the external broker")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const devices, per, n = 3, 10, 100
+	readings := agents(t, url, devices, per, n)
+	// The broker acknowledged the agents; wait until the collector landed all.
+	for {
+		_, m := get(t, rc.st.Metrics+"/metrics")
+		if strings.Contains(m, fmt.Sprintf("pilake_collector_batches_in_total %d", devices*per)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("batches not landed from the external broker")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rc.stop(t)
+	checkLake(t, cfg.Lake, devices, per, readings)
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/stages"
+)
+
+// collector exposes the collector's counters to Prometheus, read at scrape
+// time from the parts that keep them (no double bookkeeping).
+type collector struct {
+	lander      *landing.Lander
+	pipeline    *stages.Pipeline
+	live        *livePublisher
+	lakeRetries func() uint64
+	routing     func() (files, records, quarantined uint64)
+
+	batches, readings, bytes, duplicates, lakeErrors, lag                                   *prometheus.Desc
+	quarantined, bronzeReadings, bronzeBatches, late, silverRows, goldRows                  *prometheus.Desc
+	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
+}
+
+func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, lakeRetries func() uint64,
+	routing func() (uint64, uint64, uint64)) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("pilake_collector_"+name, help, labels, nil)
+	}
+	return &collector{
+		lander: l, pipeline: p, live: live, lakeRetries: lakeRetries, routing: routing,
+		batches:        d("batches_in_total", "Batches landed in landing/ (redeliveries not counted)."),
+		readings:       d("readings_in_total", "Readings in landed batches; rate() gives readings/s."),
+		bytes:          d("bytes_in_total", "Bytes of landed batches."),
+		duplicates:     d("duplicates_total", "Redelivered batches recognised by their landing name."),
+		lakeErrors:     d("lake_errors_total", "Lake operations that failed: landing writes not acknowledged, retried Azure requests, failed epoch commits.", "kind"),
+		lag:            d("ingest_lag_seconds", "Receive time minus capture time of the newest reading in the last landed batch."),
+		quarantined:    d("quarantined_total", "Inputs set aside in _quarantine/, by kind.", "kind"),
+		bronzeReadings: d("bronze_readings_total", "Readings committed to bronze."),
+		bronzeBatches:  d("bronze_batches_total", "Batches folded into bronze."),
+		late:           d("late_readings_total", "Readings whose window was already final (sent to silver_late)."),
+		silverRows:     d("silver_rows_total", "Final silver windows written."),
+		goldRows:       d("gold_rows_total", "Gold rows written."),
+		epochs:         d("epochs_total", "Epochs (Delta commits across tables) committed."),
+		commitRetries:  d("commit_retries_total", "Failed epoch commit attempts."),
+		lastCommit:     d("last_commit_timestamp_seconds", "Unix time of the last epoch commit."),
+		watermark:      d("watermark_timestamp_seconds", "Per-device watermark: windows ending at or before it are final.", "device"),
+		liveUpdates:    d("live_updates_total", "Live updates by outcome.", "outcome"),
+		routingFiles:   d("iothub_files_total", "IoT Hub routing files processed."),
+		routingRecords: d("iothub_records_total", "IoT Hub routing records handled."),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	s := c.lander.Stats()
+	counter(c.batches, float64(s.Batches.Load()))
+	counter(c.readings, float64(s.Readings.Load()))
+	counter(c.bytes, float64(s.Bytes.Load()))
+	counter(c.duplicates, float64(s.Duplicates.Load()))
+	gauge(c.lag, float64(s.LastLagUS.Load())/1e6)
+	counter(c.lakeErrors, float64(s.LakeErrors.Load()), "landing")
+	if c.lakeRetries != nil {
+		counter(c.lakeErrors, float64(c.lakeRetries()), "retried")
+	}
+	ps := c.pipeline.Stats()
+	counter(c.lakeErrors, float64(ps.CommitRetries), "commit")
+	for _, k := range landing.Kinds {
+		v := s.Quarantined(k)
+		if k == landing.KindSkew {
+			v += uint64(ps.Quarantined)
+		}
+		if k == landing.KindCorrupt {
+			v += uint64(ps.QuarantinedFiles)
+		}
+		counter(c.quarantined, float64(v), k)
+	}
+	counter(c.bronzeReadings, float64(ps.Readings))
+	counter(c.bronzeBatches, float64(ps.Batches))
+	counter(c.late, float64(ps.Late))
+	counter(c.silverRows, float64(ps.SilverRows))
+	counter(c.goldRows, float64(ps.GoldRows))
+	counter(c.epochs, float64(ps.Epochs))
+	counter(c.commitRetries, float64(ps.CommitRetries))
+	if !ps.LastCommit.IsZero() {
+		gauge(c.lastCommit, float64(ps.LastCommit.UnixNano())/1e9)
+	}
+	for dev, wm := range c.pipeline.Watermarks() {
+		gauge(c.watermark, float64(wm)/1e6, dev)
+	}
+	if c.live != nil {
+		counter(c.liveUpdates, float64(c.live.published.Load()), "published")
+		counter(c.liveUpdates, float64(c.live.dropped.Load()), "dropped")
+		counter(c.liveUpdates, float64(c.live.failed.Load()), "failed")
+	}
+	if c.routing != nil {
+		f, r, _ := c.routing()
+		counter(c.routingFiles, float64(f))
+		counter(c.routingRecords, float64(r))
+	}
+}
