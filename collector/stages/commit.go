@@ -47,6 +47,7 @@ func (p *Pipeline) recover(ctx context.Context) error {
 	p.f = newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages)
 	p.landed = map[string]seqSet{}
 	p.bw = newBronzeWriter(0)
+	p.goldDue = p.opts.Now().Add(p.opts.GoldInterval)
 	e, ok := p.tables[schema.Bronze].Snapshot().TxnVersion(AppID)
 	if !ok {
 		p.log.Info("stages starting with empty state")
@@ -72,8 +73,15 @@ func (p *Pipeline) recover(ctx context.Context) error {
 	for k, v := range cp.Landed {
 		p.landed[k] = v
 	}
-	for k, v := range cp.Devices {
-		p.f.devices[k] = v
+	if cp.DevicesObject != devicesName(e) {
+		return fmt.Errorf("recovering stages: state of epoch %d names devices object %q", e, cp.DevicesObject)
+	}
+	data, err = p.l.Get(ctx, cp.DevicesObject)
+	if err != nil {
+		return fmt.Errorf("recovering stages: loading state of epoch %d: %w", e, err)
+	}
+	if p.f.devices, err = decodeDevices(data); err != nil {
+		return fmt.Errorf("recovering stages: state of epoch %d: %w", e, err)
 	}
 	p.epochN = e
 	for _, name := range cp.GoldStaged {
@@ -94,7 +102,7 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		}
 		p.log.Info("completed interrupted epoch", slog.Int64("epoch", e), slog.String("table", name), slog.Int("files", len(cp.Pending[name])))
 	}
-	p.log.Info("stages recovered", slog.Int64("epoch", e), slog.Int("devices", len(cp.Devices)), slog.Int("streams", len(cp.Landed)))
+	p.log.Info("stages recovered", slog.Int64("epoch", e), slog.Int("devices", len(p.f.devices)), slog.Int("streams", len(cp.Landed)))
 	return nil
 }
 
@@ -168,7 +176,7 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 			}
 			data := e.bronzeData
 			t := p.tables[schema.Bronze]
-			st, err := delta.FileStats(data, t.Schema())
+			st, err := e.bronze.stats(data, t.Schema())
 			if err != nil {
 				return err
 			}
@@ -205,7 +213,7 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 			p.goldRows = append(p.goldRows, e.gold...)
 			e.gold = nil
 		}
-		if e.final || e.n%int64(p.opts.GoldEvery) == 0 {
+		if e.final || len(p.goldRows) >= p.opts.GoldMaxRows || !p.opts.Now().Before(p.goldDue) {
 			adds, err := p.writeGold(ctx)
 			if err != nil {
 				return err
@@ -213,6 +221,7 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 			e.adds[schema.Gold] = adds
 			e.goldFlushed = p.goldStaged
 			p.goldStaged, p.goldRows = nil, nil
+			p.goldDue = p.opts.Now().Add(p.opts.GoldInterval)
 		}
 		e.filesOK = true
 	}
@@ -223,10 +232,13 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 			LatenessUS     int64                      `json:"allowed_lateness_us"`
 			MovingAverages []int                      `json:"moving_averages"`
 			Landed         json.RawMessage            `json:"landed"`
-			Devices        json.RawMessage            `json:"devices"`
+			Devices        string                     `json:"devices_object"`
 			Pending        map[string][]delta.AddFile `json:"pending"`
 			GoldStaged     []string                   `json:"gold_staged"`
-		}{e.n, p.f.width, p.f.lateness, p.opts.MovingAverages, e.landed, e.devices, map[string][]delta.AddFile{}, p.goldStaged}
+		}{e.n, p.f.width, p.f.lateness, p.opts.MovingAverages, e.landed, devicesName(e.n), map[string][]delta.AddFile{}, p.goldStaged}
+		if err := p.l.Put(ctx, devicesName(e.n), e.devices); err != nil {
+			return fmt.Errorf("writing state of epoch %d: %w", e.n, err)
+		}
 		for _, name := range derived {
 			cp.Pending[name] = e.adds[name]
 		}
@@ -261,8 +273,10 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 	e.goldFlushed = nil
 	// The state of epoch n-2 is no longer needed for recovery.
 	if e.n > 2 {
-		if err := p.l.Delete(ctx, checkpointName(e.n-2)); err != nil {
-			p.log.Warn("deleting old stage state", slog.Any("error", err))
+		for _, name := range []string{checkpointName(e.n - 2), devicesName(e.n - 2)} {
+			if err := p.l.Delete(ctx, name); err != nil {
+				p.log.Warn("deleting old stage state", slog.Any("error", err))
+			}
 		}
 	}
 	var silverN, goldN int64 = int64(len(e.silver)), e.goldN

@@ -26,11 +26,15 @@ type Options struct {
 	CommitInterval time.Duration
 	// MaxEpochRows cuts an epoch early when it holds this many readings [1<<20].
 	MaxEpochRows int
-	// GoldEvery commits gold every this many epochs [15] (and at shutdown).
-	// Gold is partitioned by device, so each gold commit writes a file per
-	// device; in between, an epoch's gold rows are staged in one Parquet
-	// object under _checkpoints/stages/gold/ so a restart loses none.
-	GoldEvery int
+	// GoldInterval is the longest time between gold commits [1m]; gold is
+	// also committed when GoldMaxRows rows wait, and at shutdown. Gold is
+	// partitioned by device, so each gold commit writes a file per device; in
+	// between, each epoch's gold rows are staged in one Parquet object under
+	// _checkpoints/stages/gold/, so a restart loses none. (The live feed
+	// carries gold at once; this only delays gold in the lake.)
+	GoldInterval time.Duration
+	// GoldMaxRows bounds the gold rows staged between gold commits [1<<20].
+	GoldMaxRows int
 	// QueueLen is how many submitted batches may wait before Submit blocks [256].
 	QueueLen int
 	// CompactEvery runs compaction of small files every this many epochs [30];
@@ -88,8 +92,11 @@ func (o Options) withDefaults() Options {
 	if o.MaxEpochRows == 0 {
 		o.MaxEpochRows = 1 << 20
 	}
-	if o.GoldEvery <= 0 {
-		o.GoldEvery = 15
+	if o.GoldInterval == 0 {
+		o.GoldInterval = time.Minute
+	}
+	if o.GoldMaxRows == 0 {
+		o.GoldMaxRows = 1 << 20
 	}
 	if o.QueueLen == 0 {
 		o.QueueLen = 256

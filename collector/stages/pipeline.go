@@ -81,6 +81,9 @@ type Pipeline struct {
 	// staged since the last gold commit.
 	goldStaged []string
 	goldRows   []schema.GoldRow
+	goldDue    time.Time
+
+	devStateSize int // size of the last encoded devices' state
 
 	mu         sync.Mutex
 	stats      Stats
@@ -315,23 +318,46 @@ type bronzeWriter struct {
 	w   *parquet.GenericWriter[schema.BronzeRow]
 	n   int64
 	err error
+	// Bounds of the string columns, kept here per batch: computing them per
+	// page in parquet-go (dictionary bounds) costs more than the rest.
+	devMin, devMax, srcMin, srcMax string
 }
 
 // newBronzeWriter starts a bronze file; sizeHint pre-sizes its buffer.
 func newBronzeWriter(sizeHint int) *bronzeWriter {
 	bw := &bronzeWriter{}
 	bw.buf.Grow(sizeHint)
-	bw.w = parquet.NewGenericWriter[schema.BronzeRow](&bw.buf, append(delta.WriterOptions(nil), parquet.MaxRowsPerRowGroup(1<<20))...)
+	bw.w = parquet.NewGenericWriter[schema.BronzeRow](&bw.buf, append(delta.WriterOptions(nil),
+		parquet.MaxRowsPerRowGroup(1<<20), parquet.SkipPageBounds("device"), parquet.SkipPageBounds("source"))...)
 	return bw
 }
 
+// write appends rows, which all have the same device and source.
 func (bw *bronzeWriter) write(rows []schema.BronzeRow) {
-	if bw.err != nil {
+	if bw.err != nil || len(rows) == 0 {
 		return
+	}
+	d, s := rows[0].Device, rows[0].Source
+	if bw.n == 0 {
+		bw.devMin, bw.devMax, bw.srcMin, bw.srcMax = d, d, s, s
+	} else {
+		bw.devMin, bw.devMax = min(bw.devMin, d), max(bw.devMax, d)
+		bw.srcMin, bw.srcMax = min(bw.srcMin, s), max(bw.srcMax, s)
 	}
 	n, err := bw.w.Write(rows)
 	bw.n += int64(n)
 	bw.err = err
+}
+
+// stats returns the Delta statistics of the closed file data.
+func (bw *bronzeWriter) stats(data []byte, schema delta.StructType) (delta.Stats, error) {
+	st, err := delta.FileStats(data, schema)
+	if err != nil {
+		return st, err
+	}
+	st.MinValues["device"], st.MaxValues["device"] = bw.devMin, bw.devMax
+	st.MinValues["source"], st.MaxValues["source"] = bw.srcMin, bw.srcMax
+	return st, nil
 }
 
 func (bw *bronzeWriter) close() ([]byte, error) {
@@ -364,7 +390,7 @@ type epoch struct {
 	gold    []schema.GoldRow
 	quar    []quarantined
 	landed  json.RawMessage
-	devices json.RawMessage
+	devices []byte
 	final   bool // the shutdown epoch: commit gold
 	goldN   int64
 
@@ -388,10 +414,8 @@ func (p *Pipeline) cut(final bool) error {
 	if err != nil {
 		return fmt.Errorf("encoding stage state: %w", err)
 	}
-	devices, err := json.Marshal(p.f.devices)
-	if err != nil {
-		return fmt.Errorf("encoding stage state: %w", err)
-	}
+	devices := appendDevices(make([]byte, 0, p.devStateSize+p.devStateSize/8), p.f.devices)
+	p.devStateSize = len(devices)
 	e := &epoch{n: p.epochN, bronze: p.bw, rows: p.rows, silver: p.f.silver, late: p.f.late, gold: p.f.gold,
 		quar: p.quar, landed: landed, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(p.f.gold))}
 	p.f.silver, p.f.late, p.f.gold = nil, nil, nil

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 func childOptions() stages.Options {
-	return stages.Options{MaxSkew: -1, MaxEpochRows: 1500, CommitInterval: 20 * time.Millisecond, CompactEvery: 5, CheckpointInterval: 4}
+	return stages.Options{MaxSkew: -1, MaxEpochRows: 1500, CommitInterval: 20 * time.Millisecond, CompactEvery: 5, CheckpointInterval: 4, GoldInterval: 100 * time.Millisecond}
 }
 
 func child(mode, dir string) int {

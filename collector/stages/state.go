@@ -170,13 +170,17 @@ type checkpoint struct {
 	LatenessUS     int64                      `json:"allowed_lateness_us"`
 	MovingAverages []int                      `json:"moving_averages"`
 	Landed         map[string]seqSet          `json:"landed"`
-	Devices        map[string]*device         `json:"devices"`
+	DevicesObject  string                     `json:"devices_object"`
 	Pending        map[string][]delta.AddFile `json:"pending"` // table → add actions of this epoch (not bronze)
 	GoldStaged     []string                   `json:"gold_staged"`
 }
 
 func goldStageName(epoch int64) string {
 	return fmt.Sprintf("%sstages/gold/%020d.parquet", schema.Checkpoints, epoch)
+}
+
+func devicesName(epoch int64) string {
+	return fmt.Sprintf("%sstages/%020d.devices", schema.Checkpoints, epoch)
 }
 
 func checkpointName(epoch int64) string {
