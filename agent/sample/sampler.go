@@ -52,24 +52,30 @@ type RealClock struct{ timer *time.Timer }
 // Now implements Clock.
 func (*RealClock) Now() time.Time { return time.Now() }
 
-// SleepUntil implements Clock. It reuses one timer: not safe for concurrent use.
+// SleepUntil implements Clock. Waits up to 20 ms use preciseSleep (not
+// interruptible: ctx is checked when it returns); longer ones a timer that
+// ctx can interrupt, then preciseSleep for the last 2 ms. It reuses one
+// timer: not safe for concurrent use.
 func (c *RealClock) SleepUntil(ctx context.Context, t time.Time) error {
 	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err()
+	if d > 20*time.Millisecond {
+		if c.timer == nil {
+			c.timer = time.NewTimer(d - 2*time.Millisecond)
+		} else {
+			c.timer.Reset(d - 2*time.Millisecond)
+		}
+		select {
+		case <-c.timer.C:
+		case <-ctx.Done():
+			c.timer.Stop()
+			return ctx.Err()
+		}
+		d = time.Until(t)
 	}
-	if c.timer == nil {
-		c.timer = time.NewTimer(d)
-	} else {
-		c.timer.Reset(d)
+	if d > 0 {
+		preciseSleep(d)
 	}
-	select {
-	case <-c.timer.C:
-		return nil
-	case <-ctx.Done():
-		c.timer.Stop()
-		return ctx.Err()
-	}
+	return ctx.Err()
 }
 
 // Config configures a Sampler.

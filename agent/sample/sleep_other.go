@@ -1,0 +1,8 @@
+//go:build !linux
+
+package sample
+
+import "time"
+
+// preciseSleep sleeps d (no better primitive than the runtime's here).
+func preciseSleep(d time.Duration) { time.Sleep(d) }
