@@ -61,6 +61,7 @@ type MQTT struct {
 	connected  atomic.Bool
 	connects   atomic.Int64
 	connLosses atomic.Int64
+	dialFails  atomic.Int64
 	changed    chan struct{}
 
 	mu   sync.Mutex
@@ -188,8 +189,13 @@ func (m *MQTT) dial(addr string, tlsCfg *tls.Config) (net.Conn, error) {
 		c, err = d.Dial("tcp", addr)
 	}
 	if err != nil {
+		// Log the first failure of a run of them, then at powers of two.
+		if n := m.dialFails.Add(1); n&(n-1) == 0 {
+			m.log.Warn("mqtt broker unreachable; retrying (batches wait in the spool)", "attempts", n, "err", err)
+		}
 		return nil, fmt.Errorf("dialing %s: %w", addr, err)
 	}
+	m.dialFails.Store(0)
 	m.mu.Lock()
 	m.conn = c
 	m.mu.Unlock()
