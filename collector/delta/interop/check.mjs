@@ -1,0 +1,84 @@
+// Reads pilake's Delta tables in LAKE without pilake's code: replays each
+// table's _delta_log (the Parquet checkpoint named by _last_checkpoint, read
+// with DuckDB, then the JSON commits after it), checks the actions against
+// the Delta protocol, and reads the live data files with DuckDB's Parquet
+// reader. Prints one JSON object: per table, rows, files and column types.
+//
+//   node check.mjs LAKE [table ...]
+import { DuckDBInstance } from '@duckdb/node-api';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const lake = process.argv[2];
+const tables = process.argv.length > 3 ? process.argv.slice(3) : ['bronze', 'silver', 'silver_late', 'gold'];
+const db = await DuckDBInstance.create(':memory:');
+const con = await db.connect();
+const q = async (sql) => (await con.runAndReadAll(sql)).getRowObjectsJson();
+const lit = (s) => "'" + s.replaceAll("'", "''") + "'";
+const fail = (msg) => { throw new Error(msg); };
+
+async function replay(dir) {
+  const log = path.join(dir, '_delta_log');
+  let version = -1;
+  const files = new Map();
+  let meta = null, protocol = null;
+  const lcPath = path.join(log, '_last_checkpoint');
+  if (fs.existsSync(lcPath)) {
+    const lc = JSON.parse(fs.readFileSync(lcPath, 'utf8'));
+    const cp = path.join(log, String(lc.version).padStart(20, '0') + '.checkpoint.parquet');
+    const rows = await q(`select to_json(add) as add, to_json(metaData) as meta, to_json(protocol) as protocol from read_parquet(${lit(cp)})`);
+    if (rows.length !== lc.size) fail(`checkpoint ${cp}: ${rows.length} actions, _last_checkpoint says ${lc.size}`);
+    for (const r of rows) {
+      const add = r.add && JSON.parse(r.add);
+      if (add) files.set(add.path, add);
+      if (r.meta) meta = JSON.parse(r.meta);
+      if (r.protocol) protocol = JSON.parse(r.protocol);
+    }
+    version = lc.version;
+  }
+  for (;;) {
+    const f = path.join(log, String(version + 1).padStart(20, '0') + '.json');
+    if (!fs.existsSync(f)) break;
+    for (const line of fs.readFileSync(f, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      const a = JSON.parse(line);
+      const kinds = Object.keys(a);
+      if (kinds.length !== 1) fail(`${f}: ${kinds.length} actions on one line`);
+      if (a.add) {
+        for (const k of ['path', 'partitionValues', 'size', 'modificationTime', 'dataChange']) if (!(k in a.add)) fail(`${f}: add without ${k}`);
+        files.set(a.add.path, a.add);
+      }
+      if (a.remove) files.delete(a.remove.path);
+      if (a.metaData) meta = a.metaData;
+      if (a.protocol) protocol = a.protocol;
+    }
+    version++;
+  }
+  if (!meta || !protocol) fail(`${dir}: no metaData or protocol`);
+  if (protocol.minReaderVersion !== 1) fail(`${dir}: reader version ${protocol.minReaderVersion}`);
+  return { version, files: [...files.values()], meta };
+}
+
+const out = {};
+for (const t of tables) {
+  const dir = path.join(lake, t);
+  const { version, files, meta } = await replay(dir);
+  const schema = JSON.parse(meta.schemaString);
+  const parts = meta.partitionColumns || [];
+  let rows = 0;
+  const types = {};
+  if (files.length > 0) {
+    const list = '[' + files.map((f) => lit(path.join(dir, decodeURIComponent(f.path)))).join(',') + ']';
+    const src = `read_parquet(${list}, hive_partitioning = ${parts.length > 0})`;
+    rows = Number((await q(`select count(*) as n from ${src}`))[0].n);
+    for (const c of await q(`describe select * from ${src}`)) types[c.column_name] = c.column_type;
+    let statRows = 0;
+    for (const f of files) statRows += JSON.parse(f.stats).numRecords;
+    if (statRows !== rows) fail(`${t}: stats say ${statRows} rows, files hold ${rows}`);
+  }
+  for (const f of schema.fields) {
+    if (files.length > 0 && !(f.name in types)) fail(`${t}: column ${f.name} of the schema not in the files`);
+  }
+  out[t] = { version, files: files.length, rows, types, schema: Object.fromEntries(schema.fields.map((f) => [f.name, f.type])) };
+}
+console.log(JSON.stringify(out));

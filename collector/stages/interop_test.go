@@ -1,0 +1,99 @@
+package stages_test
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/collector/stages"
+)
+
+// TestIndependentReader has a reader that shares no code with pilake
+// (collector/delta/interop: the Delta log replayed in JavaScript, Parquet
+// read by DuckDB) read all four tables, and compares what it sees with
+// ReadTable. Needs `npm ci --prefix collector/delta/interop`; without it the
+// test skips, unless PILAKE_TEST_REQUIRE=1, where it fails.
+func TestIndependentReader(t *testing.T) {
+	dir, _ := filepath.Abs("../delta/interop")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@duckdb", "node-api")); err != nil {
+		if os.Getenv("PILAKE_TEST_REQUIRE") == "1" {
+			t.Fatalf("DuckDB reader not installed: run npm ci --prefix collector/delta/interop (%v)", err)
+		}
+		t.Skip("DuckDB reader not installed: npm ci --prefix collector/delta/interop")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLake(t)
+	rng := rand.New(rand.NewPCG(12, 13))
+	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 2000, CheckpointInterval: 3, CompactEvery: 4, AllowedLateness: 2 * time.Second})
+	var late []*wire.Batch
+	for d, dev := range []string{"dev-a", "dev-b", "dev-c"} {
+		bs := makeBatches(dev, uint64(d+1), 30, 200, t0+int64(d)*1000, rng)
+		late = append(late, bs[3]) // sent again under a new seq after the watermark passed: late
+		for _, b := range bs {
+			name := land(t, l, b)
+			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, b := range late {
+		c := *b
+		c.Seq = 1000
+		name := land(t, l, &c)
+		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: &c, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.stop(t)
+
+	cmd := exec.Command(node, filepath.Join(dir, "check.mjs"), l.Root())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("independent reader: %v", err)
+	}
+	var got map[string]struct {
+		Files  int               `json:"files"`
+		Rows   int               `json:"rows"`
+		Types  map[string]string `json:"types"`
+		Schema map[string]string `json:"schema"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := map[string]int{
+		schema.Bronze:     len(readAll[schema.BronzeRow](t, l, schema.Bronze)),
+		schema.Silver:     len(readAll[schema.SilverRow](t, l, schema.Silver)),
+		schema.SilverLate: len(readAll[schema.SilverLateRow](t, l, schema.SilverLate)),
+		schema.Gold:       len(readAll[schema.GoldRow](t, l, schema.Gold)),
+	}
+	if want[schema.SilverLate] != 3*200 || want[schema.Bronze] != 3*31*200 {
+		t.Fatalf("pilake reads %v", want)
+	}
+	for table, n := range want {
+		g := got[table]
+		if g.Rows != n {
+			t.Errorf("%s: independent reader sees %d rows in %d files, pilake %d", table, g.Rows, g.Files, n)
+		}
+	}
+	// Parquet types as an independent reader sees them, for each Delta type.
+	duck := map[string]string{"timestamp": "TIMESTAMP WITH TIME ZONE", "double": "DOUBLE", "long": "BIGINT",
+		"integer": "INTEGER", "boolean": "BOOLEAN", "string": "VARCHAR"}
+	for table, g := range got {
+		for col, dt := range g.Schema {
+			if g.Types[col] != duck[dt] {
+				t.Errorf("%s.%s: Delta type %s read as %s, want %s", table, col, dt, g.Types[col], duck[dt])
+			}
+		}
+	}
+	t.Logf("independent reader: %s", out)
+}
