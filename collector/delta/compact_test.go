@@ -1,8 +1,11 @@
 package delta_test
 
 import (
+	"bytes"
+
 	"encoding/json"
 	"fmt"
+	"github.com/parquet-go/parquet-go"
 	"slices"
 	"strings"
 	"testing"
@@ -117,4 +120,79 @@ func FuzzLoadCommit(f *testing.F) {
 		// Reading must refuse paths that leave the table.
 		_, _ = delta.ReadTable[schema.SilverRow](ctx, l, "t", nil)
 	})
+}
+
+// TestCheckpointSchemaFollowsSpec checks a written checkpoint's Parquet
+// schema against the protocol's "Checkpoint Schema" (the fields pilake uses).
+func TestCheckpointSchemaFollowsSpec(t *testing.T) {
+	ctx := t.Context()
+	l := newLake(t)
+	tb, err := delta.Open[schema.SilverRow](ctx, l, "t", delta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := delta.WriteFile(ctx, tb, []schema.SilverRow{{Device: "a", Count: 1}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Commit(ctx, []delta.Action{{Add: &add}, {Txn: &delta.Txn{AppID: "x", Version: 1}}}, "WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	data, err := l.Get(ctx, delta.CheckpointName("t", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := map[string]parquet.Kind{
+		"txn.appId": parquet.ByteArray, "txn.version": parquet.Int64,
+		"add.path": parquet.ByteArray, "add.size": parquet.Int64, "add.modificationTime": parquet.Int64,
+		"add.dataChange": parquet.Boolean, "add.stats": parquet.ByteArray,
+		"add.partitionValues.key_value.key": parquet.ByteArray, "add.partitionValues.key_value.value": parquet.ByteArray,
+		"remove.path": parquet.ByteArray, "remove.deletionTimestamp": parquet.Int64, "remove.dataChange": parquet.Boolean,
+		"metaData.id": parquet.ByteArray, "metaData.format.provider": parquet.ByteArray, "metaData.schemaString": parquet.ByteArray,
+		"metaData.partitionColumns.list.element": parquet.ByteArray, "metaData.createdTime": parquet.Int64,
+		"metaData.configuration.key_value.key": parquet.ByteArray,
+		"protocol.minReaderVersion":            parquet.Int32, "protocol.minWriterVersion": parquet.Int32,
+	}
+	for p, kind := range leaf {
+		col, ok := f.Schema().Lookup(strings.Split(p, ".")...)
+		if !ok {
+			t.Errorf("checkpoint lacks %s", p)
+			continue
+		}
+		if col.Node.Type().Kind() != kind {
+			t.Errorf("checkpoint %s is %v, want %v", p, col.Node.Type().Kind(), kind)
+		}
+	}
+	for _, top := range []string{"txn", "add", "remove", "metaData", "protocol"} {
+		col, ok := f.Schema().Lookup(top)
+		if ok && !col.Node.Optional() {
+			t.Errorf("%s must be an optional struct (one action per row)", top)
+		}
+	}
+	// Map and list columns carry their logical types.
+	for p, want := range map[string]string{"add.partitionValues": "MAP", "metaData.configuration": "MAP", "metaData.partitionColumns": "LIST"} {
+		var node parquet.Node = f.Schema()
+		for _, name := range strings.Split(p, ".") {
+			var found parquet.Node
+			for _, fld := range node.Fields() {
+				if fld.Name() == name {
+					found = fld
+				}
+			}
+			if found == nil {
+				t.Fatalf("%s: no %s", p, name)
+			}
+			node = found
+		}
+		if lt := node.Type().LogicalType(); lt == nil || lt.Value == nil || !strings.EqualFold(lt.Value.String(), want) {
+			t.Errorf("%s: logical type %v, want %s", p, lt, want)
+		}
+	}
 }
