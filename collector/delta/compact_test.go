@@ -2,13 +2,13 @@ package delta_test
 
 import (
 	"bytes"
-
 	"encoding/json"
 	"fmt"
-	"github.com/parquet-go/parquet-go"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/schema"
