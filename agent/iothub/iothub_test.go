@@ -145,3 +145,22 @@ func hmacB64(key []byte, msg string) string {
 	// sign appends "\n{expiry}", so compute the bare HMAC the same way it does.
 	return rawHMAC(key, msg)
 }
+
+func FuzzParseConnectionString(f *testing.F) {
+	f.Add("HostName=myhub.azure-devices.net;DeviceId=pi-01;SharedAccessKey=a2V5")
+	f.Add("HostName=h;DeviceId=d;SharedAccessKey=!!;x509=true")
+	f.Add(";;=;")
+	f.Fuzz(func(t *testing.T, s string) {
+		cs, err := ParseConnectionString(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadConnectionString) {
+				t.Fatalf("error %v does not wrap ErrBadConnectionString", err)
+			}
+			return
+		}
+		if cs.HostName == "" || cs.DeviceID == "" || len(cs.Key) == 0 && !strings.Contains(s, "SharedAccessKey=") {
+			t.Fatalf("accepted %q as %+v", s, cs)
+		}
+		_ = cs.Token(time.Unix(1, 0))
+	})
+}
