@@ -188,7 +188,7 @@
       legend: { show: false },
       cursor: { drag: { x: false, y: false }, points: { show: false } },
       scales: { x: { time: true } },
-      axes: [axis, Object.assign({}, axis, { size: 58, values: (u, vals) => vals.map((v) => v.toFixed(q.digits)) })],
+      axes: [axis, Object.assign({}, axis, { size: 66, values: (u, vals) => vals.map((v) => v.toFixed(q.digits)) })],
       series: [
         {},
         { label: 'silver', stroke: q.color + '80', width: 1.25, spanGaps: true, points: { show: false } },
