@@ -3,6 +3,7 @@ package stages_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"testing"
 	"time"
@@ -34,7 +35,8 @@ func benchPipeline(b *testing.B, devices int) {
 		tmpl[j] = wire.Reading{TimeUS: int64(j) * 2500, Temp: 2000 + int32(j%7), Press: 101325*256 + uint32(j%13), Hum: 40 * 1024, Fresh: j%4 == 0}
 	}
 	l := newLake(b)
-	p, err := stages.New(l, stages.Options{MaxSkew: -1, Now: clockAt(t0), SkipShutdownScan: true, Live: func(schema.LiveUpdate) {}})
+	p, err := stages.New(l, stages.Options{MaxSkew: -1, Now: clockAt(t0), SkipShutdownScan: true, Live: func(schema.LiveUpdate) {},
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

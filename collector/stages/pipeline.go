@@ -110,6 +110,9 @@ func (p *Pipeline) Submit(ctx context.Context, b Landed) error {
 	if b.Batch == nil {
 		return errors.New("submitting batch: nil batch")
 	}
+	if !wire.ValidDeviceID(b.Batch.DeviceID) || b.Batch.Seq == 0 {
+		return fmt.Errorf("submitting batch %q: %w: not validated", b.Name, wire.ErrInvalid)
+	}
 	select {
 	case <-p.done:
 		return ErrClosed
@@ -124,6 +127,9 @@ func (p *Pipeline) Submit(ctx context.Context, b Landed) error {
 		return ErrClosed
 	}
 }
+
+// Queued returns how many submitted batches wait to be processed.
+func (p *Pipeline) Queued() int { return len(p.in) }
 
 // Stats returns a snapshot of the counters.
 func (p *Pipeline) Stats() Stats {
@@ -435,7 +441,6 @@ func (p *Pipeline) cut(final bool) error {
 	case p.commits <- e:
 		return nil
 	case err := <-p.commitErr:
-		p.commitErr <- err
 		return err
 	}
 }

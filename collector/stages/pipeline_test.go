@@ -3,6 +3,7 @@ package stages_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -72,6 +73,9 @@ type run struct {
 
 func start(t testing.TB, l lake.Lake, opts stages.Options) *run {
 	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	p, err := stages.New(l, opts)
 	if err != nil {
 		t.Fatal(err)
