@@ -1,7 +1,3 @@
-// Command pilake-agent samples a BME280 at 400 Hz on a Raspberry Pi (or a
-// simulated one), batches and encodes the readings, keeps them in a disk
-// spool and sends them to an MQTT broker or Azure IoT Hub. See README.md in
-// this directory.
 package main
 
 import (
