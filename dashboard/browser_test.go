@@ -42,7 +42,7 @@ func (*allowAll) Provides(b byte) bool {
 	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
 }
 func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
-func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool             { return true }
+func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
 
 // startBroker runs the embedded broker the collector uses (mochi), in-process.
 func startBroker(t *testing.T) (string, func()) {
@@ -265,7 +265,9 @@ func startDashboard(t *testing.T, args ...string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), envOf(nil), discard{}, ready) }()
+	go func() {
+		done <- run(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), envOf(nil), discard{}, ready)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

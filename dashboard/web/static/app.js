@@ -12,7 +12,7 @@
   const MAX_LAT = 500000;
 
   // window.pilake is read by the browser tests and the latency benchmark.
-  const pilake = (window.pilake = { lat: [], updates: 0, messages: 0, loads: 0, resets: 0, status: '', ready: false, error: '' });
+  const pilake = (window.pilake = { lat: [], pub: [], updates: 0, messages: 0, loads: 0, resets: 0, status: '', ready: false, error: '' });
   const hasPlot = typeof window.uPlot !== 'undefined';
 
   const url = new URL(location.href);
@@ -366,7 +366,10 @@
       state.streamError = false;
       const from = windowNow()[0] - 5000;
       for (const u of m.updates || []) {
-        if (pilake.lat.length < MAX_LAT) pilake.lat.push(now - u.capture_ms);
+        if (pilake.lat.length < MAX_LAT) {
+          pilake.lat.push(now - u.capture_ms); // pipeline to screen: newest capture → arrival here
+          if (u.published_ms) pilake.pub.push(u.published_ms - u.capture_ms); // of which: until the collector published
+        }
         pilake.updates++;
         if (state.device !== 'all' && u.device !== state.device) continue;
         const c = ensureCard(u.device);
