@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pilake/pilake/agent/clock"
+	"github.com/pilake/pilake/agent/sample"
 )
 
 // registry builds the Prometheus metrics. Every value is read from the
@@ -45,6 +46,8 @@ func (a *Agent) registry() *prometheus.Registry {
 	gauge("sensor_healthy", "1 when the sensor reads fine and its values change.", func() float64 { return b2f(a.sampler.Health().OK) })
 	gauge("lateness_p50_seconds", "Median tick lateness since start.", func() float64 { return a.sampler.Lateness().Quantile(0.5) / 1e6 })
 	gauge("lateness_p99_seconds", "99th percentile tick lateness since start.", func() float64 { return a.sampler.Lateness().Quantile(0.99) / 1e6 })
+	reg.MustRegister(&latencyCollector{h: a.sampler.Lateness(), desc: prometheus.NewDesc("pilake_agent_lateness_seconds",
+		"How late sampling ticks started (histogram since start).", nil, labels)})
 	counter("batches_total", "Batches made.", func() float64 { return float64(s().Batches) })
 	counter("batches_published_total", "Batch publications (including resends).", func() float64 { return float64(a.fwd.Counters().Published) })
 	counter("batches_acked_total", "Batches acknowledged by the broker and removed from the spool.", func() float64 { return float64(a.fwd.Counters().Acked) })
@@ -132,4 +135,24 @@ func (a *Agent) serveMetrics() (stop func()) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}
+}
+
+// latencyCollector exports the sampler's lateness histogram with fixed
+// bucket bounds, computed at scrape time (the sampler's hot path only
+// increments its own counters).
+type latencyCollector struct {
+	h    *sample.Hist
+	desc *prometheus.Desc
+}
+
+var latencyBounds = []float64{10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000} // µs
+
+func (c *latencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *latencyCollector) Collect(ch chan<- prometheus.Metric) {
+	buckets := make(map[float64]uint64, len(latencyBounds))
+	for _, us := range latencyBounds {
+		buckets[us/1e6] = c.h.CountAtMost(us)
+	}
+	ch <- prometheus.MustNewConstHistogram(c.desc, c.h.Count(), c.h.Sum().Seconds(), buckets)
 }

@@ -14,6 +14,7 @@ type Hist struct {
 	mu     sync.Mutex
 	counts [histBuckets]uint64
 	n      uint64
+	sum    time.Duration
 	max    time.Duration
 }
 
@@ -52,6 +53,7 @@ func (h *Hist) Observe(d time.Duration) {
 	h.mu.Lock()
 	h.counts[histIndex(us)]++
 	h.n++
+	h.sum += max(d, 0)
 	h.max = max(h.max, d)
 	h.mu.Unlock()
 }
@@ -88,4 +90,31 @@ func (h *Hist) Max() time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.max
+}
+
+// CountAtMost returns how many observations were at most us microseconds,
+// counting the buckets whose values are all ≤ us (so up to one bucket, ~3 %,
+// short), for exporting the histogram with fixed bounds.
+func (h *Hist) CountAtMost(us float64) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var c uint64
+	for i, k := range h.counts {
+		maxVal := histUpper(i) // bucket i < histSub holds exactly i µs
+		if i >= histSub {
+			maxVal-- // the others hold [lower, upper)
+		}
+		if maxVal > us {
+			break
+		}
+		c += k
+	}
+	return c
+}
+
+// Sum returns the total of all observations (negative ones as 0).
+func (h *Hist) Sum() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sum
 }

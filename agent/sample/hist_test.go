@@ -20,6 +20,15 @@ func TestHistQuantiles(t *testing.T) {
 			t.Errorf("q%.2f = %.0f µs, want %.0f within +4%%", tc.q, got, tc.want)
 		}
 	}
+	if h.Sum() != 500500*time.Microsecond {
+		t.Fatalf("sum %v, want 500.5 ms", h.Sum())
+	}
+	if c := h.CountAtMost(100); c < 97 || c > 100 {
+		t.Fatalf("CountAtMost(100 µs) = %d, want 97..100 (one bucket of resolution)", c)
+	}
+	if c := h.CountAtMost(20); c != 20 {
+		t.Fatalf("CountAtMost(20 µs) = %d, want exactly 20", c)
+	}
 	h.Observe(-time.Second)
 	h.Observe(1000 * time.Hour)
 	if h.Count() != 1002 || h.Max() != 1000*time.Hour {
