@@ -176,11 +176,7 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 			}
 			data := e.bronzeData
 			t := p.tables[schema.Bronze]
-			st, err := e.bronze.stats(data, t.Schema())
-			if err != nil {
-				return err
-			}
-			add, err := t.PutFile(ctx, data, st, nil)
+			add, err := t.PutFile(ctx, data, e.bronze.stats(), nil)
 			if err != nil {
 				return err
 			}

@@ -231,6 +231,11 @@ loop:
 		select {
 		case b := <-p.in:
 			p.process(b)
+			if p.rows >= int64(p.opts.MaxEpochRows) {
+				if err := p.cutEpoch(); err != nil {
+					return finish(err)
+				}
+			}
 		default:
 			drained = true
 		}
@@ -318,52 +323,75 @@ func (p *Pipeline) process(b Landed) {
 	}
 }
 
-// bronzeWriter streams bronze rows into an in-memory Parquet file.
+// bronzeWriter streams bronze rows into an in-memory Parquet file. It keeps
+// the file's statistics itself, per batch: parquet-go's per-page bounds and
+// per-row dictionary hashing of the string columns cost more than the rest
+// of the encoding, so bronze pages carry no bounds and strings are PLAIN
+// (zstd compresses the repeated device ids as well as a dictionary would).
 type bronzeWriter struct {
 	buf bytes.Buffer
 	w   *parquet.GenericWriter[schema.BronzeRow]
 	n   int64
 	err error
-	// Bounds of the string columns, kept here per batch: computing them per
-	// page in parquet-go (dictionary bounds) costs more than the rest.
-	devMin, devMax, srcMin, srcMax string
+	min schema.BronzeRow
+	max schema.BronzeRow
 }
+
+var bronzeColumns = []string{"device", "ts", "temp_c", "pressure_pa", "humidity_rh", "fresh", "boot", "seq", "received_at", "source"}
 
 // newBronzeWriter starts a bronze file; sizeHint pre-sizes its buffer.
 func newBronzeWriter(sizeHint int) *bronzeWriter {
 	bw := &bronzeWriter{}
 	bw.buf.Grow(sizeHint)
-	bw.w = parquet.NewGenericWriter[schema.BronzeRow](&bw.buf, append(delta.WriterOptions(nil),
-		parquet.MaxRowsPerRowGroup(1<<20), parquet.SkipPageBounds("device"), parquet.SkipPageBounds("source"))...)
+	opts := []parquet.WriterOption{delta.DefaultCompression(), parquet.CreatedBy("pilake", "1", ""),
+		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain), parquet.MaxRowsPerRowGroup(1 << 20)}
+	for _, c := range bronzeColumns {
+		opts = append(opts, parquet.SkipPageBounds(c))
+	}
+	bw.w = parquet.NewGenericWriter[schema.BronzeRow](&bw.buf, opts...)
 	return bw
 }
 
-// write appends rows, which all have the same device and source.
+// write appends rows and folds them into the file's bounds.
 func (bw *bronzeWriter) write(rows []schema.BronzeRow) {
 	if bw.err != nil || len(rows) == 0 {
 		return
 	}
-	d, s := rows[0].Device, rows[0].Source
+	lo, hi := &bw.min, &bw.max
 	if bw.n == 0 {
-		bw.devMin, bw.devMax, bw.srcMin, bw.srcMax = d, d, s, s
-	} else {
-		bw.devMin, bw.devMax = min(bw.devMin, d), max(bw.devMax, d)
-		bw.srcMin, bw.srcMax = min(bw.srcMin, s), max(bw.srcMax, s)
+		*lo, *hi = rows[0], rows[0]
 	}
+	for i := range rows {
+		r := &rows[i]
+		lo.TS, hi.TS = min(lo.TS, r.TS), max(hi.TS, r.TS)
+		lo.TempC, hi.TempC = min(lo.TempC, r.TempC), max(hi.TempC, r.TempC)
+		lo.PressurePa, hi.PressurePa = min(lo.PressurePa, r.PressurePa), max(hi.PressurePa, r.PressurePa)
+		lo.HumidityRH, hi.HumidityRH = min(lo.HumidityRH, r.HumidityRH), max(hi.HumidityRH, r.HumidityRH)
+	}
+	// Per batch: these are the same in every row of a batch.
+	r := &rows[0]
+	lo.Device, hi.Device = min(lo.Device, r.Device), max(hi.Device, r.Device)
+	lo.Source, hi.Source = min(lo.Source, r.Source), max(hi.Source, r.Source)
+	lo.Boot, hi.Boot = min(lo.Boot, r.Boot), max(hi.Boot, r.Boot)
+	lo.Seq, hi.Seq = min(lo.Seq, r.Seq), max(hi.Seq, r.Seq)
+	lo.ReceivedAt, hi.ReceivedAt = min(lo.ReceivedAt, r.ReceivedAt), max(hi.ReceivedAt, r.ReceivedAt)
 	n, err := bw.w.Write(rows)
 	bw.n += int64(n)
 	bw.err = err
 }
 
-// stats returns the Delta statistics of the closed file data.
-func (bw *bronzeWriter) stats(data []byte, schema delta.StructType) (delta.Stats, error) {
-	st, err := delta.FileStats(data, schema)
-	if err != nil {
-		return st, err
+// stats returns the Delta statistics of the file written.
+func (bw *bronzeWriter) stats() delta.Stats {
+	vals := func(r *schema.BronzeRow) map[string]any {
+		return map[string]any{"device": r.Device, "ts": delta.FormatStatsTime(r.TS), "temp_c": r.TempC,
+			"pressure_pa": r.PressurePa, "humidity_rh": r.HumidityRH, "boot": r.Boot, "seq": r.Seq,
+			"received_at": delta.FormatStatsTime(r.ReceivedAt), "source": r.Source}
 	}
-	st.MinValues["device"], st.MaxValues["device"] = bw.devMin, bw.devMax
-	st.MinValues["source"], st.MaxValues["source"] = bw.srcMin, bw.srcMax
-	return st, nil
+	nulls := map[string]int64{}
+	for _, c := range bronzeColumns {
+		nulls[c] = 0
+	}
+	return delta.Stats{NumRecords: bw.n, MinValues: vals(&bw.min), MaxValues: vals(&bw.max), NullCount: nulls}
 }
 
 func (bw *bronzeWriter) close() ([]byte, error) {

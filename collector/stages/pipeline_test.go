@@ -2,6 +2,7 @@ package stages_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -168,5 +169,53 @@ func TestSubmitBronzeSilverGold(t *testing.T) {
 	st := r.p.Stats()
 	if st.Readings != int64(total) || st.Late != 0 || st.Batches != 90 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// The statistics the bronze writer keeps itself match the rows in each file.
+func TestBronzeStats(t *testing.T) {
+	l := newLake(t)
+	rng := rand.New(rand.NewPCG(21, 22))
+	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000})
+	for d, dev := range []string{"b-2", "a-1", "c-3"} {
+		for _, b := range makeBatches(dev, uint64(d+5), 6, 300, t0+int64(d)*999, rng) {
+			if err := r.p.Submit(t.Context(), stages.Landed{Name: landName(b), Batch: b, ReceivedAt: time.UnixMicro(t0 + int64(b.Seq)), Source: "mqtt"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r.stop(t)
+	snap, err := delta.Load(t.Context(), l, schema.Bronze)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.NumFiles() < 3 {
+		t.Fatalf("%d bronze files at version %d, stats %+v", snap.NumFiles(), snap.Version, r.p.Stats())
+	}
+	for _, f := range snap.Files() {
+		st, err := f.ParsedStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := delta.ReadFiles[schema.BronzeRow](t.Context(), l, schema.Bronze, []delta.AddFile{f}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo, hi := rows[0], rows[0]
+		for _, r := range rows {
+			lo.TS, hi.TS = min(lo.TS, r.TS), max(hi.TS, r.TS)
+			lo.TempC, hi.TempC = min(lo.TempC, r.TempC), max(hi.TempC, r.TempC)
+			lo.Device, hi.Device = min(lo.Device, r.Device), max(hi.Device, r.Device)
+			lo.Seq, hi.Seq = min(lo.Seq, r.Seq), max(hi.Seq, r.Seq)
+		}
+		num := func(v any) float64 { f, _ := v.(json.Number).Float64(); return f }
+		if st.NumRecords != int64(len(rows)) ||
+			st.MinValues["ts"] != delta.FormatStatsTime(lo.TS) || st.MaxValues["ts"] != delta.FormatStatsTime(hi.TS) ||
+			num(st.MinValues["temp_c"]) != lo.TempC || num(st.MaxValues["temp_c"]) != hi.TempC ||
+			st.MinValues["device"] != lo.Device || st.MaxValues["device"] != hi.Device ||
+			num(st.MinValues["seq"]) != float64(lo.Seq) || num(st.MaxValues["seq"]) != float64(hi.Seq) {
+			t.Fatalf("stats %s for rows %d, ts %d..%d, temp %v..%v, device %s..%s, seq %d..%d", f.Stats, len(rows),
+				lo.TS, hi.TS, lo.TempC, hi.TempC, lo.Device, hi.Device, lo.Seq, hi.Seq)
+		}
 	}
 }
