@@ -59,6 +59,8 @@ type Config struct {
 	LogFormat   string
 	LogLevel    string
 	Live        bool
+	CPUProfile  string
+	Pprof       bool
 }
 
 func newFlagSet(c *Config) *flag.FlagSet {
@@ -90,6 +92,8 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9102", "HTTP address for /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.CPUProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
 	fs.BoolVar(&c.Live, "live", true, "publish live updates (provisional silver/gold) on pilake/v1/live/{device}")
 	return fs
 }

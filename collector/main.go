@@ -17,8 +17,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	pprofhttp "net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -46,11 +49,36 @@ func main() {
 		os.Exit(2)
 	}
 	log := cfg.logger(os.Stderr)
+	tuneGC()
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "collector: cpu profile:", err)
+			os.Exit(2)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log, nil); err != nil {
 		log.Error("collector failed", "err", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
+	}
+}
+
+// tuneGC trades memory for CPU unless GOGC/GOMEMLIMIT say otherwise: the
+// heap is mostly short-lived batches, so collecting less often saves a large
+// share of the CPU, and the memory limit keeps RSS bounded (issue 4: < 512 MiB).
+func tuneGC() {
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(400)
+	}
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+		debug.SetMemoryLimit(384 << 20)
 	}
 }
 
@@ -211,6 +239,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 			}
 			fmt.Fprintln(w, "ready")
 		})
+		if cfg.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprofhttp.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprofhttp.Trace)
+		}
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			stopIngest()

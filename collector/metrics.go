@@ -18,6 +18,7 @@ type collector struct {
 
 	batches, readings, bytes, duplicates, lakeErrors, lag                                   *prometheus.Desc
 	quarantined, bronzeReadings, bronzeBatches, late, silverRows, goldRows                  *prometheus.Desc
+	syncs, syncSeconds                                                                      *prometheus.Desc
 	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
 }
 
@@ -40,6 +41,8 @@ func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, la
 		late:           d("late_readings_total", "Readings whose window was already final (sent to silver_late)."),
 		silverRows:     d("silver_rows_total", "Final silver windows written."),
 		goldRows:       d("gold_rows_total", "Gold rows written."),
+		syncs:          d("landing_syncs_total", "Group-commit rounds (one syncfs each) making landing writes durable."),
+		syncSeconds:    d("landing_sync_seconds_total", "Time spent in landing group-commit rounds."),
 		epochs:         d("epochs_total", "Epochs (Delta commits across tables) committed."),
 		commitRetries:  d("commit_retries_total", "Failed epoch commit attempts."),
 		lastCommit:     d("last_commit_timestamp_seconds", "Unix time of the last epoch commit."),
@@ -65,6 +68,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bytes, float64(s.Bytes.Load()))
 	counter(c.duplicates, float64(s.Duplicates.Load()))
 	gauge(c.lag, float64(s.LastLagUS.Load())/1e6)
+	counter(c.syncs, float64(s.Syncs.Load()))
+	counter(c.syncSeconds, float64(s.SyncNanos.Load())/1e9)
 	counter(c.lakeErrors, float64(s.LakeErrors.Load()), "landing")
 	if c.lakeRetries != nil {
 		counter(c.lakeErrors, float64(c.lakeRetries()), "retried")

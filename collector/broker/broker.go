@@ -31,6 +31,13 @@ type Options struct {
 	Handler Handler
 	// Logger defaults to slog.Default(); mochi logs through it at Warn and above.
 	Logger *slog.Logger
+	// MaxWritesPending bounds each client's queue of outgoing messages
+	// (deliveries to subscribers; PUBACKs are written directly) [1024].
+	// mochi allocates the whole queue per client and the GC scans it, so
+	// with thousands of agents a large value costs real memory and CPU; a
+	// subscriber that falls further behind loses messages (live updates are
+	// QoS 0, best effort).
+	MaxWritesPending int
 }
 
 // Broker is a running embedded MQTT broker.
@@ -61,7 +68,10 @@ func New(opts Options) (*Broker, error) {
 		opts.Logger = slog.Default()
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = 1 << 20
+	if opts.MaxWritesPending <= 0 {
+		opts.MaxWritesPending = 1024
+	}
+	caps.MaximumClientWritesPending = int32(opts.MaxWritesPending)
 	caps.MaximumInflight = 65535
 	caps.ReceiveMaximum = 65535
 	caps.MaximumMessageExpiryInterval = 0 // keep messages for offline persistent sessions
@@ -70,8 +80,8 @@ func New(opts Options) (*Broker, error) {
 		Capabilities:             caps,
 		InlineClient:             true,
 		Logger:                   slog.New(levelFloor{mochiLog.Handler(), slog.LevelWarn}),
-		ClientNetReadBufferSize:  64 * 1024,
-		ClientNetWriteBufferSize: 64 * 1024,
+		ClientNetReadBufferSize:  4 * 1024, // a batch is ~1-2 KB; small buffers keep 5,000 clients cheap
+		ClientNetWriteBufferSize: 2 * 1024,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{srv: srv, log: opts.Logger, ctx: ctx, cancel: cancel}

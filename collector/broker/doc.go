@@ -11,6 +11,10 @@
 // (no PUBACK) and the client is disconnected, so its MQTT client resends the
 // batch after reconnecting.
 //
-// Capability limits are raised from mochi's defaults, which drop messages
-// under load (see FACTS.md).
+// Capability limits are raised from mochi's defaults (inflight, receive
+// maximum), which drop messages under load (see FACTS.md). Agents' publishes
+// are never dropped: they are landed before the PUBACK, and a client's reads
+// simply wait while landing is slow. The per-client queue of outgoing
+// deliveries (MaxWritesPending) is kept small instead: it only carries live
+// updates to dashboards, which are QoS 0 and best effort.
 package broker

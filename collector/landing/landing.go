@@ -89,8 +89,10 @@ type Stats struct {
 	LakeErrors atomic.Uint64 // landing or quarantine writes that failed (the message was not acknowledged)
 	// LastLagUS is receive time minus the newest reading's capture time of the
 	// last landed batch, in µs.
-	LastLagUS   atomic.Int64
-	quarantined map[string]*atomic.Uint64
+	LastLagUS atomic.Int64
+	// Syncs and SyncNanos count group-commit rounds and the time spent in them.
+	Syncs, SyncNanos atomic.Uint64
+	quarantined      map[string]*atomic.Uint64
 }
 
 // Quarantined returns the count of inputs quarantined with kind.
@@ -128,7 +130,13 @@ func New(opts Options) (*Lander, error) {
 	}
 	if gw, ok := opts.Lake.(lake.GroupWriter); ok && !opts.NoGroupCommit {
 		l.gw = gw
-		l.group = &group{sync: gw.Sync}
+		l.group = &group{sync: func(ctx context.Context) error {
+			start := time.Now()
+			err := gw.Sync(ctx)
+			l.stats.Syncs.Add(1)
+			l.stats.SyncNanos.Add(uint64(time.Since(start)))
+			return err
+		}}
 	}
 	return l, nil
 }
