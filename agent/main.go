@@ -339,7 +339,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error("writing the summary file", "err", err)
 	}
 	st, ss, fc := a.sampler.Stats(), a.spool.Stats(), a.fwd.Counters()
-	a.log.Info("agent stopped", "readings", st.Readings, "batches", st.Batches, "acked_batches", fc.Acked,
+	a.log.Info("agent stopped", "readings", st.Readings, "missed_ticks", st.MissedTicks, "not_ready", st.NotReady,
+		"read_errors", st.ReadErrors, "batches", st.Batches, "acked_batches", fc.Acked,
 		"spool_batches_left", ss.Records, "dropped_readings", ss.DroppedReadings+st.DroppedRdg)
 	return errors.Join(sampleErr, fwdErr)
 }
