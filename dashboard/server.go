@@ -110,10 +110,75 @@ func (s *Server) series(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "history source unavailable: " + publicError(err)})
 		return
 	}
-	if out == nil {
-		out = []series.Series{}
-	}
+	out = mergeRecent(out, s.Hub.Recent(q.Device), q)
 	writeJSON(w, http.StatusOK, seriesResponse{Series: out, FromMS: q.FromMS, ToMS: q.ToMS, LiveSeq: seq})
+}
+
+// mergeRecent appends to each device's history the live points newer than
+// its newest stored one. The lake holds a window only once the watermark has
+// passed it and the stage has committed (gold: up to a minute), so without
+// this a page opened now would show a gap until that time.
+func mergeRecent(hist []series.Series, recent []*live.Update, q history.Query) []series.Series {
+	idx := map[string]int{}
+	for i := range hist {
+		idx[hist[i].Device] = i
+	}
+	type tails struct {
+		lastSilver, lastGold int64
+		silver, gold         series.Columns
+	}
+	add := map[string]*tails{}
+	last := func(c series.Columns) int64 {
+		if c.Len() == 0 {
+			return q.FromMS - 1
+		}
+		return c.T[c.Len()-1]
+	}
+	for _, u := range recent {
+		tl, ok := add[u.Device]
+		if !ok {
+			tl = &tails{lastSilver: q.FromMS - 1, lastGold: q.FromMS - 1}
+			if i, ok := idx[u.Device]; ok {
+				tl.lastSilver, tl.lastGold = last(hist[i].Silver), last(hist[i].Gold)
+			}
+			add[u.Device] = tl
+		}
+		for _, p := range []struct {
+			src  *series.Columns
+			dst  *series.Columns
+			last int64
+		}{{&u.Silver, &tl.silver, tl.lastSilver}, {&u.Gold, &tl.gold, tl.lastGold}} {
+			for k, t := range p.src.T {
+				if t > p.last && t < q.ToMS {
+					p.dst.Append(t, p.src.TempC[k], p.src.HumidityRH[k], p.src.PressurePa[k])
+				}
+			}
+		}
+	}
+	for dev, tl := range add {
+		if tl.silver.Len() == 0 && tl.gold.Len() == 0 {
+			continue
+		}
+		tl.silver.Sort() // a later provisional value of a window replaces an earlier one
+		tl.gold.Sort()
+		i, ok := idx[dev]
+		if !ok {
+			hist = append(hist, series.Series{Device: dev, Silver: series.Empty(), Gold: series.Empty()})
+			i = len(hist) - 1
+			idx[dev] = i
+		}
+		s := &hist[i]
+		for _, p := range []struct{ dst, src *series.Columns }{{&s.Silver, &tl.silver}, {&s.Gold, &tl.gold}} {
+			for k, t := range p.src.T {
+				p.dst.Append(t, p.src.TempC[k], p.src.HumidityRH[k], p.src.PressurePa[k])
+			}
+		}
+	}
+	sort.Slice(hist, func(i, j int) bool { return hist[i].Device < hist[j].Device })
+	if hist == nil {
+		hist = []series.Series{}
+	}
+	return hist
 }
 
 type deviceInfo struct {

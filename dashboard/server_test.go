@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/pilake/pilake/dashboard/internal/laketest"
 	"github.com/pilake/pilake/dashboard/internal/sqltest"
 	"github.com/pilake/pilake/dashboard/live"
+	"github.com/pilake/pilake/dashboard/series"
 	"github.com/pilake/pilake/dashboard/web"
 )
 
@@ -328,5 +330,46 @@ func TestDatabricksTokenNeverLeaks(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"token":"[redacted]"`) {
 		t.Errorf("logs do not show the token redacted:\n%s", logs.String())
+	}
+}
+
+func TestSeriesMergesRecentLive(t *testing.T) {
+	srv, hub, w := testServer(t, Auth{})
+	ws := time.Now().Add(-20 * time.Second).Truncate(time.Second).UnixMicro()
+	ms := ws / 1000
+	w.Silver(sqltest.Silver("dev-a", ws, 20, 40, 101000)) // the lake's newest dev-a window
+	pub := func(dev string, silverT, goldT []int64, temp float64) {
+		u := live.Update{Device: dev, CaptureMS: 1, Silver: series.Empty(), Gold: series.Empty()}
+		for _, x := range silverT {
+			u.Silver.Append(x, temp, 41, 101001)
+		}
+		for _, x := range goldT {
+			u.Gold.Append(x, temp, 41, 101001)
+		}
+		if _, err := hub.Publish(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub("dev-a", []int64{ms, ms + 1000}, []int64{ms}, 21)    // ms is already in the lake: silver skipped
+	pub("dev-a", []int64{ms + 1000}, []int64{ms + 1000}, 22) // a newer provisional value of ms+1000
+	pub("dev-z", []int64{ms}, nil, 23)                       // a device the lake has not seen yet
+	pub("dev-z", []int64{ms - 3600e3}, nil, 24)              // outside the range
+	_, body, _ := get(t, srv.Client(), srv.URL+"/api/series?range=1m")
+	var resp struct{ Series []series.Series }
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Series) != 2 {
+		t.Fatalf("series %s", body)
+	}
+	a, z := resp.Series[0], resp.Series[1]
+	if !reflect.DeepEqual(a.Silver.T, []int64{ms, ms + 1000}) || !reflect.DeepEqual(a.Silver.TempC, []float64{20, 22}) {
+		t.Errorf("dev-a silver %+v", a.Silver)
+	}
+	if !reflect.DeepEqual(a.Gold.T, []int64{ms, ms + 1000}) || !reflect.DeepEqual(a.Gold.TempC, []float64{21, 22}) {
+		t.Errorf("dev-a gold %+v", a.Gold)
+	}
+	if z.Device != "dev-z" || !reflect.DeepEqual(z.Silver.T, []int64{ms}) || z.Gold.T == nil {
+		t.Errorf("dev-z %+v", z)
 	}
 }

@@ -25,7 +25,8 @@ type Status struct {
 type Entry struct {
 	Seq    uint64
 	Device string
-	JSON   []byte // the Update, marshalled once for all clients
+	JSON   []byte  // the Update, marshalled once for all clients
+	Update *Update // the same, decoded; never modified after Publish
 }
 
 // maxDevices bounds the set of device ids a hub remembers.
@@ -73,7 +74,7 @@ func (h *Hub) Publish(u Update) (uint64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.seq++
-	e := Entry{Seq: h.seq, Device: u.Device, JSON: data}
+	e := Entry{Seq: h.seq, Device: u.Device, JSON: data, Update: &u}
 	if h.n < len(h.ring) {
 		h.ring[(h.first+h.n)%len(h.ring)] = e
 		h.n++
@@ -105,6 +106,21 @@ func (h *Hub) Status() Status {
 	s := h.status
 	s.Seq = h.seq
 	return s
+}
+
+// Recent returns the updates still in the ring (of device only, unless
+// device is ""), oldest first. They must not be modified.
+func (h *Hub) Recent(device string) []*Update {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*Update, 0, h.n)
+	for i := 0; i < h.n; i++ {
+		e := h.ring[(h.first+i)%len(h.ring)]
+		if device == "" || e.Device == device {
+			out = append(out, e.Update)
+		}
+	}
+	return out
 }
 
 // Seq returns the number of the newest update (0 if none yet).

@@ -177,6 +177,11 @@
     if (io) { card.visible = false; io.observe(root); }
     return card;
   }
+  // Enough decimals to tell neighbouring ticks apart (a quiet sensor spans hundredths).
+  function tickDigits(vals) {
+    const step = vals.length > 1 ? Math.abs(vals[1] - vals[0]) : 1;
+    return step > 0 ? Math.min(6, Math.max(0, Math.ceil(-Math.log10(step) - 1e-9))) : 2;
+  }
   function makeChart(card, q) {
     const box = card.boxes[q.id];
     box.textContent = '';
@@ -188,7 +193,7 @@
       legend: { show: false },
       cursor: { drag: { x: false, y: false }, points: { show: false } },
       scales: { x: { time: true } },
-      axes: [axis, Object.assign({}, axis, { size: 66, values: (u, vals) => vals.map((v) => v.toFixed(q.digits)) })],
+      axes: [axis, Object.assign({}, axis, { size: 66, values: (u, vals) => { const d = tickDigits(vals); return vals.map((v) => v.toFixed(d)); } })],
       series: [
         {},
         { label: 'silver', stroke: q.color + '80', width: 1.25, spanGaps: true, points: { show: false } },
