@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,6 +48,7 @@ func benchPipeline(b *testing.B, devices int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
+	cpu0 := cpuTime()
 	go func() { errc <- p.Run(ctx) }()
 	recv := time.UnixMicro(t0)
 	for i := range b.N {
@@ -67,10 +69,22 @@ func benchPipeline(b *testing.B, devices int) {
 		b.Fatal(err)
 	}
 	el := time.Since(start)
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 	if st := p.Stats(); st.Readings != int64(b.N*per) {
 		b.Fatalf("%d readings in bronze, want %d", st.Readings, b.N*per)
 	}
 	b.ReportMetric(float64(b.N*per)/el.Seconds(), "readings/s")
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap_MiB")
+	// CPU time (user+system, all goroutines) per reading: steadier than
+	// readings/s on a shared machine, and what an end-to-end budget adds up.
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*per), "cpu_ns/reading")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -48,6 +48,10 @@ type Options struct {
 	// SkipShutdownScan disables the scan of landing/ before the final commit
 	// (which lands objects that were written but never submitted).
 	SkipShutdownScan bool
+	// CompatibleBronze writes bronze with PLAIN integers and doubles instead
+	// of DELTA_BINARY_PACKED and BYTE_STREAM_SPLIT, for Parquet readers that
+	// lack those encodings (DuckDB, pyarrow and recent Spark have them).
+	CompatibleBronze bool
 	// Logger receives the pipeline's logs [slog.Default()].
 	Logger *slog.Logger
 	// Live, if set, is called after each batch is folded with the windows it

@@ -340,11 +340,19 @@ type bronzeWriter struct {
 var bronzeColumns = []string{"device", "ts", "temp_c", "pressure_pa", "humidity_rh", "fresh", "boot", "seq", "received_at", "source"}
 
 // newBronzeWriter starts a bronze file; sizeHint pre-sizes its buffer.
-func newBronzeWriter(sizeHint int) *bronzeWriter {
+// Unless compatible is set, integer and timestamp columns are
+// DELTA_BINARY_PACKED and doubles BYTE_STREAM_SPLIT: timestamps 2500 µs
+// apart and per-batch constants shrink to almost nothing before zstd sees
+// them, which makes bronze ~3x faster to write and several times smaller.
+func newBronzeWriter(sizeHint int, compatible bool) *bronzeWriter {
 	bw := &bronzeWriter{}
 	bw.buf.Grow(sizeHint)
 	opts := []parquet.WriterOption{delta.DefaultCompression(), parquet.CreatedBy("pilake", "1", ""),
 		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain), parquet.MaxRowsPerRowGroup(1 << 20)}
+	if !compatible {
+		opts = append(opts, parquet.DefaultEncodingFor(parquet.Int64, &parquet.DeltaBinaryPacked),
+			parquet.DefaultEncodingFor(parquet.Double, &parquet.ByteStreamSplit))
+	}
 	for _, c := range bronzeColumns {
 		opts = append(opts, parquet.SkipPageBounds(c))
 	}
@@ -454,7 +462,7 @@ func (p *Pipeline) cut(final bool) error {
 		quar: p.quar, landed: landed, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(p.f.gold))}
 	p.f.silver, p.f.late, p.f.gold = nil, nil, nil
 	p.quar = nil
-	p.bw = newBronzeWriter(int(e.rows) * 4) // ~2-4 bytes a reading compressed
+	p.bw = newBronzeWriter(int(e.rows)*4, p.opts.CompatibleBronze) // at most ~4 bytes a reading compressed
 	p.rows, p.batches, p.dirty = 0, 0, false
 	wm := make(map[string]int64, len(p.f.devices))
 	for id, d := range p.f.devices {
