@@ -143,7 +143,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM client certificate (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM client key")
 	fs.StringVar(&c.TLSServerName, "tls-server-name", "", "server name expected in the broker's certificate (default: the broker's host)")
-	fs.StringVar(&c.IoTHub, "iothub-connection-string", "", "Azure IoT Hub device connection string (HostName=…;DeviceId=…;SharedAccessKey=…): send to IoT Hub instead of --broker (which, if set to ssl://host:port, overrides the hub's address)")
+	fs.StringVar(&c.IoTHub, "iothub-connection-string", "", "Azure IoT Hub device connection string (HostName=…;DeviceId=…;SharedAccessKey=…): send to IoT Hub instead of --broker (which, if set to ssl://host:port, overrides the hub's address); it holds the device key, so prefer PILAKE_IOTHUB_CONNECTION_STRING or the config file to the command line")
 	fs.DurationVar(&c.IoTHubTTL, "iothub-token-ttl", time.Hour, "lifetime of IoT Hub SAS tokens; the connection is renewed at 80% of it")
 
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "spool directory (default: $STATE_DIRECTORY, or ~/.local/state/pilake, + /spool-<device>)")

@@ -49,6 +49,8 @@ type Clock interface {
 // RealClock is the system clock.
 type RealClock struct{ timer *time.Timer }
 
+var _ Clock = (*RealClock)(nil)
+
 // Now implements Clock.
 func (*RealClock) Now() time.Time { return time.Now() }
 

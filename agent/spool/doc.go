@@ -25,8 +25,9 @@
 // file is deleted once every record in it is acknowledged and a newer segment
 // exists. Which records are acknowledged is kept in memory and checkpointed to
 // the file "acked" (written atomically, at most every CheckpointInterval and
-// at Close), so after a crash at most the acknowledgements of the last
-// CheckpointInterval are forgotten and those batches are sent again; pilake's
+// at Close; default 30 s, a small rewrite that SD cards tolerate far better
+// than one per batch), so after a crash at most the acknowledgements of the
+// last CheckpointInterval are forgotten and those batches are sent again; pilake's
 // collector lands a batch under its device/boot/seq name, so a resend is
 // harmless.
 //

@@ -56,7 +56,7 @@ func ParseFsyncPolicy(s string) (FsyncPolicy, error) {
 const (
 	DefaultMaxBytes           = 256 << 20
 	DefaultFsyncInterval      = 5 * time.Second
-	DefaultCheckpointInterval = 10 * time.Second
+	DefaultCheckpointInterval = 30 * time.Second
 )
 
 // Options configure a Spool. Zero values get the defaults.
@@ -73,7 +73,7 @@ type Options struct {
 	Fsync FsyncPolicy
 	// FsyncInterval is the interval of FsyncInterval (default 5 s).
 	FsyncInterval time.Duration
-	// CheckpointInterval is how often the acknowledged position is saved (default 10 s).
+	// CheckpointInterval is how often the acknowledged position is saved (default 30 s).
 	CheckpointInterval time.Duration
 	// Logger receives warnings about corrupt records (default slog.Default()).
 	Logger *slog.Logger

@@ -312,6 +312,9 @@ func FuzzScan(f *testing.F) {
 		f.Add(b)
 		f.Add(b[:len(b)-3])
 	}
+	if golden, err := os.ReadFile(filepath.Join("testdata", "segment-v1.seg")); err == nil {
+		f.Add(golden)
+	}
 	f.Add([]byte{})
 	f.Add([]byte("PS\x01\x00\xff\xff\xff\xff"))
 	f.Fuzz(func(t *testing.T, data []byte) {
