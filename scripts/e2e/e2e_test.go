@@ -316,6 +316,8 @@ func TestEndToEnd(t *testing.T) {
 	if len(gold) == 0 {
 		t.Error("gold is empty")
 	}
+	checkIndependentReader(t, lakeDir)
+
 	var lakeBytes int64
 	filepath.Walk(lakeDir, func(_ string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() {
