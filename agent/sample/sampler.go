@@ -502,7 +502,16 @@ func (s *Sampler) Run(ctx context.Context) error {
 		if r.err != nil {
 			if errors.Is(r.err, hw.ErrNotReady) {
 				s.notReady.Add(1)
-				continue // configured, first conversion not done yet: nothing to record
+				// Configured, first conversion not done yet: nothing to record.
+				// A sensor that never converts is as good as frozen.
+				if now.Sub(lastChange) >= s.cfg.FrozenAfter {
+					if !frozen {
+						frozen = true
+						lastReinit = now.Add(-s.cfg.FrozenAfter / 2)
+					}
+					s.setHealth("frozen", fmt.Errorf("no conversion for %v: %w", now.Sub(lastChange).Round(time.Millisecond), r.err), 0)
+				}
+				continue
 			}
 			s.readErrs.Add(1)
 			switch {

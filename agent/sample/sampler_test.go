@@ -3,6 +3,7 @@ package sample
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"periph.io/x/conn/v3/physic"
 	"periph.io/x/devices/v3/bmxx80"
 
 	"github.com/pilake/pilake/agent/wire"
@@ -335,5 +337,33 @@ func TestFaults(t *testing.T) {
 			}
 			tc.check(t, r, st, h, batches)
 		})
+	}
+}
+
+// neverReady is a sensor that is configured but never completes a
+// conversion (hw.ErrNotReady forever): no fake-bus fault produces that, so
+// this small Sensor stands in.
+type neverReady struct{ reinits int }
+
+func (n *neverReady) Sense(*physic.Env) error {
+	return fmt.Errorf("test sensor: %w", hw.ErrNotReady)
+}
+func (n *neverReady) Reinit() error { n.reinits++; return nil }
+
+func TestSensorThatNeverConverts(t *testing.T) {
+	clk := newVirtClock(6 * time.Second)
+	sens := &neverReady{}
+	s, err := New(Config{Sensor: sens, DeviceID: "pi-test", BootID: 1, Clock: clk, QueueLen: 64,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{clk: clk, s: s}
+	if batches := r.run(t); len(batches) != 0 {
+		t.Fatalf("%d batches from a sensor that never converts", len(batches))
+	}
+	h := s.Health()
+	if h.State != "frozen" || !strings.Contains(h.LastError, "no conversion") || sens.reinits == 0 {
+		t.Fatalf("health %+v after %d re-inits: want frozen with re-initialisations", h, sens.reinits)
 	}
 }
