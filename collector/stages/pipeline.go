@@ -348,7 +348,8 @@ func newBronzeWriter(sizeHint int, compatible bool) *bronzeWriter {
 	bw := &bronzeWriter{}
 	bw.buf.Grow(sizeHint)
 	opts := []parquet.WriterOption{delta.DefaultCompression(), parquet.CreatedBy("pilake", "1", ""),
-		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain), parquet.MaxRowsPerRowGroup(1 << 20)}
+		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain), parquet.MaxRowsPerRowGroup(1 << 20),
+		parquet.DataPageStatistics(false)}
 	if !compatible {
 		opts = append(opts, parquet.DefaultEncodingFor(parquet.Int64, &parquet.DeltaBinaryPacked),
 			parquet.DefaultEncodingFor(parquet.Double, &parquet.ByteStreamSplit))
