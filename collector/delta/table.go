@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -47,6 +48,9 @@ type Table struct {
 	// CheckpointErr is the error of the last failed checkpoint write (the
 	// commit itself succeeded; the checkpoint is retried at the next commit).
 	CheckpointErr error
+	// unsynced is set when a data file was written without being made
+	// durable (lake.GroupWriter); Commit syncs before it commits.
+	unsynced atomic.Bool
 }
 
 // Open opens table, creating it (version 0: protocol and metaData with T's
@@ -178,6 +182,9 @@ func (t *Table) Commit(ctx context.Context, actions []Action, operation string) 
 	if err != nil {
 		return 0, fmt.Errorf("committing to %s: %w", t.name, err)
 	}
+	if err := t.SyncFiles(ctx); err != nil {
+		return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+	}
 	for attempt := 0; ; attempt++ {
 		v := t.snap.Version + 1
 		err := t.l.PutIfAbsent(ctx, CommitName(t.name, v), data)
@@ -285,8 +292,16 @@ func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionVal
 	if len(partitionValues) != len(t.opts.PartitionColumns) {
 		return AddFile{}, fmt.Errorf("storing data file in %s: partition values %v for columns %v", t.name, partitionValues, t.opts.PartitionColumns)
 	}
-	rel += "part-00000-" + newUUID() + ".c000.parquet"
-	if err := t.l.PutIfAbsent(ctx, t.name+"/"+rel, data); err != nil {
+	rel += "part-00000-" + newUUID() + ".c000.zstd.parquet"
+	// Where the lake can make many writes durable at once, data files are
+	// written without a sync each; SyncFiles (called by Commit) syncs them
+	// before any commit can reference them.
+	if gw, ok := t.l.(lake.GroupWriter); ok {
+		t.unsynced.Store(true)
+		if err := gw.WriteIfAbsent(ctx, t.name+"/"+rel, data); err != nil {
+			return AddFile{}, fmt.Errorf("storing data file in %s: %w", t.name, err)
+		}
+	} else if err := t.l.PutIfAbsent(ctx, t.name+"/"+rel, data); err != nil {
 		return AddFile{}, fmt.Errorf("storing data file in %s: %w", t.name, err)
 	}
 	stats, err := json.Marshal(st)
@@ -299,6 +314,20 @@ func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionVal
 	}
 	return AddFile{Path: rel, PartitionValues: pv, Size: int64(len(data)), ModificationTime: t.opts.Now().UnixMilli(),
 		DataChange: true, Stats: string(stats)}, nil
+}
+
+// SyncFiles makes the data files PutFile wrote durable (a no-op unless the
+// lake is a lake.GroupWriter and files were written since the last sync).
+// Call it before recording the files anywhere durable other than a commit.
+func (t *Table) SyncFiles(ctx context.Context) error {
+	if !t.unsynced.Swap(false) {
+		return nil
+	}
+	if err := t.l.(lake.GroupWriter).Sync(ctx); err != nil {
+		t.unsynced.Store(true)
+		return fmt.Errorf("syncing data files of %s: %w", t.name, err)
+	}
+	return nil
 }
 
 // WriteFile encodes rows (which must all have the same partition values,

@@ -219,6 +219,12 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 			p.goldStaged, p.goldRows = nil, nil
 			p.goldDue = p.opts.Now().Add(p.opts.GoldInterval)
 		}
+		// The state checkpoint names these files: make them durable first.
+		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
+			if err := p.tables[name].SyncFiles(ctx); err != nil {
+				return err
+			}
+		}
 		e.filesOK = true
 	}
 	if !e.cpOK {
