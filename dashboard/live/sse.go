@@ -40,6 +40,12 @@ type SSE struct {
 	// Interval is the least time between two "live" messages to one client
 	// (default 100 ms: at most 10 chart updates per second).
 	Interval time.Duration
+	// Gather is how long a client that has been idle for a whole Interval
+	// waits after the first new update before sending, so that a burst (the
+	// collector publishes one update per device as it folds an epoch) goes
+	// out as one message instead of one now and the rest an Interval later.
+	// Zero means 10 ms; negative means no wait.
+	Gather time.Duration
 	// Heartbeat is the idle time after which a comment is sent (default 15 s).
 	Heartbeat time.Duration
 	// WriteTimeout bounds each write; a client that cannot take a message in
@@ -53,7 +59,10 @@ var _ http.Handler = (*SSE)(nil)
 
 // ServeHTTP streams events until the client goes away.
 func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	interval, heartbeat, writeTimeout := s.Interval, s.Heartbeat, s.WriteTimeout
+	interval, heartbeat, writeTimeout, gather := s.Interval, s.Heartbeat, s.WriteTimeout, s.Gather
+	if gather == 0 {
+		gather = 10 * time.Millisecond
+	}
 	if interval <= 0 {
 		interval = 100 * time.Millisecond
 	}
@@ -161,8 +170,13 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		// Coalesce: whatever arrives before the interval since the last
-		// message has passed goes out together in the next one.
-		if wait := interval - clock.Now().Sub(lastSend); !lastSend.IsZero() && wait > 0 {
+		// message has passed goes out together in the next one; after an
+		// idle spell, wait a moment for the rest of a burst.
+		wait := gather
+		if !lastSend.IsZero() {
+			wait = max(wait, interval-clock.Now().Sub(lastSend))
+		}
+		if wait > 0 {
 			select {
 			case <-ctx.Done():
 				return

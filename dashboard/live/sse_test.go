@@ -181,7 +181,7 @@ func publish(t *testing.T, h *Hub, u Update) uint64 {
 func newServer(t *testing.T, hub *Hub, clock Clock) string {
 	t.Helper()
 	mux := http.NewServeMux()
-	mux.Handle("/api/live", &SSE{Hub: hub, Interval: 100 * time.Millisecond, Heartbeat: 15 * time.Second, Clock: clock})
+	mux.Handle("/api/live", &SSE{Hub: hub, Interval: 100 * time.Millisecond, Gather: 5 * time.Millisecond, Heartbeat: 15 * time.Second, Clock: clock})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv.URL
@@ -199,20 +199,24 @@ func TestSSECoalesces(t *testing.T) {
 	for hub.Subscribers() == 0 {
 		clock.waitTimer(t, 15*time.Second) // the handler is idle, waiting
 	}
+	// After an idle spell the first update waits Gather for the rest of its burst.
 	publish(t, hub, upd("dev-a", 1))
+	clock.waitTimer(t, 5*time.Millisecond)
+	publish(t, hub, upd("dev-b", 1))
+	clock.advance(5 * time.Millisecond)
 	m1 := next(t, ev, "live")
-	if got := liveUpdates(t, m1); len(got) != 1 || m1.id != "1" {
-		t.Fatalf("first message id %s, %d updates", m1.id, len(got))
+	if got := liveUpdates(t, m1); len(got) != 2 || m1.id != "2" {
+		t.Fatalf("first message id %s, %d updates; want both of the burst", m1.id, len(got))
 	}
-	for i := 2; i <= 50; i++ {
+	for i := 3; i <= 50; i++ {
 		publish(t, hub, upd("dev-a", i))
 	}
 	clock.waitTimer(t, 100*time.Millisecond) // throttled: the interval has not passed
 	clock.advance(100 * time.Millisecond)
 	m2 := next(t, ev, "live")
 	got := liveUpdates(t, m2)
-	if m2.id != "50" || len(got) != 49 || got[0].CaptureMS != 2 || got[48].CaptureMS != 50 {
-		t.Fatalf("second message id %s with %d updates, want 49 (2..50) with id 50", m2.id, len(got))
+	if m2.id != "50" || len(got) != 48 || got[0].CaptureMS != 3 || got[47].CaptureMS != 50 {
+		t.Fatalf("second message id %s with %d updates, want 48 (3..50) with id 50", m2.id, len(got))
 	}
 }
 
