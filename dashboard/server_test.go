@@ -373,3 +373,13 @@ func TestSeriesMergesRecentLive(t *testing.T) {
 		t.Errorf("dev-z %+v", z)
 	}
 }
+
+func TestExampleConfigParses(t *testing.T) {
+	c, err := loadConfig([]string{"--config", "dashboard.conf.example"}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:8050" || c.Ring != 16384 || c.SQLTimeout != 30*time.Second {
+		t.Errorf("%+v", c)
+	}
+}
