@@ -61,6 +61,7 @@ type Config struct {
 	Live        bool
 	CPUProfile  string
 	Pprof       bool
+	Stages      bool
 }
 
 func newFlagSet(c *Config) *flag.FlagSet {
@@ -93,6 +94,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.CPUProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file")
+	fs.BoolVar(&c.Stages, "stages", true, "run bronze/silver/gold here; false: land only (tables built elsewhere, or by a later collector's recovery)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
 	fs.BoolVar(&c.Live, "live", true, "publish live updates (provisional silver/gold) on pilake/v1/live/{device}")
 	return fs

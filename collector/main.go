@@ -119,9 +119,16 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	if err != nil {
 		return err
 	}
-	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: func(ctx context.Context, l landing.Landed) error {
+	submit := func(ctx context.Context, l landing.Landed) error {
 		return pipeline.Submit(ctx, stages.Landed{Name: l.Name, Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
-	}})
+	}
+	if !cfg.Stages {
+		// Landing only: bronze, silver and gold are built elsewhere (e.g.
+		// Databricks Auto Loader on landing/), or by a collector started
+		// later, whose recovery lands everything in landing/ into bronze.
+		submit = nil
+	}
+	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit})
 	if err != nil {
 		return err
 	}
@@ -130,7 +137,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	stagesCtx, stopStages := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStages()
 	stagesDone := make(chan error, 1)
-	go func() { stagesDone <- pipeline.Run(stagesCtx) }()
+	if cfg.Stages {
+		go func() { stagesDone <- pipeline.Run(stagesCtx) }()
+	} else {
+		go func() { <-stagesCtx.Done(); stagesDone <- nil }()
+	}
 
 	ingestCtx, stopIngest := context.WithCancel(ctx)
 	defer stopIngest()
@@ -222,13 +233,16 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	}
 
 	// Metrics and health.
+	rate := newRateMeter(func() uint64 { return lander.Stats().Readings.Load() })
+	ingestWG.Add(1)
+	go func() { defer ingestWG.Done(); rate.run(ingestCtx, time.Second) }()
 	var srv *http.Server
 	stagesRunning := atomic.Bool{}
 	stagesRunning.Store(true)
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats))
+			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond))
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pilake/pilake/collector/landing"
@@ -15,20 +19,23 @@ type collector struct {
 	live        *livePublisher
 	lakeRetries func() uint64
 	routing     func() (files, records, quarantined uint64)
+	rate        func() float64
 
 	batches, readings, bytes, duplicates, lakeErrors, lag                                   *prometheus.Desc
 	quarantined, bronzeReadings, bronzeBatches, late, silverRows, goldRows                  *prometheus.Desc
+	readingsPerSec                                                                          *prometheus.Desc
 	syncs, syncSeconds                                                                      *prometheus.Desc
 	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
 }
 
 func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, lakeRetries func() uint64,
-	routing func() (uint64, uint64, uint64)) *collector {
+	routing func() (uint64, uint64, uint64), rate func() float64) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("pilake_collector_"+name, help, labels, nil)
 	}
 	return &collector{
-		lander: l, pipeline: p, live: live, lakeRetries: lakeRetries, routing: routing,
+		lander: l, pipeline: p, live: live, lakeRetries: lakeRetries, routing: routing, rate: rate,
+		readingsPerSec: d("readings_per_second", "Readings landed per second, averaged over the last 10 s."),
 		batches:        d("batches_in_total", "Batches landed in landing/ (redeliveries not counted)."),
 		readings:       d("readings_in_total", "Readings in landed batches; rate() gives readings/s."),
 		bytes:          d("bytes_in_total", "Bytes of landed batches."),
@@ -68,6 +75,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bytes, float64(s.Bytes.Load()))
 	counter(c.duplicates, float64(s.Duplicates.Load()))
 	gauge(c.lag, float64(s.LastLagUS.Load())/1e6)
+	if c.rate != nil {
+		gauge(c.readingsPerSec, c.rate())
+	}
 	counter(c.syncs, float64(s.Syncs.Load()))
 	counter(c.syncSeconds, float64(s.SyncNanos.Load())/1e9)
 	counter(c.lakeErrors, float64(s.LakeErrors.Load()), "landing")
@@ -109,4 +119,55 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.routingFiles, float64(f))
 		counter(c.routingRecords, float64(r))
 	}
+}
+
+// rateMeter turns a counter into a per-second rate over a sliding window.
+type rateMeter struct {
+	read    func() uint64
+	mu      sync.Mutex
+	samples []rateSample // oldest first, at most 11 (10 s at 1 s ticks)
+}
+
+type rateSample struct {
+	at time.Time
+	v  uint64
+}
+
+func newRateMeter(read func() uint64) *rateMeter { return &rateMeter{read: read} }
+
+func (m *rateMeter) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	m.sample(time.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m.sample(now)
+		}
+	}
+}
+
+func (m *rateMeter) sample(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.samples = append(m.samples, rateSample{now, m.read()})
+	if len(m.samples) > 11 {
+		m.samples = m.samples[1:]
+	}
+}
+
+func (m *rateMeter) perSecond() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.samples) < 2 {
+		return 0
+	}
+	a, b := m.samples[0], m.samples[len(m.samples)-1]
+	dt := b.at.Sub(a.at).Seconds()
+	if dt <= 0 {
+		return 0
+	}
+	return float64(b.v-a.v) / dt
 }

@@ -3,8 +3,8 @@
 # process publishes pre-encoded batches for N simulated devices (one MQTT
 # connection each) through the collector's embedded broker; the run ends when
 # bronze holds every reading (ingest → landing → bronze → silver → gold,
-# committed). Then the same batches go through a plain broker that merely
-# appends them to a file (the raw move). Prints, one per line:
+# committed). Then the same batches go through a plain broker (Mosquitto) to
+# a plain QoS 1 subscriber that merely appends them to a file (the raw move). Prints, one per line:
 #   readings_per_s=X  rss_mib=X  raw_move_readings_per_s=Y  ratio=X/Y
 # plus informational lines. Knobs (environment):
 #   PILAKE_BENCH_DEVICES (5000)  PILAKE_BENCH_SECONDS (10, event-time seconds per device)
@@ -56,15 +56,29 @@ kill -TERM "$cpid"
 wait "$cpid" || { echo "collector exited with an error; see $dir/collector.log" >&2; exit 1; }
 pids=()
 
+# Raw move: the same batches, published the same way to a plain broker (a
+# private Mosquitto), received by a plain QoS 1 subscriber that appends each
+# to a file (fsynced at the end).
 raw=$(free_port)
-"$dir/loadgen" --serve-raw "127.0.0.1:$raw" --raw-dir "$dir" 2>"$dir/raw.log" &
+cat >"$dir/mosquitto.conf" <<CONF
+listener $raw 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 1000000
+max_inflight_messages 1000
+max_connections -1
+log_dest stderr
+log_type error
+CONF
+${PILAKE_MOSQUITTO_BIN:-/usr/sbin/mosquitto} -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
 rpid=$!
 pids+=("$rpid")
 for _ in $(seq 1 200); do
 	(exec 3<>"/dev/tcp/127.0.0.1/$raw") 2>/dev/null && break
 	sleep 0.05
 done
-rawout=$("$dir/loadgen" --broker "tcp://127.0.0.1:$raw" "${common[@]}" --prefix raw_move_ 2>>"$dir/loadgen.log")
+rawout=$("$dir/loadgen" --broker "tcp://127.0.0.1:$raw" "${common[@]}" --raw-subscribe --raw-dir "$dir" \
+	--prefix raw_move_ 2>>"$dir/loadgen.log")
 
 get() { sed -n "s/^$1=//p" <<<"$2"; }
 x=$(get readings_per_s "$out")

@@ -11,6 +11,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/scripts/testenv"
@@ -151,6 +155,32 @@ func newAzurite(t *testing.T, mod func(*lake.AzureOptions)) *lake.Azure {
 
 func TestAzure(t *testing.T) {
 	t.Run("connection string", func(t *testing.T) { conformance(t, newAzurite(t, nil)) })
+	t.Run("sas", func(t *testing.T) {
+		az := testenv.AzuriteBlob(t)
+		name := fmt.Sprintf("lake-sas-%d", rand.Uint32())
+		// Create the container and a container SAS with the account key, as an
+		// operator would, then use only the SAS.
+		newAzurite(t, func(o *lake.AzureOptions) { o.Container = name })
+		cred, err := container.NewSharedKeyCredential(az.Account, az.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, err := container.NewClientWithSharedKeyCredential(az.Endpoint+"/"+name, cred, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sasURL, err := cc.GetSASURL(sas.ContainerPermissions{Read: true, Add: true, Create: true, Write: true, Delete: true, List: true},
+			time.Now().Add(time.Hour), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, query, _ := strings.Cut(sasURL, "?")
+		l, err := lake.NewAzure(t.Context(), lake.AzureOptions{SAS: query, Endpoint: az.Endpoint, Container: name, Prefix: "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conformance(t, l)
+	})
 	t.Run("account and key", func(t *testing.T) {
 		az := testenv.AzuriteBlob(t)
 		conformance(t, newAzurite(t, func(o *lake.AzureOptions) {

@@ -25,6 +25,10 @@ type GroupWriter interface {
 
 var _ GroupWriter = (*Local)(nil)
 
+// fsSlots bounds concurrent WriteIfAbsent calls (per process: they share the
+// kernel's locks, whatever the lake).
+var fsSlots = make(chan struct{}, 8)
+
 // WriteIfAbsent implements GroupWriter: a temporary file, not fsynced,
 // hard-linked to name (link(2) fails if name exists).
 func (l *Local) WriteIfAbsent(ctx context.Context, name string, data []byte) error {
@@ -32,6 +36,15 @@ func (l *Local) WriteIfAbsent(ctx context.Context, name string, data []byte) err
 	if err != nil {
 		return err
 	}
+	// Thousands of concurrent writers (one per MQTT client) would each hold an
+	// OS thread in a file-creating syscall and contend in the kernel; a few
+	// at a time create files faster.
+	select {
+	case fsSlots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-fsSlots }()
 	dir := filepath.Dir(p)
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if errors.Is(err, fs.ErrNotExist) {

@@ -7,9 +7,13 @@
 //	loadgen --broker tcp://127.0.0.1:1883 --devices 5000 --seconds 10 \
 //	    --metrics http://127.0.0.1:9102/metrics --pid $(pidof collector)
 //
-// With --serve-raw ADDR it is instead the "raw move" baseline: an embedded
-// broker (the collector's own broker package, same limits) whose only work is
-// to append every telemetry payload to one file before acknowledging it.
+// The "raw move" baseline is --raw-subscribe: the same batches published the
+// same way to a plain broker (scripts/bench-collector.sh starts a private
+// Mosquitto), and a plain QoS 1 subscriber in this process that appends each
+// one to a file; the run ends when the subscriber has them all (fsynced).
+// --serve-raw ADDR is a cheaper variant of a baseline: an embedded broker
+// (the collector's own broker package) whose only work is to append every
+// telemetry payload to one file before acknowledging it.
 //
 // It speaks just enough MQTT 3.1.1 (CONNECT, PUBLISH QoS 1, PUBACK) to keep
 // its own CPU use small: it shares the machine with what it measures.
@@ -38,6 +42,8 @@ import (
 	"syscall"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/broker"
@@ -53,10 +59,12 @@ type config struct {
 	window     int
 	encoding   string
 	metrics    string
+	metric     string
 	pid        int
 	prefix     string
 	serveRaw   string
 	rawDir     string
+	rawSub     bool
 	timeout    time.Duration
 }
 
@@ -72,10 +80,12 @@ func main() {
 	fs.IntVar(&c.window, "window", 4, "unacknowledged publishes per connection")
 	fs.StringVar(&c.encoding, "encoding", "binary", "batch encoding: binary, zstd or json")
 	fs.StringVar(&c.metrics, "metrics", "", "collector /metrics URL: wait until bronze holds every reading")
+	fs.StringVar(&c.metric, "metric", "pilake_collector_bronze_readings_total", "the readings counter to wait for in --metrics")
 	fs.IntVar(&c.pid, "pid", 0, "process whose peak RSS to report (rss_mib)")
 	fs.StringVar(&c.prefix, "prefix", "", "prefix of the result names (raw_move_ for the baseline)")
 	fs.StringVar(&c.serveRaw, "serve-raw", "", "run the raw-move baseline broker on this address instead")
 	fs.StringVar(&c.rawDir, "raw-dir", os.TempDir(), "directory of the raw-move file")
+	fs.BoolVar(&c.rawSub, "raw-subscribe", false, "raw move: a plain QoS 1 subscriber on --broker appends every batch to a file in --raw-dir; done when it has them all")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
 	if err := conf.Load(fs, os.Args[1:], "PILAKE_LOADGEN_", os.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -132,6 +142,73 @@ func serveRaw(ctx context.Context, c config, log *slog.Logger) error {
 		return err
 	}
 	return f.Close()
+}
+
+// rawSubscriber is the raw-move baseline's plain subscriber: paho, QoS 1,
+// every payload appended (length-prefixed) to one file, fsynced at the end.
+type rawSubscriber struct {
+	client paho.Client
+	f      *os.File
+	w      *bufio.Writer
+	mu     sync.Mutex
+	got    int64
+	want   int64
+	done   chan struct{}
+	err    error
+}
+
+func startRawSubscriber(brokerURL, dir string, want int64) (*rawSubscriber, error) {
+	f, err := os.Create(filepath.Join(dir, "raw-move.bin"))
+	if err != nil {
+		return nil, fmt.Errorf("creating raw-move file: %w", err)
+	}
+	s := &rawSubscriber{f: f, w: bufio.NewWriterSize(f, 1<<20), want: want, done: make(chan struct{})}
+	var lenBuf [4]byte
+	handler := func(_ paho.Client, m paho.Message) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		binary.LittleEndian.PutUint32(lenBuf[:], uint32(len(m.Payload())))
+		s.w.Write(lenBuf[:])
+		if _, err := s.w.Write(m.Payload()); err != nil && s.err == nil {
+			s.err = err
+		}
+		s.got++
+		if s.got == s.want {
+			if err := s.w.Flush(); err != nil && s.err == nil {
+				s.err = err
+			}
+			if err := s.f.Sync(); err != nil && s.err == nil {
+				s.err = err
+			}
+			close(s.done)
+		}
+	}
+	s.client = paho.NewClient(paho.NewClientOptions().AddBroker(brokerURL).
+		SetClientID(fmt.Sprintf("raw-move-%d", os.Getpid())).SetCleanSession(true).SetOrderMatters(true).
+		SetMessageChannelDepth(1 << 16))
+	if tok := s.client.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("raw subscriber: connecting: %v", tok.Error())
+	}
+	if tok := s.client.Subscribe(wire.TelemetryFilter, 1, handler); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("raw subscriber: subscribing: %v", tok.Error())
+	}
+	return s, nil
+}
+
+func (s *rawSubscriber) wait(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return s.err
+	case <-ctx.Done():
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return fmt.Errorf("raw subscriber has %d of %d batches: %w", s.got, s.want, ctx.Err())
+	}
+}
+
+func (s *rawSubscriber) close() {
+	s.client.Disconnect(100)
+	s.f.Close()
 }
 
 // device holds one simulated device's pre-built PUBLISH packets.
@@ -279,7 +356,7 @@ func generate(ctx context.Context, c config, log *slog.Logger, out io.Writer) er
 	total := int64(c.devices) * int64(nBatches) * int64(perBatch)
 	var baseline float64
 	if c.metrics != "" {
-		if baseline, err = bronzeReadings(ctx, c.metrics); err != nil {
+		if baseline, err = counterValue(ctx, c.metrics, c.metric); err != nil {
 			return err
 		}
 	}
@@ -315,6 +392,13 @@ func generate(ctx context.Context, c config, log *slog.Logger, out io.Writer) er
 		return err
 	}
 
+	var sub *rawSubscriber
+	if c.rawSub {
+		if sub, err = startRawSubscriber(c.broker, c.rawDir, int64(nBatches*len(devs))); err != nil {
+			return err
+		}
+		defer sub.close()
+	}
 	log.Info("publishing", "batches", nBatches*len(devs), "readings", total)
 	var acked atomic.Int64
 	start := time.Now()
@@ -336,9 +420,15 @@ func generate(ctx context.Context, c config, log *slog.Logger, out io.Writer) er
 	}
 	ackedAt := time.Since(start)
 	done := ackedAt
+	if sub != nil {
+		if err := sub.wait(ctx); err != nil {
+			return err
+		}
+		done = time.Since(start)
+	}
 	if c.metrics != "" {
 		for {
-			v, err := bronzeReadings(ctx, c.metrics)
+			v, err := counterValue(ctx, c.metrics, c.metric)
 			if err != nil {
 				return err
 			}
@@ -347,7 +437,7 @@ func generate(ctx context.Context, c config, log *slog.Logger, out io.Writer) er
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("bronze holds %.0f of %d readings: %w", v-baseline, total, ctx.Err())
+				return fmt.Errorf("%s is %.0f of %d readings: %w", c.metric, v-baseline, total, ctx.Err())
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
@@ -430,7 +520,7 @@ func runDevice(ctx context.Context, conn net.Conn, packets [][]byte, window int,
 	}
 }
 
-func bronzeReadings(ctx context.Context, metricsURL string) (float64, error) {
+func counterValue(ctx context.Context, metricsURL, name string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
 	if err != nil {
 		return 0, err
@@ -443,11 +533,11 @@ func bronzeReadings(ctx context.Context, metricsURL string) (float64, error) {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64*1024), 16<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "pilake_collector_bronze_readings_total "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}
-	return 0, errors.New("collector metrics lack pilake_collector_bronze_readings_total")
+	return 0, fmt.Errorf("collector metrics lack %s", name)
 }
 
 // peakRSS returns the process's peak resident set (VmHWM) in MiB.
