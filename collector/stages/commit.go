@@ -21,6 +21,9 @@ import (
 	"github.com/pilake/pilake/collector/schema"
 )
 
+// errSettings: the lake's stage state was built with other window settings.
+var errSettings = errors.New("stage settings differ from the lake's")
+
 // The tables after bronze, in commit order.
 var derived = []string{schema.Silver, schema.SilverLate, schema.Gold}
 
@@ -65,8 +68,8 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		return fmt.Errorf("recovering stages: state object of epoch %d says epoch %d", e, cp.Epoch)
 	}
 	if cp.WindowUS != p.f.width || cp.LatenessUS != p.f.lateness || !slices.Equal(cp.MovingAverages, p.opts.MovingAverages) {
-		return fmt.Errorf("recovering stages: the lake's state was built with window %v, allowed lateness %v, moving averages %v; "+
-			"this run has %v, %v, %v: restart with the lake's settings or a new lake",
+		return fmt.Errorf("recovering stages: %w: the lake's state was built with window %v, allowed lateness %v, moving averages %v; "+
+			"this run has %v, %v, %v: restart with the lake's settings or a new lake", errSettings,
 			time.Duration(cp.WindowUS)*time.Microsecond, time.Duration(cp.LatenessUS)*time.Microsecond, cp.MovingAverages,
 			p.opts.Window, p.opts.AllowedLateness, p.opts.MovingAverages)
 	}
@@ -164,9 +167,14 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 		}
 		e.quarOK = true
 	}
+	// Each step below records its result in e, so that a retry after a
+	// failure resumes where it failed and never redoes a step whose result
+	// is already recorded (or, for gold, consumed).
 	if !e.filesOK {
-		e.adds = map[string][]delta.AddFile{}
-		if e.rows > 0 {
+		if e.adds == nil {
+			e.adds = map[string][]delta.AddFile{}
+		}
+		if _, done := e.adds[schema.Bronze]; !done && e.rows > 0 {
 			if e.bronzeData == nil {
 				data, err := e.bronze.close()
 				if err != nil {
@@ -174,22 +182,20 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 				}
 				e.bronzeData = data
 			}
-			data := e.bronzeData
-			t := p.tables[schema.Bronze]
-			add, err := t.PutFile(ctx, data, e.bronze.stats(), nil)
+			add, err := p.tables[schema.Bronze].PutFile(ctx, e.bronzeData, e.bronze.stats(), nil)
 			if err != nil {
 				return err
 			}
 			e.adds[schema.Bronze] = []delta.AddFile{add}
 		}
-		if len(e.silver) > 0 {
+		if _, done := e.adds[schema.Silver]; !done && len(e.silver) > 0 {
 			add, err := delta.WriteFile(ctx, p.tables[schema.Silver], e.silver, nil)
 			if err != nil {
 				return err
 			}
 			e.adds[schema.Silver] = []delta.AddFile{add}
 		}
-		if len(e.late) > 0 {
+		if _, done := e.adds[schema.SilverLate]; !done && len(e.late) > 0 {
 			add, err := delta.WriteFile(ctx, p.tables[schema.SilverLate], e.late, nil)
 			if err != nil {
 				return err
@@ -209,15 +215,18 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 			p.goldRows = append(p.goldRows, e.gold...)
 			e.gold = nil
 		}
-		if e.final || len(p.goldRows) >= p.opts.GoldMaxRows || !p.opts.Now().Before(p.goldDue) {
-			adds, err := p.writeGold(ctx)
-			if err != nil {
-				return err
+		if !e.goldDone {
+			if e.final || len(p.goldRows) >= p.opts.GoldMaxRows || !p.opts.Now().Before(p.goldDue) {
+				adds, err := p.writeGold(ctx)
+				if err != nil {
+					return err
+				}
+				e.adds[schema.Gold] = adds
+				e.goldFlushed = p.goldStaged
+				p.goldStaged, p.goldRows = nil, nil
+				p.goldDue = p.opts.Now().Add(p.opts.GoldInterval)
 			}
-			e.adds[schema.Gold] = adds
-			e.goldFlushed = p.goldStaged
-			p.goldStaged, p.goldRows = nil, nil
-			p.goldDue = p.opts.Now().Add(p.opts.GoldInterval)
+			e.goldDone = true
 		}
 		// The state checkpoint names these files: make them durable first.
 		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {

@@ -170,7 +170,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	// Recovery must complete even if ctx ends meanwhile (a clean shutdown
 	// needs the state): it gets ShutdownTimeout after ctx ends.
 	rctx, rcancel := detach(ctx, p.opts.ShutdownTimeout)
-	err = p.recover(rctx)
+	err = p.retry(rctx, "recovering", p.recover)
 	rcancel()
 	if err != nil {
 		return err
@@ -197,7 +197,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	if err := p.scanLanding(ctx); err != nil && ctx.Err() == nil {
+	if err := p.retry(ctx, "scanning landing", p.scanLanding); err != nil && ctx.Err() == nil {
 		return finish(err)
 	}
 	ticker := time.NewTicker(p.opts.CommitInterval)
@@ -438,6 +438,7 @@ type epoch struct {
 	goldN   int64
 
 	goldFlushed []string
+	goldDone    bool
 	bronzeData  []byte
 
 	// Progress, so a retry resumes where the last attempt failed.
@@ -487,4 +488,29 @@ func detach(ctx context.Context, timeout time.Duration) (context.Context, contex
 	d, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(timeout, cancel) })
 	return d, func() { stop(); cancel() }
+}
+
+// permanent marks errors that retrying cannot fix.
+func permanent(err error) bool {
+	return errors.Is(err, delta.ErrConflict) || errors.Is(err, delta.ErrUnsupported) ||
+		errors.Is(err, delta.ErrCorruptLog) || errors.Is(err, errSettings) || errors.Is(err, errState)
+}
+
+// retry runs fn until it succeeds, fails permanently, fails 8 times (with
+// backoff from 100 ms to 5 s: about 15 s of lake outage), or ctx ends.
+func (p *Pipeline) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil || permanent(err) || attempt == 8 || ctx.Err() != nil {
+			return err
+		}
+		p.log.Warn(what+" failed; retrying", slog.Any("error", err), slog.Int("attempt", attempt), slog.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
