@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/scripts/testenv"
 )
 
 func newLake(t *testing.T) *lake.Local {
@@ -254,8 +256,20 @@ func TestPartitionedGoldAndCheckpoint(t *testing.T) {
 }
 
 func TestConcurrentWritersNeverOverwrite(t *testing.T) {
+	t.Run("local", func(t *testing.T) { testConcurrentWriters(t, newLake(t)) })
+	t.Run("azurite", func(t *testing.T) {
+		az := testenv.AzuriteBlob(t)
+		l, err := lake.NewAzure(t.Context(), lake.AzureOptions{ConnectionString: az.ConnectionString(),
+			Container: fmt.Sprintf("delta-%d", rand.Uint32()), Prefix: "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testConcurrentWriters(t, l)
+	})
+}
+
+func testConcurrentWriters(t *testing.T, l lake.Lake) {
 	ctx := t.Context()
-	l := newLake(t)
 	const writers, commits = 4, 8
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
