@@ -27,7 +27,7 @@ func Example() {
 		}
 	}
 	rec, _, _ := sp.TakeOldest() // publish rec.Data …
-	_ = sp.Ack(rec.ID)           // … and acknowledge it on PUBACK
+	_, _ = sp.Ack(rec.ID)        // … and acknowledge it on PUBACK
 	_ = sp.Close()
 
 	sp, err = spool.Open(spool.Options{Dir: dir})

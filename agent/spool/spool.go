@@ -603,17 +603,18 @@ func (s *Spool) find(id uint64) (*segment, int) {
 	return s.segs[i], int(id - s.segs[i].first)
 }
 
-// Ack marks record id as delivered. Acknowledging an unknown or already
-// acknowledged id (e.g. one dropped for the byte cap) does nothing.
-func (s *Spool) Ack(id uint64) error {
+// Ack marks record id as delivered and reports whether this call did (false
+// for an unknown or already acknowledged id, e.g. one dropped for the byte
+// cap or acknowledged by an earlier publication of the same batch).
+func (s *Spool) Ack(id uint64) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	seg, j := s.find(id)
 	if seg == nil || seg.recs[j].state == stateAcked {
-		return nil
+		return false, nil
 	}
 	s.markAcked(seg, j)
 	if seg.acked == len(seg.recs) && !seg.active {
@@ -622,9 +623,9 @@ func (s *Spool) Ack(id uint64) error {
 	s.advanceAckedThru()
 	if now := s.opts.Now(); now.Sub(s.lastCkpt) >= s.opts.CheckpointInterval {
 		s.lastCkpt = now
-		return s.checkpoint()
+		return true, s.checkpoint()
 	}
-	return nil
+	return true, nil
 }
 
 func (s *Spool) markAcked(seg *segment, j int) {

@@ -81,12 +81,12 @@ func TestAppendTakeAckReopen(t *testing.T) {
 		t.Fatalf("stats %+v, want 5 records, 5 in flight, 150 readings", st)
 	}
 	for _, r := range recs[:3] {
-		if err := s.Ack(r.ID); err != nil {
+		if _, err := s.Ack(r.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Ack(recs[0].ID); err != nil { // idempotent
-		t.Fatal(err)
+	if newly, err := s.Ack(recs[0].ID); err != nil || newly { // idempotent
+		t.Fatalf("second Ack = %v, %v; want false, nil", newly, err)
 	}
 	if st := s.Stats(); st.Records != 2 || st.Readings != 90 {
 		t.Fatalf("after acks: stats %+v, want 2 records, 90 readings", st)
@@ -230,7 +230,7 @@ func TestByteCapDropsOldest(t *testing.T) {
 	}
 	// Acknowledged records are not counted as dropped.
 	for _, r := range kept {
-		if err := s.Ack(r.ID); err != nil {
+		if _, err := s.Ack(r.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -251,7 +251,7 @@ func TestAckedSegmentsAreDeletedAndCheckpointed(t *testing.T) {
 	s := openT(t, opts)
 	appendN(t, s, 1, 10, 10)
 	for _, r := range takeAll(t, s)[:7] {
-		if err := s.Ack(r.ID); err != nil {
+		if _, err := s.Ack(r.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -267,7 +267,7 @@ func TestAckedSegmentsAreDeletedAndCheckpointed(t *testing.T) {
 	// A due checkpoint makes the acknowledgement durable. Ids start at 0, so
 	// seq 8 has id 7; acking it makes seqs 1..8 a fully acknowledged prefix.
 	clk.t = clk.t.Add(2 * time.Minute)
-	if err := s.Ack(7); err != nil {
+	if _, err := s.Ack(7); err != nil {
 		t.Fatal(err)
 	}
 	// Crash again (no Close): the checkpoint alone must keep 1..8 from coming back.

@@ -2,12 +2,13 @@
 // or Azure IoT Hub) at QoS 1, and acknowledges each in the spool only once the
 // broker's PUBACK has arrived.
 //
-// [MQTT] is the connection: paho v1 with a persistent session (clean session
-// off, client id = device id), auto-reconnect with capped backoff, TLS (CA,
-// client certificate) and username/password or a credentials function that
-// is asked on every connect (IoT Hub SAS tokens). With RenewEvery set it
-// breaks the network connection that often so paho reconnects with fresh
-// credentials, keeping its in-flight messages, which it resends.
+// [MQTT] is the connection: a fresh paho v1 client per connection, with a
+// persistent session (clean session off, client id = device id), TLS (CA,
+// client certificate), username/password or a credentials function asked on
+// every connect (IoT Hub SAS tokens), reconnection with capped backoff, and
+// periodic renewal (RenewEvery). It keeps no message store: the spool is
+// the store, and a batch in flight when a connection ends is sent again on
+// the next one.
 //
 // [Forwarder] moves records from the spool to a [Publisher]: the newest
 // (live) batch first, then the backlog oldest first at a capped rate, with a

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/pilake/pilake/agent/spool"
 )
 
@@ -85,16 +83,28 @@ func (f *Forwarder) Counters() Counters {
 
 type result struct {
 	rec spool.Record
+	gen *generation
 	err error
+}
+
+// generation is the set of publications made on one connection. When the
+// connection ends, its generation is abandoned: its records go back to the
+// spool to be sent again, and late results only count if they succeeded.
+type generation struct {
+	epoch     uint64
+	abandoned chan struct{}
 }
 
 // Run sends records until ctx ends. Records still in flight then stay in the
 // spool (released) and are sent again by the next run.
 func (f *Forwarder) Run(ctx context.Context) error {
 	sp, pub := f.cfg.Spool, f.cfg.Pub
-	results := make(chan result, f.cfg.MaxInflight)
+	results := make(chan result, 4*f.cfg.MaxInflight)
 	inflight := 0
+	_, epoch := pub.State()
+	gen := &generation{epoch: epoch, abandoned: make(chan struct{})}
 	defer func() {
+		close(gen.abandoned)
 		sp.ReleaseAll()
 		f.inflight.Store(0)
 	}()
@@ -106,11 +116,24 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		connected, epoch := pub.State()
+		if epoch != gen.epoch {
+			// A new connection (or none): what was in flight on the old one
+			// may never be acknowledged; send it again on this one.
+			close(gen.abandoned)
+			gen = &generation{epoch: epoch, abandoned: make(chan struct{})}
+			if inflight > 0 {
+				f.log.Info("connection changed; sending in-flight batches again", "batches", inflight)
+			}
+			inflight = 0
+			f.inflight.Store(0)
+			sp.ReleaseAll()
+		}
 		now := time.Now()
 		tokens = min(burst, tokens+now.Sub(last).Seconds()*f.cfg.BacklogRate)
 		last = now
 		backlogWaiting := false
-		for now.After(retryAt) && pub.Connected() && inflight < f.cfg.MaxInflight {
+		for connected && now.After(retryAt) && inflight < f.cfg.MaxInflight {
 			rec, ok, err := sp.TakeNewest()
 			if err != nil {
 				return fmt.Errorf("taking the newest spooled batch: %w", err)
@@ -133,7 +156,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			inflight++
 			f.inflight.Store(int64(inflight))
 			f.published.Add(1)
-			go f.await(ctx, tok, rec, results)
+			go f.await(ctx, tok, rec, gen, results)
 		}
 		var wake time.Duration = -1
 		switch {
@@ -151,9 +174,15 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case r := <-results:
-			inflight--
-			f.inflight.Store(int64(inflight))
+			current := r.gen == gen
+			if current {
+				inflight--
+				f.inflight.Store(int64(inflight))
+			}
 			if r.err != nil {
+				if !current {
+					break // already released with its generation
+				}
 				f.failed.Add(1)
 				sp.Release(r.rec.ID)
 				f.log.Warn("publishing batch failed; will retry", "boot", fmt.Sprintf("%016x", r.rec.Boot),
@@ -163,8 +192,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				break
 			}
 			backoff = 100 * time.Millisecond
-			if err := sp.Ack(r.rec.ID); err != nil {
+			newly, err := sp.Ack(r.rec.ID)
+			if err != nil {
 				f.log.Warn("recording acknowledgement in the spool", "err", err)
+			}
+			if !newly {
+				break // a second publication of an acknowledged batch
 			}
 			f.acked.Add(1)
 			f.ackedReadings.Add(int64(r.rec.Readings))
@@ -186,7 +219,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 
 var errAckTimeout = errors.New("no PUBACK within the ack timeout")
 
-func (f *Forwarder) await(ctx context.Context, tok mqtt.Token, rec spool.Record, results chan<- result) {
+// await reports tok's outcome. A token of an abandoned generation is only
+// waited for while the connection could still deliver it: its success is
+// then reported, its failure is not needed (the record was released).
+func (f *Forwarder) await(ctx context.Context, tok Token, rec spool.Record, gen *generation, results chan<- result) {
 	t := time.NewTimer(f.cfg.AckTimeout)
 	defer t.Stop()
 	var err error
@@ -195,11 +231,20 @@ func (f *Forwarder) await(ctx context.Context, tok mqtt.Token, rec spool.Record,
 		err = tok.Error()
 	case <-t.C:
 		err = errAckTimeout
+	case <-gen.abandoned:
+		select {
+		case <-tok.Done(): // it may have completed at the same moment
+			if err = tok.Error(); err != nil {
+				return
+			}
+		default:
+			return
+		}
 	case <-ctx.Done():
 		return
 	}
 	select {
-	case results <- result{rec: rec, err: err}:
+	case results <- result{rec: rec, gen: gen, err: err}:
 	case <-ctx.Done():
 	}
 }

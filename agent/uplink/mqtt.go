@@ -15,6 +15,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // Config configures an MQTT connection.
@@ -53,36 +54,67 @@ type Config struct {
 }
 
 // MQTT is a connection to a broker that keeps itself connected.
+//
+// Each connection is a fresh paho client with a persistent session (clean
+// session off) and no message store: redelivery is the spool's job, not
+// paho's. (paho v1's own resume of stored messages completes the original
+// publish tokens before the broker has acknowledged the resent messages, and
+// races with publishes made right after a connect; with no store there is
+// nothing to resume.) When a connection is lost or renewed, its Epoch ends:
+// a Forwarder then puts the batches it had in flight back into the spool and
+// sends them again on the next connection.
 type MQTT struct {
 	cfg    Config
 	log    *slog.Logger
-	client mqtt.Client
+	broker *url.URL
+	tlsCfg *tls.Config
 
-	connected  atomic.Bool
-	connects   atomic.Int64
-	connLosses atomic.Int64
-	dialFails  atomic.Int64
-	changed    chan struct{}
+	connected atomic.Bool
+	epoch     atomic.Uint64
+	connects  atomic.Int64
+	dialFails atomic.Int64
+	changed   chan struct{}
+	renew     chan struct{}
 
-	mu   sync.Mutex
-	conn net.Conn // the current network connection, for renewal
-	stop chan struct{}
-	done chan struct{}
+	mu      sync.Mutex
+	client  mqtt.Client // the current connection's client, nil while down
+	conn    net.Conn
+	started bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// Token is the completion of a publication: Done is closed when the broker
+// acknowledged it (Error nil) or it failed. mqtt.Token satisfies it.
+type Token interface {
+	Done() <-chan struct{}
+	Error() error
 }
 
 // Publisher is what a Forwarder needs from a connection.
 type Publisher interface {
 	// Publish sends payload to topic at QoS 1; the token completes on PUBACK.
-	Publish(topic string, payload []byte) mqtt.Token
-	// Connected reports whether the connection is up now.
-	Connected() bool
+	Publish(topic string, payload []byte) Token
+	// State reports whether a connection is up and its epoch, a number that
+	// changes with every new connection.
+	State() (connected bool, epoch uint64)
 	// Changed receives a value whenever the connection goes up or down.
 	Changed() <-chan struct{}
 }
 
 var _ Publisher = (*MQTT)(nil)
 
-// NewMQTT validates cfg and prepares a client; Start connects it.
+// ErrNotConnected is the error of a publication attempted while down.
+var ErrNotConnected = errors.New("mqtt: not connected")
+
+type doneToken struct{ err error }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (t doneToken) Done() <-chan struct{} { return closedChan }
+func (t doneToken) Error() error          { return t.err }
+
+// NewMQTT validates cfg; Start connects.
 func NewMQTT(cfg Config) (*MQTT, error) {
 	if cfg.ClientID == "" {
 		return nil, errors.New("mqtt: no client id")
@@ -108,43 +140,44 @@ func NewMQTT(cfg Config) (*MQTT, error) {
 	default:
 		return nil, fmt.Errorf("mqtt: broker %q: unknown scheme %q (want tcp, mqtt, ssl, tls or mqtts)", cfg.Broker, u.Scheme)
 	}
-	var tlsCfg *tls.Config
+	m := &MQTT{cfg: cfg, log: cfg.Logger.With(slog.String("broker", cfg.Broker)), broker: u,
+		changed: make(chan struct{}, 1), renew: make(chan struct{}, 1)}
 	if useTLS {
-		if tlsCfg, err = buildTLS(cfg, u.Hostname()); err != nil {
+		if m.tlsCfg, err = buildTLS(cfg, u.Hostname()); err != nil {
 			return nil, err
 		}
 	} else if cfg.CAFile != "" || cfg.CertFile != "" {
 		return nil, fmt.Errorf("mqtt: TLS files given but broker %q is not a TLS URL (use ssl://)", cfg.Broker)
 	}
-	m := &MQTT{cfg: cfg, log: cfg.Logger.With(slog.String("broker", cfg.Broker)), changed: make(chan struct{}, 1)}
+	return m, nil
+}
+
+// options returns paho options for one connection; lost is called when it drops.
+func (m *MQTT) options(lost func(error)) *mqtt.ClientOptions {
 	opts := mqtt.NewClientOptions().
-		AddBroker("tcp://" + u.Host). // the scheme is ours to handle in dial
-		SetClientID(cfg.ClientID).
+		AddBroker("tcp://" + m.broker.Host). // the scheme is ours to handle in dial
+		SetClientID(m.cfg.ClientID).
 		SetCleanSession(false).
+		SetStore(noStore{}).
 		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
-		SetKeepAlive(cfg.KeepAlive).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetKeepAlive(m.cfg.KeepAlive).
 		SetConnectTimeout(10 * time.Second).
 		SetWriteTimeout(10 * time.Second).
 		SetProtocolVersion(4).
-		SetCustomOpenConnectionFn(func(_ *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
-			return m.dial(u.Host, tlsCfg)
-		}).
-		SetOnConnectHandler(m.onConnect).
-		SetConnectionLostHandler(m.onLost)
-	if cfg.Credentials != nil {
-		opts.SetCredentialsProvider(func() (string, string) { return cfg.Credentials() })
+		SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) { return m.dial() }).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) { lost(err) })
+	if m.cfg.Credentials != nil {
+		user, pass := m.cfg.Credentials()
+		opts.SetUsername(user).SetPassword(pass)
 	} else {
-		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
+		opts.SetUsername(m.cfg.Username).SetPassword(m.cfg.Password)
 	}
-	if cfg.StatusTopic != "" {
-		opts.SetBinaryWill(cfg.StatusTopic, []byte("offline"), 1, true)
+	if m.cfg.StatusTopic != "" {
+		opts.SetBinaryWill(m.cfg.StatusTopic, []byte("offline"), 1, true)
 	}
-	m.client = mqtt.NewClient(opts)
-	return m, nil
+	return opts
 }
 
 func buildTLS(cfg Config, host string) (*tls.Config, error) {
@@ -179,23 +212,19 @@ func buildTLS(cfg Config, host string) (*tls.Config, error) {
 	return t, nil
 }
 
-func (m *MQTT) dial(addr string, tlsCfg *tls.Config) (net.Conn, error) {
+func (m *MQTT) dial() (net.Conn, error) {
 	d := &net.Dialer{Timeout: 10 * time.Second}
+	addr := m.broker.Host
 	var c net.Conn
 	var err error
-	if tlsCfg != nil {
-		c, err = tls.DialWithDialer(d, "tcp", addr, tlsCfg)
+	if m.tlsCfg != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, m.tlsCfg)
 	} else {
 		c, err = d.Dial("tcp", addr)
 	}
 	if err != nil {
-		// Log the first failure of a run of them, then at powers of two.
-		if n := m.dialFails.Add(1); n&(n-1) == 0 {
-			m.log.Warn("mqtt broker unreachable; retrying (batches wait in the spool)", "attempts", n, "err", err)
-		}
 		return nil, fmt.Errorf("dialing %s: %w", addr, err)
 	}
-	m.dialFails.Store(0)
 	m.mu.Lock()
 	m.conn = c
 	m.mu.Unlock()
@@ -209,80 +238,137 @@ func (m *MQTT) signal() {
 	}
 }
 
-func (m *MQTT) onConnect(c mqtt.Client) {
-	n := m.connects.Add(1)
-	m.connected.Store(true)
-	m.log.Info("mqtt connected", "connects", n)
-	if m.cfg.StatusTopic != "" {
-		c.Publish(m.cfg.StatusTopic, 1, true, []byte("online"))
-	}
-	m.signal()
-}
-
-func (m *MQTT) onLost(_ mqtt.Client, err error) {
-	m.connLosses.Add(1)
-	m.connected.Store(false)
-	m.log.Warn("mqtt connection lost; reconnecting", "err", err)
-	m.signal()
-}
-
-// Start connects in the background (retrying until Close) and, with
-// RenewEvery, renews the connection periodically until ctx ends.
+// Start connects in the background, and keeps reconnecting (backoff 1 s
+// doubling to MaxReconnectInterval) and renewing (RenewEvery) until ctx ends
+// or Close.
 func (m *MQTT) Start(ctx context.Context) {
 	m.mu.Lock()
-	if m.stop != nil {
-		m.mu.Unlock()
+	defer m.mu.Unlock()
+	if m.started {
 		return
 	}
+	m.started = true
 	m.stop, m.done = make(chan struct{}), make(chan struct{})
-	m.mu.Unlock()
-	m.client.Connect() // with ConnectRetry, completes when connected
-	go func() {
-		defer close(m.done)
-		if m.cfg.RenewEvery <= 0 {
-			select {
-			case <-ctx.Done():
-			case <-m.stop:
-			}
-			return
-		}
-		t := time.NewTicker(m.cfg.RenewEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-m.stop:
-				return
-			case <-t.C:
-				m.Renew()
-			}
-		}
-	}()
+	go m.loop(ctx, m.stop, m.done)
 }
 
-// Renew breaks the network connection so that paho reconnects, asking
-// Credentials again; messages in flight are resent on the new connection.
+func (m *MQTT) loop(ctx context.Context, stop, done chan struct{}) {
+	defer close(done)
+	backoff := time.Second
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+		case <-stop:
+		}
+		return false
+	}
+	for {
+		lost := make(chan error, 1)
+		c := mqtt.NewClient(m.options(func(err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		}))
+		tok := c.Connect()
+		select {
+		case <-tok.Done():
+		case <-ctx.Done():
+			c.Disconnect(0)
+			return
+		case <-stop:
+			c.Disconnect(0)
+			return
+		}
+		if err := tok.Error(); err != nil {
+			// Log the first failure of a run, then at powers of two.
+			if n := m.dialFails.Add(1); n&(n-1) == 0 {
+				m.log.Warn("mqtt broker unreachable; retrying (batches wait in the spool)", "attempts", n, "retry_in", backoff, "err", err)
+			}
+			if !wait(backoff) {
+				return
+			}
+			backoff = min(2*backoff, m.cfg.MaxReconnectInterval)
+			continue
+		}
+		backoff = time.Second
+		m.dialFails.Store(0)
+		m.mu.Lock()
+		m.client = c
+		m.mu.Unlock()
+		m.epoch.Add(1)
+		m.connected.Store(true)
+		n := m.connects.Add(1)
+		m.log.Info("mqtt connected", "connects", n)
+		if m.cfg.StatusTopic != "" {
+			c.Publish(m.cfg.StatusTopic, 1, true, []byte("online"))
+		}
+		m.signal()
+
+		var renewC <-chan time.Time
+		var renewT *time.Timer
+		if m.cfg.RenewEvery > 0 {
+			renewT = time.NewTimer(m.cfg.RenewEvery)
+			renewC = renewT.C
+		}
+		quit := false
+		select {
+		case err := <-lost:
+			m.log.Warn("mqtt connection lost; reconnecting", "err", err)
+		case <-renewC:
+			m.log.Info("mqtt renewing the connection (fresh credentials)")
+		case <-m.renew:
+			m.log.Info("mqtt renewing the connection (fresh credentials)")
+		case <-ctx.Done():
+			quit = true
+		case <-stop:
+			quit = true
+		}
+		if renewT != nil {
+			renewT.Stop()
+		}
+		m.mu.Lock()
+		m.client = nil
+		m.mu.Unlock()
+		m.connected.Store(false)
+		m.signal()
+		if quit {
+			c.Disconnect(0) // Close already said goodbye
+			return
+		}
+		c.Disconnect(250)
+	}
+}
+
+// Renew closes the current connection gracefully and connects again, asking
+// Credentials for fresh ones.
 func (m *MQTT) Renew() {
-	m.mu.Lock()
-	c := m.conn
-	m.mu.Unlock()
-	if c != nil && m.connected.Load() {
-		m.log.Info("mqtt renewing connection (fresh credentials)")
-		// Expire the read deadline rather than closing: paho ignores "use of
-		// closed network connection" errors, but a read timeout is a lost
-		// connection, which it reconnects after, resending what is in flight.
-		_ = c.SetReadDeadline(time.Now())
+	select {
+	case m.renew <- struct{}{}:
+	default:
 	}
 }
 
 // Publish implements Publisher.
-func (m *MQTT) Publish(topic string, payload []byte) mqtt.Token {
-	return m.client.Publish(topic, 1, false, payload)
+func (m *MQTT) Publish(topic string, payload []byte) Token {
+	m.mu.Lock()
+	c := m.client
+	m.mu.Unlock()
+	if c == nil {
+		return doneToken{err: ErrNotConnected}
+	}
+	return c.Publish(topic, 1, false, payload)
 }
 
-// Connected implements Publisher.
-func (m *MQTT) Connected() bool { return m.connected.Load() && m.client.IsConnectionOpen() }
+// State implements Publisher.
+func (m *MQTT) State() (bool, uint64) { return m.connected.Load(), m.epoch.Load() }
+
+// Connected reports whether a connection is up.
+func (m *MQTT) Connected() bool { return m.connected.Load() }
 
 // Changed implements Publisher.
 func (m *MQTT) Changed() <-chan struct{} { return m.changed }
@@ -293,25 +379,40 @@ func (m *MQTT) Connects() int64 { return m.connects.Load() }
 // Reconnects counts connections after the first.
 func (m *MQTT) Reconnects() int64 { return max(m.connects.Load()-1, 0) }
 
-// Close publishes "offline" (when StatusTopic is set), disconnects, waiting
-// up to quiesce for outstanding work, and stops renewal.
+// Close publishes "offline" (when StatusTopic is set and connected), waits up
+// to quiesce for outstanding work, disconnects and stops reconnecting.
 func (m *MQTT) Close(quiesce time.Duration) {
 	m.mu.Lock()
-	if m.stop != nil {
-		select {
-		case <-m.stop:
-		default:
-			close(m.stop)
-		}
-	}
-	done := m.done
+	c, stop, done := m.client, m.stop, m.done
 	m.mu.Unlock()
-	if m.cfg.StatusTopic != "" && m.Connected() {
-		m.client.Publish(m.cfg.StatusTopic, 1, true, []byte("offline")).WaitTimeout(quiesce)
+	if c != nil {
+		if m.cfg.StatusTopic != "" {
+			c.Publish(m.cfg.StatusTopic, 1, true, []byte("offline")).WaitTimeout(quiesce)
+		}
+		c.Disconnect(uint(quiesce / time.Millisecond))
 	}
-	m.client.Disconnect(uint(quiesce / time.Millisecond))
-	m.connected.Store(false)
-	if done != nil {
+	if stop != nil {
+		m.mu.Lock()
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		m.mu.Unlock()
 		<-done
 	}
+	m.connected.Store(false)
 }
+
+// noStore is a paho message store that keeps nothing (see MQTT).
+type noStore struct{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}
+
+var _ mqtt.Store = noStore{}

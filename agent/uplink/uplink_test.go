@@ -3,9 +3,11 @@ package uplink
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -243,5 +245,80 @@ func TestRenewUsesFreshCredentials(t *testing.T) {
 	}
 	if conn.Reconnects() < 2 {
 		t.Fatalf("%d reconnects, want >= 2", conn.Reconnects())
+	}
+}
+
+// dropOnce drops the connection of the client publishing seq 3 the first
+// time, without a PUBACK: the batch was in flight when the connection died.
+type dropOnce struct {
+	mochi.HookBase
+	mu      sync.Mutex
+	dropped bool
+}
+
+func (d *dropOnce) ID() string           { return "drop-once" }
+func (d *dropOnce) Provides(b byte) bool { return b == mochi.OnPublish }
+func (d *dropOnce) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.dropped && strings.HasPrefix(pk.TopicName, "t/") && binary.LittleEndian.Uint64(pk.Payload) == 3 {
+		d.dropped = true
+		cl.Stop(errors.New("test: connection dropped before PUBACK"))
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
+// TestInflightBatchResentAfterConnectionLoss: a batch whose PUBACK never
+// came because the connection died is sent again on the next connection and
+// acknowledged exactly once in the spool and the counters.
+func TestInflightBatchResentAfterConnectionLoss(t *testing.T) {
+	rec := &recorder{notify: make(chan struct{}, 1)}
+	drop := &dropOnce{}
+	addr := broker(t, new(auth.AllowHook), drop, rec)
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	conn, err := NewMQTT(Config{Broker: "tcp://" + addr, ClientID: "dev-drop", Logger: quiet, MaxReconnectInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Start(t.Context())
+	t.Cleanup(func() { conn.Close(time.Second) })
+	acked := map[uint64]int{}
+	var mu sync.Mutex
+	f, err := NewForwarder(ForwarderConfig{
+		Spool: sp, Pub: conn, MaxInflight: 1, BacklogRate: 1000, Logger: quiet,
+		Topic: func(*spool.Record) string { return "t/x" },
+		OnAck: func(r *spool.Record) { mu.Lock(); acked[r.Seq]++; mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(t.Context()) }()
+	t.Cleanup(func() { <-done })
+	for seq := uint64(1); seq <= 6; seq++ {
+		if _, err := sp.Append(1, seq, 10, payload(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitEmpty(t, f)
+	got := rec.got()
+	slices.Sort(got)
+	if !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("broker received %v, want each of 1..6 once", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for seq := uint64(1); seq <= 6; seq++ {
+		if acked[seq] != 1 {
+			t.Fatalf("OnAck counts %v, want each seq once", acked)
+		}
+	}
+	if c := f.Counters(); c.Acked != 6 || c.Published < 7 || conn.Reconnects() < 1 {
+		t.Fatalf("counters %+v, reconnects %d: want 6 acked, a resend and a reconnect", c, conn.Reconnects())
 	}
 }
