@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -194,5 +195,50 @@ func TestCheckpointSchemaFollowsSpec(t *testing.T) {
 		if lt := node.Type().LogicalType(); lt == nil || lt.Value == nil || !strings.EqualFold(lt.Value.String(), want) {
 			t.Errorf("%s: logical type %v, want %s", p, lt, want)
 		}
+	}
+}
+
+func TestVacuum(t *testing.T) {
+	ctx := t.Context()
+	l := newLake(t)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	tb, err := delta.Open[schema.SilverRow](ctx, l, "v", delta.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		add, err := delta.WriteFile(ctx, tb, []schema.SilverRow{{Device: "a", WindowStart: int64(i), Count: 1}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tb.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An orphan: written, never committed.
+	if _, err := delta.WriteFile(ctx, tb, []schema.SilverRow{{Device: "orphan"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := delta.Compact[schema.SilverRow](ctx, tb, delta.CompactOptions{MinFiles: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Vacuum(ctx, time.Minute); err == nil {
+		t.Fatal("a retention under an hour was accepted")
+	}
+	if n, err := tb.Vacuum(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("fresh files vacuumed: %d, %v", n, err)
+	}
+	now = now.Add(2 * time.Hour)
+	n, err := tb.Vacuum(ctx, time.Hour)
+	if err != nil || n != 11 {
+		t.Fatalf("vacuumed %d files (%v), want 10 compacted + 1 orphan", n, err)
+	}
+	rows, err := delta.ReadTable[schema.SilverRow](ctx, l, "v", nil)
+	if err != nil || len(rows) != 10 {
+		t.Fatalf("after vacuum: %d rows, %v", len(rows), err)
+	}
+	if _, err := l.Get(ctx, delta.CommitName("v", 0)); err != nil {
+		t.Fatal("vacuum touched the log")
 	}
 }

@@ -327,6 +327,16 @@ func (p *Pipeline) compact(ctx context.Context) {
 		n += k
 	}
 	p.count(func(s *Stats) { s.Compactions += int64(n) })
+	p.compactions++
+	if p.opts.VacuumRetention > 0 && p.compactions%10 == 0 {
+		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
+			k, err := p.tables[name].Vacuum(ctx, p.opts.VacuumRetention)
+			if err != nil {
+				p.log.Warn("vacuuming", slog.String("table", name), slog.Any("error", err))
+			}
+			p.count(func(s *Stats) { s.Vacuumed += int64(k) })
+		}
+	}
 }
 
 // scanLanding lands into bronze every landing object not yet in it, in name order.

@@ -40,6 +40,11 @@ type Options struct {
 	// CompactEvery runs compaction of small files every this many epochs [30];
 	// negative disables it.
 	CompactEvery int
+	// VacuumRetention: data files no longer in a table (compacted away, or
+	// written by an epoch that never committed) are deleted once older than
+	// this [168h, Delta's default]; checked every 10 compactions. Negative
+	// disables it.
+	VacuumRetention time.Duration
 	// CheckpointInterval is the number of commits between Delta checkpoints [10].
 	CheckpointInterval int
 	// ShutdownTimeout bounds the final flush and commit after Run's context
@@ -108,6 +113,9 @@ func (o Options) withDefaults() Options {
 	if o.CompactEvery == 0 {
 		o.CompactEvery = 30
 	}
+	if o.VacuumRetention == 0 {
+		o.VacuumRetention = 7 * 24 * time.Hour
+	}
 	if o.CheckpointInterval == 0 {
 		o.CheckpointInterval = 10
 	}
@@ -140,6 +148,9 @@ func (o Options) Validate() error {
 	}
 	if o.CommitInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("commit interval %v: want at least 10ms", o.CommitInterval))
+	}
+	if o.VacuumRetention > 0 && o.VacuumRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("vacuum retention %v: want at least 1h (or negative to disable)", o.VacuumRetention))
 	}
 	if o.MaxEpochRows < 1 || o.QueueLen < 1 {
 		errs = append(errs, errors.New("max epoch rows and queue length must be positive"))

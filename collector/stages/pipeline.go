@@ -47,6 +47,7 @@ type Stats struct {
 	Epochs           int64 // epochs committed
 	CommitRetries    int64 // failed epoch commit attempts (lake errors)
 	Compactions      int64 // files removed by compaction
+	Vacuumed         int64 // data files deleted by vacuum
 	LastCommit       time.Time
 }
 
@@ -84,6 +85,7 @@ type Pipeline struct {
 	goldDue    time.Time
 
 	devStateSize int // size of the last encoded devices' state
+	compactions  int // compaction rounds (committer)
 
 	mu         sync.Mutex
 	stats      Stats
