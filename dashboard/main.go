@@ -64,7 +64,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		if err != nil {
 			return err
 		}
-		hist = history.NewLake(lk, int32(cfg.GoldN))
+		lh := history.NewLake(lk, int32(cfg.GoldN))
+		lh.Log = log
+		hist = lh
 		log.Info("history from the lake", "lake", where)
 		if cfg.Broker != "" {
 			workers++

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -343,4 +345,63 @@ func TestValidTableName(t *testing.T) {
 			t.Errorf("ValidTableName(%q) = %v", name, !ok)
 		}
 	}
+}
+
+func TestLakeSkipsUnreadableFile(t *testing.T) {
+	dir := t.TempDir()
+	l, err := lake.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := laketest.NewWriter(t, l)
+	w.Silver(sqltest.Silver("dev-a", t0, 20, 40, 101000))
+	w.Silver(sqltest.Silver("dev-a", t0+1e6, 21, 41, 101001))
+	objs, err := l.List(context.Background(), "silver/part-")
+	if err != nil || len(objs) != 2 {
+		t.Fatalf("data files %v, %v", objs, err)
+	}
+	if err := l.Put(context.Background(), objs[0].Name, []byte("not parquet")); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	h := history.NewLake(l, 8)
+	h.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	got, err := h.Series(context.Background(), history.Query{FromMS: t0 / 1000, ToMS: t0/1000 + 2000})
+	if err != nil {
+		t.Fatalf("one bad file failed the whole read: %v", err)
+	}
+	if len(got) != 1 || got[0].Silver.Len() != 1 {
+		t.Errorf("got %+v, want the good file's row", got)
+	}
+	if !strings.Contains(logs.String(), "skipping unreadable data file") {
+		t.Errorf("no warning logged: %q", logs.String())
+	}
+}
+
+// FuzzParseQuery: whatever query string arrives, ParseQuery never panics and
+// an accepted query is sane.
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{"", "device=all&range=1m", "device=dev-a&range=24h", "from=1&to=2", "from=-5&to=9", "range=%zz", "device=a/b"} {
+		f.Add(s)
+	}
+	now := time.UnixMilli(1_790_000_000_000)
+	f.Fuzz(func(t *testing.T, raw string) {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, err := history.ParseQuery(v, now, 100)
+		if err != nil {
+			if !errors.Is(err, history.ErrBadQuery) {
+				t.Fatalf("error not wrapping ErrBadQuery: %v", err)
+			}
+			return
+		}
+		if q.ToMS <= q.FromMS || q.FromMS < 0 || time.Duration(q.ToMS-q.FromMS)*time.Millisecond > history.MaxSpan {
+			t.Fatalf("accepted %q as %+v", raw, q)
+		}
+		if q.Device != "" && strings.ContainsAny(q.Device, "/\\\x00 ") {
+			t.Fatalf("accepted device %q", q.Device)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -19,7 +20,9 @@ import (
 // rows of each data file (immutable in Delta) are cached, so a page that
 // polls a range re-reads only the files committed since.
 type Lake struct {
-	lake  lake.Lake
+	lake lake.Lake
+	// Log receives a warning for each data file that cannot be read (once per file).
+	Log   *slog.Logger
 	goldN int32
 	// CacheRows bounds the rows kept in the file cache (default 4 million).
 	cacheRows int
@@ -28,6 +31,7 @@ type Lake struct {
 	now       func() time.Time
 
 	mu    sync.Mutex
+	bad   map[string]bool // data files that could not be read
 	snaps map[string]snapEntry
 	cache map[string]cached // table/path → rows
 	order []string          // cache keys, oldest first
@@ -53,7 +57,7 @@ func NewLake(l lake.Lake, goldN int32) *Lake {
 		goldN = 8
 	}
 	return &Lake{lake: l, goldN: goldN, cacheRows: 4 << 20, minReload: 500 * time.Millisecond, now: time.Now,
-		snaps: map[string]snapEntry{}, cache: map[string]cached{}}
+		snaps: map[string]snapEntry{}, cache: map[string]cached{}, bad: map[string]bool{}}
 }
 
 // snapshot returns table's snapshot, replaying the log at most every minReload;
@@ -128,20 +132,46 @@ func (h *Lake) files(ctx context.Context, table string, keep func(delta.AddFile)
 		h.mu.Unlock()
 		if !ok {
 			one := []delta.AddFile{f}
+			rec := &getRecorder{Lake: h.lake}
 			switch table {
 			case schema.Silver:
-				c.silver, err = delta.ReadFiles[schema.SilverRow](ctx, h.lake, table, one, nil)
+				c.silver, err = delta.ReadFiles[schema.SilverRow](ctx, rec, table, one, nil)
 			default:
-				c.gold, err = delta.ReadFiles[schema.GoldRow](ctx, h.lake, table, one, nil)
+				c.gold, err = delta.ReadFiles[schema.GoldRow](ctx, rec, table, one, nil)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("reading history: %w", err)
+				if ctx.Err() != nil || !(rec.got || errors.Is(err, lake.ErrNotFound)) {
+					return nil, fmt.Errorf("reading history: %w", err) // storage trouble: say so
+				}
+				// The file is gone or its bytes are not a readable Parquet file:
+				// that loses its rows, not the page. Skip it and say so once.
+				h.mu.Lock()
+				first := !h.bad[key]
+				h.bad[key] = true
+				h.mu.Unlock()
+				if first && h.Log != nil {
+					h.Log.Warn("skipping unreadable data file", "table", table, "file", f.Path, "err", err)
+				}
+				continue
 			}
 			h.put(key, c)
 		}
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// getRecorder notes whether a Get succeeded, to tell a storage failure from
+// a file whose content cannot be decoded.
+type getRecorder struct {
+	lake.Lake
+	got bool
+}
+
+func (g *getRecorder) Get(ctx context.Context, name string) ([]byte, error) {
+	b, err := g.Lake.Get(ctx, name)
+	g.got = err == nil
+	return b, err
 }
 
 func (h *Lake) put(key string, c cached) {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -125,8 +124,5 @@ func RunMQTT(ctx context.Context, cfg MQTTConfig, hub *Hub, stats *MQTTStats) er
 	<-ctx.Done()
 	c.Disconnect(250)
 	hub.SetStatus("offline", source, "dashboard stopping")
-	if err := tok.Error(); err != nil {
-		return fmt.Errorf("connecting to broker %s: %w", cfg.Broker, err)
-	}
-	return nil
+	return nil // connection problems were reported through the hub's status while running
 }
