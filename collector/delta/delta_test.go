@@ -353,3 +353,47 @@ func TestSchemaTypes(t *testing.T) {
 		t.Errorf("n: %+v", f)
 	}
 }
+
+// ambiguousLake reports the first commit put as failed although it landed.
+type ambiguousLake struct {
+	lake.Lake
+	tripped bool
+}
+
+func (a *ambiguousLake) PutIfAbsent(ctx context.Context, name string, data []byte) error {
+	err := a.Lake.PutIfAbsent(ctx, name, data)
+	if err == nil && !a.tripped && strings.Contains(name, "_delta_log/00000000000000000001") {
+		a.tripped = true
+		return errors.New("timeout (but written)")
+	}
+	return err
+}
+
+func TestCommitIDRetryAfterAmbiguousFailure(t *testing.T) {
+	ctx := t.Context()
+	l := &ambiguousLake{Lake: newLake(t)}
+	tb, err := delta.Open[schema.SilverRow](ctx, l, "t", delta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := []delta.Action{{Txn: &delta.Txn{AppID: "app", Version: 1}}}
+	if _, err := tb.CommitID(ctx, acts, "WRITE", "id-1"); err == nil {
+		t.Fatal("no error from the ambiguous put")
+	}
+	v, err := tb.CommitID(ctx, acts, "WRITE", "id-1")
+	if err != nil || v != 1 {
+		t.Fatalf("retry: version %d, %v; want 1 (the landed commit)", v, err)
+	}
+	// Another writer's commit with the same app is a conflict, not ours.
+	other, err := delta.Open[schema.SilverRow](ctx, l, "t", delta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.CommitID(ctx, []delta.Action{{Txn: &delta.Txn{AppID: "app", Version: 2}}}, "WRITE", "id-2"); err != nil {
+		t.Fatal(err)
+	}
+	other.Snapshot() // stale at version 1
+	if _, err := other.CommitID(ctx, []delta.Action{{Txn: &delta.Txn{AppID: "app", Version: 2}}}, "WRITE", "id-3"); !errors.Is(err, delta.ErrConflict) {
+		t.Fatalf("other writer: %v, want ErrConflict", err)
+	}
+}

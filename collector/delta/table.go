@@ -175,8 +175,19 @@ func (t *Table) commitInfo(op string) map[string]any {
 // recorded in commitInfo ("WRITE", "STREAMING UPDATE", "OPTIMIZE").
 // Every CheckpointInterval versions it writes a checkpoint.
 func (t *Table) Commit(ctx context.Context, actions []Action, operation string) (int64, error) {
+	return t.CommitID(ctx, actions, operation, newUUID())
+}
+
+// CommitID is Commit with the commit's identity (commitInfo.txnId) given by
+// the caller. A caller that retries a commit whose write may have landed
+// although it reported an error (a timeout) passes the same id again: if
+// the table already holds a commit with that id, CommitID returns its
+// version instead of committing twice.
+func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id string) (int64, error) {
+	info := t.commitInfo(operation)
+	info["txnId"] = id
 	all := make([]Action, 0, len(actions)+1)
-	all = append(all, Action{CommitInfo: t.commitInfo(operation)})
+	all = append(all, Action{CommitInfo: info})
 	all = append(all, actions...)
 	data, err := encodeCommit(all)
 	if err != nil {
@@ -202,9 +213,15 @@ func (t *Table) Commit(ctx context.Context, actions []Action, operation string) 
 		if attempt >= t.opts.MaxRetries {
 			return 0, fmt.Errorf("committing to %s: gave up after %d concurrent commits: %w", t.name, attempt, ErrConflict)
 		}
+		first := t.snap.Version + 1
 		winners, err := t.snap.update(ctx, t.l, t.name)
 		if err != nil {
 			return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+		}
+		for i, w := range winners {
+			if len(w) > 0 && w[0].CommitInfo != nil && w[0].CommitInfo["txnId"] == id {
+				return first + int64(i), nil // our own earlier attempt landed
+			}
 		}
 		if err := conflicts(actions, winners); err != nil {
 			return 0, fmt.Errorf("committing to %s: %w", t.name, err)

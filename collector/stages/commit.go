@@ -109,24 +109,17 @@ func (p *Pipeline) recover(ctx context.Context) error {
 	return nil
 }
 
-// commitTable commits adds to t with the epoch's txn, unless t already has it.
+// commitTable commits adds to t with the epoch's txn. Its commit id is the
+// same on every retry within this process, so a commit whose write landed
+// although the lake reported an error is recognised, not repeated; another
+// writer's commit of the same application fails with delta.ErrConflict.
 func (p *Pipeline) commitTable(ctx context.Context, t *delta.Table, e int64, adds []delta.AddFile) error {
 	actions := make([]delta.Action, 0, len(adds)+1)
 	for i := range adds {
 		actions = append(actions, delta.Action{Add: &adds[i]})
 	}
 	actions = append(actions, delta.Action{Txn: &delta.Txn{AppID: AppID, Version: e, LastUpdated: p.opts.Now().UnixMilli()}})
-	_, err := t.Commit(ctx, actions, "STREAMING UPDATE")
-	if err == nil {
-		return nil
-	}
-	// A commit whose put succeeded but reported an error (a timeout) shows
-	// up as our own txn on retry: that is success.
-	if rerr := t.Refresh(ctx); rerr == nil {
-		if v, ok := t.Snapshot().TxnVersion(AppID); ok && v >= e {
-			return nil
-		}
-	}
+	_, err := t.CommitID(ctx, actions, "STREAMING UPDATE", fmt.Sprintf("%s-%s-%d", p.instance, t.Name(), e))
 	return err
 }
 

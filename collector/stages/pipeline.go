@@ -3,6 +3,8 @@ package stages
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,9 +55,10 @@ type Stats struct {
 
 // Pipeline runs bronze, silver and gold over landed batches.
 type Pipeline struct {
-	l    lake.Lake
-	opts Options
-	log  *slog.Logger
+	l        lake.Lake
+	opts     Options
+	log      *slog.Logger
+	instance string // random, names this process's commits (commitInfo.txnId)
 
 	in      chan Landed
 	done    chan struct{}
@@ -99,7 +102,7 @@ func New(l lake.Lake, opts Options) (*Pipeline, error) {
 	}
 	opts = opts.withDefaults()
 	return &Pipeline{
-		l: l, opts: opts, log: opts.Logger.With(slog.String("component", "stages")),
+		l: l, opts: opts, log: opts.Logger.With(slog.String("component", "stages")), instance: newInstanceID(),
 		in: make(chan Landed, opts.QueueLen), done: make(chan struct{}),
 		watermarks: map[string]int64{},
 	}, nil
@@ -515,4 +518,10 @@ func (p *Pipeline) retry(ctx context.Context, what string, fn func(context.Conte
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+func newInstanceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
