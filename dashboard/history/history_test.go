@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"github.com/pilake/pilake/dashboard/internal/sqltest"
 	"github.com/pilake/pilake/dashboard/live"
 	"github.com/pilake/pilake/dashboard/series"
+	"github.com/pilake/pilake/scripts/testenv"
 )
 
 // t0 is the first window (µs): a whole second.
@@ -404,4 +406,33 @@ func FuzzParseQuery(f *testing.F) {
 			t.Fatalf("accepted device %q", q.Device)
 		}
 	})
+}
+
+// The lake source on Azure Blob (Azurite), as the dashboard reads an Azure lake.
+func TestLakeOnAzurite(t *testing.T) {
+	az := testenv.AzuriteBlob(t)
+	l, err := lake.NewAzure(context.Background(), lake.AzureOptions{
+		ConnectionString: az.ConnectionString(),
+		Container:        fmt.Sprintf("dash-%d", time.Now().UnixNano()),
+		Prefix:           "lake",
+		Retry:            lake.RetryPolicy{MaxAttempts: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := laketest.NewWriter(t, l)
+	w.Silver(sqltest.Silver("dev-a", t0, 20, 40, 101000), sqltest.Silver("dev-b", t0, 21, 41, 101001))
+	w.Gold(sqltest.Gold("dev-a", t0, 8, 20.5, 40, 101000), sqltest.Gold("dev-b", t0, 8, 21.5, 41, 101001))
+	h := history.NewLake(l, 8)
+	got, err := h.Series(context.Background(), history.Query{Device: "dev-b", FromMS: t0 / 1000, ToMS: t0/1000 + 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Device != "dev-b" || got[0].Silver.TempC[0] != 21 || got[0].Gold.TempC[0] != 21.5 {
+		t.Errorf("got %+v", got)
+	}
+	devs, err := h.Devices(context.Background())
+	if err != nil || !reflect.DeepEqual(devs, []string{"dev-a", "dev-b"}) {
+		t.Errorf("devices %v, %v", devs, err)
+	}
 }

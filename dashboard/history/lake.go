@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -46,6 +47,7 @@ type snapEntry struct {
 type cached struct {
 	silver []schema.SilverRow
 	gold   []schema.GoldRow
+	minWS  int64 // the file's first window: files are read in time order
 }
 
 var _ Source = (*Lake)(nil)
@@ -154,10 +156,20 @@ func (h *Lake) files(ctx context.Context, table string, keep func(delta.AddFile)
 				}
 				continue
 			}
+			c.minWS = math.MaxInt64
+			for i := range c.silver {
+				c.minWS = min(c.minWS, c.silver[i].WindowStart)
+			}
+			for i := range c.gold {
+				c.minWS = min(c.minWS, c.gold[i].WindowStart)
+			}
 			h.put(key, c)
 		}
 		out = append(out, c)
 	}
+	// Data file names are random: order them by time, so that rows mostly
+	// arrive sorted and the per-device sort is a linear check.
+	sort.SliceStable(out, func(i, j int) bool { return out[i].minWS < out[j].minWS })
 	return out, nil
 }
 

@@ -78,8 +78,12 @@ func (c *Columns) AppendGold(r *schema.GoldRow) bool {
 // provisional value of a window replaces an earlier one).
 func (c *Columns) Sort() {
 	n := c.Len()
-	if n == 0 {
-		return
+	sorted := true
+	for i := 1; i < n && sorted; i++ {
+		sorted = c.T[i] > c.T[i-1]
+	}
+	if sorted {
+		return // the common case: files and windows come in order
 	}
 	idx := make([]int, n)
 	for i := range idx {
