@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -285,4 +287,68 @@ func TestExternalBrokerEndToEnd(t *testing.T) {
 	}
 	rc.stop(t)
 	checkLake(t, cfg.Lake, devices, per, readings)
+}
+
+// TestAzureLakeAndRouting runs the collector on an Azure lake (Azurite) with
+// IoT Hub routing ingest from the same container, plus MQTT.
+func TestAzureLakeAndRouting(t *testing.T) {
+	az := testenv.AzuriteBlob(t)
+	cfg := testConfig(t)
+	cfg.Lake = ""
+	cfg.AzureConnectionString = az.ConnectionString()
+	cfg.AzureContainer = fmt.Sprintf("collector-%d", rand.Uint32())
+	cfg.IoTHubRoutingPrefix = "myhub/"
+	cfg.IoTHubPollInterval = 50 * time.Millisecond
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	lk, err := lake.NewAzure(ctx, cfg.azureOptions(cfg.AzureContainer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A routing file as IoT Hub writes it with the JSON encoding (base64 bodies).
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	var file bytes.Buffer
+	const routed = 5
+	for s := 1; s <= routed; s++ {
+		body := encode(t, "hub-dev", 9, uint64(s), 400, t0)
+		fmt.Fprintf(&file, `{"EnqueuedTimeUtc":"2026-11-24T12:00:%02d.0000000Z","Properties":{},"SystemProperties":{"connectionDeviceId":"hub-dev"},"Body":%q}`+"\n",
+			s, base64.StdEncoding.EncodeToString(body))
+	}
+	if err := lk.Put(ctx, "myhub/0/2026/11/24/12/00.json", file.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	rc := startCollector(t, cfg)
+	const devices, per, n = 2, 5, 400
+	readings := agents(t, rc.st.MQTT, devices, per, n) + routed*400
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, m := get(t, rc.st.Metrics+"/metrics")
+		if strings.Contains(m, fmt.Sprintf("pilake_collector_readings_in_total %d", readings)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("routing file not landed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rc.stop(t)
+	objs, err := lk.List(ctx, schema.Landing)
+	if err != nil || len(objs) != devices*per+routed {
+		t.Fatalf("landing/ in Azure holds %d objects (%v), want %d", len(objs), err, devices*per+routed)
+	}
+	bronze, err := delta.ReadTable[schema.BronzeRow](ctx, lk, schema.Bronze, nil)
+	if err != nil || len(bronze) != readings {
+		t.Fatalf("bronze in Azure has %d rows (%v), want %d", len(bronze), err, readings)
+	}
+	var fromHub int
+	for _, r := range bronze {
+		if r.Source == "iothub" {
+			fromHub++
+		}
+	}
+	if fromHub != routed*400 {
+		t.Fatalf("%d bronze rows from iothub, want %d", fromHub, routed*400)
+	}
 }
