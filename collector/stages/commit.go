@@ -125,12 +125,12 @@ func (p *Pipeline) commitTable(ctx context.Context, t *delta.Table, e int64, add
 
 // committer commits epochs in order, retrying each until it succeeds or ctx ends.
 func (p *Pipeline) committer(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	backoff := p.opts.RetryBackoff
 	for e := range p.commits {
 		for {
 			err := p.commitEpoch(ctx, e)
 			if err == nil {
-				backoff = 100 * time.Millisecond
+				backoff = p.opts.RetryBackoff
 				break
 			}
 			p.count(func(s *Stats) { s.CommitRetries++ })

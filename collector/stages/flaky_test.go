@@ -77,7 +77,7 @@ func (f *flakyLake) Get(ctx context.Context, name string) ([]byte, error) {
 // A lake that fails writes (and reports some successful commits as failed)
 // delays commits but loses and duplicates nothing.
 func TestLakeOutagesLoseNothing(t *testing.T) {
-	for seed := range uint64(2) {
+	for seed := range uint64(3) {
 		t.Run("", func(t *testing.T) { testLakeOutages(t, seed) })
 	}
 }
@@ -87,7 +87,7 @@ func testLakeOutages(t *testing.T, seed uint64) {
 	fl := &flakyLake{Lake: base, rng: rand.New(rand.NewPCG(31, seed))}
 	rng := rand.New(rand.NewPCG(33, seed))
 	r := start(t, fl, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 500, CommitInterval: 10 * time.Millisecond,
-		GoldMaxRows: 50, CompactEvery: 3})
+		GoldMaxRows: 50, CompactEvery: 3, RetryBackoff: time.Millisecond})
 	total := 0
 	for d, dev := range []string{"f-1", "f-2"} {
 		for _, b := range makeBatches(dev, uint64(d+1), 40, 100, t0+int64(d)*100, rng) {

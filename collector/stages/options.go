@@ -57,6 +57,9 @@ type Options struct {
 	// of DELTA_BINARY_PACKED and BYTE_STREAM_SPLIT, for Parquet readers that
 	// lack those encodings (DuckDB, pyarrow and recent Spark have them).
 	CompatibleBronze bool
+	// RetryBackoff is the first wait before retrying a failed lake operation
+	// (commits, recovery); it doubles up to 10 s [100ms].
+	RetryBackoff time.Duration
 	// Logger receives the pipeline's logs [slog.Default()].
 	Logger *slog.Logger
 	// Live, if set, is called after each batch is folded with the windows it
@@ -121,6 +124,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = 100 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -502,9 +502,9 @@ func permanent(err error) bool {
 }
 
 // retry runs fn until it succeeds, fails permanently, fails 8 times (with
-// backoff from 100 ms to 5 s: about 15 s of lake outage), or ctx ends.
+// backoff from RetryBackoff to 5 s: about 15 s of lake outage), or ctx ends.
 func (p *Pipeline) retry(ctx context.Context, what string, fn func(context.Context) error) error {
-	backoff := 100 * time.Millisecond
+	backoff := p.opts.RetryBackoff
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
 		if err == nil || permanent(err) || attempt == 8 || ctx.Err() != nil {
