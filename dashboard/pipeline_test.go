@@ -68,7 +68,8 @@ func startProcess(t *testing.T, dir, name string, args ...string) (stop func()) 
 
 // TestBrowserPipeline opens the page against the real pipeline: the collector
 // (embedded broker, local lake) and two simulated agents, built from this
-// tree and run as separate processes; the dashboard runs in-process.
+// tree (or taken from $PILAKE_BIN_DIR/{collector,agent}) and run as separate
+// processes; the dashboard runs in-process.
 func TestBrowserPipeline(t *testing.T) {
 	if !web.HasChartLibrary() {
 		if testenv.Required() {
@@ -78,10 +79,19 @@ func TestBrowserPipeline(t *testing.T) {
 	}
 	testenv.Chromium(t) // fail or skip early, before building
 	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
-		"github.com/pilake/pilake/collector", "github.com/pilake/pilake/agent")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building collector and agent: %v\n%s", err, out)
+	if bin := os.Getenv("PILAKE_BIN_DIR"); bin != "" {
+		// Binaries built by the caller (scripts/test.sh) from this tree.
+		for _, name := range []string{"collector", "agent"} {
+			if err := os.Symlink(filepath.Join(bin, name), filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	} else {
+		build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+			"github.com/pilake/pilake/collector", "github.com/pilake/pilake/agent")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building collector and agent: %v\n%s", err, out)
+		}
 	}
 	lakeDir := filepath.Join(dir, "lake")
 	mqttPort, metricsPort := freePort(t), freePort(t)
