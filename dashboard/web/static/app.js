@@ -10,6 +10,7 @@
   ];
   const RANGES = { '1m': 60e3, '15m': 900e3, '1h': 3600e3, '24h': 86400e3 };
   const MAX_LAT = 500000;
+  const MAX_POINTS = 4000; // per card and series, before a reload re-decimates
 
   // window.pilake is read by the browser tests and the latency benchmark.
   const pilake = (window.pilake = { lat: [], pub: [], updates: 0, messages: 0, loads: 0, resets: 0, status: '', ready: false, error: '' });
@@ -385,6 +386,12 @@
         trim(c.gold, from);
         if (u.capture_ms > c.lastCapture) c.lastCapture = u.capture_ms;
         c.dirty = true;
+        // A long range fills with 1 s live points; past a bound, reload the
+        // (server-decimated) history instead of growing without end.
+        if (c.silver.t.length > MAX_POINTS && !state.reloading) {
+          state.reloading = true;
+          setTimeout(() => { state.reloading = false; reload(); }, 0);
+        }
       }
       queueDraw();
     });
