@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
@@ -51,8 +52,12 @@ type SSE struct {
 	// WriteTimeout bounds each write; a client that cannot take a message in
 	// this time is disconnected (default 10 s).
 	WriteTimeout time.Duration
-	Clock        Clock
-	Log          *slog.Logger
+	// MaxClients bounds concurrent streams; more get 503 (default 1000).
+	MaxClients int
+	Clock      Clock
+	Log        *slog.Logger
+
+	clients atomic.Int64
 }
 
 var _ http.Handler = (*SSE)(nil)
@@ -94,6 +99,18 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+
+	maxClients := s.MaxClients
+	if maxClients <= 0 {
+		maxClients = 1000
+	}
+	if n := s.clients.Add(1); n > int64(maxClients) {
+		s.clients.Add(-1)
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many live clients", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.clients.Add(-1)
 
 	sig, unsubscribe := s.Hub.Subscribe()
 	defer unsubscribe()

@@ -330,3 +330,22 @@ func TestHubRing(t *testing.T) {
 		t.Errorf("devices %v", d)
 	}
 }
+
+func TestSSEMaxClients(t *testing.T) {
+	hub := NewHub(4, nil)
+	mux := http.NewServeMux()
+	mux.Handle("/api/live", &SSE{Hub: hub, MaxClients: 2})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	for i := 0; i < 2; i++ {
+		next(t, stream(t, srv.URL, "", nil), "status")
+	}
+	resp, err := http.Get(srv.URL + "/api/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("third client: status %d, want 503", resp.StatusCode)
+	}
+}
