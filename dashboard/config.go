@@ -172,6 +172,9 @@ func (c *Config) Validate() error {
 	if c.Coalesce < 0 {
 		errs = append(errs, errors.New("--coalesce must not be negative"))
 	}
+	if c.MaxLive < 1 {
+		errs = append(errs, errors.New("--max-live-clients must be at least 1"))
+	}
 	if c.Ring < 1 {
 		errs = append(errs, errors.New("--ring must be at least 1"))
 	}

@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	srv := &Server{
 		History:      hist,
 		Hub:          hub,
-		SSE:          &live.SSE{Hub: hub, Interval: cfg.Coalesce, Log: log},
+		SSE:          &live.SSE{Hub: hub, Interval: cfg.Coalesce, MaxClients: cfg.MaxLive, Log: log},
 		Assets:       web.FS(),
 		MaxPoints:    cfg.MaxPts,
 		Auth:         cfg.Auth,
