@@ -314,9 +314,20 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); a.writer() }()
-	sampleErr := a.sampler.Run(ctx) // until SIGINT/SIGTERM
-	<-writerDone                    // the partial batch is in the spool
-	a.log.Info("sampling stopped; waiting for outstanding acknowledgements", "timeout", a.cfg.ShutdownTimeout)
+	sampleDone := make(chan error, 1)
+	go func() { sampleDone <- a.sampler.Run(ctx) }() // until SIGINT/SIGTERM
+	<-ctx.Done()
+	var sampleErr error
+	stuck := time.NewTimer(a.cfg.ReadTimeout + 2*time.Second)
+	select {
+	case sampleErr = <-sampleDone:
+		stuck.Stop()
+		<-writerDone // the partial batch is in the spool
+		a.log.Info("sampling stopped; waiting for outstanding acknowledgements", "timeout", a.cfg.ShutdownTimeout)
+	case <-stuck.C:
+		// A read blocked on a stuck bus cannot be interrupted: leave it.
+		a.log.Error("sampling did not stop: a sensor read is stuck; the batch being collected is lost")
+	}
 
 	var fwdErr error
 	drainCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)

@@ -164,9 +164,10 @@ type Sampler struct {
 	hmu    sync.Mutex
 	health Health
 
-	// reader goroutine
-	req  chan op
-	resp chan readResult
+	// readStart is the real time (UnixNano) the current read began, 0 when
+	// no read is running; the watchdog reads it.
+	readStart atomic.Int64
+	flagged   atomic.Int64 // readStart of the last read the watchdog reported
 }
 
 type op uint8
@@ -235,7 +236,6 @@ func New(cfg Config) (*Sampler, error) {
 	s := &Sampler{
 		cfg: cfg, log: cfg.Logger, interval: interval, perBatch: perBatch,
 		out: make(chan *wire.Batch, cfg.QueueLen),
-		req: make(chan op), resp: make(chan readResult, 1),
 	}
 	s.pool.New = func() any { return &wire.Batch{Readings: make([]wire.Reading, 0, perBatch)} }
 	s.health = Health{State: "starting", Since: cfg.Clock.Now()}
@@ -291,36 +291,62 @@ func (s *Sampler) setHealth(state string, err error, consecutive int) {
 		}
 	}
 	h.OK = state == "ok"
-	h.ConsecutiveErrors = consecutive
+	if consecutive >= 0 {
+		h.ConsecutiveErrors = consecutive
+	}
 	if err != nil {
 		h.LastError = err.Error()
 	}
 }
 
-func (s *Sampler) readerLoop(sensor Sensor, done <-chan struct{}) {
-	fr, fixed := sensor.(FixedReader)
-	fixed = fixed && !s.cfg.DriverSense
-	var f hw.Fixed
-	var e physic.Env
+// read performs one operation on the sensor, inline: a hop to another
+// goroutine per read costs more CPU than the read itself (measured: the
+// agent used twice the CPU). The watchdog reports a read that does not
+// return; a read that returned after ReadTimeout is discarded as errStuck.
+func (s *Sampler) read(o op, fr FixedReader, f *hw.Fixed, e *physic.Env) readResult {
+	var r readResult
+	start := time.Now()
+	s.readStart.Store(start.UnixNano())
+	switch {
+	case o == opReinit:
+		r.err = s.cfg.Sensor.Reinit()
+	case fr != nil:
+		if r.err = fr.ReadFixed(f); r.err == nil {
+			r.temp, r.press, r.hum = f.Temp, f.Press, f.Hum
+		}
+	default:
+		if r.err = s.cfg.Sensor.Sense(e); r.err == nil {
+			r.temp, r.press, r.hum = FromEnv(e)
+		}
+	}
+	s.readStart.Store(0)
+	if time.Since(start) > s.cfg.ReadTimeout {
+		r.err = errStuck
+		if s.flagged.Load() != start.UnixNano() {
+			s.timeouts.Add(1) // returned before the watchdog saw it
+		}
+	}
+	return r
+}
+
+// watchdog marks the sensor stuck while a read has been running for longer
+// than ReadTimeout (measured on the real clock), once per such read.
+func (s *Sampler) watchdog(done <-chan struct{}) {
+	period := max(s.cfg.ReadTimeout/2, 5*time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
 	for {
 		select {
-		case o := <-s.req:
-			var r readResult
-			switch {
-			case o == opReinit:
-				r.err = sensor.Reinit()
-			case fixed:
-				if r.err = fr.ReadFixed(&f); r.err == nil {
-					r.temp, r.press, r.hum = f.Temp, f.Press, f.Hum
-				}
-			default:
-				if r.err = sensor.Sense(&e); r.err == nil {
-					r.temp, r.press, r.hum = FromEnv(&e)
-				}
-			}
-			s.resp <- r // buffered 1, and only one request is outstanding
 		case <-done:
 			return
+		case now := <-t.C:
+			start := s.readStart.Load()
+			if start == 0 || start == s.flagged.Load() || now.UnixNano()-start < int64(s.cfg.ReadTimeout) {
+				continue
+			}
+			s.flagged.Store(start)
+			s.timeouts.Add(1)
+			s.setHealth("stuck", errStuck, -1)
 		}
 	}
 }
@@ -331,50 +357,26 @@ const maxBackoff = time.Second
 var errStuck = errors.New("sensor read did not return within the read timeout (stuck bus?)")
 
 // Run samples until ctx ends, then emits the partial batch, closes Batches
-// and returns nil. The sensor read in progress, if stuck, is abandoned.
+// and returns nil. Reads are not interruptible: if the bus is stuck when
+// ctx ends, Run returns when the read does (the caller bounds its wait).
 func (s *Sampler) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	defer close(done)
-	go s.readerLoop(s.cfg.Sensor, done)
+	go s.watchdog(done)
 	defer close(s.out)
 
 	clk := s.cfg.Clock
-	readTimer := time.NewTimer(time.Hour)
-	readTimer.Stop()
-	defer readTimer.Stop()
-	busy := false // a request is outstanding (after a timeout)
-
-	// do runs one operation on the reader with the read timeout. stale is
-	// true when the result belongs to an earlier, timed-out request.
+	fr, _ := s.cfg.Sensor.(FixedReader)
+	if s.cfg.DriverSense {
+		fr = nil
+	}
+	var fx hw.Fixed
+	var env physic.Env
 	do := func(o op) (readResult, error) {
-		if busy {
-			// A stuck read is still outstanding: wait for it (reads cannot
-			// overlap), then go on with this tick's request.
-			select {
-			case <-s.resp:
-				busy = false
-			case <-ctx.Done():
-				return readResult{}, ctx.Err()
-			}
+		if err := ctx.Err(); err != nil {
+			return readResult{}, err
 		}
-		select {
-		case s.req <- o:
-		case <-ctx.Done():
-			return readResult{}, ctx.Err()
-		}
-		readTimer.Reset(s.cfg.ReadTimeout)
-		select {
-		case r := <-s.resp:
-			readTimer.Stop()
-			return r, nil
-		case <-readTimer.C:
-			busy = true
-			return readResult{err: errStuck}, nil
-		case <-ctx.Done():
-			readTimer.Stop()
-			busy = true
-			return readResult{}, ctx.Err()
-		}
+		return s.read(o, fr, &fx, &env), nil
 	}
 
 	var (
@@ -483,7 +485,6 @@ func (s *Sampler) Run(ctx context.Context) error {
 				retryAt = clk.Now().Add(backoff)
 				state := "reinit-failed"
 				if errors.Is(r.err, errStuck) {
-					s.timeouts.Add(1)
 					state = "stuck"
 				}
 				s.setHealth(state, fmt.Errorf("re-initialising the sensor: %w", r.err), consec)
@@ -516,7 +517,6 @@ func (s *Sampler) Run(ctx context.Context) error {
 			s.readErrs.Add(1)
 			switch {
 			case errors.Is(r.err, errStuck):
-				s.timeouts.Add(1)
 				consec++
 				s.setHealth("stuck", r.err, consec)
 			case errors.Is(r.err, hw.ErrSensorReset):
