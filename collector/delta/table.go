@@ -371,8 +371,12 @@ func newUUID() string {
 // level (readable by Spark, DuckDB, pyarrow; smaller and, in parquet-go,
 // faster than Snappy).
 func DefaultCompression() parquet.WriterOption {
-	return parquet.Compression(&zstd.Codec{Level: zstd.SpeedFastest})
+	return parquet.Compression(zstdFastest)
 }
+
+// zstdFastest is shared by every writer: the codec pools its encoders, and
+// a zstd encoder's history buffers are costly to allocate per file.
+var zstdFastest = &zstd.Codec{Level: zstd.SpeedFastest}
 
 // WriterOptions are the Parquet writer options pilake's data files use:
 // codec, dictionary encoding for strings, and the created_by tag.
