@@ -30,11 +30,12 @@
 //
 // # Faults
 //
-// Each read runs on a reader goroutine and is awaited for at most ReadTimeout
-// (default 100 ms). A read that does not return (a stuck bus) marks the
-// sensor stuck; the sampler then waits for that read to finish (reads cannot
-// overlap on one bus) while ticks are counted as missed. Bus errors are
-// retried with exponential backoff (10 ms doubling to 1 s); after 5
+// Reads run on the sampling goroutine (a hop to a reader goroutine per read
+// doubled the agent's CPU use). A watchdog marks the sensor stuck in Health
+// when a read has not returned within ReadTimeout (default 100 ms), as on a
+// bus whose slave holds SDA low; reads cannot overlap on one bus, so the
+// sampler waits for it, counting the ticks it overran as missed, and discards
+// a read that came back late. Bus errors are retried with exponential backoff (10 ms doubling to 1 s); after 5
 // consecutive errors, or when the sensor reports a reset (hw.ErrSensorReset),
 // the sensor is re-initialised (chip id and calibration read again). A failing
 // re-initialisation (e.g. a BMP280 where a BME280 is required) is reported in
