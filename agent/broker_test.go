@@ -35,6 +35,7 @@ import (
 type recorder struct {
 	mqtt.HookBase
 	prefix string
+	id     string // hook id; set it to use two recorders on one broker
 
 	mu     sync.Mutex
 	msgs   []message
@@ -50,7 +51,12 @@ func newRecorder(prefix string) *recorder {
 	return &recorder{prefix: prefix, notify: make(chan struct{}, 1)}
 }
 
-func (r *recorder) ID() string { return "recorder" }
+func (r *recorder) ID() string {
+	if r.id != "" {
+		return r.id
+	}
+	return "recorder"
+}
 
 func (r *recorder) Provides(b byte) bool { return b == mqtt.OnPublished }
 

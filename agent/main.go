@@ -339,11 +339,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	cancel()
+	// Close before cancelling the connection's context: Close says "offline"
+	// on the status topic, which a graceful disconnect does not (the will is
+	// only for connections that die).
+	a.conn.Close(500 * time.Millisecond)
 	stopSend()
 	if fwdErr == nil {
 		fwdErr = <-fwdDone
 	}
-	a.conn.Close(500 * time.Millisecond)
 	stopMetrics()
 	a.closeLocal()
 	if err := a.writeSummary(); err != nil {

@@ -49,7 +49,9 @@ func TestMQTTOverMutualTLS(t *testing.T) {
 	addr := freeAddr(t)
 	hook := &passwordAuth{user: "pi-tls", pass: "s3cret"}
 	rec := newRecorder(wire.TopicPrefix + "telemetry/")
-	startBroker(t, addr, serverTLS, hook, rec)
+	status := newRecorder(wire.StatusTopic("pi-tls"))
+	status.id = "status"
+	startBroker(t, addr, serverTLS, hook, rec, status)
 
 	dir := t.TempDir()
 	summary := filepath.Join(dir, "summary.json")
@@ -62,6 +64,10 @@ func TestMQTTOverMutualTLS(t *testing.T) {
 		t.Fatalf("agent exited with %d", code)
 	}
 	checkExact(t, readSummary(t, summary), decodeAll(t, rec.messages()))
+	st := status.messages()
+	if len(st) < 2 || string(st[0].Payload) != "online" || string(st[len(st)-1].Payload) != "offline" {
+		t.Fatalf("status messages %q, want online first and offline last", st)
+	}
 	hook.mu.Lock()
 	defer hook.mu.Unlock()
 	if len(hook.seen) == 0 || hook.seen[0] != "pi-tls pi-tls pi-tls" {
