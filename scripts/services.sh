@@ -3,6 +3,8 @@
 # loopback, and prints the environment that points the tests at them:
 #   eval "$(scripts/services.sh start)"   # Mosquitto, Azurite; Chromium path
 #   scripts/services.sh stop
+# If they already run (started earlier by this script), start reuses them and
+# prints PILAKE_SERVICES_REUSED=1 as well, so a caller knows not to stop them.
 # Installs what is missing first (Debian: mosquitto, chromium; npm: azurite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,9 +41,29 @@ wait_port() {
   return 1
 }
 
+running() {
+  local name
+  for name in mosquitto azurite; do
+    [ -f "$STATE/$name.pid" ] && kill -0 "$(cat "$STATE/$name.pid")" 2>/dev/null || return 1
+  done
+  (exec 3<>/dev/tcp/127.0.0.1/"$MQTT_PORT") 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/"$AZURITE_PORT") 2>/dev/null
+}
+
+print_env() {
+  echo "export PILAKE_TEST_MOSQUITTO=tcp://127.0.0.1:$MQTT_PORT"
+  echo "export PILAKE_TEST_AZURITE=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1"
+  echo "export PILAKE_TEST_CHROMIUM=/usr/bin/chromium"
+}
+
 start() {
   install
   mkdir -p "$STATE"
+  if running; then
+    log "already running: mosquitto on 127.0.0.1:$MQTT_PORT, azurite on 127.0.0.1:$AZURITE_PORT"
+    print_env
+    echo "export PILAKE_SERVICES_REUSED=1"
+    return
+  fi
   stop_quiet
   cat >"$STATE/mosquitto.conf" <<CONF
 listener $MQTT_PORT 127.0.0.1
@@ -63,9 +85,7 @@ CONF
   wait_port "$MQTT_PORT" mosquitto
   wait_port "$AZURITE_PORT" azurite
   log "mosquitto on 127.0.0.1:$MQTT_PORT, azurite on 127.0.0.1:$AZURITE_PORT"
-  echo "export PILAKE_TEST_MOSQUITTO=tcp://127.0.0.1:$MQTT_PORT"
-  echo "export PILAKE_TEST_AZURITE=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1"
-  echo "export PILAKE_TEST_CHROMIUM=/usr/bin/chromium"
+  print_env
 }
 
 stop_quiet() {

@@ -18,7 +18,7 @@ step() { printf '\n=== %s (%ss)\n' "$*" "$SECONDS"; }
 
 step "services: Mosquitto, Azurite, Chromium"
 eval "$(scripts/services.sh start)"
-trap 'scripts/services.sh stop || true' EXIT
+[ "${PILAKE_SERVICES_REUSED:-}" = 1 ] || trap 'scripts/services.sh stop || true' EXIT
 
 step "dashboard front-end libraries (npm ci)"
 dashboard/web/build.sh
