@@ -73,8 +73,13 @@ func (p *Pipeline) recover(ctx context.Context) error {
 			time.Duration(cp.WindowUS)*time.Microsecond, time.Duration(cp.LatenessUS)*time.Microsecond, cp.MovingAverages,
 			p.opts.Window, p.opts.AllowedLateness, p.opts.MovingAverages)
 	}
-	for k, v := range cp.Landed {
-		p.landed[k] = v
+	if err := json.Unmarshal(cp.Landed, &p.landed); err != nil {
+		return fmt.Errorf("recovering stages: %w: landed set of epoch %d: %v", errState, e, err)
+	}
+	for k, set := range p.landed {
+		if !set.valid() {
+			return fmt.Errorf("recovering stages: %w: landed set of epoch %d: stream %q has bad ranges", errState, e, k)
+		}
 	}
 	if cp.DevicesObject != devicesName(e) {
 		return fmt.Errorf("recovering stages: state of epoch %d names devices object %q", e, cp.DevicesObject)
@@ -230,16 +235,8 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 		e.filesOK = true
 	}
 	if !e.cpOK {
-		cp := struct {
-			Epoch          int64                      `json:"epoch"`
-			WindowUS       int64                      `json:"window_us"`
-			LatenessUS     int64                      `json:"allowed_lateness_us"`
-			MovingAverages []int                      `json:"moving_averages"`
-			Landed         json.RawMessage            `json:"landed"`
-			Devices        string                     `json:"devices_object"`
-			Pending        map[string][]delta.AddFile `json:"pending"`
-			GoldStaged     []string                   `json:"gold_staged"`
-		}{e.n, p.f.width, p.f.lateness, p.opts.MovingAverages, e.landed, devicesName(e.n), map[string][]delta.AddFile{}, p.goldStaged}
+		cp := checkpoint{Epoch: e.n, WindowUS: p.f.width, LatenessUS: p.f.lateness, MovingAverages: p.opts.MovingAverages,
+			Landed: e.landed, DevicesObject: devicesName(e.n), Pending: map[string][]delta.AddFile{}, GoldStaged: p.goldStaged}
 		if err := p.l.Put(ctx, devicesName(e.n), e.devices); err != nil {
 			return fmt.Errorf("writing state of epoch %d: %w", e.n, err)
 		}

@@ -32,20 +32,26 @@
 //
 // # Exactly once and restarts
 //
-// Work is cut into epochs (every Options.CommitInterval or MaxEpochRows
-// readings). An epoch's Parquet files are written first, then a state
-// checkpoint `_checkpoints/stages/{epoch:020d}.json` (the set of landing
-// objects in bronze, every device's watermark, open windows and gold
-// history, and the add actions of the epoch's silver, silver_late and gold
-// files), then the bronze commit carrying the Delta txn action
-// {appId: "pilake-stages", version: epoch} — the epoch's atomic point — and
-// then the silver, silver_late and gold commits with the same txn.
-// On start, the pipeline reads bronze's txn version E, loads checkpoint E,
-// completes any of the other tables' commits of epoch E that are missing,
-// and lands into bronze every landing object not in the checkpoint's set,
-// in name order. So a reading is in bronze exactly once whatever point the
-// process was killed at, and silver equals that of an uninterrupted run.
+// Work is cut into epochs (every Options.CommitInterval, or MaxEpochRows
+// readings). An epoch's Parquet files are written first (and synced), then
+// the stage state: `_checkpoints/stages/{epoch:020d}.devices` (every
+// device's watermark, open windows and gold history, binary) and
+// `{epoch:020d}.json` (the landing objects in bronze as per-stream sequence
+// ranges, the add actions of the epoch's silver, silver_late and gold
+// files, and the gold rows staged since the last gold commit), then the
+// bronze commit carrying the Delta txn action {appId: "pilake-stages",
+// version: epoch} — the epoch's atomic point — and then the silver,
+// silver_late and gold commits with the same txn.
 //
-// One Pipeline writes a lake's tables at a time (the txn makes a second
-// writer fail with delta.ErrConflict rather than duplicate rows).
+// On start, the pipeline reads bronze's txn version E, loads the state of
+// epoch E, completes any of the other tables' commits of epoch E that are
+// missing, and lands into bronze every landing object not in the state, in
+// name order. So a reading is in bronze exactly once whatever point the
+// process was killed at, and silver equals that of an uninterrupted run.
+// A failed lake operation is retried from the step that failed; a commit
+// that landed although the lake reported an error is recognised by its
+// commitInfo.txnId.
+//
+// One Pipeline writes a lake's tables at a time: a second one fails with
+// delta.ErrConflict at its first commit rather than duplicating rows.
 package stages

@@ -298,10 +298,22 @@ func TestSeqSet(t *testing.T) {
 				t.Fatalf("has(%d) = %v, want %v: %v", v, s.has(v), ref[v], s)
 			}
 		}
-		for i := 1; i < len(s); i++ {
-			if s[i-1][1]+1 >= s[i][0] {
-				t.Fatalf("ranges not disjoint/merged: %v", s)
-			}
+		if !s.valid() {
+			t.Fatalf("ranges not sorted, disjoint and merged: %v", s)
+		}
+	}
+}
+
+func TestSeqSetValid(t *testing.T) {
+	for _, c := range []struct {
+		s    seqSet
+		want bool
+	}{
+		{nil, true}, {seqSet{{1, 5}}, true}, {seqSet{{1, 5}, {7, 9}}, true},
+		{seqSet{{5, 1}}, false}, {seqSet{{1, 5}, {6, 9}}, false}, {seqSet{{7, 9}, {1, 5}}, false}, {seqSet{{1, 5}, {3, 9}}, false},
+	} {
+		if c.s.valid() != c.want {
+			t.Errorf("%v valid = %v", c.s, !c.want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
 	"slices"
@@ -27,6 +28,16 @@ func (s seqSet) has(seq uint64) bool {
 		return 0
 	})
 	return i < len(s) && s[i][0] <= seq && seq <= s[i][1]
+}
+
+// valid reports whether s is sorted, disjoint and non-adjacent, with lo <= hi.
+func (s seqSet) valid() bool {
+	for i, r := range s {
+		if r[0] > r[1] || i > 0 && s[i-1][1]+1 >= r[0] {
+			return false
+		}
+	}
+	return true
 }
 
 func (s seqSet) add(seq uint64) seqSet {
@@ -169,7 +180,7 @@ type checkpoint struct {
 	WindowUS       int64                      `json:"window_us"`
 	LatenessUS     int64                      `json:"allowed_lateness_us"`
 	MovingAverages []int                      `json:"moving_averages"`
-	Landed         map[string]seqSet          `json:"landed"`
+	Landed         json.RawMessage            `json:"landed"` // map[string]seqSet, encoded when the epoch is cut
 	DevicesObject  string                     `json:"devices_object"`
 	Pending        map[string][]delta.AddFile `json:"pending"` // table → add actions of this epoch (not bronze)
 	GoldStaged     []string                   `json:"gold_staged"`
