@@ -102,13 +102,12 @@ type Agent struct {
 	fwd     *uplink.Forwarder
 	topic   func(rec *spool.Record) string
 
-	mu             sync.Mutex
-	ackedSeqs      []uint64
-	readingsAcked  int64
-	encodeErrors   int64
-	oversizeDrops  int64
-	spoolErrors    int64
-	readingsQueued int64
+	mu            sync.Mutex
+	ackedSeqs     []uint64
+	readingsAcked int64
+	encodeErrors  int64
+	oversizeDrops int64
+	spoolErrors   int64
 }
 
 func randomBootID() uint64 {
@@ -287,10 +286,6 @@ func (a *Agent) writer() {
 				a.spoolErrors++
 				a.mu.Unlock()
 				a.log.Error("appending a batch to the spool; dropping it", "seq", b.Seq, "readings", n, "err", err)
-			} else {
-				a.mu.Lock()
-				a.readingsQueued += int64(n)
-				a.mu.Unlock()
 			}
 		}
 		a.sampler.Release(b)
