@@ -61,7 +61,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration { // "5s", not 5000000000
+			return slog.String(a.Key, a.Value.Duration().String())
+		}
+		return a
+	}}
 	useJSON := cfg.LogFormat == "json"
 	if cfg.LogFormat == "auto" {
 		useJSON = true
