@@ -242,3 +242,38 @@ func TestVacuum(t *testing.T) {
 		t.Fatal("vacuum touched the log")
 	}
 }
+
+func TestCompactBoundedByRows(t *testing.T) {
+	ctx := t.Context()
+	l := newLake(t)
+	tb, err := delta.Open[schema.SilverRow](ctx, l, "c", delta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		rows := make([]schema.SilverRow, 10)
+		for j := range rows {
+			rows[j] = schema.SilverRow{Device: "a", WindowStart: int64(i*10 + j), Count: 1}
+		}
+		add, err := delta.WriteFile(ctx, tb, rows, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tb.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Files of 10 rows, targets of 40 rows, at least 3 files a bin: 5 bins of 4.
+	n, err := delta.Compact[schema.SilverRow](ctx, tb, delta.CompactOptions{SmallFileRows: 11, TargetRows: 40, MinFiles: 3})
+	if err != nil || n != 20 || tb.Snapshot().NumFiles() != 5 {
+		t.Fatalf("removed %d (%v), %d files left, want 20 and 5", n, err, tb.Snapshot().NumFiles())
+	}
+	// The 40-row files are not small any more.
+	if n, err := delta.Compact[schema.SilverRow](ctx, tb, delta.CompactOptions{SmallFileRows: 11, TargetRows: 40, MinFiles: 3}); err != nil || n != 0 {
+		t.Fatalf("second compaction removed %d (%v)", n, err)
+	}
+	rows, err := delta.ReadTable[schema.SilverRow](ctx, l, "c", nil)
+	if err != nil || len(rows) != 200 {
+		t.Fatalf("%d rows, %v", len(rows), err)
+	}
+}
