@@ -191,13 +191,14 @@ func ContentType(enc wire.Encoding) string {
 // pilake batch encoding (a custom "enc" property), so routing to storage can
 // keep JSON bodies readable and consumers know how to decode the rest.
 func Topic(deviceID string, enc wire.Encoding) string {
-	v := url.Values{}
-	v.Set("$.ct", ContentType(enc))
+	// System property names stay literal ("$.ct", as in IoT Hub's
+	// documentation); values are URL-encoded.
+	bag := "$.ct=" + url.QueryEscape(ContentType(enc))
 	if enc == wire.JSON {
-		v.Set("$.ce", "utf-8")
+		bag += "&$.ce=utf-8"
 	}
-	v.Set("enc", enc.String())
-	return "devices/" + deviceID + "/messages/events/" + v.Encode()
+	bag += "&enc=" + url.QueryEscape(enc.String())
+	return "devices/" + deviceID + "/messages/events/" + bag
 }
 
 func rawHMAC(key []byte, msg string) string {

@@ -110,8 +110,8 @@ func TestTopicPropertyBag(t *testing.T) {
 	for _, tc := range tests {
 		topic := Topic("pi-01", tc.enc)
 		bag, ok := strings.CutPrefix(topic, "devices/pi-01/messages/events/")
-		if !ok {
-			t.Fatalf("topic %q has the wrong prefix", topic)
+		if !ok || !strings.HasPrefix(bag, "$.ct=") {
+			t.Fatalf("topic %q: want devices/pi-01/messages/events/$.ct=…", topic)
 		}
 		v, err := url.ParseQuery(bag)
 		if err != nil {
