@@ -1,8 +1,10 @@
 package stages
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -388,4 +390,37 @@ func FuzzDecodeDevices(f *testing.F) {
 			t.Fatalf("re-decoding: %v", err)
 		}
 	})
+}
+
+// TestDevicesGolden pins the binary state format (PLSD1): a state written by
+// an older build must load in a newer one. PILAKE_UPDATE_GOLDEN=1 rewrites it.
+func TestDevicesGolden(t *testing.T) {
+	devs := map[string]*device{"dev-1": {
+		MaxEvent: 1_767_225_612_345_678, ClosedBefore: 1_767_225_602_000_000,
+		Open: []window{{Start: 1_767_225_602_000_000, N: 400, Fresh: 100, TSum: 800000, TMin: 1990, TMax: 2010,
+			PSum: 400 * 101325 * 256, PMin: 101300 * 256, PMax: 101350 * 256, HSum: 400 * 40 * 1024, HMin: 39 * 1024, HMax: 41 * 1024}},
+		Hist: []hist{{Start: 1_767_225_600_000_000, T: 20.01, P: 101325.5, H: 40.25}, {Start: 1_767_225_601_000_000, T: 20.02, P: 101325.75, H: 40.5}},
+	}}
+	got := appendDevices(nil, devs)
+	const golden = "testdata/devices-v1.bin"
+	if os.Getenv("PILAKE_UPDATE_GOLDEN") == "1" {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("encoding changed:\n got %x\nwant %x", got, want)
+	}
+	back, err := decodeDevices(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := back["dev-1"]
+	if d == nil || d.MaxEvent != devs["dev-1"].MaxEvent || !slices.Equal(d.Open, devs["dev-1"].Open) || !slices.Equal(d.Hist, devs["dev-1"].Hist) {
+		t.Fatalf("decoded %+v", d)
+	}
 }
