@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string) error {
 		return ctx.Err()
 	case <-time.After(c.warmup):
 	}
-	if _, err := chromedp.Run(bctx, chromedp.Evaluate[any](`window.pilake.lat = []; window.pilake.pub = []; window.pilake.messages = 0; 0`)); err != nil {
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[any](`window.pilake.lat = []; window.pilake.pub = []; window.pilake.at = []; window.pilake.messages = 0; 0`)); err != nil {
 		return fmt.Errorf("resetting the page's counters: %w", err)
 	}
 	sent0 := stats.batches.Load()
@@ -112,11 +112,12 @@ func run(ctx context.Context, args []string) error {
 	elapsed := time.Since(start).Seconds()
 	type result struct {
 		Lat      []float64 `json:"lat"`
+		At       []float64 `json:"at"`
 		Pub      []float64 `json:"pub"`
 		Messages int       `json:"messages"`
 		Status   string    `json:"status"`
 	}
-	r, err := chromedp.Run(bctx, chromedp.Evaluate[result](`({lat: window.pilake.lat, pub: window.pilake.pub, messages: window.pilake.messages, status: window.pilake.status})`))
+	r, err := chromedp.Run(bctx, chromedp.Evaluate[result](`({lat: window.pilake.lat, at: window.pilake.at, pub: window.pilake.pub, messages: window.pilake.messages, status: window.pilake.status})`))
 	if err != nil {
 		return fmt.Errorf("reading the page's measurements: %w", err)
 	}
@@ -130,6 +131,27 @@ func run(ctx context.Context, args []string) error {
 	fmt.Printf("e2e_p50_ms=%.1f\n", pct(r.Lat, 50))
 	fmt.Printf("e2e_p99_ms=%.1f\n", pct(r.Lat, 99))
 	fmt.Printf("e2e_max_ms=%.1f\n", pct(r.Lat, 100))
+	// Where the slow points were: the seconds (since measuring began) with
+	// points over 250 ms, to tell periodic stalls from noise.
+	if len(r.At) == len(r.Lat) {
+		slow := map[int]float64{}
+		for i, l := range r.Lat {
+			if l > 250 {
+				s := int((r.At[i] - float64(start.UnixMilli())) / 1000)
+				slow[s] = max(slow[s], l)
+			}
+		}
+		keys := make([]int, 0, len(slow))
+		for k := range slow {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		fmt.Printf("# seconds with points over 250 ms (second:worst_ms):")
+		for _, k := range keys {
+			fmt.Printf(" %d:%.0f", k, slow[k])
+		}
+		fmt.Println()
+	}
 	return nil
 }
 

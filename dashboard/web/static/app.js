@@ -13,7 +13,7 @@
   const MAX_POINTS = 4000; // per card and series, before a reload re-decimates
 
   // window.pilake is read by the browser tests and the latency benchmark.
-  const pilake = (window.pilake = { lat: [], pub: [], updates: 0, messages: 0, loads: 0, resets: 0, status: '', ready: false, error: '' });
+  const pilake = (window.pilake = { lat: [], pub: [], at: [], updates: 0, messages: 0, loads: 0, resets: 0, status: '', ready: false, error: '' });
   const hasPlot = typeof window.uPlot !== 'undefined';
 
   const url = new URL(location.href);
@@ -374,6 +374,7 @@
       for (const u of m.updates || []) {
         if (pilake.lat.length < MAX_LAT) {
           pilake.lat.push(now - u.capture_ms); // pipeline to screen: newest capture → arrival here
+          pilake.at.push(now);
           if (u.published_ms) pilake.pub.push(u.published_ms - u.capture_ms); // of which: until the collector published
         }
         pilake.updates++;
