@@ -87,6 +87,8 @@ var (
 	ErrClosed = errors.New("spool closed")
 	// ErrTooLarge is returned by Append for a record bigger than the byte cap.
 	ErrTooLarge = errors.New("record larger than the spool's byte cap")
+	// ErrLocked is returned by Open when another process uses the directory.
+	ErrLocked = errors.New("spool directory is in use by another process (two agents with one --spool-dir?)")
 )
 
 const (
@@ -165,6 +167,7 @@ type Spool struct {
 	dirty     bool // appended since last fsync
 	readF     *os.File
 	readPath  string
+	lock      *os.File
 	notify    chan struct{}
 	st        Stats
 	buf       []byte
@@ -197,10 +200,17 @@ func Open(opts Options) (*Spool, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating spool directory: %w", err)
 	}
-	s := &Spool{opts: opts, log: opts.Logger, notify: make(chan struct{}, 1)}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spool{opts: opts, log: opts.Logger, notify: make(chan struct{}, 1), lock: lock}
 	now := opts.Now()
 	s.lastSync, s.lastCkpt = now, now
 	if err := s.load(); err != nil {
+		if lock != nil {
+			lock.Close()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -776,5 +786,8 @@ func (s *Spool) Close() error {
 	}
 	s.advanceAckedThru()
 	errs = append(errs, s.checkpoint())
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close())
+	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +27,23 @@ func openT(t *testing.T, opts Options) *Spool {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// crash abandons s as kill -9 would: its files and lock are closed, nothing
+// is synced or checkpointed.
+func crash(s *Spool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.active != nil {
+		s.active.Close()
+	}
+	if s.readF != nil {
+		s.readF.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close()
+	}
 }
 
 func payload(seq int, n int) []byte {
@@ -173,7 +191,7 @@ func TestTornTail(t *testing.T) {
 			dir := t.TempDir()
 			s := openT(t, Options{Dir: dir})
 			appendN(t, s, 1, 3, 50)
-			// Simulate kill -9: no Close; the files stay as written.
+			crash(s) // kill -9: no Close; the files stay as written
 			files := segFiles(t, dir)
 			if len(files) != 1 {
 				t.Fatalf("%d segment files, want 1", len(files))
@@ -260,20 +278,32 @@ func TestAckedSegmentsAreDeletedAndCheckpointed(t *testing.T) {
 		t.Fatalf("%d segment files after acking 7 of 10, want 2", n)
 	}
 	// Crash before a checkpoint: record 7 (acked, in a live segment) comes back.
+	crash(s)
 	crashed := openT(t, opts)
-	if got := fmt.Sprint(seqs(takeAll(t, crashed))); got != "[7 8 9 10]" {
+	recs := takeAll(t, crashed)
+	if got := fmt.Sprint(seqs(recs)); got != "[7 8 9 10]" {
 		t.Fatalf("after crash without checkpoint took %s, want [7 8 9 10]", got)
 	}
-	// A due checkpoint makes the acknowledgement durable. Ids start at 0, so
-	// seq 8 has id 7; acking it makes seqs 1..8 a fully acknowledged prefix.
+	// A due checkpoint makes acknowledgements durable: acking 7 and 8 with
+	// the checkpoint interval passed saves "everything below seq 9".
 	clk.t = clk.t.Add(2 * time.Minute)
-	if _, err := s.Ack(7); err != nil {
-		t.Fatal(err)
+	for _, r := range recs[:2] {
+		if _, err := crashed.Ack(r.ID); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Crash again (no Close): the checkpoint alone must keep 1..8 from coming back.
+	crash(crashed)
 	s3 := openT(t, opts)
 	if got := fmt.Sprint(seqs(takeAll(t, s3))); got != "[9 10]" {
 		t.Fatalf("after checkpoint and crash took %s, want [9 10]", got)
+	}
+}
+
+func TestSecondOpenIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	openT(t, Options{Dir: dir})
+	if _, err := Open(Options{Dir: dir}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open of one directory = %v, want ErrLocked", err)
 	}
 }
 
