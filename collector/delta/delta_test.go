@@ -397,3 +397,55 @@ func TestCommitIDRetryAfterAmbiguousFailure(t *testing.T) {
 		t.Fatalf("other writer: %v, want ErrConflict", err)
 	}
 }
+
+// listCounter counts List calls: loading a checkpointed table must not list its log.
+type listCounter struct {
+	lake.Lake
+	lists int
+}
+
+func (c *listCounter) List(ctx context.Context, prefix string) ([]lake.Object, error) {
+	c.lists++
+	return c.Lake.List(ctx, prefix)
+}
+
+func TestLoadWithoutListingAndLoadAfter(t *testing.T) {
+	ctx := t.Context()
+	l := &listCounter{Lake: newLake(t)}
+	tb, err := delta.Open[schema.SilverRow](ctx, l, "t", delta.Options{CheckpointInterval: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(i int) {
+		add, err := delta.WriteFile(ctx, tb, []schema.SilverRow{{Device: "a", WindowStart: int64(i)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tb.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 12 {
+		commit(i)
+	}
+	l.lists = 0
+	snap, err := delta.Load(ctx, l, "t")
+	if err != nil || snap.Version != 12 || snap.NumFiles() != 12 {
+		t.Fatalf("version %d, %d files, %v", snap.Version, snap.NumFiles(), err)
+	}
+	if l.lists != 0 {
+		t.Fatalf("Load listed the log %d times", l.lists)
+	}
+	commit(12)
+	next, err := delta.LoadAfter(ctx, l, "t", snap)
+	if err != nil || next.Version != 13 || next.NumFiles() != 13 || snap.NumFiles() != 12 {
+		t.Fatalf("LoadAfter: version %d, %d files (prev %d), %v", next.Version, next.NumFiles(), snap.NumFiles(), err)
+	}
+	// A broken _last_checkpoint falls back to listing.
+	if err := l.Put(ctx, delta.LastCheckpointName("t"), []byte("{")); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := delta.Load(ctx, l, "t"); err != nil || s.Version != 13 {
+		t.Fatalf("fallback: %v", err)
+	}
+}

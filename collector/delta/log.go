@@ -116,7 +116,49 @@ type LastCheckpoint struct {
 
 // Load replays table's log (latest checkpoint, then the JSON commits after
 // it) and returns its latest snapshot, or an error wrapping ErrNoTable.
+// It starts from the checkpoint _last_checkpoint names and reads the commits
+// after it one by one, without listing the log; without a usable
+// _last_checkpoint it lists the log.
 func Load(ctx context.Context, l lake.Lake, table string) (*Snapshot, error) {
+	if s, ok := loadFromLastCheckpoint(ctx, l, table); ok {
+		return s, nil
+	}
+	return loadByListing(ctx, l, table)
+}
+
+// LoadAfter returns table's latest snapshot, reading only the commits made
+// after prev (which it does not modify). prev nil means Load.
+func LoadAfter(ctx context.Context, l lake.Lake, table string, prev *Snapshot) (*Snapshot, error) {
+	if prev == nil {
+		return Load(ctx, l, table)
+	}
+	s := prev.clone()
+	if _, err := s.update(ctx, l, table); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func loadFromLastCheckpoint(ctx context.Context, l lake.Lake, table string) (*Snapshot, bool) {
+	data, err := l.Get(ctx, LastCheckpointName(table))
+	if err != nil {
+		return nil, false
+	}
+	var lc LastCheckpoint
+	if err := json.Unmarshal(data, &lc); err != nil || lc.Version < 0 {
+		return nil, false
+	}
+	s := newSnapshot()
+	if err := s.readCheckpoint(ctx, l, table, lc.Version); err != nil {
+		return nil, false
+	}
+	if _, err := s.update(ctx, l, table); err != nil || s.Metadata.SchemaString == "" {
+		return nil, false
+	}
+	return s, true
+}
+
+func loadByListing(ctx context.Context, l lake.Lake, table string) (*Snapshot, error) {
 	objs, err := l.List(ctx, LogDir(table))
 	if err != nil {
 		return nil, fmt.Errorf("loading delta table %s: %w", table, err)
