@@ -98,6 +98,19 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 	waitHealth(t, ra, metrics, "reconnection and an empty spool", func(h healthBody) bool {
 		return h.MQTTConnected && h.SpoolBatches == 0
 	})
+	m := scrape(t, metrics)
+	for name, check := range map[string]func(float64) bool{
+		"pilake_agent_readings_total":        func(v float64) bool { return v > 0 },
+		"pilake_agent_mqtt_reconnects_total": func(v float64) bool { return v >= 1 },
+		"pilake_agent_mqtt_connected":        func(v float64) bool { return v == 1 },
+		"pilake_agent_sensor_healthy":        func(v float64) bool { return v == 1 },
+		"pilake_agent_spool_batches":         func(v float64) bool { return v == 0 },
+		"pilake_agent_lateness_seconds":      func(v float64) bool { return v > 0 }, // histogram count
+	} {
+		if v, ok := m[name]; !ok || !check(v) {
+			t.Errorf("metric %s = %v (present %v)", name, v, ok)
+		}
+	}
 	if code := ra.stop(t); code != 0 {
 		t.Fatalf("agent exited with %d", code)
 	}

@@ -27,6 +27,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // recorder is a mochi hook that keeps every message published on topics
@@ -217,6 +219,35 @@ func waitHealth(t *testing.T, ra *runningAgent, addr, what string, cond func(hea
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// scrape reads the agent's /metrics with Prometheus' text parser and
+// returns each family's first value (a histogram's count).
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		m := f.GetMetric()[0]
+		switch {
+		case m.Counter != nil:
+			out[name] = m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			out[name] = m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			out[name] = float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return out
 }
 
 func readSummary(t *testing.T, path string) Summary {

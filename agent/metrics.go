@@ -8,26 +8,19 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"runtime"
+	rtmetrics "runtime/metrics"
 
 	"github.com/pilake/pilake/agent/clock"
-	"github.com/pilake/pilake/agent/sample"
+	"github.com/pilake/pilake/agent/metrics"
 )
 
 // registry builds the Prometheus metrics. Every value is read from the
 // components' own counters when scraped, so sampling pays nothing for them.
-func (a *Agent) registry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	labels := prometheus.Labels{"device": a.cfg.DeviceID}
-	counter := func(name, help string, f func() float64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pilake_agent_" + name, Help: help, ConstLabels: labels}, f))
-	}
-	gauge := func(name, help string, f func() float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pilake_agent_" + name, Help: help, ConstLabels: labels}, f))
-	}
+func (a *Agent) registry() *metrics.Set {
+	reg := metrics.New(map[string]string{"device": a.cfg.DeviceID})
+	counter := func(name, help string, f func() float64) { reg.Counter("pilake_agent_"+name, help, f) }
+	gauge := func(name, help string, f func() float64) { reg.Gauge("pilake_agent_"+name, help, f) }
 	s := a.sampler.Stats
 	counter("ticks_total", "Sampling ticks (polls due).", func() float64 { return float64(s().Ticks) })
 	counter("missed_ticks_total", "Ticks skipped because sampling ran more than one interval late.", func() float64 { return float64(s().MissedTicks) })
@@ -46,8 +39,15 @@ func (a *Agent) registry() *prometheus.Registry {
 	gauge("sensor_healthy", "1 when the sensor reads fine and its values change.", func() float64 { return b2f(a.sampler.Health().OK) })
 	gauge("lateness_p50_seconds", "Median tick lateness since start.", func() float64 { return a.sampler.Lateness().Quantile(0.5) / 1e6 })
 	gauge("lateness_p99_seconds", "99th percentile tick lateness since start.", func() float64 { return a.sampler.Lateness().Quantile(0.99) / 1e6 })
-	reg.MustRegister(&latencyCollector{h: a.sampler.Lateness(), desc: prometheus.NewDesc("pilake_agent_lateness_seconds",
-		"How late sampling ticks started (histogram since start).", nil, labels)})
+	reg.Histogram("pilake_agent_lateness_seconds", "How late sampling ticks started (histogram since start).", func() metrics.Histogram {
+		h := a.sampler.Lateness()
+		out := metrics.Histogram{Count: h.Count(), Sum: h.Sum().Seconds()}
+		for _, us := range latencyBounds {
+			out.Bounds = append(out.Bounds, us/1e6)
+			out.Counts = append(out.Counts, h.CountAtMost(us))
+		}
+		return out
+	})
 	counter("batches_total", "Batches made.", func() float64 { return float64(s().Batches) })
 	counter("batches_published_total", "Batch publications (including resends).", func() float64 { return float64(a.fwd.Counters().Published) })
 	counter("batches_acked_total", "Batches acknowledged by the broker and removed from the spool.", func() float64 { return float64(a.fwd.Counters().Acked) })
@@ -64,7 +64,22 @@ func (a *Agent) registry() *prometheus.Registry {
 	gauge("mqtt_connected", "1 while connected to the broker.", func() float64 { return b2f(a.conn.Connected()) })
 	counter("mqtt_reconnects_total", "Reconnections after the first connection.", func() float64 { return float64(a.conn.Reconnects()) })
 	gauge("clock_synced", "1 when the kernel says the wall clock is NTP-synchronised.", func() float64 { return b2f(clock.Synced()) })
+	gauge("max_rss_bytes", "Peak resident set size of the process.", func() float64 { return float64(maxRSSKiB()) * 1024 })
+	gauge("goroutines", "Goroutines of the process.", func() float64 { return float64(runtime.NumGoroutine()) })
+	gauge("heap_bytes", "Bytes of live and not yet swept heap objects.", heapBytes)
 	return reg
+}
+
+// latencyBounds are the lateness histogram's bucket bounds, in µs.
+var latencyBounds = []float64{10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000}
+
+func heapBytes() float64 {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	rtmetrics.Read(s)
+	if s[0].Value.Kind() != rtmetrics.KindUint64 {
+		return 0
+	}
+	return float64(s[0].Value.Uint64())
 }
 
 func b2f(b bool) float64 {
@@ -121,7 +136,7 @@ func (a *Agent) serveMetrics() (stop func()) {
 		return func() {}
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry(), promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", a.registry())
 	mux.HandleFunc("GET /healthz", a.healthz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	a.log.Info("metrics and health endpoint", "url", "http://"+ln.Addr().String()+"/metrics")
@@ -135,24 +150,4 @@ func (a *Agent) serveMetrics() (stop func()) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}
-}
-
-// latencyCollector exports the sampler's lateness histogram with fixed
-// bucket bounds, computed at scrape time (the sampler's hot path only
-// increments its own counters).
-type latencyCollector struct {
-	h    *sample.Hist
-	desc *prometheus.Desc
-}
-
-var latencyBounds = []float64{10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000} // µs
-
-func (c *latencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *latencyCollector) Collect(ch chan<- prometheus.Metric) {
-	buckets := make(map[float64]uint64, len(latencyBounds))
-	for _, us := range latencyBounds {
-		buckets[us/1e6] = c.h.CountAtMost(us)
-	}
-	ch <- prometheus.MustNewConstHistogram(c.desc, c.h.Count(), c.h.Sum().Seconds(), buckets)
 }
