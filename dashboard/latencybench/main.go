@@ -1,15 +1,3 @@
-// Command latencybench measures pilake's pipeline-to-screen latency: it
-// loads a running collector with simulated devices (real capture times: each
-// reading is stamped with the wall clock when it is generated, like an
-// agent's), opens the dashboard in headless Chromium, and reports, for every
-// live point the page received, the time from the capture of the newest
-// reading it includes to its arrival in the page (one machine, one clock).
-//
-//	latencybench --broker tcp://127.0.0.1:1883 --dashboard http://127.0.0.1:8050/ \
-//	    --devices 100 --rate 400 --batch 1s --seconds 30
-//
-// With --devices 0 it generates no load (agents publish instead).
-// scripts/bench-latency.sh runs it against freshly built binaries.
 package main
 
 import (
@@ -146,7 +134,7 @@ func run(ctx context.Context, args []string) error {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		fmt.Printf("# seconds with points over 250 ms (second:worst_ms):")
+		fmt.Printf("# measuring began at unix ms %d; seconds with points over 250 ms (second:worst_ms):", start.UnixMilli())
 		for _, k := range keys {
 			fmt.Printf(" %d:%.0f", k, slow[k])
 		}

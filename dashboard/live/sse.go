@@ -27,6 +27,8 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 // RealClock is the wall clock.
 var RealClock Clock = realClock{}
 
+var _ Clock = realClock{}
+
 // SSE serves the live feed as Server-Sent Events:
 //
 //	GET /api/live[?device=ID][&after=SEQ]   (or the Last-Event-ID header)
