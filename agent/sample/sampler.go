@@ -161,8 +161,9 @@ type Sampler struct {
 	batches, droppedBatches, droppedRdg             atomic.Int64
 	notReady                                        atomic.Int64
 
-	hmu    sync.Mutex
-	health Health
+	hmu      sync.Mutex
+	health   Health
+	hchanged chan struct{}
 
 	// readStart is the real time (UnixNano) the current read began, 0 when
 	// no read is running; the watchdog reads it.
@@ -235,7 +236,7 @@ func New(cfg Config) (*Sampler, error) {
 	}
 	s := &Sampler{
 		cfg: cfg, log: cfg.Logger, interval: interval, perBatch: perBatch,
-		out: make(chan *wire.Batch, cfg.QueueLen),
+		out: make(chan *wire.Batch, cfg.QueueLen), hchanged: make(chan struct{}, 1),
 	}
 	s.pool.New = func() any { return &wire.Batch{Readings: make([]wire.Reading, 0, perBatch)} }
 	s.health = Health{State: "starting", Since: cfg.Clock.Now()}
@@ -270,6 +271,9 @@ func (s *Sampler) Stats() Stats {
 	}
 }
 
+// HealthChanged receives a value after Health's State changes.
+func (s *Sampler) HealthChanged() <-chan struct{} { return s.hchanged }
+
 // Health returns the sensor's condition.
 func (s *Sampler) Health() Health {
 	s.hmu.Lock()
@@ -284,6 +288,10 @@ func (s *Sampler) setHealth(state string, err error, consecutive int) {
 	if h.State != state {
 		prev := h.State
 		h.State, h.Since = state, s.cfg.Clock.Now()
+		select {
+		case s.hchanged <- struct{}{}:
+		default:
+		}
 		if state == "ok" {
 			s.log.Info("sensor healthy", "was", prev)
 		} else {

@@ -299,10 +299,15 @@ func TestFaults(t *testing.T) {
 					blocked := r.fake.Stall()
 					go func() {
 						<-blocked
-						// Wait (polling, with a deadline) until the sampler says stuck, then release.
-						deadline := time.Now().Add(10 * time.Second)
-						for r.s.Health().State != "stuck" && time.Now().Before(deadline) {
-							time.Sleep(time.Millisecond)
+						// Release once the watchdog has reported the stuck read.
+						deadline := time.After(10 * time.Second)
+						for r.s.Health().State != "stuck" {
+							select {
+							case <-r.s.HealthChanged():
+							case <-deadline:
+								r.fake.Release()
+								return
+							}
 						}
 						r.fake.Release()
 					}()
