@@ -412,3 +412,33 @@ func TestBrowserWithoutChartLibrary(t *testing.T) {
 		!!document.querySelector('.card .now b') && document.querySelector('.card .now b').textContent !== '–'`)
 	shoot(t, ctx, dir, "6-no-chart-library.png")
 }
+
+// Beyond loopback the page is opened once with ?token=…; the cookie it gets
+// then carries the data requests and the live stream.
+func TestBrowserWithToken(t *testing.T) {
+	if !web.HasChartLibrary() && !testenv.Required() {
+		t.Skip("the chart library is missing: run dashboard/web/build.sh")
+	}
+	l, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeHistory(t, l, []string{"pi-1"}, 2*time.Minute)
+	hub := live.NewHub(16, nil)
+	hub.SetStatus("online", "test", "")
+	s := &Server{History: history.NewLake(l, 8), Hub: hub, SSE: &live.SSE{Hub: hub}, Assets: web.FS(), MaxPoints: 1500,
+		Auth: Auth{Token: "t0k3n-for-test"}}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/?token=t0k3n-for-test&range=15m")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "page with data over the cookie", `!location.search.includes('token') && window.pilake && window.pilake.loads >= 1 &&
+		window.pilake.status === 'online' && document.querySelectorAll('.card.has-data').length === 1`)
+	u := live.Update{Device: "pi-1", CaptureMS: float64(time.Now().UnixMilli())}
+	if _, err := hub.Publish(u); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "live update over the cookie", `window.pilake.updates >= 1`)
+}

@@ -67,6 +67,8 @@ func NewHub(size int, now func() time.Time) *Hub {
 
 // Publish numbers u, stores it and wakes every subscriber. It returns u's number.
 func (h *Hub) Publish(u Update) (uint64, error) {
+	u.Silver.Normalize() // browsers get [] for no points, never null
+	u.Gold.Normalize()
 	data, err := json.Marshal(u)
 	if err != nil {
 		return 0, fmt.Errorf("encoding live update of %s: %w", u.Device, err)

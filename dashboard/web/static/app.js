@@ -73,6 +73,7 @@
 
   // Insert or replace (same t) points of src into dst; both sorted by t.
   function upsert(dst, src) {
+    if (!src || !Array.isArray(src.t)) return;
     for (let i = 0; i < src.t.length; i++) {
       const t = src.t[i];
       let n = dst.t.length;
