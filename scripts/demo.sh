@@ -29,13 +29,13 @@ done
 
 log "building into $BIN/"
 mkdir -p "$BIN" "$LAKE"
-go build -o "$BIN/pilake-agent" ./agent
-go build -o "$BIN/pilake-collector" ./collector
-go build -o "$BIN/pilake-dashboard" ./dashboard
 if [ ! -e dashboard/web/vendor/uPlot.iife.min.js ]; then
   log "fetching the chart library (npm ci)"
-  dashboard/web/build.sh
+  dashboard/web/build.sh >&2
 fi
+go build -o "$BIN/pilake-agent" ./agent
+go build -o "$BIN/pilake-collector" ./collector
+go build -o "$BIN/pilake-dashboard" ./dashboard   # embeds dashboard/web, so after build.sh
 
 wait_port() {
   for _ in $(seq 1 150); do
