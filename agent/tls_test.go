@@ -2,11 +2,14 @@ package main
 
 import (
 	"crypto/tls"
+	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/pilake/pilake/agent/wire"
@@ -72,5 +75,28 @@ func TestMQTTOverMutualTLS(t *testing.T) {
 	defer hook.mu.Unlock()
 	if len(hook.seen) == 0 || hook.seen[0] != "pi-tls pi-tls pi-tls" {
 		t.Fatalf("broker saw connections %q, want client id, username and certificate CN pi-tls", hook.seen)
+	}
+}
+
+// TestMetricsPortTakenIsNotFatal: several agents on one machine may be
+// given the same metrics port; the later ones run without metrics.
+func TestMetricsPortTakenIsNotFatal(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := freeAddr(t)
+	rec := newRecorder(wire.TopicPrefix + "telemetry/")
+	startBroker(t, addr, nil, new(auth.AllowHook), rec)
+	dir := t.TempDir()
+	ra := startAgent(t, "--simulate", "--device-id", "pi-port", "--broker", "tcp://"+addr,
+		"--spool-dir", filepath.Join(dir, "spool"), "--metrics-addr", taken.Addr().String(), "--batch-interval", "100ms")
+	rec.waitFor(t, "a batch despite the taken metrics port", func(m []message) bool { return len(m) >= 1 })
+	if code := ra.stop(t); code != 0 {
+		t.Fatalf("agent exited with %d", code)
+	}
+	if !strings.Contains(ra.log.String(), "metrics endpoint disabled") {
+		t.Fatalf("no warning about the taken port in the log:\n%s", ra.log.String())
 	}
 }
