@@ -1,5 +1,7 @@
 package wire
 
+import "fmt"
+
 // Encoding selects how a batch is serialised.
 type Encoding uint8
 
@@ -25,13 +27,20 @@ func (e Encoding) String() string {
 	return "unknown"
 }
 
-// Encoder appends encoded batches to a buffer, reusing its scratch space so
-// that steady-state encoding does not allocate. An Encoder is not safe for
-// concurrent use.
-//
-//	func (e *Encoder) Append(dst []byte, b *Batch) ([]byte, error)
-//
-// Decode parses data (binary v1, with or without zstd, or JSON) into b,
-// reusing b.Readings' capacity, and validates it (Batch.Validate).
-//
-//	func Decode(data []byte, b *Batch) error
+// DetectEncoding reports the encoding of an encoded batch from its first two
+// bytes, without decoding or validating the rest.
+func DetectEncoding(data []byte) (Encoding, error) {
+	if len(data) == 0 {
+		return 0, fmt.Errorf("%w: empty", ErrCorrupt)
+	}
+	switch data[0] {
+	case Version1:
+		if len(data) > 1 && data[1]&flagZstd != 0 {
+			return BinaryZstd, nil
+		}
+		return Binary, nil
+	case '[', ' ', '\n', '\r', '\t':
+		return JSON, nil
+	}
+	return 0, fmt.Errorf("%w: version byte %#02x", ErrVersion, data[0])
+}

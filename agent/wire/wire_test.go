@@ -330,3 +330,23 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+func TestDetectEncoding(t *testing.T) {
+	b := synth(30, 400, false)
+	for _, enc := range []Encoding{Binary, BinaryZstd, JSON} {
+		data, err := NewEncoder(enc).Append(nil, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DetectEncoding(data)
+		if err != nil || got != enc {
+			t.Errorf("DetectEncoding(%s) = %v, %v", enc, got, err)
+		}
+	}
+	if _, err := DetectEncoding([]byte{9}); !errors.Is(err, ErrVersion) {
+		t.Errorf("version 9: err = %v", err)
+	}
+	if _, err := DetectEncoding(nil); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("empty: err = %v", err)
+	}
+}
