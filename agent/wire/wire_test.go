@@ -343,8 +343,8 @@ func TestDetectEncoding(t *testing.T) {
 			t.Errorf("DetectEncoding(%s) = %v, %v", enc, got, err)
 		}
 	}
-	if _, err := DetectEncoding([]byte{9}); !errors.Is(err, ErrVersion) {
-		t.Errorf("version 9: err = %v", err)
+	if _, err := DetectEncoding([]byte{0x42}); !errors.Is(err, ErrVersion) {
+		t.Errorf("version 0x42: err = %v", err)
 	}
 	if _, err := DetectEncoding(nil); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("empty: err = %v", err)
