@@ -119,6 +119,8 @@ var (
 	ErrCorruptLog = errors.New("corrupt delta log")
 	// ErrConflict means a concurrent commit conflicts with this one; the caller must reload and redo its work.
 	ErrConflict = errors.New("conflicting concurrent commit")
+	// ErrCorruptFile means a Parquet data file could not be read.
+	ErrCorruptFile = errors.New("corrupt data file")
 	// ErrNoStats means an add action carries no statistics.
 	ErrNoStats = errors.New("no statistics")
 	// ErrUnsupported means the table needs a protocol feature this package does not implement.

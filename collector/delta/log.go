@@ -359,12 +359,18 @@ func encodeCheckpoint(rows []cpRow) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string, v int64) error {
+func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string, v int64) (err error) {
 	data, err := l.Get(ctx, CheckpointName(table, v))
 	if err != nil {
 		return fmt.Errorf("reading checkpoint %d of %s: %w", v, table, err)
 	}
-	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	// The checkpoint comes from the lake: parquet-go may panic on a corrupt one.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading checkpoint %d of %s: %w: %v", v, table, ErrCorruptLog, r)
+		}
+	}()
+	f, err := OpenParquet(data)
 	if err != nil {
 		return fmt.Errorf("reading checkpoint %d of %s: %w: %v", v, table, ErrCorruptLog, err)
 	}

@@ -40,8 +40,13 @@ func EncodeParquet[T any](rows []T, partitionColumns []string, codec parquet.Wri
 
 // FileStats computes Delta statistics (numRecords, minValues, maxValues,
 // nullCount) of a Parquet file from its footer's column chunk statistics.
-func FileStats(data []byte, schema StructType) (Stats, error) {
-	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+func FileStats(data []byte, schema StructType) (_ Stats, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading parquet footer for stats: %w: %v", ErrCorruptFile, r)
+		}
+	}()
+	f, err := OpenParquet(data, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return Stats{}, fmt.Errorf("reading parquet footer for stats: %w", err)
 	}

@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -60,7 +59,7 @@ func ReadFiles[T any](ctx context.Context, l lake.Lake, table string, files []Ad
 	return out, nil
 }
 
-func readFile[T any](ctx context.Context, l lake.Lake, table string, f AddFile, out []T) ([]T, error) {
+func readFile[T any](ctx context.Context, l lake.Lake, table string, f AddFile, out []T) (_ []T, err error) {
 	p, err := dataPath(table, f.Path)
 	if err != nil {
 		return nil, err
@@ -69,27 +68,33 @@ func readFile[T any](ctx context.Context, l lake.Lake, table string, f AddFile, 
 	if err != nil {
 		return nil, fmt.Errorf("reading data file of %s: %w", table, err)
 	}
-	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	// The file comes from the lake: parquet-go may panic on a corrupt one.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, table, ErrCorruptFile, r)
+		}
+	}()
+	pf, err := OpenParquet(data)
 	if err != nil {
-		return nil, fmt.Errorf("reading data file %s of %s: %w", f.Path, table, err)
+		return nil, fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, table, ErrCorruptFile, err)
 	}
 	r := parquet.NewGenericReader[T](pf)
 	defer r.Close()
-	n := int(pf.NumRows())
-	start := len(out)
-	out = append(out, make([]T, n)...)
-	got := 0
-	for got < n {
-		k, err := r.Read(out[start+got:])
-		got += k
+	// Read in chunks: the footer's row count is not trusted for an allocation.
+	buf := make([]T, 1024)
+	for {
+		n, err := r.Read(buf)
+		out = append(out, buf[:n]...)
 		if errors.Is(err, io.EOF) {
-			break
+			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading data file %s of %s: %w", f.Path, table, err)
+			return nil, fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, table, ErrCorruptFile, err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("reading data file %s of %s: %w: no progress", f.Path, table, ErrCorruptFile)
 		}
 	}
-	return out[:start+got], nil
 }
 
 // dataPath maps an add action's (URI-encoded, relative) path to an object name.

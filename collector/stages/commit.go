@@ -1,11 +1,11 @@
 package stages
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -440,14 +440,35 @@ func (p *Pipeline) writeGold(ctx context.Context) ([]delta.AddFile, error) {
 	return adds, nil
 }
 
-func readStaged(ctx context.Context, l lake.Lake, name string) ([]schema.GoldRow, error) {
+func readStaged(ctx context.Context, l lake.Lake, name string) (_ []schema.GoldRow, err error) {
 	data, err := l.Get(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("reading staged gold: %w", err)
 	}
-	rows, err := parquet.Read[schema.GoldRow](bytes.NewReader(data), int64(len(data)))
+	defer func() { // parquet-go may panic on a corrupt file
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading staged gold %s: %w: %v", name, errState, r)
+		}
+	}()
+	f, err := delta.OpenParquet(data)
 	if err != nil {
 		return nil, fmt.Errorf("reading staged gold %s: %w", name, err)
 	}
-	return rows, nil
+	rows := make([]schema.GoldRow, 0, 1024)
+	r := parquet.NewGenericReader[schema.GoldRow](f)
+	defer r.Close()
+	buf := make([]schema.GoldRow, 1024)
+	for {
+		n, err := r.Read(buf)
+		rows = append(rows, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading staged gold %s: %w: %v", name, errState, err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("reading staged gold %s: %w: no progress", name, errState)
+		}
+	}
 }
