@@ -178,7 +178,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	} else {
 		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername,
 			Password: cfg.MQTTPassword, ShareGroup: cfg.ShareGroup, Workers: cfg.Workers, Handler: handle, Logger: log,
-			OnConnect: func() { ready.Store(true) }})
+			OnConnect: func() { ready.Store(true) }, OnConnectionLost: func(error) { ready.Store(false) }})
 		if err != nil {
 			stopStages()
 			<-stagesDone

@@ -48,6 +48,9 @@ type MQTTOptions struct {
 	RetryDelay time.Duration
 	// OnConnect, if set, is called after each (re)connection and subscription.
 	OnConnect func()
+	// OnConnectionLost, if set, is called when the connection drops (paho
+	// then reconnects by itself).
+	OnConnectionLost func(error)
 }
 
 func (o *MQTTOptions) defaults() error {
@@ -178,6 +181,9 @@ func (q *MQTT) Run(ctx context.Context) error {
 	})
 	co.SetConnectionLostHandler(func(_ paho.Client, err error) {
 		log.Warn("connection lost; reconnecting", "err", err)
+		if opts.OnConnectionLost != nil {
+			opts.OnConnectionLost(err)
+		}
 	})
 	client := paho.NewClient(co)
 	q.mu.Lock()
