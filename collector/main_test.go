@@ -257,7 +257,7 @@ func TestEmbeddedBrokerEndToEnd(t *testing.T) {
 }
 
 func TestExternalBrokerEndToEnd(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := privateMosquitto(t)
 	cfg := testConfig(t)
 	cfg.Broker = url
 	cfg.ClientID = fmt.Sprintf("collector-%d", rand.Uint32())
@@ -344,11 +344,14 @@ func TestAzureLakeAndRouting(t *testing.T) {
 	}
 	var fromHub int
 	for _, r := range bronze {
-		if r.Source == "iothub" {
+		// The stages' startup scan of landing/ runs while ingest starts: a
+		// batch landed in that window is taken by the scan (source
+		// "recovered") and its submission is then a duplicate.
+		if r.Device == "hub-dev" && (r.Source == "iothub" || r.Source == "recovered") {
 			fromHub++
 		}
 	}
 	if fromHub != routed*400 {
-		t.Fatalf("%d bronze rows from iothub, want %d", fromHub, routed*400)
+		t.Fatalf("%d bronze rows of the routed device, want %d", fromHub, routed*400)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
-	"github.com/pilake/pilake/scripts/testenv"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -129,7 +128,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestMQTTIngestMosquittoDedup(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := privateMosquitto(t)
 	ld := newLander(t)
 	startIngest(t, ingest.MQTTOptions{Broker: url, ClientID: fmt.Sprintf("collector-%d", rand.Uint32()), Handler: mqttHandler(ld)})
 	const devices, per = 5, 20
@@ -143,7 +142,7 @@ func TestMQTTIngestMosquittoDedup(t *testing.T) {
 }
 
 func TestMQTTSharedSubscription(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := privateMosquitto(t)
 	ld := newLander(t) // both collectors land into one lake
 	group := fmt.Sprintf("g%d", rand.Uint32())
 	var mu sync.Mutex
@@ -169,7 +168,7 @@ func TestMQTTSharedSubscription(t *testing.T) {
 }
 
 func TestMQTTSessionKeepsMessagesWhileDown(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := privateMosquitto(t)
 	ld := newLander(t)
 	opts := ingest.MQTTOptions{Broker: url, ClientID: fmt.Sprintf("collector-%d", rand.Uint32()), Handler: mqttHandler(ld)}
 	stop := startIngest(t, opts)
