@@ -160,10 +160,16 @@ type runningAgent struct {
 
 func startAgent(t *testing.T, args ...string) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, options{}, args...)
+}
+
+// startAgentWith is startAgent with options (a fault-injecting fake bus).
+func startAgentWith(t *testing.T, o options, args ...string) *runningAgent {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ra := &runningAgent{cancel: cancel, done: make(chan int, 1), log: &syncBuffer{}}
 	noEnv := func(string) (string, bool) { return "", false }
-	go func() { ra.done <- run(ctx, append([]string{"--log-format", "text"}, args...), noEnv, ra.log) }()
+	go func() { ra.done <- runWith(ctx, append([]string{"--log-format", "text"}, args...), noEnv, ra.log, o) }()
 	t.Cleanup(func() {
 		cancel()
 		<-ra.done
@@ -189,9 +195,15 @@ func (ra *runningAgent) stop(t *testing.T) int {
 }
 
 type healthBody struct {
-	Status        string `json:"status"`
-	MQTTConnected bool   `json:"mqtt_connected"`
-	SpoolBatches  int64  `json:"spool_batches"`
+	Status string `json:"status"`
+	Why    string `json:"why"`
+	Sensor struct {
+		OK        bool
+		State     string
+		LastError string
+	} `json:"sensor"`
+	MQTTConnected bool  `json:"mqtt_connected"`
+	SpoolBatches  int64 `json:"spool_batches"`
 }
 
 // waitHealth polls the agent's /healthz (another component: polling with a

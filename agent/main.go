@@ -15,8 +15,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"periph.io/x/conn/v3/physic"
 
 	"github.com/pilake/pilake/agent/clock"
 	"github.com/pilake/pilake/agent/iothub"
@@ -35,6 +39,20 @@ func main() {
 
 // run is the whole program; it returns the exit status.
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+	return runWith(ctx, args, lookupEnv, stderr, options{})
+}
+
+// options are what tests change in a run beyond its configuration.
+type options struct {
+	// fake replaces the simulated bus of --simulate (tests inject faults).
+	fake *hw.Fake
+	// openBackoff is the first wait between attempts to open the sensor
+	// (default 1 s; doubles up to 30 s).
+	openBackoff time.Duration
+}
+
+// runWith is run with options.
+func runWith(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer, o options) int {
 	cfg, fs, err := LoadConfig(args, lookupEnv)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(stderr)
@@ -46,16 +64,25 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 	log := newLogger(cfg, stderr)
-	a, err := newAgent(cfg, log)
+	a, err := newAgent(cfg, log, o)
 	if err != nil {
 		log.Error("starting", "err", err)
-		return 1
+		return exitStatus(err)
 	}
 	if err := a.Run(ctx); err != nil {
 		log.Error("agent stopped with an error", "err", err)
-		return 1
+		return exitStatus(err)
 	}
 	return 0
+}
+
+// exitStatus is 2 for errors no restart can fix (the wrong device at the
+// configured address), 1 otherwise.
+func exitStatus(err error) int {
+	if permanentSensorError(err) {
+		return 2
+	}
+	return 1
 }
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
@@ -95,19 +122,30 @@ var _ senseCloser = (*hw.Sensor)(nil)
 
 // Agent is one running agent: sampler → writer → spool → forwarder → broker.
 type Agent struct {
-	cfg     *Config
-	log     *slog.Logger
-	boot    uint64
-	enc     wire.Encoding
-	sensor  senseCloser
-	fake    *hw.Fake // with --simulate
-	sampler *sample.Sampler
-	spool   *spool.Spool
-	conn    *uplink.MQTT
-	fwd     *uplink.Forwarder
-	topic   func(rec *spool.Record) string
+	cfg   *Config
+	log   *slog.Logger
+	boot  uint64
+	enc   wire.Encoding
+	fake  *hw.Fake // with --simulate
+	spool *spool.Spool
+	conn  *uplink.MQTT
+	fwd   *uplink.Forwarder
+	topic func(rec *spool.Record) string
+
+	// openSensor opens the sensor (the fake bus or the real one); the
+	// sampler starts once it succeeds (see openLoop).
+	openSensor  func() (senseCloser, error)
+	openBackoff time.Duration
+	// sampler is nil until the sensor has been opened.
+	sampler  atomic.Pointer[sample.Sampler]
+	lateHist prometheus.Histogram
 
 	mu            sync.Mutex
+	sensor        senseCloser // nil until opened
+	openErr       error       // the last failed attempt to open the sensor
+	openFails     int64
+	openNext      time.Time // when the next attempt is due
+	absentSince   time.Time
 	ackedSeqs     []uint64
 	readingsAcked int64
 	encodeErrors  int64
@@ -123,8 +161,11 @@ func randomBootID() uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
-func newAgent(cfg *Config, log *slog.Logger) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: log, boot: randomBootID()}
+func newAgent(cfg *Config, log *slog.Logger, o options) (*Agent, error) {
+	a := &Agent{cfg: cfg, log: log, boot: randomBootID(), openBackoff: o.openBackoff, lateHist: newLatenessHistogram(cfg.DeviceID)}
+	if a.openBackoff <= 0 {
+		a.openBackoff = time.Second
+	}
 	var err error
 	if a.enc, err = cfg.WireEncoding(); err != nil {
 		return nil, err
@@ -134,22 +175,31 @@ func newAgent(cfg *Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	if cfg.Simulate {
-		a.fake = hw.NewFake(hw.FakeConfig{Seed: hw.SeedFor(cfg.DeviceID), Addr: uint16(cfg.I2CAddr)})
-		a.sensor, err = hw.NewSensor(a.fake, a.fake.Addr(), &opts, cfg.AllowBMP280)
+		a.fake = o.fake
+		if a.fake == nil {
+			a.fake = hw.NewFake(hw.FakeConfig{Seed: hw.SeedFor(cfg.DeviceID), Addr: uint16(cfg.I2CAddr)})
+		}
+		a.openSensor = func() (senseCloser, error) { return hw.NewSensor(a.fake, a.fake.Addr(), &opts, cfg.AllowBMP280) }
 	} else {
-		a.sensor, err = hw.Open(hw.OpenConfig{Bus: cfg.I2CBus, Addr: uint16(cfg.I2CAddr), Opts: opts, AllowBMP280: cfg.AllowBMP280})
+		a.openSensor = func() (senseCloser, error) {
+			return hw.Open(hw.OpenConfig{Bus: cfg.I2CBus, Addr: uint16(cfg.I2CAddr), Opts: opts, AllowBMP280: cfg.AllowBMP280})
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("opening the sensor: %w", err)
+	// The sampler's settings are checked now, whether or not the sensor
+	// answers yet: a configuration error is fatal at start, not later.
+	if _, err := sample.New(a.samplerConfig(absentSensor{}, false, 0)); err != nil {
+		return nil, err
 	}
-	rate := a.sensor.Rate()
-	log.Info("sensor ready", "sensor", a.sensor.String(), "simulated", cfg.Simulate,
-		"oversampling_t_p_h", fmt.Sprintf("%d/%d/%d", cfg.OsrsT, cfg.OsrsP, cfg.OsrsH), "filter", cfg.Filter,
-		"standby", rate.Standby, "measure_time", rate.Measure,
-		"conversions_per_s_typical", round1(rate.Typical), "conversions_per_s_min", round1(rate.Min),
-		"poll_hz", cfg.Rate, "expected_fresh_ratio", round1(min(1, rate.Typical/cfg.Rate)*100)/100)
-	if cfg.Rate < rate.Min {
-		log.Warn("polling slower than the sensor converts: some conversions are never read", "poll_hz", cfg.Rate, "conversions_per_s", round1(rate.Min))
+	// The first attempt to open the sensor. The wrong device (a BMP280
+	// without --allow-bmp280, another chip id) is a configuration error and
+	// fatal; anything else (nothing answers, no I2C bus yet) is retried by
+	// Run while the spool's backlog is sent.
+	a.absentSince = time.Now()
+	if err := a.tryOpen(); err != nil {
+		if permanentSensorError(err) {
+			return nil, fmt.Errorf("opening the sensor: %w", err)
+		}
+		log.Warn("sensor not available: the agent starts without it and keeps trying", "err", err, "retry_in", a.openBackoff)
 	}
 	policy, _ := spool.ParseFsyncPolicy(cfg.SpoolFsync)
 	a.spool, err = spool.Open(spool.Options{
@@ -157,29 +207,160 @@ func newAgent(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Logger: log.With(slog.String("component", "spool")),
 	})
 	if err != nil {
-		_ = a.sensor.Close()
+		a.closeLocal()
 		return nil, fmt.Errorf("opening the spool: %w", err)
 	}
 	if st := a.spool.Stats(); st.Records > 0 {
 		log.Info("spool holds a backlog from an earlier run", "dir", cfg.SpoolDir, "batches", st.Records, "readings", st.Readings, "bytes", st.Bytes)
-	}
-	a.sampler, err = sample.New(sample.Config{
-		Sensor: a.sensor, DeviceID: cfg.DeviceID, BootID: a.boot,
-		Rate: cfg.Rate, BatchInterval: cfg.BatchEvery, NoHumidity: !a.sensor.HasHumidity(),
-		ReadTimeout: cfg.ReadTimeout, FrozenAfter: cfg.FrozenAfter, DriverSense: cfg.DriverSense,
-		Settle:      rate.Measure + rate.Standby + 5*time.Millisecond,
-		ClockSynced: clock.Synced, WallMinusMono: clock.WallMinusMonoUS,
-		Logger: log.With(slog.String("component", "sampler")),
-	})
-	if err != nil {
-		a.closeLocal()
-		return nil, err
 	}
 	if err := a.setupUplink(); err != nil {
 		a.closeLocal()
 		return nil, err
 	}
 	return a, nil
+}
+
+// permanentSensorError tells errors that retrying cannot fix: the device at
+// the configured address is not one the configuration accepts.
+func permanentSensorError(err error) bool {
+	return errors.Is(err, hw.ErrBMP280) || errors.Is(err, hw.ErrNotBME280) || errors.Is(err, hw.ErrBadAddress)
+}
+
+// errSensorAbsent is what absentSensor returns.
+var errSensorAbsent = errors.New("the sensor has not been opened")
+
+// absentSensor lets newAgent check the sampler's settings before the sensor
+// is open; it is never read.
+type absentSensor struct{}
+
+var _ sample.Sensor = absentSensor{}
+
+func (absentSensor) Sense(*physic.Env) error { return errSensorAbsent }
+func (absentSensor) Reinit() error           { return errSensorAbsent }
+
+func (a *Agent) samplerConfig(sensor sample.Sensor, noHumidity bool, settle time.Duration) sample.Config {
+	cfg := a.cfg
+	return sample.Config{
+		Sensor: sensor, DeviceID: cfg.DeviceID, BootID: a.boot,
+		Rate: cfg.Rate, BatchInterval: cfg.BatchEvery, NoHumidity: noHumidity,
+		ReadTimeout: cfg.ReadTimeout, FrozenAfter: cfg.FrozenAfter, DriverSense: cfg.DriverSense,
+		Settle:      settle,
+		ClockSynced: clock.Synced, WallMinusMono: clock.WallMinusMonoUS,
+		LatenessObserver: a.lateHist,
+		Logger:           a.log.With(slog.String("component", "sampler")),
+	}
+}
+
+// tryOpen makes one attempt to open the sensor and, when it succeeds,
+// creates the sampler (Run starts it). A failure is recorded for /healthz.
+func (a *Agent) tryOpen() error {
+	sensor, err := a.openSensor()
+	if err != nil {
+		a.mu.Lock()
+		a.openErr = err
+		a.openFails++
+		a.mu.Unlock()
+		return err
+	}
+	cfg := a.cfg
+	rate := sensor.Rate()
+	a.log.Info("sensor ready", "sensor", sensor.String(), "simulated", cfg.Simulate,
+		"oversampling_t_p_h", fmt.Sprintf("%d/%d/%d", cfg.OsrsT, cfg.OsrsP, cfg.OsrsH), "filter", cfg.Filter,
+		"standby", rate.Standby, "measure_time", rate.Measure,
+		"conversions_per_s_typical", round1(rate.Typical), "conversions_per_s_min", round1(rate.Min),
+		"poll_hz", cfg.Rate, "expected_fresh_ratio", round1(min(1, rate.Typical/cfg.Rate)*100)/100)
+	if cfg.Rate < rate.Min {
+		a.log.Warn("polling slower than the sensor converts: some conversions are never read", "poll_hz", cfg.Rate, "conversions_per_s", round1(rate.Min))
+	}
+	smp, err := sample.New(a.samplerConfig(sensor, !sensor.HasHumidity(), rate.Measure+rate.Standby+5*time.Millisecond))
+	if err != nil { // checked in newAgent: cannot happen
+		_ = sensor.Close()
+		return err
+	}
+	a.mu.Lock()
+	a.sensor = sensor
+	a.mu.Unlock()
+	a.sampler.Store(smp)
+	return nil
+}
+
+// openLoop retries opening the sensor with backoff (openBackoff doubling up
+// to maxOpenBackoff) until it succeeds, ctx ends (ctx's error) or the
+// device turns out to be the wrong one (a permanent error).
+func (a *Agent) openLoop(ctx context.Context) error {
+	wait := a.openBackoff
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		a.mu.Lock()
+		a.openNext = time.Now().Add(wait)
+		a.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		err := a.tryOpen()
+		if err == nil {
+			a.mu.Lock()
+			fails, since := a.openFails, a.absentSince
+			a.mu.Unlock()
+			a.log.Info("sensor found: sampling starts", "failed_attempts", fails, "absent_for", time.Since(since).Round(time.Millisecond))
+			return nil
+		}
+		if permanentSensorError(err) {
+			return fmt.Errorf("opening the sensor: %w", err)
+		}
+		wait = min(2*wait, maxOpenBackoff)
+		a.log.Warn("sensor still not available", "err", err, "retry_in", wait)
+		t.Reset(wait)
+	}
+}
+
+// maxOpenBackoff caps the wait between attempts to open the sensor.
+const maxOpenBackoff = 30 * time.Second
+
+// samplerStats are the sampler's counters (zero before the sensor is open).
+func (a *Agent) samplerStats() sample.Stats {
+	if s := a.sampler.Load(); s != nil {
+		return s.Stats()
+	}
+	return sample.Stats{}
+}
+
+// emptyHist is the lateness before sampling starts.
+var emptyHist sample.Hist
+
+// lateness is the sampler's tick lateness histogram (empty before the
+// sensor is open).
+func (a *Agent) lateness() *sample.Hist {
+	if s := a.sampler.Load(); s != nil {
+		return s.Lateness()
+	}
+	return &emptyHist
+}
+
+// sensorHealth is the sampler's view of the sensor, or, before the sensor
+// could be opened, state "absent" with the reason.
+func (a *Agent) sensorHealth() sample.Health {
+	if s := a.sampler.Load(); s != nil {
+		return s.Health()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := sample.Health{State: "absent", Since: a.absentSince, ConsecutiveErrors: int(a.openFails)}
+	if a.openErr != nil {
+		h.LastError = fmt.Sprintf("opening the sensor (%d attempts failed; next in %v): %v",
+			a.openFails, max(0, time.Until(a.openNext)).Round(100*time.Millisecond), a.openErr)
+	}
+	return h
+}
+
+// openFailures counts failed attempts to open the sensor.
+func (a *Agent) openFailures() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.openFails
 }
 
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
@@ -231,18 +412,14 @@ func (a *Agent) setupUplink() error {
 }
 
 // encodingOf tells a spooled batch's encoding from its first bytes (a spool
-// may hold batches from a run with another --encoding).
+// may hold batches from a run with another --encoding); def when they say
+// nothing the wire format knows (the spool's CRC makes that unlikely).
 func encodingOf(data []byte, def wire.Encoding) wire.Encoding {
-	switch {
-	case len(data) >= 2 && data[0] == wire.Version1:
-		if data[1]&0x80 != 0 {
-			return wire.BinaryZstd
-		}
-		return wire.Binary
-	case len(data) > 0 && (data[0] == '[' || data[0] == '{'):
-		return wire.JSON
+	enc, err := wire.DetectEncoding(data)
+	if err != nil {
+		return def
 	}
-	return def
+	return enc
 }
 
 func (a *Agent) onAck(rec *spool.Record) {
@@ -261,16 +438,19 @@ func (a *Agent) closeLocal() {
 			a.log.Warn("closing the spool", "err", err)
 		}
 	}
-	if a.sensor != nil {
-		_ = a.sensor.Close()
+	a.mu.Lock()
+	sensor := a.sensor
+	a.mu.Unlock()
+	if sensor != nil {
+		_ = sensor.Close()
 	}
 }
 
 // writer encodes each batch and appends it to the spool (one append each).
-func (a *Agent) writer() {
+func (a *Agent) writer(smp *sample.Sampler) {
 	e := wire.NewEncoder(a.enc)
 	var buf []byte
-	for b := range a.sampler.Batches() {
+	for b := range smp.Batches() {
 		n := len(b.Readings)
 		var err error
 		buf, err = e.Append(buf[:0], b)
@@ -293,7 +473,7 @@ func (a *Agent) writer() {
 				a.log.Error("appending a batch to the spool; dropping it", "seq", b.Seq, "readings", n, "err", err)
 			}
 		}
-		a.sampler.Release(b)
+		smp.Release(b)
 	}
 }
 
@@ -312,21 +492,24 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	stopMetrics := a.serveMetrics()
 
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); a.writer() }()
 	sampleDone := make(chan error, 1)
-	go func() { sampleDone <- a.sampler.Run(ctx) }() // until SIGINT/SIGTERM
-	<-ctx.Done()
+	go func() { sampleDone <- a.sample(ctx) }()
 	var sampleErr error
-	stuck := time.NewTimer(a.cfg.ReadTimeout + 2*time.Second)
 	select {
+	case <-ctx.Done(): // SIGINT/SIGTERM
+		stuck := time.NewTimer(a.cfg.ReadTimeout + 2*time.Second)
+		select {
+		case sampleErr = <-sampleDone:
+			stuck.Stop()
+			a.log.Info("sampling stopped; waiting for outstanding acknowledgements", "timeout", a.cfg.ShutdownTimeout, "sensor_opened", a.sampler.Load() != nil)
+		case <-stuck.C:
+			// A read blocked on a stuck bus cannot be interrupted: leave it.
+			a.log.Error("sampling did not stop: a sensor read is stuck; the batch being collected is lost")
+		}
 	case sampleErr = <-sampleDone:
-		stuck.Stop()
-		<-writerDone // the partial batch is in the spool
-		a.log.Info("sampling stopped; waiting for outstanding acknowledgements", "timeout", a.cfg.ShutdownTimeout)
-	case <-stuck.C:
-		// A read blocked on a stuck bus cannot be interrupted: leave it.
-		a.log.Error("sampling did not stop: a sensor read is stuck; the batch being collected is lost")
+		if sampleErr != nil { // the wrong device appeared where the sensor was awaited
+			a.log.Warn("cannot sample; sending what is spooled, then stopping", "timeout", a.cfg.ShutdownTimeout)
+		}
 	}
 
 	var fwdErr error
@@ -352,11 +535,32 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.writeSummary(); err != nil {
 		a.log.Error("writing the summary file", "err", err)
 	}
-	st, ss, fc := a.sampler.Stats(), a.spool.Stats(), a.fwd.Counters()
+	st, ss, fc := a.samplerStats(), a.spool.Stats(), a.fwd.Counters()
 	a.log.Info("agent stopped", "readings", st.Readings, "missed_ticks", st.MissedTicks, "not_ready", st.NotReady,
 		"read_errors", st.ReadErrors, "batches", st.Batches, "acked_batches", fc.Acked,
 		"spool_batches_left", ss.Records, "dropped_readings", ss.DroppedReadings+st.DroppedRdg)
 	return errors.Join(sampleErr, fwdErr)
+}
+
+// sample opens the sensor if it did not answer at start (retrying until it
+// does), then runs the sampler and the writer until ctx ends. It returns
+// when the partial batch is in the spool, or with the error that makes
+// sampling impossible (the wrong device appeared).
+func (a *Agent) sample(ctx context.Context) error {
+	if a.sampler.Load() == nil {
+		if err := a.openLoop(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped before the sensor appeared
+			}
+			return err
+		}
+	}
+	smp := a.sampler.Load()
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); a.writer(smp) }()
+	err := smp.Run(ctx)
+	<-writerDone // the partial batch is in the spool
+	return err
 }
 
 // Summary is the JSON written to --summary-file on exit.
@@ -391,13 +595,13 @@ func (a *Agent) summary() Summary {
 			ranges = append(ranges, [2]uint64{s, s})
 		}
 	}
-	st := a.sampler.Stats()
+	st := a.samplerStats()
 	return Summary{
 		Device: a.cfg.DeviceID, Boot: fmt.Sprintf("%016x", a.boot),
 		ReadingsSampled: st.Readings, ReadingsAcked: acked, BatchesAcked: int64(len(seqs)), Acked: ranges,
 		DroppedReadings: dropped + st.DroppedRdg + a.spool.Stats().DroppedReadings,
-		LatenessP50US:   a.sampler.Lateness().Quantile(0.5),
-		LatenessP99US:   a.sampler.Lateness().Quantile(0.99),
+		LatenessP50US:   a.lateness().Quantile(0.5),
+		LatenessP99US:   a.lateness().Quantile(0.99),
 		MaxRSSKiB:       maxRSSKiB(),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -11,17 +12,27 @@ import (
 	"runtime"
 	rtmetrics "runtime/metrics"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/pilake/pilake/agent/clock"
-	"github.com/pilake/pilake/agent/metrics"
 )
 
-// registry builds the Prometheus metrics. Every value is read from the
-// components' own counters when scraped, so sampling pays nothing for them.
-func (a *Agent) registry() *metrics.Set {
-	reg := metrics.New(map[string]string{"device": a.cfg.DeviceID})
-	counter := func(name, help string, f func() float64) { reg.Counter("pilake_agent_"+name, help, f) }
-	gauge := func(name, help string, f func() float64) { reg.Gauge("pilake_agent_"+name, help, f) }
-	s := a.sampler.Stats
+// registry builds the agent's private Prometheus registry. Counters and
+// gauges are CounterFunc/GaugeFunc read from the components' own counters
+// when scraped, so sampling pays nothing for them; the lateness histogram
+// (a.lateHist) is a real prometheus.Histogram the sampler observes into,
+// allocation-free. Every metric carries the constant label device.
+func (a *Agent) registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	labels := prometheus.Labels{"device": a.cfg.DeviceID}
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pilake_agent_" + name, Help: help, ConstLabels: labels}, f))
+	}
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pilake_agent_" + name, Help: help, ConstLabels: labels}, f))
+	}
+	s := a.samplerStats
 	counter("ticks_total", "Sampling ticks (polls due).", func() float64 { return float64(s().Ticks) })
 	counter("missed_ticks_total", "Ticks skipped because sampling ran more than one interval late.", func() float64 { return float64(s().MissedTicks) })
 	counter("readings_total", "Readings taken and put into batches.", func() float64 { return float64(s().Readings) })
@@ -36,18 +47,11 @@ func (a *Agent) registry() *metrics.Set {
 	counter("sensor_read_errors_total", "Failed sensor reads.", func() float64 { return float64(s().ReadErrors) })
 	counter("sensor_read_timeouts_total", "Sensor reads that exceeded the read timeout (stuck bus).", func() float64 { return float64(s().Timeouts) })
 	counter("sensor_reinits_total", "Sensor re-initialisations (reset, errors, frozen).", func() float64 { return float64(s().Reinits) })
-	gauge("sensor_healthy", "1 when the sensor reads fine and its values change.", func() float64 { return b2f(a.sampler.Health().OK) })
-	gauge("lateness_p50_seconds", "Median tick lateness since start.", func() float64 { return a.sampler.Lateness().Quantile(0.5) / 1e6 })
-	gauge("lateness_p99_seconds", "99th percentile tick lateness since start.", func() float64 { return a.sampler.Lateness().Quantile(0.99) / 1e6 })
-	reg.Histogram("pilake_agent_lateness_seconds", "How late sampling ticks started (histogram since start).", func() metrics.Histogram {
-		h := a.sampler.Lateness()
-		out := metrics.Histogram{Count: h.Count(), Sum: h.Sum().Seconds()}
-		for _, us := range latencyBounds {
-			out.Bounds = append(out.Bounds, us/1e6)
-			out.Counts = append(out.Counts, h.CountAtMost(us))
-		}
-		return out
-	})
+	counter("sensor_open_failures_total", "Failed attempts to open the sensor at start (retried with backoff).", func() float64 { return float64(a.openFailures()) })
+	gauge("sensor_healthy", "1 when the sensor reads fine and its values change.", func() float64 { return b2f(a.sensorHealth().OK) })
+	gauge("lateness_p50_seconds", "Median tick lateness since start.", func() float64 { return a.lateness().Quantile(0.5) / 1e6 })
+	gauge("lateness_p99_seconds", "99th percentile tick lateness since start.", func() float64 { return a.lateness().Quantile(0.99) / 1e6 })
+	reg.MustRegister(a.lateHist)
 	counter("batches_total", "Batches made.", func() float64 { return float64(s().Batches) })
 	counter("batches_published_total", "Batch publications (including resends).", func() float64 { return float64(a.fwd.Counters().Published) })
 	counter("batches_acked_total", "Batches acknowledged by the broker and removed from the spool.", func() float64 { return float64(a.fwd.Counters().Acked) })
@@ -73,6 +77,18 @@ func (a *Agent) registry() *metrics.Set {
 // latencyBounds are the lateness histogram's bucket bounds, in µs.
 var latencyBounds = []float64{10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000}
 
+// newLatenessHistogram is the tick lateness histogram, in seconds.
+func newLatenessHistogram(device string) prometheus.Histogram {
+	buckets := make([]float64, len(latencyBounds))
+	for i, us := range latencyBounds {
+		buckets[i] = us / 1e6
+	}
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "pilake_agent_lateness_seconds", Help: "How late sampling ticks started (histogram since start).",
+		ConstLabels: prometheus.Labels{"device": device}, Buckets: buckets,
+	})
+}
+
 func heapBytes() float64 {
 	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	rtmetrics.Read(s)
@@ -93,13 +109,13 @@ func (a *Agent) summaryDropped() int64 {
 	a.mu.Lock()
 	d := a.encodeErrors + a.oversizeDrops + a.spoolErrors
 	a.mu.Unlock()
-	return d + a.sampler.Stats().DroppedRdg + a.spool.Stats().DroppedReadings
+	return d + a.samplerStats().DroppedRdg + a.spool.Stats().DroppedReadings
 }
 
 // healthz reports 200 when the sensor is healthy (the broker may be down:
 // the spool covers that, and the body says so) and 503 otherwise.
 func (a *Agent) healthz(w http.ResponseWriter, _ *http.Request) {
-	h := a.sampler.Health()
+	h := a.sensorHealth()
 	ss := a.spool.Stats()
 	status := "ok"
 	code := http.StatusOK
@@ -119,6 +135,9 @@ func (a *Agent) healthz(w http.ResponseWriter, _ *http.Request) {
 		"dropped":        a.summaryDropped(),
 		"clock_synced":   clock.Synced(),
 	}
+	if !h.OK {
+		body["why"] = "sensor " + h.State + ": " + h.LastError
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(body)
@@ -136,7 +155,10 @@ func (a *Agent) serveMetrics() (stop func()) {
 		return func() {}
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", a.registry())
+	reg := a.registry()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn), ErrorHandling: promhttp.ContinueOnError,
+	}))
 	mux.HandleFunc("GET /healthz", a.healthz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	a.log.Info("metrics and health endpoint", "url", "http://"+ln.Addr().String()+"/metrics")

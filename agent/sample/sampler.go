@@ -39,6 +39,11 @@ var (
 	_ FixedReader = (*hw.Sensor)(nil)
 )
 
+// Observer takes observations, as a prometheus.Histogram does.
+type Observer interface {
+	Observe(float64)
+}
+
 // Clock is the sampler's time source.
 type Clock interface {
 	Now() time.Time
@@ -112,6 +117,10 @@ type Config struct {
 	// WallMinusMono returns wall clock minus the monotonic clock (time since
 	// boot) in µs; asked once per batch (default 0).
 	WallMinusMono func() int64
+	// LatenessObserver, when set, also receives each tick's lateness in
+	// seconds (the agent passes a prometheus.Histogram). It is called on
+	// the sampling path: it must not block or allocate.
+	LatenessObserver Observer
 	// QueueLen is how many finished batches may wait for the consumer (default 8).
 	QueueLen int
 	// Logger (default slog.Default()).
@@ -467,6 +476,9 @@ func (s *Sampler) Run(ctx context.Context) error {
 			late = now.Sub(due)
 		}
 		s.lateness.Observe(late)
+		if s.cfg.LatenessObserver != nil {
+			s.cfg.LatenessObserver.Observe(late.Seconds())
+		}
 		s.ticks.Add(1)
 		tick := i
 		i++
