@@ -21,7 +21,14 @@ encoding=${PILAKE_BENCH_ENCODING:-binary}
 dir=${PILAKE_BENCH_DIR:-$(mktemp -d -t pilake-bench-XXXXXX)}
 mkdir -p "$dir"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A port nothing listens on (probed with bash's /dev/tcp).
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+	done
+}
 
 go build -o "$dir/collector" ./collector
 go build -o "$dir/loadgen" ./collector/loadgen
@@ -86,7 +93,7 @@ y=$(get raw_move_readings_per_s "$rawout")
 echo "readings_per_s=$x"
 echo "rss_mib=$(get rss_mib "$out")"
 echo "raw_move_readings_per_s=$y"
-echo "ratio=$(python3 -c "print(round($x/$y, 3))")"
+echo "ratio=$(awk -v x="$x" -v y="$y" 'BEGIN { printf "%.3f", x / y }')"
 echo "# devices=$devices rate_hz=$rate seconds=$seconds encoding=$encoding"
 echo "# collector: $(grep -v '^readings_per_s=\|^rss_mib=' <<<"$out" | tr '\n' ' ')"
 echo "# raw move: $(grep -v '^raw_move_readings_per_s=' <<<"$rawout" | tr '\n' ' ')"
