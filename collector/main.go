@@ -258,15 +258,16 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 			mux.HandleFunc("/debug/pprof/profile", pprofhttp.Profile)
 			mux.HandleFunc("/debug/pprof/trace", pprofhttp.Trace)
 		}
-		ln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			stopIngest()
-			return errors.Join(fmt.Errorf("metrics listener: %w", err), shutdown(brk, &ingestWG, stopStages, stagesDone))
+		// A taken metrics port is not worth losing data over: log it and
+		// keep collecting.
+		if ln, err := net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			log.Error("metrics, /healthz and /readyz unavailable", "addr", cfg.MetricsAddr, "err", err)
+		} else {
+			srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+			go func() { _ = srv.Serve(ln) }()
+			st.Metrics = "http://" + ln.Addr().String()
+			log.Info("metrics listening", "addr", ln.Addr().String())
 		}
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		st.Metrics = "http://" + ln.Addr().String()
-		log.Info("metrics listening", "addr", ln.Addr().String())
 	}
 	if onStart != nil {
 		onStart(st)

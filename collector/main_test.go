@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -354,4 +355,21 @@ func TestAzureLakeAndRouting(t *testing.T) {
 	if fromHub != routed*400 {
 		t.Fatalf("%d bronze rows of the routed device, want %d", fromHub, routed*400)
 	}
+}
+
+func TestMetricsPortTakenIsNotFatal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := testConfig(t)
+	cfg.MetricsAddr = ln.Addr().String()
+	rc := startCollector(t, cfg)
+	if rc.st.Metrics != "" || rc.st.MQTT == "" {
+		t.Fatalf("started %+v: want MQTT serving and no metrics", rc.st)
+	}
+	readings := agents(t, rc.st.MQTT, 1, 2, 10)
+	rc.stop(t)
+	checkLake(t, cfg.Lake, 1, 2, readings)
 }
