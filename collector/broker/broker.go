@@ -13,6 +13,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/pilake/pilake/agent/wire"
 )
 
 // Handler lands one message published by a client; it returns nil once the
@@ -50,6 +52,10 @@ type Broker struct {
 	wg     sync.WaitGroup // OnPublish calls in progress
 }
 
+// MaxPacketSize is the largest MQTT packet the broker accepts: the largest
+// batch (wire.MaxEncodedSize) plus room for the topic and headers.
+const MaxPacketSize = wire.MaxEncodedSize + 4096
+
 // Errors.
 var (
 	// ErrNoHandler is returned by New without Options.Handler.
@@ -75,6 +81,9 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumInflight = 65535
 	caps.ReceiveMaximum = 65535
 	caps.MaximumMessageExpiryInterval = 0 // keep messages for offline persistent sessions
+	// A batch is at most wire.MaxEncodedSize; refuse bigger packets before
+	// mochi allocates them (an untrusted client could announce 256 MB).
+	caps.MaximumPacketSize = MaxPacketSize
 	mochiLog := opts.Logger.With(slog.String("component", "mochi"))
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,

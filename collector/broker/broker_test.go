@@ -155,3 +155,26 @@ func TestLivePublish(t *testing.T) {
 		t.Fatalf("got %q", msg)
 	}
 }
+
+// TestOversizedPacketRefused: a packet over MaxPacketSize is refused before
+// it is read (the client is disconnected); the broker keeps serving others.
+func TestOversizedPacketRefused(t *testing.T) {
+	b, dir, ld := newLanded(t, nil)
+	big := connect(t, b.URL(), "big")
+	huge := make([]byte, broker.MaxPacketSize+1)
+	tok := big.Publish(wire.TelemetryTopic("pi-big"), 1, false, huge)
+	tok.WaitTimeout(2 * time.Second) // never acknowledged; paho keeps it for a resend
+	c := connect(t, b.URL(), "normal")
+	if tok := c.Publish(wire.TelemetryTopic("pi-n"), 1, false, batch("pi-n", 1, 10)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("normal publish after an oversized one: %v", tok.Error())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "landing/pi-n/000000000000b007/00000000000000000001.bin")); err != nil {
+		t.Fatal(err)
+	}
+	if got := ld.Stats().Batches.Load(); got != 1 {
+		t.Fatalf("landed %d batches, want only the normal one", got)
+	}
+	if q := ld.Stats().Quarantined("corrupt"); q != 0 {
+		t.Fatalf("oversized packet reached landing (%d quarantined)", q)
+	}
+}
