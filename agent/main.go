@@ -145,6 +145,7 @@ type Agent struct {
 	openErr       error       // the last failed attempt to open the sensor
 	openFails     int64
 	openNext      time.Time // when the next attempt is due
+	opening       time.Time // when the running attempt began (zero: none)
 	absentSince   time.Time
 	ackedSeqs     []uint64
 	readingsAcked int64
@@ -190,17 +191,10 @@ func newAgent(cfg *Config, log *slog.Logger, o options) (*Agent, error) {
 	if _, err := sample.New(a.samplerConfig(absentSensor{}, false, 0)); err != nil {
 		return nil, err
 	}
-	// The first attempt to open the sensor. The wrong device (a BMP280
-	// without --allow-bmp280, another chip id) is a configuration error and
-	// fatal; anything else (nothing answers, no I2C bus yet) is retried by
-	// Run while the spool's backlog is sent.
+	// The sensor is opened by Run (openLoop), after the uplink has started:
+	// neither a sensor that does not answer nor a bus that hangs keeps the
+	// spool's backlog from being sent.
 	a.absentSince = time.Now()
-	if err := a.tryOpen(); err != nil {
-		if permanentSensorError(err) {
-			return nil, fmt.Errorf("opening the sensor: %w", err)
-		}
-		log.Warn("sensor not available: the agent starts without it and keeps trying", "err", err, "retry_in", a.openBackoff)
-	}
 	policy, _ := spool.ParseFsyncPolicy(cfg.SpoolFsync)
 	a.spool, err = spool.Open(spool.Options{
 		Dir: cfg.SpoolDir, MaxBytes: int64(cfg.SpoolMax), Fsync: policy, FsyncInterval: cfg.SpoolFsyncInt,
@@ -284,35 +278,44 @@ func (a *Agent) tryOpen() error {
 	return nil
 }
 
-// openLoop retries opening the sensor with backoff (openBackoff doubling up
+// openLoop opens the sensor, retrying with backoff (openBackoff doubling up
 // to maxOpenBackoff) until it succeeds, ctx ends (ctx's error) or the
-// device turns out to be the wrong one (a permanent error).
+// device turns out to be the wrong one: a BMP280 without --allow-bmp280 or
+// another chip id is a configuration error no retry fixes, returned.
+// Anything else (nothing answers, no I2C bus yet) is retried.
 func (a *Agent) openLoop(ctx context.Context) error {
-	wait := a.openBackoff
-	t := time.NewTimer(wait)
+	var wait time.Duration // the first attempt at once
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		a.mu.Lock()
-		a.openNext = time.Now().Add(wait)
-		a.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
+		a.mu.Lock()
+		a.opening = time.Now()
+		a.mu.Unlock()
 		err := a.tryOpen()
-		if err == nil {
-			a.mu.Lock()
-			fails, since := a.openFails, a.absentSince
-			a.mu.Unlock()
-			a.log.Info("sensor found: sampling starts", "failed_attempts", fails, "absent_for", time.Since(since).Round(time.Millisecond))
+		wait = min(max(2*wait, a.openBackoff), maxOpenBackoff)
+		a.mu.Lock()
+		a.opening = time.Time{}
+		a.openNext = time.Now().Add(wait)
+		fails, since := a.openFails, a.absentSince
+		a.mu.Unlock()
+		switch {
+		case err == nil:
+			if fails > 0 {
+				a.log.Info("sensor found: sampling starts", "failed_attempts", fails, "absent_for", time.Since(since).Round(time.Millisecond))
+			}
 			return nil
-		}
-		if permanentSensorError(err) {
+		case permanentSensorError(err):
 			return fmt.Errorf("opening the sensor: %w", err)
+		case fails == 1:
+			a.log.Warn("sensor not available: the agent runs without it and keeps trying", "err", err, "retry_in", wait)
+		default:
+			a.log.Warn("sensor still not available", "err", err, "failed_attempts", fails, "retry_in", wait)
 		}
-		wait = min(2*wait, maxOpenBackoff)
-		a.log.Warn("sensor still not available", "err", err, "retry_in", wait)
 		t.Reset(wait)
 	}
 }
@@ -349,7 +352,14 @@ func (a *Agent) sensorHealth() sample.Health {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	h := sample.Health{State: "absent", Since: a.absentSince, ConsecutiveErrors: int(a.openFails)}
-	if a.openErr != nil {
+	switch {
+	case !a.opening.IsZero():
+		h.LastError = fmt.Sprintf("opening the sensor: attempt %d running for %v (a hung bus?)",
+			a.openFails+1, time.Since(a.opening).Round(100*time.Millisecond))
+		if a.openErr != nil {
+			h.LastError += fmt.Sprintf("; the last one failed: %v", a.openErr)
+		}
+	case a.openErr != nil:
 		h.LastError = fmt.Sprintf("opening the sensor (%d attempts failed; next in %v): %v",
 			a.openFails, max(0, time.Until(a.openNext)).Round(100*time.Millisecond), a.openErr)
 	}

@@ -61,12 +61,15 @@ func TestSensorAbsentAtStart(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		failN int  // transactions the fake NACKs from the start
-		plug  bool // the test "plugs the sensor in" (cancels the failures)
+		stall bool // the bus hangs from the start (a slave holding SDA low)
+		plug  bool // the test "plugs the sensor in" (cancels the failures, releases the bus)
+		why   []string
 		fails int64
 	}{
 		// One transaction per attempt (the chip id read): 3 failed attempts.
 		{name: "NACKs its first 3 transactions", failN: 3, fails: 3},
-		{name: "unplugged until plugged in", failN: 1 << 30, plug: true, fails: -1},
+		{name: "unplugged until plugged in", failN: 1 << 30, plug: true, why: []string{"NACK", "chip id"}, fails: -1},
+		{name: "bus hung until released", stall: true, plug: true, why: []string{"attempt 1 running", "hung bus"}, fails: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const device = "pi-absent"
@@ -79,6 +82,9 @@ func TestSensorAbsentAtStart(t *testing.T) {
 
 			fake := hw.NewFake(hw.FakeConfig{Seed: hw.SeedFor(device)})
 			fake.FailNext(tc.failN, nil)
+			if tc.stall {
+				fake.Stall()
+			}
 			ra := startAgentWith(t, options{fake: fake, openBackoff: 20 * time.Millisecond},
 				"--simulate", "--device-id", device, "--broker", "tcp://"+addr, "--spool-dir", spoolDir,
 				"--metrics-addr", metrics, "--summary-file", summary, "--batch-interval", "200ms")
@@ -86,15 +92,23 @@ func TestSensorAbsentAtStart(t *testing.T) {
 			if tc.plug {
 				rec.waitFor(t, "the backlog while the sensor is absent", hasKey(backlog.Key()))
 				waitHealth(t, ra, metrics, "/healthz to say the sensor is absent and why", func(h healthBody) bool {
-					return h.Status == "unhealthy" && !h.Sensor.OK && h.Sensor.State == "absent" &&
-						strings.Contains(h.Why, "NACK") && strings.Contains(h.Why, "chip id")
+					if h.Status != "unhealthy" || h.Sensor.OK || h.Sensor.State != "absent" {
+						return false
+					}
+					for _, w := range tc.why {
+						if !strings.Contains(h.Why, w) {
+							return false
+						}
+					}
+					return true
 				})
 				m := scrape(t, metrics)
-				if m["pilake_agent_sensor_healthy"] != 0 || m["pilake_agent_readings_total"] != 0 || m["pilake_agent_sensor_open_failures_total"] < 1 {
+				if m["pilake_agent_sensor_healthy"] != 0 || m["pilake_agent_readings_total"] != 0 || (!tc.stall && m["pilake_agent_sensor_open_failures_total"] < 1) {
 					t.Errorf("metrics while absent: healthy %v, readings %v, open failures %v", m["pilake_agent_sensor_healthy"],
 						m["pilake_agent_readings_total"], m["pilake_agent_sensor_open_failures_total"])
 				}
 				fake.FailNext(0, nil) // plugged in
+				fake.Release()
 			}
 			waitHealth(t, ra, metrics, "sampling to start", func(h healthBody) bool { return h.Status == "ok" && h.Sensor.State == "ok" })
 			rec.waitFor(t, "2 batches of this run", func(msgs []message) bool { return len(msgs) >= 3 })

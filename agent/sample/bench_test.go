@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"periph.io/x/conn/v3/physic"
 
 	"github.com/pilake/pilake/agent/wire"
@@ -17,7 +18,8 @@ import (
 // converts at its real rate (~118/s) and the values are the simulator's
 // realistic signal and noise. "fixed" is the agent's default path
 // (hw.Sensor.ReadFixed); "driver" goes through periph's bmxx80 Sense and
-// FromEnv.
+// FromEnv. Each reading is also observed into a Prometheus histogram, as
+// the sampler does with the agent's lateness histogram.
 func BenchmarkPipeline(b *testing.B) {
 	for _, path := range []string{"fixed", "driver"} {
 		b.Run(path, func(b *testing.B) {
@@ -39,10 +41,14 @@ func BenchmarkPipeline(b *testing.B) {
 				e                 physic.Env
 				fresh             int64
 			)
+			var lateness Observer = prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: "lateness_seconds", Buckets: []float64{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3},
+			})
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				now = now.Add(2500 * time.Microsecond)
+				lateness.Observe(float64(i%64) * 1e-6)
 				var t int32
 				var p, h uint32
 				if path == "fixed" {
