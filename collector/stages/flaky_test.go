@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,5 +146,69 @@ func TestSecondWriterConflicts(t *testing.T) {
 	}
 	if n := len(readAll[schema.BronzeRow](t, l, schema.Bronze)); n != 400 {
 		t.Fatalf("bronze %d rows, want 400", n)
+	}
+}
+
+// downLake fails every write once down is set.
+type downLake struct {
+	lake.Lake
+	down atomic.Bool
+}
+
+func (d *downLake) Put(ctx context.Context, name string, data []byte) error {
+	if d.down.Load() {
+		return errOutage
+	}
+	return d.Lake.Put(ctx, name, data)
+}
+
+func (d *downLake) PutIfAbsent(ctx context.Context, name string, data []byte) error {
+	if d.down.Load() && !strings.HasPrefix(name, schema.Landing) {
+		return errOutage
+	}
+	return d.Lake.PutIfAbsent(ctx, name, data)
+}
+
+// With the lake down at shutdown, Run gives up after ShutdownTimeout with
+// an error instead of hanging; the landed batches are recovered next time.
+func TestShutdownWithLakeDown(t *testing.T) {
+	base := newLake(t)
+	dl := &downLake{Lake: base}
+	rng := rand.New(rand.NewPCG(61, 62))
+	opts := stages.Options{MaxSkew: -1, Now: clockAt(t0), ShutdownTimeout: 300 * time.Millisecond, RetryBackoff: time.Millisecond,
+		MaxEpochRows: 100, QueueLen: 1}
+	r := start(t, dl, opts)
+	bs := makeBatches("d-1", 1, 10, 100, t0, rng)
+	for _, b := range bs[:2] {
+		if err := r.p.Submit(t.Context(), stages.Landed{Name: land(t, base, b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dl.down.Store(true)
+	blocked := 0
+	for _, b := range bs[2:] {
+		// The commits fail, the epoch queue fills, Submit blocks: back-pressure.
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		err := r.p.Submit(ctx, stages.Landed{Name: land(t, base, b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"})
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			blocked++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if blocked == 0 {
+		t.Fatal("Submit never blocked while the lake was down")
+	}
+	r.cancel()
+	r.stopped = true
+	if err := <-r.errc; err == nil {
+		t.Fatal("Run returned nil with the lake down")
+	}
+	// The lake is back: a restart lands everything exactly once.
+	r = start(t, base, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r.stop(t)
+	if n := len(readAll[schema.BronzeRow](t, base, schema.Bronze)); n != 1000 {
+		t.Fatalf("bronze %d rows, want 1000", n)
 	}
 }

@@ -80,6 +80,8 @@ type Pipeline struct {
 
 	commits   chan *epoch
 	commitErr chan error
+	stopping  func()          // starts the shutdown clock for commits
+	runDone   <-chan struct{} // Run's ctx.Done()
 
 	// Owned by the committer (and recover, before it starts): gold rows
 	// staged since the last gold commit.
@@ -189,10 +191,19 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		defer close(committerDone)
 		p.committer(commitCtx)
 	}()
+	// Once stopping, commits get ShutdownTimeout in all; then the committer
+	// gives up (and a cut waiting for it returns its error).
+	var stopOnce sync.Once
+	stopping := func() {
+		stopOnce.Do(func() {
+			t := time.AfterFunc(p.opts.ShutdownTimeout, cancelCommit)
+			context.AfterFunc(commitCtx, func() { t.Stop() })
+		})
+	}
+	p.stopping, p.runDone = stopping, ctx.Done()
 	finish := func(err error) error {
 		close(p.commits)
-		timer := time.AfterFunc(p.opts.ShutdownTimeout, cancelCommit)
-		defer timer.Stop()
+		stopping()
 		<-committerDone
 		select {
 		case cerr := <-p.commitErr:
@@ -232,6 +243,7 @@ loop:
 	}
 	// Clean shutdown: take what is queued, what is landed but was never
 	// submitted, close every window, commit.
+	stopping()
 	for drained := false; !drained; {
 		select {
 		case b := <-p.in:
@@ -246,7 +258,8 @@ loop:
 		}
 	}
 	if !p.opts.SkipShutdownScan {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.ShutdownTimeout)
+		// At most half the shutdown budget: the final commit needs the rest.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.ShutdownTimeout/2)
 		err := p.scanLanding(sctx)
 		cancel()
 		if err != nil {
@@ -480,11 +493,19 @@ func (p *Pipeline) cut(final bool) error {
 	p.mu.Lock()
 	p.watermarks = wm
 	p.mu.Unlock()
-	select {
-	case p.commits <- e:
-		return nil
-	case err := <-p.commitErr:
-		return err
+	stop := p.runDone
+	for {
+		select {
+		case p.commits <- e:
+			return nil
+		case err := <-p.commitErr:
+			return err
+		case <-stop:
+			// Shutting down while the committer is behind (a lake outage):
+			// give it ShutdownTimeout, then it gives up and reports.
+			p.stopping()
+			stop = nil
+		}
 	}
 }
 
