@@ -314,3 +314,43 @@ func FuzzReadParquet(f *testing.F) {
 		_, _ = delta.FileStats(fileData, tb.Schema())
 	})
 }
+
+func TestCleanupLog(t *testing.T) {
+	ctx := t.Context()
+	l := newLake(t)
+	now := time.Now()
+	tb, err := delta.Open[schema.SilverRow](ctx, l, "g", delta.Options{CheckpointInterval: 10, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 25 {
+		add, err := delta.WriteFile(ctx, tb, []schema.SilverRow{{Device: "a", WindowStart: int64(i)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tb.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := tb.CleanupLog(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("fresh log cleaned: %d, %v", n, err)
+	}
+	now = now.Add(2 * time.Hour)
+	// Checkpoints at 10 and 20: commits 0..20 and checkpoint 10 go.
+	n, err := tb.CleanupLog(ctx, time.Hour)
+	if err != nil || n != 22 {
+		t.Fatalf("cleaned %d (%v), want 22", n, err)
+	}
+	for _, load := range []func() (*delta.Snapshot, error){
+		func() (*delta.Snapshot, error) { return delta.Load(ctx, l, "g") },
+		func() (*delta.Snapshot, error) { // without _last_checkpoint: by listing
+			_ = l.Delete(ctx, delta.LastCheckpointName("g"))
+			return delta.Load(ctx, l, "g")
+		},
+	} {
+		snap, err := load()
+		if err != nil || snap.Version != 25 || snap.NumFiles() != 25 {
+			t.Fatalf("after cleanup: %v", err)
+		}
+	}
+}

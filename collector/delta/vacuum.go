@@ -2,7 +2,10 @@ package delta
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"path"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -44,6 +47,61 @@ func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error
 		}
 		if err := t.l.Delete(ctx, o.Name); err != nil {
 			return n, fmt.Errorf("vacuuming %s: %w", t.name, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// CleanupLog deletes log entries that the latest checkpoint makes
+// unnecessary and that are older than retention (the protocol's metadata
+// cleanup; Delta's delta.logRetentionDuration defaults to 30 days): JSON
+// commits up to that checkpoint's version and older checkpoints. Readers
+// start from _last_checkpoint, so nothing they need is removed; only time
+// travel before the checkpoint is lost. It returns how many objects it deleted.
+func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, error) {
+	if retention < time.Hour {
+		return 0, fmt.Errorf("cleaning the log of %s: retention %v is under an hour", t.name, retention)
+	}
+	data, err := t.l.Get(ctx, LastCheckpointName(t.name))
+	if err != nil {
+		return 0, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
+	}
+	var lc LastCheckpoint
+	if err := json.Unmarshal(data, &lc); err != nil {
+		return 0, fmt.Errorf("cleaning the log of %s: %w: _last_checkpoint: %v", t.name, ErrCorruptLog, err)
+	}
+	if _, err := t.l.Get(ctx, CheckpointName(t.name, lc.Version)); err != nil {
+		return 0, fmt.Errorf("cleaning the log of %s: checkpoint %d: %w", t.name, lc.Version, err)
+	}
+	objs, err := t.l.List(ctx, LogDir(t.name))
+	if err != nil {
+		return 0, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
+	}
+	cutoff := t.opts.Now().Add(-retention)
+	n := 0
+	for _, o := range objs {
+		base := path.Base(o.Name)
+		var v int64
+		switch {
+		case len(base) == 25 && strings.HasSuffix(base, ".json"):
+			v, err = strconv.ParseInt(base[:20], 10, 64)
+			if err != nil || v > lc.Version {
+				continue
+			}
+		case len(base) == 39 && strings.HasSuffix(base, ".checkpoint.parquet"):
+			v, err = strconv.ParseInt(base[:20], 10, 64)
+			if err != nil || v >= lc.Version {
+				continue
+			}
+		default:
+			continue
+		}
+		if !o.ModTime.Before(cutoff) {
+			continue
+		}
+		if err := t.l.Delete(ctx, o.Name); err != nil {
+			return n, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
 		}
 		n++
 	}

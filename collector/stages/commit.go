@@ -327,6 +327,13 @@ func (p *Pipeline) compact(ctx context.Context) {
 			p.count(func(s *Stats) { s.Vacuumed += int64(k) })
 		}
 	}
+	if p.opts.LogRetention > 0 && p.compactions%10 == 0 {
+		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
+			if _, err := p.tables[name].CleanupLog(ctx, p.opts.LogRetention); err != nil && !errors.Is(err, lake.ErrNotFound) {
+				p.log.Warn("cleaning the Delta log", slog.String("table", name), slog.Any("error", err))
+			}
+		}
+	}
 }
 
 // scanLanding lands into bronze every landing object not yet in it, in name order.

@@ -45,6 +45,10 @@ type Options struct {
 	// this [168h, Delta's default]; checked every 10 compactions. Negative
 	// disables it.
 	VacuumRetention time.Duration
+	// LogRetention: Delta log commits and checkpoints older than this and
+	// covered by a newer checkpoint are deleted, at vacuum time [720h,
+	// Delta's default]. Negative disables it.
+	LogRetention time.Duration
 	// CheckpointInterval is the number of commits between Delta checkpoints [10].
 	CheckpointInterval int
 	// ShutdownTimeout bounds the final flush and commit after Run's context
@@ -119,6 +123,9 @@ func (o Options) withDefaults() Options {
 	if o.VacuumRetention == 0 {
 		o.VacuumRetention = 7 * 24 * time.Hour
 	}
+	if o.LogRetention == 0 {
+		o.LogRetention = 30 * 24 * time.Hour
+	}
 	if o.CheckpointInterval == 0 {
 		o.CheckpointInterval = 10
 	}
@@ -157,6 +164,9 @@ func (o Options) Validate() error {
 	}
 	if o.VacuumRetention > 0 && o.VacuumRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("vacuum retention %v: want at least 1h (or negative to disable)", o.VacuumRetention))
+	}
+	if o.LogRetention > 0 && o.LogRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("log retention %v: want at least 1h (or negative to disable)", o.LogRetention))
 	}
 	if o.MaxEpochRows < 1 || o.QueueLen < 1 {
 		errs = append(errs, errors.New("max epoch rows and queue length must be positive"))
