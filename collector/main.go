@@ -154,6 +154,27 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		go func() { defer ingestWG.Done(); live.Run(ingestCtx) }()
 	}
 
+	// Ingest starts once the stages have recovered and scanned landing/:
+	// until then agents keep their batches (spool, broker session) instead
+	// of blocking in Submit behind the scan.
+	if cfg.Stages {
+		log.Info("waiting for the stages to recover and scan landing/")
+		select {
+		case <-pipeline.Ready():
+		case <-pipeline.Done():
+			// Run failed during recovery; its error is in stagesDone.
+			stopIngest()
+			err := shutdown(nil, &ingestWG, stopStages, stagesDone)
+			if err == nil {
+				err = errors.New("stopped before recovery completed")
+			}
+			return fmt.Errorf("stages: %w", err)
+		case <-ctx.Done():
+			stopIngest()
+			return shutdown(nil, &ingestWG, stopStages, stagesDone)
+		}
+	}
+
 	// MQTT: embedded broker, or an external one.
 	var brk *broker.Broker
 	handle := func(ctx context.Context, topic string, payload []byte) error {

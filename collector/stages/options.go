@@ -37,6 +37,12 @@ type Options struct {
 	GoldMaxRows int
 	// QueueLen is how many submitted batches may wait before Submit blocks [256].
 	QueueLen int
+	// MaxPendingEpochs is how many cut epochs may wait for the committer
+	// before folding stops [4]. Folding (and so the live feed) goes on while
+	// a slow commit runs (a minute's gold commit, a Delta checkpoint, a
+	// compaction, a lake that answers slowly); each waiting epoch holds its
+	// encoded bronze file (up to MaxEpochRows readings) in memory.
+	MaxPendingEpochs int
 	// CompactEvery runs compaction of small files every this many epochs [30];
 	// negative disables it.
 	CompactEvery int
@@ -117,6 +123,9 @@ func (o Options) withDefaults() Options {
 	if o.QueueLen == 0 {
 		o.QueueLen = 256
 	}
+	if o.MaxPendingEpochs == 0 {
+		o.MaxPendingEpochs = 4
+	}
 	if o.CompactEvery == 0 {
 		o.CompactEvery = 30
 	}
@@ -168,8 +177,8 @@ func (o Options) Validate() error {
 	if o.LogRetention > 0 && o.LogRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("log retention %v: want at least 1h (or negative to disable)", o.LogRetention))
 	}
-	if o.MaxEpochRows < 1 || o.QueueLen < 1 {
-		errs = append(errs, errors.New("max epoch rows and queue length must be positive"))
+	if o.MaxEpochRows < 1 || o.QueueLen < 1 || o.MaxPendingEpochs < 1 {
+		errs = append(errs, errors.New("max epoch rows, queue length and max pending epochs must be positive"))
 	}
 	return errors.Join(errs...)
 }

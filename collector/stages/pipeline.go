@@ -62,6 +62,7 @@ type Pipeline struct {
 
 	in      chan Landed
 	done    chan struct{}
+	ready   chan struct{}
 	running atomic.Bool
 
 	// Owned by Run's goroutine.
@@ -105,7 +106,7 @@ func New(l lake.Lake, opts Options) (*Pipeline, error) {
 	opts = opts.withDefaults()
 	return &Pipeline{
 		l: l, opts: opts, log: opts.Logger.With(slog.String("component", "stages")), instance: newInstanceID(),
-		in: make(chan Landed, opts.QueueLen), done: make(chan struct{}),
+		in: make(chan Landed, opts.QueueLen), done: make(chan struct{}), ready: make(chan struct{}),
 		watermarks: map[string]int64{},
 	}, nil
 }
@@ -134,6 +135,15 @@ func (p *Pipeline) Submit(ctx context.Context, b Landed) error {
 		return ErrClosed
 	}
 }
+
+// Ready is closed once Run has recovered and landed into bronze what it found
+// in landing/ at start, and processes submitted batches. Start ingest after
+// it (or after Done): batches submitted earlier wait in a queue of QueueLen
+// while the start-up scan reads landing/, holding their senders meanwhile.
+func (p *Pipeline) Ready() <-chan struct{} { return p.ready }
+
+// Done is closed when Run has returned.
+func (p *Pipeline) Done() <-chan struct{} { return p.done }
 
 // Queued returns how many submitted batches wait to be processed.
 func (p *Pipeline) Queued() int { return len(p.in) }
@@ -184,7 +194,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	}
 	commitCtx, cancelCommit := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelCommit()
-	p.commits = make(chan *epoch, 1)
+	p.commits = make(chan *epoch, p.opts.MaxPendingEpochs)
 	p.commitErr = make(chan error, 1)
 	committerDone := make(chan struct{})
 	go func() {
@@ -216,6 +226,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	if err := p.retry(ctx, "scanning landing", p.scanLanding); err != nil && ctx.Err() == nil {
 		return finish(err)
 	}
+	close(p.ready)
 	ticker := time.NewTicker(p.opts.CommitInterval)
 	defer ticker.Stop()
 loop:
