@@ -7,12 +7,12 @@
 # service is missing (PILAKE_TEST_REQUIRE=1).
 #
 # Environment:
-#   PILAKE_FUZZTIME   time per fuzz target (default 8s; 0 skips the fuzz runs)
+#   PILAKE_FUZZTIME   time per fuzz target (default 5s; 0 skips the fuzz runs)
 #   PILAKE_TEST_RACE  1 (default) runs the unit tests with -race
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PILAKE_TEST_REQUIRE=1
-FUZZTIME=${PILAKE_FUZZTIME:-8s}
+FUZZTIME=${PILAKE_FUZZTIME:-5s}
 RACE=${PILAKE_TEST_RACE:-1}
 step() { printf '\n=== %s (%ss)\n' "$*" "$SECONDS"; }
 
