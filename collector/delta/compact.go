@@ -1,15 +1,22 @@
 package delta
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/parquet-go/parquet-go"
 )
 
-// CompactOptions configure Compact. Compaction holds the rows it rewrites in
-// memory, so it is bounded by rows (from the files' statistics), not bytes.
+// CompactOptions configure Compact. Compaction streams the rows it rewrites
+// (a chunk of rows at a time, one source file's bytes, and the new file's
+// encoded bytes in memory); its work per call is bounded by rows, from the
+// files' statistics.
 type CompactOptions struct {
 	// SmallFileRows: files with fewer rows are candidates; 0 means 1<<18.
 	SmallFileRows int64
@@ -19,6 +26,9 @@ type CompactOptions struct {
 	// MinFiles: a partition's small files are rewritten when at least this
 	// many fit in one target file; 0 means 8.
 	MinFiles int
+	// MaxRows bounds the rows one Compact call rewrites (the rest waits for
+	// the next call), so a call's time is bounded too; 0 means 4×TargetRows.
+	MaxRows int64
 }
 
 // Compact rewrites small files of each partition of t into files of up to
@@ -36,6 +46,9 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 	if o.MinFiles <= 1 {
 		o.MinFiles = 8
 	}
+	if o.MaxRows <= 0 {
+		o.MaxRows = 4 * o.TargetRows
+	}
 	type small struct {
 		f    AddFile
 		rows int64
@@ -51,10 +64,11 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 	}
 	var actions []Action
 	removed := 0
+	var budget = o.MaxRows
 	now := t.opts.Now().UnixMilli()
 	for _, k := range slices.Sorted(maps.Keys(groups)) {
 		g := groups[k]
-		for len(g) >= o.MinFiles {
+		for len(g) >= o.MinFiles && budget > 0 {
 			// The longest run of files, in path order, that fits in a target file.
 			var bin []AddFile
 			var rows int64
@@ -66,11 +80,8 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 			if len(bin) < o.MinFiles {
 				continue
 			}
-			data, err := ReadFiles[T](ctx, t.l, t.name, bin, nil)
-			if err != nil {
-				return 0, fmt.Errorf("compacting %s: %w", t.name, err)
-			}
-			add, err := WriteFile(ctx, t, data, bin[0].PartitionValues)
+			budget -= rows
+			add, err := rewrite[T](ctx, t, bin)
 			if err != nil {
 				return 0, fmt.Errorf("compacting %s: %w", t.name, err)
 			}
@@ -101,4 +112,78 @@ func partitionKey(pv map[string]string) string {
 		b.WriteByte('/')
 	}
 	return b.String()
+}
+
+// rewrite copies the rows of files (all of one partition) into one new data
+// file of t, a chunk at a time, and returns its add action.
+func rewrite[T any](ctx context.Context, t *Table, files []AddFile) (AddFile, error) {
+	ps, err := dataSchema[T](t.opts.PartitionColumns)
+	if err != nil {
+		return AddFile{}, err
+	}
+	ds, err := deltaSchema(ps)
+	if err != nil {
+		return AddFile{}, err
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[T](&buf, append(WriterOptions(t.opts.Compression), ps)...)
+	chunk := make([]T, 1024)
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return AddFile{}, err
+		}
+		if err := copyFile(ctx, t, f, w, chunk); err != nil {
+			return AddFile{}, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return AddFile{}, fmt.Errorf("encoding parquet: %w", err)
+	}
+	st, err := FileStats(buf.Bytes(), ds)
+	if err != nil {
+		return AddFile{}, err
+	}
+	return t.PutFile(ctx, buf.Bytes(), st, files[0].PartitionValues)
+}
+
+// copyFile writes the rows of data file f of t to w. Partition columns are
+// not in the files (nor in w's schema), so they need no filling.
+func copyFile[T any](ctx context.Context, t *Table, f AddFile, w *parquet.GenericWriter[T], chunk []T) (err error) {
+	p, err := dataPath(t.name, f.Path)
+	if err != nil {
+		return err
+	}
+	data, err := t.l.Get(ctx, p)
+	if err != nil {
+		return fmt.Errorf("reading data file of %s: %w", t.name, err)
+	}
+	// The file comes from the lake: parquet-go may panic on a corrupt one.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, t.name, ErrCorruptFile, r)
+		}
+	}()
+	pf, err := OpenParquet(data)
+	if err != nil {
+		return fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, t.name, ErrCorruptFile, err)
+	}
+	r := parquet.NewGenericReader[T](pf)
+	defer r.Close()
+	for {
+		n, rerr := r.Read(chunk)
+		if n > 0 {
+			if _, err := w.Write(chunk[:n]); err != nil {
+				return fmt.Errorf("encoding parquet: %w", err)
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return nil
+		}
+		if rerr != nil {
+			return fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, t.name, ErrCorruptFile, rerr)
+		}
+		if n == 0 {
+			return fmt.Errorf("reading data file %s of %s: %w: no progress", f.Path, t.name, ErrCorruptFile)
+		}
+	}
 }

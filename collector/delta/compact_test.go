@@ -264,10 +264,16 @@ func TestCompactBoundedByRows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Files of 10 rows, targets of 40 rows, at least 3 files a bin: 5 bins of 4.
-	n, err := delta.Compact[schema.SilverRow](ctx, tb, delta.CompactOptions{SmallFileRows: 11, TargetRows: 40, MinFiles: 3})
-	if err != nil || n != 20 || tb.Snapshot().NumFiles() != 5 {
-		t.Fatalf("removed %d (%v), %d files left, want 20 and 5", n, err, tb.Snapshot().NumFiles())
+	// Files of 10 rows, targets of 40 rows, at least 3 files a bin: 5 bins
+	// of 4. At most 80 rows a call: 2 bins now.
+	n, err := delta.Compact[schema.SilverRow](ctx, tb, delta.CompactOptions{SmallFileRows: 11, TargetRows: 40, MinFiles: 3, MaxRows: 80})
+	if err != nil || n != 8 || tb.Snapshot().NumFiles() != 14 {
+		t.Fatalf("removed %d (%v), %d files left, want 8 and 14", n, err, tb.Snapshot().NumFiles())
+	}
+	// The rest (12 files, within the default 4 targets' worth of rows).
+	n, err = delta.Compact[schema.SilverRow](ctx, tb, delta.CompactOptions{SmallFileRows: 11, TargetRows: 40, MinFiles: 3})
+	if err != nil || n != 12 || tb.Snapshot().NumFiles() != 5 {
+		t.Fatalf("removed %d (%v), %d files left, want 12 and 5", n, err, tb.Snapshot().NumFiles())
 	}
 	// The 40-row files are not small any more.
 	if n, err := delta.Compact[schema.SilverRow](ctx, tb, delta.CompactOptions{SmallFileRows: 11, TargetRows: 40, MinFiles: 3}); err != nil || n != 0 {
