@@ -25,10 +25,6 @@ type GroupWriter interface {
 
 var _ GroupWriter = (*Local)(nil)
 
-// fsSlots bounds concurrent WriteIfAbsent calls (per process: they share the
-// kernel's locks, whatever the lake directory).
-var fsSlots = make(chan struct{}, 2)
-
 // WriteIfAbsent implements GroupWriter: a temporary file, not fsynced,
 // hard-linked to name (link(2) fails if name exists).
 func (l *Local) WriteIfAbsent(ctx context.Context, name string, data []byte) error {
@@ -36,16 +32,6 @@ func (l *Local) WriteIfAbsent(ctx context.Context, name string, data []byte) err
 	if err != nil {
 		return err
 	}
-	// Thousands of concurrent writers (one per MQTT client) would each hold an
-	// OS thread in a file-creating syscall and contend on the file system's
-	// locks: with 8 at a time, landing 50,000 files took 3-4x the CPU of 1-2
-	// at a time (noisy measurements on a shared 2-core VM, see the README).
-	select {
-	case fsSlots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-fsSlots }()
 	dir := filepath.Dir(p)
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if errors.Is(err, fs.ErrNotExist) {
