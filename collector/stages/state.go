@@ -86,7 +86,9 @@ func landingKey(name string) (stream string, seq uint64, err error) {
 	if len(parts[1]) != 16 {
 		return "", 0, fmt.Errorf("landing name %q: bad boot id", name)
 	}
-	if _, err := strconv.ParseUint(parts[1], 16, 64); err != nil {
+	// Only the canonical spelling (lower-case hex, as wire.Batch.Key writes it):
+	// two spellings of one batch would be two streams and land twice.
+	if boot, err := strconv.ParseUint(parts[1], 16, 64); err != nil || fmt.Sprintf("%016x", boot) != parts[1] {
 		return "", 0, fmt.Errorf("landing name %q: bad boot id", name)
 	}
 	ext := path.Ext(parts[2])
