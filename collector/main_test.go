@@ -258,7 +258,7 @@ func TestEmbeddedBrokerEndToEnd(t *testing.T) {
 }
 
 func TestExternalBrokerEndToEnd(t *testing.T) {
-	url := privateMosquitto(t)
+	url := testenv.PrivateMosquitto(t)
 	cfg := testConfig(t)
 	cfg.Broker = url
 	cfg.ClientID = fmt.Sprintf("collector-%d", rand.Uint32())

@@ -15,6 +15,8 @@ import (
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+
+	"github.com/pilake/pilake/scripts/testenv"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -128,7 +130,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestMQTTIngestMosquittoDedup(t *testing.T) {
-	url := privateMosquitto(t)
+	url := testenv.PrivateMosquitto(t)
 	ld := newLander(t)
 	startIngest(t, ingest.MQTTOptions{Broker: url, ClientID: fmt.Sprintf("collector-%d", rand.Uint32()), Handler: mqttHandler(ld)})
 	const devices, per = 5, 20
@@ -142,7 +144,7 @@ func TestMQTTIngestMosquittoDedup(t *testing.T) {
 }
 
 func TestMQTTSharedSubscription(t *testing.T) {
-	url := privateMosquitto(t)
+	url := testenv.PrivateMosquitto(t)
 	ld := newLander(t) // both collectors land into one lake
 	group := fmt.Sprintf("g%d", rand.Uint32())
 	var mu sync.Mutex
@@ -168,7 +170,7 @@ func TestMQTTSharedSubscription(t *testing.T) {
 }
 
 func TestMQTTSessionKeepsMessagesWhileDown(t *testing.T) {
-	url := privateMosquitto(t)
+	url := testenv.PrivateMosquitto(t)
 	ld := newLander(t)
 	opts := ingest.MQTTOptions{Broker: url, ClientID: fmt.Sprintf("collector-%d", rand.Uint32()), Handler: mqttHandler(ld)}
 	stop := startIngest(t, opts)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/broker"
+
+	"github.com/pilake/pilake/scripts/testenv"
 )
 
 func smallConfig(url string) config {
@@ -58,7 +60,7 @@ func TestGenerate(t *testing.T) {
 
 // TestRawMove runs the baseline's plain subscriber through Mosquitto.
 func TestRawMove(t *testing.T) {
-	c := smallConfig(privateMosquitto(t))
+	c := smallConfig(testenv.PrivateMosquitto(t))
 	c.rawSub, c.rawDir, c.prefix = true, t.TempDir(), "raw_move_"
 	var out bytes.Buffer
 	if err := generate(t.Context(), c, slog.New(slog.DiscardHandler), &out); err != nil {

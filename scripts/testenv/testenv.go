@@ -13,9 +13,14 @@
 package testenv
 
 import (
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // AzuriteAccount and AzuriteKey are Azurite's well-known development credentials.
@@ -79,4 +84,52 @@ func Chromium(t testing.TB) string {
 var ChromiumFlags = []string{
 	"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 	"--disable-background-networking", "--disable-component-update", "--disable-sync",
+}
+
+// PrivateMosquitto starts a Mosquitto of the test's own on a free port and
+// returns its URL, so that messages other packages' tests publish on the
+// shared broker (on the same topics) never reach this test's subscribers.
+// It needs the shared broker's announcement (to decide skip or fail, like
+// Mosquitto) and the mosquitto binary (PILAKE_MOSQUITTO_BIN, default
+// /usr/sbin/mosquitto); without the binary it falls back to the shared broker.
+// The broker is killed when the test ends.
+func PrivateMosquitto(t testing.TB) string {
+	t.Helper()
+	shared := Mosquitto(t)
+	bin := os.Getenv("PILAKE_MOSQUITTO_BIN")
+	if bin == "" {
+		bin = "/usr/sbin/mosquitto"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Logf("no %s: using the shared broker %s", bin, shared)
+		return shared
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"+
+		"max_queued_messages 200000\nlog_dest stderr\nlog_type error\n", port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return "tcp://" + addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("private mosquitto did not start on %s", addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
