@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,11 +71,11 @@ type Pipeline struct {
 	f       *folder
 	landed  map[string]seqSet
 	epochN  int64
-	bw      *bronzeWriter
+	bw      *bronzeWriter // the first epoch's, until the encoder takes it
+	jobs    chan bronzeJob
 	rows    int64
 	batches int64
 	quar    []quarantined
-	row     []schema.BronzeRow
 	good    []wire.Reading
 	live    schema.LiveUpdate
 	dirty   bool
@@ -192,6 +193,15 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Bronze rows are built and encoded on their own goroutine, so folding
+	// (and the live feed) runs beside the Parquet encoding.
+	p.jobs = make(chan bronzeJob, 256)
+	encoderDone := make(chan struct{})
+	go func(bw *bronzeWriter) {
+		defer close(encoderDone)
+		encodeBronze(p.jobs, bw)
+	}(p.bw)
+	p.bw = nil
 	commitCtx, cancelCommit := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelCommit()
 	p.commits = make(chan *epoch, p.opts.MaxPendingEpochs)
@@ -212,6 +222,8 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	}
 	p.stopping, p.runDone = stopping, ctx.Done()
 	finish := func(err error) error {
+		close(p.jobs)
+		<-encoderDone
 		close(p.commits)
 		stopping()
 		<-committerDone
@@ -321,14 +333,11 @@ func (p *Pipeline) process(b Landed) {
 	}
 	tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq), ReceivedAt: recv, Source: src}
 	if len(good) > 0 {
-		p.row = p.row[:0]
-		for i := range good {
-			r := &good[i]
-			row := tmpl
-			row.TS, row.TempC, row.PressurePa, row.HumidityRH, row.Fresh = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH(), r.Fresh
-			p.row = append(p.row, row)
+		rs := good
+		if bad != nil {
+			rs = slices.Clone(good) // p.good is scratch
 		}
-		p.bw.write(p.row)
+		p.jobs <- bronzeJob{readings: rs, tmpl: tmpl}
 	}
 	var live *schema.LiveUpdate
 	if p.opts.Live != nil && len(good) > 0 {
@@ -349,6 +358,37 @@ func (p *Pipeline) process(b Landed) {
 	if live != nil {
 		live.PublishedUS = p.opts.Now().UnixMicro()
 		p.opts.Live(*live)
+	}
+}
+
+// bronzeJob is work for the bronze encoder: a batch's readings (read only:
+// the fold reads them at the same time), or, with cut set, the end of an
+// epoch: the encoder sends the epoch's writer on cut and goes on with next.
+type bronzeJob struct {
+	readings []wire.Reading
+	tmpl     schema.BronzeRow
+	cut      chan<- *bronzeWriter
+	next     *bronzeWriter
+}
+
+// encodeBronze builds bronze rows from jobs and writes them to bw (then to
+// each cut's next writer), in order, until jobs is closed.
+func encodeBronze(jobs <-chan bronzeJob, bw *bronzeWriter) {
+	var rows []schema.BronzeRow
+	for j := range jobs {
+		if j.cut != nil {
+			j.cut <- bw
+			bw = j.next
+			continue
+		}
+		rows = rows[:0]
+		for i := range j.readings {
+			r := &j.readings[i]
+			row := j.tmpl
+			row.TS, row.TempC, row.PressurePa, row.HumidityRH, row.Fresh = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH(), r.Fresh
+			rows = append(rows, row)
+		}
+		bw.write(rows)
 	}
 }
 
@@ -489,11 +529,15 @@ func (p *Pipeline) cut(final bool) error {
 	}
 	devices := appendDevices(make([]byte, 0, p.devStateSize+p.devStateSize/8), p.f.devices)
 	p.devStateSize = len(devices)
-	e := &epoch{n: p.epochN, bronze: p.bw, rows: p.rows, silver: p.f.silver, late: p.f.late, gold: p.f.gold,
+	// The encoder hands over this epoch's bronze file once it has written
+	// every batch folded before the cut.
+	reply := make(chan *bronzeWriter, 1)
+	p.jobs <- bronzeJob{cut: reply, next: newBronzeWriter(int(p.rows)*4, p.opts.CompatibleBronze)} // at most ~4 bytes a reading compressed
+	bw := <-reply
+	e := &epoch{n: p.epochN, bronze: bw, rows: p.rows, silver: p.f.silver, late: p.f.late, gold: p.f.gold,
 		quar: p.quar, landed: landed, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(p.f.gold))}
 	p.f.silver, p.f.late, p.f.gold = nil, nil, nil
 	p.quar = nil
-	p.bw = newBronzeWriter(int(e.rows)*4, p.opts.CompatibleBronze) // at most ~4 bytes a reading compressed
 	p.rows, p.batches, p.dirty = 0, 0, false
 	wm := make(map[string]int64, len(p.f.devices))
 	for id, d := range p.f.devices {
