@@ -115,6 +115,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		}, log)
 		so.Live = live.Offer
 	}
+	so.Release = landing.ReleaseBatch // the stages give landed batches back for reuse
 	pipeline, err := stages.New(lk, so)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -77,6 +78,11 @@ type Options struct {
 	// gold rows. It runs on the pipeline's goroutine: it must not block. The
 	// update's slices are reused after it returns.
 	Live func(schema.LiveUpdate)
+	// Release, if set, is called with each submitted batch once the
+	// pipeline no longer reads it or its readings (e.g.
+	// landing.ReleaseBatch, which recycles them). Batches held for
+	// quarantine are not released.
+	Release func(*wire.Batch)
 	// Now is the clock [time.Now].
 	Now func() time.Time
 }
@@ -149,6 +155,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Release == nil {
+		o.Release = func(*wire.Batch) {}
 	}
 	return o
 }

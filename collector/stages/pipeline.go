@@ -199,7 +199,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	encoderDone := make(chan struct{})
 	go func(bw *bronzeWriter) {
 		defer close(encoderDone)
-		encodeBronze(p.jobs, bw)
+		encodeBronze(p.jobs, bw, p.opts.Release)
 	}(p.bw)
 	p.bw = nil
 	commitCtx, cancelCommit := context.WithCancel(context.WithoutCancel(ctx))
@@ -303,6 +303,7 @@ func (p *Pipeline) process(b Landed) {
 	set := p.landed[stream]
 	if set.has(b.Batch.Seq) {
 		p.count(func(s *Stats) { s.Duplicates++ })
+		p.opts.Release(b.Batch)
 		return
 	}
 	p.landed[stream] = set.add(b.Batch.Seq)
@@ -332,13 +333,6 @@ func (p *Pipeline) process(b Landed) {
 		}
 	}
 	tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq), ReceivedAt: recv, Source: src}
-	if len(good) > 0 {
-		rs := good
-		if bad != nil {
-			rs = slices.Clone(good) // p.good is scratch
-		}
-		p.jobs <- bronzeJob{readings: rs, tmpl: tmpl}
-	}
 	var live *schema.LiveUpdate
 	if p.opts.Live != nil && len(good) > 0 {
 		live = &p.live
@@ -359,21 +353,33 @@ func (p *Pipeline) process(b Landed) {
 		live.PublishedUS = p.opts.Now().UnixMicro()
 		p.opts.Live(*live)
 	}
+	// The encoder is the batch's last reader: it releases it.
+	switch {
+	case bad != nil: // held for quarantine (which copied the batch header): not released
+		if len(good) > 0 {
+			p.jobs <- bronzeJob{readings: slices.Clone(good), tmpl: tmpl} // p.good is scratch
+		}
+	case len(good) > 0:
+		p.jobs <- bronzeJob{readings: good, tmpl: tmpl, batch: b.Batch}
+	default:
+		p.opts.Release(b.Batch)
+	}
 }
 
-// bronzeJob is work for the bronze encoder: a batch's readings (read only:
-// the fold reads them at the same time), or, with cut set, the end of an
+// bronzeJob is work for the bronze encoder: a batch's readings (folded
+// already; the encoder is their last reader), or, with cut set, the end of an
 // epoch: the encoder sends the epoch's writer on cut and goes on with next.
 type bronzeJob struct {
 	readings []wire.Reading
 	tmpl     schema.BronzeRow
+	batch    *wire.Batch // released once the rows are built, if set
 	cut      chan<- *bronzeWriter
 	next     *bronzeWriter
 }
 
 // encodeBronze builds bronze rows from jobs and writes them to bw (then to
 // each cut's next writer), in order, until jobs is closed.
-func encodeBronze(jobs <-chan bronzeJob, bw *bronzeWriter) {
+func encodeBronze(jobs <-chan bronzeJob, bw *bronzeWriter, release func(*wire.Batch)) {
 	var rows []schema.BronzeRow
 	for j := range jobs {
 		if j.cut != nil {
@@ -387,6 +393,9 @@ func encodeBronze(jobs <-chan bronzeJob, bw *bronzeWriter) {
 			row := j.tmpl
 			row.TS, row.TempC, row.PressurePa, row.HumidityRH, row.Fresh = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH(), r.Fresh
 			rows = append(rows, row)
+		}
+		if j.batch != nil {
+			release(j.batch)
 		}
 		bw.write(rows)
 	}
