@@ -155,6 +155,59 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		go func() { defer ingestWG.Done(); live.Run(ingestCtx) }()
 	}
 
+	// Metrics and health, first: they answer during the stages' start-up
+	// scan (/readyz 503 until ingest runs).
+	var routing atomic.Pointer[ingest.Routing]
+	var routingStats func() (uint64, uint64, uint64)
+	if cfg.IoTHubRoutingPrefix != "" {
+		routingStats = func() (uint64, uint64, uint64) {
+			if r := routing.Load(); r != nil {
+				return r.Stats()
+			}
+			return 0, 0, 0
+		}
+	}
+	rate := newRateMeter(func() uint64 { return lander.Stats().Readings.Load() })
+	ingestWG.Add(1)
+	go func() { defer ingestWG.Done(); rate.run(ingestCtx, time.Second) }()
+	var srv *http.Server
+	stagesRunning := atomic.Bool{}
+	stagesRunning.Store(true)
+	if cfg.MetricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond))
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !ready.Load() || !stagesRunning.Load() || ingestCtx.Err() != nil {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		})
+		if cfg.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprofhttp.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprofhttp.Trace)
+		}
+		// A taken metrics port is not worth losing data over: log it and
+		// keep collecting.
+		if ln, err := net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			log.Error("metrics, /healthz and /readyz unavailable", "addr", cfg.MetricsAddr, "err", err)
+		} else {
+			srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+			go func() { _ = srv.Serve(ln) }()
+			st.Metrics = "http://" + ln.Addr().String()
+			log.Info("metrics listening", "addr", ln.Addr().String())
+		}
+	}
+	defer func() {
+		if srv != nil {
+			_ = srv.Close() // early returns; a clean shutdown has shut it down already
+		}
+	}()
 	// Ingest starts once the stages have recovered and scanned landing/:
 	// until then agents keep their batches (spool, broker session) instead
 	// of blocking in Submit behind the scan.
@@ -219,7 +272,6 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	}
 
 	// IoT Hub routing files.
-	var routingStats func() (uint64, uint64, uint64)
 	if cfg.IoTHubRoutingPrefix != "" {
 		files := lake.Lake(lk)
 		if cfg.IoTHubRoutingContainer != "" {
@@ -248,49 +300,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 			stopIngest()
 			return errors.Join(err, shutdown(brk, &ingestWG, stopStages, stagesDone))
 		}
-		routingStats = r.Stats
+		routing.Store(r)
 		ingestWG.Add(1)
 		go func() { defer ingestWG.Done(); _ = r.Run(ingestCtx) }()
 		log.Info("ingesting IoT Hub routing files", "prefix", cfg.IoTHubRoutingPrefix)
 	}
 
-	// Metrics and health.
-	rate := newRateMeter(func() uint64 { return lander.Stats().Readings.Load() })
-	ingestWG.Add(1)
-	go func() { defer ingestWG.Done(); rate.run(ingestCtx, time.Second) }()
-	var srv *http.Server
-	stagesRunning := atomic.Bool{}
-	stagesRunning.Store(true)
-	if cfg.MetricsAddr != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond))
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ready.Load() || !stagesRunning.Load() || ingestCtx.Err() != nil {
-				http.Error(w, "not ready", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ready")
-		})
-		if cfg.Pprof {
-			mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprofhttp.Profile)
-			mux.HandleFunc("/debug/pprof/trace", pprofhttp.Trace)
-		}
-		// A taken metrics port is not worth losing data over: log it and
-		// keep collecting.
-		if ln, err := net.Listen("tcp", cfg.MetricsAddr); err != nil {
-			log.Error("metrics, /healthz and /readyz unavailable", "addr", cfg.MetricsAddr, "err", err)
-		} else {
-			srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-			go func() { _ = srv.Serve(ln) }()
-			st.Metrics = "http://" + ln.Addr().String()
-			log.Info("metrics listening", "addr", ln.Addr().String())
-		}
-	}
 	if onStart != nil {
 		onStart(st)
 	}
