@@ -45,6 +45,8 @@ wait_port() {
   log "nothing listens on port $1; logs are in $STATE"; return 1
 }
 
+# The programs run in sessions of their own (setsid), so a Ctrl-C in the terminal reaches only
+# this script, which then stops them in order: agents (flush, last PUBACKs), dashboard, collector.
 AGENT_PIDS=() DASH_PID= COLLECTOR_PID=
 stop_all() {
   trap - INT TERM
@@ -61,7 +63,7 @@ stop_all() {
 }
 trap 'stop_all; exit 0' INT TERM
 
-"$BIN/pilake-collector" --lake "$LAKE" --listen "127.0.0.1:$MQTT_PORT" --metrics-addr 127.0.0.1:9102 \
+setsid "$BIN/pilake-collector" --lake "$LAKE" --listen "127.0.0.1:$MQTT_PORT" --metrics-addr 127.0.0.1:9102 \
   >"$STATE/collector.log" 2>&1 &
 COLLECTOR_PID=$!
 wait_port "$MQTT_PORT"
@@ -69,14 +71,14 @@ log "collector: broker on 127.0.0.1:$MQTT_PORT, lake in $LAKE, metrics on http:/
 
 i=0
 for d in $DEVICES; do
-  "$BIN/pilake-agent" --simulate --device-id "$d" --broker "tcp://127.0.0.1:$MQTT_PORT" \
+  setsid "$BIN/pilake-agent" --simulate --device-id "$d" --broker "tcp://127.0.0.1:$MQTT_PORT" \
     --spool-dir "$STATE/spool-$d" --metrics-addr "127.0.0.1:$((9110 + i))" >"$STATE/agent-$d.log" 2>&1 &
   AGENT_PIDS+=($!)
   log "agent $d (metrics http://127.0.0.1:$((9110 + i))/metrics)"
   i=$((i + 1))
 done
 
-"$BIN/pilake-dashboard" --lake "$LAKE" --broker "tcp://127.0.0.1:$MQTT_PORT" --listen "127.0.0.1:$HTTP_PORT" \
+setsid "$BIN/pilake-dashboard" --lake "$LAKE" --broker "tcp://127.0.0.1:$MQTT_PORT" --listen "127.0.0.1:$HTTP_PORT" \
   >"$STATE/dashboard.log" 2>&1 &
 DASH_PID=$!
 wait_port "$HTTP_PORT"
