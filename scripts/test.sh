@@ -49,7 +49,17 @@ if [ "$FUZZTIME" != 0 ]; then
     pkg=./$(dirname "${file#./}")
     for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | cut -d' ' -f2); do
       echo "  $pkg $fn"
-      go test -run '^$' -fuzz "^$fn\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/pilake-fuzz.log 2>&1 || { cat /tmp/pilake-fuzz.log; exit 1; }
+      if ! go test -run '^$' -fuzz "^$fn\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/pilake-fuzz.log 2>&1; then
+        # Go 1.26's fuzz coordinator can report a bare "context deadline exceeded" at the
+        # -fuzztime boundary on a busy machine (golang/go#75804, fixed in Go 1.27): no input
+        # failed and none was written. Anything else — a failing input written to
+        # testdata/fuzz, a panic, a build error — fails the run.
+        if grep -q 'Failing input written\|panic:\|\[build failed\]' /tmp/pilake-fuzz.log ||
+           ! grep -q '^    context deadline exceeded$' /tmp/pilake-fuzz.log; then
+          cat /tmp/pilake-fuzz.log; exit 1
+        fi
+        echo "    (fuzzer stopped with Go's known deadline race, golang/go#75804; no failing input)"
+      fi
     done
   done
 fi
