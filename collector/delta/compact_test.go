@@ -13,6 +13,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -108,7 +109,7 @@ func FuzzLoadCommit(f *testing.F) {
 	f.Add([]byte("not json\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx := t.Context()
-		l := newMemLake()
+		l := lake.NewMemory()
 		if err := l.Put(ctx, delta.CommitName("t", 0), data); err != nil {
 			t.Fatal(err)
 		}
@@ -290,7 +291,7 @@ func TestCompactBoundedByRows(t *testing.T) {
 // malformed input, so the readers recover).
 func FuzzReadParquet(f *testing.F) {
 	ctx := context.Background()
-	seed := newMemLake()
+	seed := lake.NewMemory()
 	tb, err := delta.Open[schema.SilverRow](ctx, seed, "t", delta.Options{})
 	if err != nil {
 		f.Fatal(err)
@@ -310,12 +311,14 @@ func FuzzReadParquet(f *testing.F) {
 	f.Add(cp, data)
 	f.Add(cp[:len(cp)/2], data[:len(data)-9])
 	f.Fuzz(func(t *testing.T, cpData, fileData []byte) {
-		l := newMemLake()
-		for name, b := range seed.objs {
-			l.objs[name] = b
+		l := lake.NewMemory()
+		objs, _ := seed.List(ctx, "")
+		for _, o := range objs {
+			b, _ := seed.Get(ctx, o.Name)
+			l.Put(ctx, o.Name, b)
 		}
-		l.objs[delta.CheckpointName("t", 1)] = cpData
-		l.objs["t/"+add.Path] = fileData
+		l.Put(ctx, delta.CheckpointName("t", 1), cpData)
+		l.Put(ctx, "t/"+add.Path, fileData)
 		_, _ = delta.ReadTable[schema.SilverRow](ctx, l, "t", nil)
 		_, _ = delta.FileStats(fileData, tb.Schema())
 	})

@@ -125,6 +125,8 @@ func conformance(t *testing.T, l lake.Lake) {
 	})
 }
 
+func TestMemory(t *testing.T) { conformance(t, lake.NewMemory()) }
+
 func TestLocal(t *testing.T) {
 	l, err := lake.NewLocal(t.TempDir())
 	if err != nil {

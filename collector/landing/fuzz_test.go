@@ -3,77 +3,13 @@ package landing_test
 import (
 	"context"
 	"errors"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 )
-
-// memLake is an in-memory Lake for the fuzzer only: a local lake costs an
-// fsync per object, too slow for thousands of fuzz inputs a second. The other
-// tests use the real local and Azure lakes.
-type memLake struct {
-	mu   sync.Mutex
-	objs map[string][]byte
-}
-
-var _ lake.Lake = (*memLake)(nil)
-
-func (m *memLake) Put(_ context.Context, name string, data []byte) error {
-	if err := lake.CheckName(name); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.objs[name] = append([]byte(nil), data...)
-	return nil
-}
-
-func (m *memLake) PutIfAbsent(ctx context.Context, name string, data []byte) error {
-	if err := lake.CheckName(name); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.objs[name]; ok {
-		return lake.ErrExists
-	}
-	m.objs[name] = append([]byte(nil), data...)
-	return nil
-}
-
-func (m *memLake) Get(_ context.Context, name string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if d, ok := m.objs[name]; ok {
-		return d, nil
-	}
-	return nil, lake.ErrNotFound
-}
-
-func (m *memLake) List(_ context.Context, prefix string) ([]lake.Object, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []lake.Object
-	for n, d := range m.objs {
-		if strings.HasPrefix(n, prefix) {
-			out = append(out, lake.Object{Name: n, Size: int64(len(d))})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
-
-func (m *memLake) Delete(_ context.Context, name string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.objs, name)
-	return nil
-}
 
 // FuzzLand: whatever arrives, Land lands it under a name inside landing/ or
 // quarantines it with a reason; it never fails (the lake works) or panics.
@@ -84,7 +20,7 @@ func FuzzLand(f *testing.F) {
 	f.Add([]byte(`[{"deviceId":"../../etc","seq":1,"bootId":"1","ts":1,"temperature":20,"humidity":40,"pressure":100000}]`), "")
 	f.Add([]byte{0x01}, "x")
 	f.Fuzz(func(t *testing.T, data []byte, device string) {
-		lk := &memLake{objs: map[string][]byte{}}
+		lk := lake.NewMemory() // a local lake costs an fsync per object: too slow for fuzzing
 		var landed []landing.Landed
 		ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Submit: func(_ context.Context, l landing.Landed) error {
 			landed = append(landed, l)
