@@ -86,6 +86,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--spool-max-bytes", "12parsecs"}, "spool-max-bytes"},
 		{[]string{"--iothub-connection-string", "HostName=h"}, "IoT Hub"},
 		{[]string{"--iothub-connection-string", "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=a2V5", "--encoding", "json", "--batch-interval", "10s"}, "256 KB"},
+		{[]string{"--broker", "tcp://127.0.0.1:1883", "--encoding", "json", "--batch-interval", "5s"}, "256 KB"},
 		{[]string{"--log-format", "xml"}, "log-format"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 	}
