@@ -12,10 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,9 +22,10 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/pilake/pilake/scripts/testenv"
 	"github.com/prometheus/common/model"
 )
 
@@ -94,44 +92,15 @@ func (r *recorder) waitFor(t *testing.T, what string, cond func([]message) bool)
 	}
 }
 
-// startBroker runs an in-process mochi broker on addr, with capability
-// limits raised so it never drops messages (FACTS.md), and the given hooks.
+// startBroker runs an in-process mochi broker on addr (testenv.Mochi: limits
+// raised so it never drops messages) with the given hooks.
 func startBroker(t *testing.T, addr string, tlsCfg *tls.Config, hooks ...mqtt.Hook) (stop func()) {
 	t.Helper()
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = 1 << 20
-	caps.MaximumInflight = 65535
-	s := mqtt.New(&mqtt.Options{
-		Capabilities: caps,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	for _, h := range hooks {
-		if err := s.AddHook(h, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr, TLSConfig: tlsCfg})); err != nil {
-		t.Fatalf("broker listening on %s: %v", addr, err)
-	}
-	if err := s.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { _ = s.Close() }) }
-	t.Cleanup(stop)
+	_, _, stop = testenv.Mochi(t, testenv.MochiConfig{Addr: addr, TLS: tlsCfg, Hooks: hooks})
 	return stop
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
+func freeAddr(t *testing.T) string { return testenv.FreeAddr(t) }
 
 // syncBuffer collects the agent's log for printing on failure.
 type syncBuffer struct {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,9 +18,6 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
@@ -34,41 +30,11 @@ import (
 	"github.com/pilake/pilake/scripts/testenv"
 )
 
-// allowAll lets every client connect and subscribe (loopback tests only).
-type allowAll struct{ mochi.HookBase }
-
-func (*allowAll) ID() string { return "allow-all" }
-func (*allowAll) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
-}
-func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
-func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
-
 // startBroker runs the embedded broker the collector uses (mochi), in-process.
 func startBroker(t *testing.T) (string, func()) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	caps := mochi.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = 1 << 20
-	s := mochi.New(&mochi.Options{Capabilities: caps, Logger: slogJSON(discard{})})
-	if err := s.AddHook(new(allowAll), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop := func() { once.Do(func() { s.Close() }) }
-	t.Cleanup(stop)
-	return "tcp://" + addr, stop
+	_, url, stop := testenv.Mochi(t, testenv.MochiConfig{})
+	return url, stop
 }
 
 type discard struct{}

@@ -4,57 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/scripts/testenv"
 )
 
-// allowAll lets every client connect and subscribe (loopback tests only).
-type allowAll struct{ mochi.HookBase }
-
-func (*allowAll) ID() string { return "allow-all" }
-func (*allowAll) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
-}
-func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
-func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
-
 // startMochi runs an in-process broker (the collector embeds the same one).
 func startMochi(t *testing.T) (*mochi.Server, func(), string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	s := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
-	if err := s.AddHook(new(allowAll), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop := func() { once.Do(func() { s.Close() }) }
-	t.Cleanup(stop)
-	return s, stop, "tcp://" + addr
+	s, url, stop := testenv.Mochi(t, testenv.MochiConfig{InlineClient: true})
+	return s, stop, url
 }
 
 // waitStatus waits (on the hub's signal) until the upstream reports live.
