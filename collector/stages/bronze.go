@@ -2,12 +2,22 @@ package stages
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"slices"
+	"sync"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/encoding/bytestreamsplit"
+	"github.com/parquet-go/parquet-go/encoding/delta"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/pilake/pilake/agent/wire"
-	"github.com/pilake/pilake/collector/delta"
+	deltalake "github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -17,121 +27,496 @@ import (
 type bronzeJob struct {
 	readings []wire.Reading
 	tmpl     schema.BronzeRow
-	batch    *wire.Batch // released once the rows are built, if set
+	batch    *wire.Batch // released once the readings are encoded, if set
 	cut      chan<- *bronzeWriter
 	next     *bronzeWriter
 }
 
-// encodeBronze builds bronze rows from jobs and writes them to bw (then to
-// each cut's next writer), in order, until jobs is closed.
+// encodeBronze writes the readings of jobs to bw (then to each cut's next
+// writer), in order, until jobs is closed.
 func encodeBronze(jobs <-chan bronzeJob, bw *bronzeWriter, release func(*wire.Batch)) {
-	var rows []schema.BronzeRow
 	for j := range jobs {
 		if j.cut != nil {
 			j.cut <- bw
 			bw = j.next
 			continue
 		}
-		rows = rows[:0]
-		for i := range j.readings {
-			r := &j.readings[i]
-			row := j.tmpl
-			row.TS, row.TempC, row.PressurePa, row.HumidityRH, row.Fresh = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH(), r.Fresh
-			rows = append(rows, row)
-		}
+		bw.write(j.readings, &j.tmpl)
 		if j.batch != nil {
 			release(j.batch)
 		}
-		bw.write(rows)
 	}
 }
 
-// bronzeWriter streams bronze rows into an in-memory Parquet file. It keeps
-// the file's statistics itself, per batch: parquet-go's per-page bounds and
-// per-row dictionary hashing of the string columns cost more than the rest
-// of the encoding, so bronze pages carry no bounds and strings are PLAIN
-// (zstd compresses the repeated device ids as well as a dictionary would).
+// bronzeWriter writes a bronze Parquet file in memory, column by column,
+// straight from the batches' readings: no row structs, no reflection.
+//
+// The file has bronze's schema (taken from schema.BronzeRow through
+// parquet-go, see bronzeFileTemplate) and one row group. The columns that
+// are the same in every reading of a batch (device, boot, seq, received_at,
+// source) are dictionary-encoded: a batch costs a map look-up and adds one
+// run to an RLE_DICTIONARY page, whatever its size. ts, temp_c, pressure_pa,
+// humidity_rh and fresh are buffered for a page (bronzePageRows readings) and
+// encoded then: unless compatible is set, ts as DELTA_BINARY_PACKED and the
+// doubles as BYTE_STREAM_SPLIT; PLAIN otherwise (compatible files hold only
+// PLAIN and dictionary encodings). Pages are v2 data pages compressed with
+// zstd (the fastest level, as delta.DefaultCompression). The pages carry no
+// statistics: the writer keeps the file's bounds itself, for stats().
 type bronzeWriter struct {
-	buf bytes.Buffer
-	w   *parquet.GenericWriter[schema.BronzeRow]
-	n   int64
-	err error
-	min schema.BronzeRow
-	max schema.BronzeRow
+	compatible bool
+	n          int64 // readings written
+	err        error
+	page       *bronzePage // the readings of the page being built; nil when none
+	cols       [numBronzeColumns]bronzeChunk
+	dicts      [numBronzeColumns]*bronzeDict // for the dictionary columns
+	lastDev    string                        // the device of the previous batch and its index in dicts
+	lastDevIdx uint32
+	lastSrc    string // the same for the source
+	lastSrcIdx uint32
+
+	// Bounds of the readings written (the file's statistics). The
+	// per-reading columns are kept in the wire's integer units:
+	// converting them to floats is monotonic.
+	tsLo, tsHi       int64
+	tempLo, tempHi   int32
+	pressLo, pressHi uint32
+	humLo, humHi     uint32
+	devLo, devHi     string
+	srcLo, srcHi     string
+	bootLo, bootHi   int64
+	seqLo, seqHi     int64
+	recvLo, recvHi   int64
+
+	scratch, compressed []byte // page encoding buffers
+	sizeHint            int
+	closed              bool
+	data                []byte // the file, once closed
 }
 
-var bronzeColumns = []string{"device", "ts", "temp_c", "pressure_pa", "humidity_rh", "fresh", "boot", "seq", "received_at", "source"}
+// The columns of bronze, in schema order, and the indexes of those kept in
+// a dictionary.
+var bronzeColumns = [...]string{"device", "ts", "temp_c", "pressure_pa", "humidity_rh", "fresh", "boot", "seq", "received_at", "source"}
 
-// newBronzeWriter starts a bronze file; sizeHint pre-sizes its buffer.
-// Unless compatible is set, integer and timestamp columns are
-// DELTA_BINARY_PACKED and doubles BYTE_STREAM_SPLIT: timestamps 2500 µs
-// apart and per-batch constants shrink to almost nothing before zstd sees
-// them, which makes bronze ~3x faster to write and several times smaller.
+const (
+	colDevice = iota
+	colTS
+	colTemp
+	colPress
+	colHum
+	colFresh
+	colBoot
+	colSeq
+	colRecv
+	colSource
+	numBronzeColumns
+)
+
+// bronzePageRows is the number of readings after which a page is written
+// (whole batches: a page may hold a batch more). 64 Ki readings make double
+// pages of 512 KiB, as large as zstd's fastest level looks back.
+const bronzePageRows = 1 << 16
+
+// bronzePage holds the per-reading columns of the page being built and the
+// dictionary runs of the others. Pages are pooled: a writer holds one only
+// while it is written to.
+type bronzePage struct {
+	rows             int
+	ts               []int64
+	temp, press, hum []float64
+	fresh            []byte // bit-packed, least significant bit first (PLAIN booleans)
+	runs             [numBronzeColumns][]bronzeRun
+}
+
+// bronzeRun is a run of equal dictionary indexes.
+type bronzeRun struct{ idx, n uint32 }
+
+var bronzePages = sync.Pool{New: func() any {
+	return &bronzePage{ts: make([]int64, 0, bronzePageRows+1024), temp: make([]float64, 0, bronzePageRows+1024),
+		press: make([]float64, 0, bronzePageRows+1024), hum: make([]float64, 0, bronzePageRows+1024),
+		fresh: make([]byte, 0, (bronzePageRows+1024)/8+1)}
+}}
+
+// bronzeDict is a column's dictionary: its values, PLAIN-encoded, and their
+// indexes.
+type bronzeDict struct {
+	plain []byte
+	n     uint32
+	str   map[string]uint32
+	i64   map[int64]uint32
+	last  int64 // the int64 value last looked up and its index (ints repeat across batches)
+	lastI uint32
+	any   bool
+}
+
+func (d *bronzeDict) string(s string) uint32 {
+	if i, ok := d.str[s]; ok {
+		return i
+	}
+	i := d.n
+	d.n++
+	d.str[s] = i
+	d.plain = binary.LittleEndian.AppendUint32(d.plain, uint32(len(s)))
+	d.plain = append(d.plain, s...)
+	return i
+}
+
+func (d *bronzeDict) int64(v int64) uint32 {
+	if d.any && v == d.last {
+		return d.lastI
+	}
+	i, ok := d.i64[v]
+	if !ok {
+		i = d.n
+		d.n++
+		d.i64[v] = i
+		d.plain = binary.LittleEndian.AppendUint64(d.plain, uint64(v))
+	}
+	d.last, d.lastI, d.any = v, i, true
+	return i
+}
+
+// bronzeChunk is a column chunk being written: its data pages, compressed,
+// with their headers.
+type bronzeChunk struct {
+	pages        []byte
+	uncompressed int64 // of the pages, headers included
+	numPages     int32
+}
+
+var bronzeZstd = &zstd.Codec{Level: zstd.SpeedFastest}
+
+// newBronzeWriter starts a bronze file; sizeHint (bytes) pre-sizes the
+// file's buffer. See bronzeWriter for compatible.
 func newBronzeWriter(sizeHint int, compatible bool) *bronzeWriter {
-	bw := &bronzeWriter{}
-	bw.buf.Grow(sizeHint)
-	opts := []parquet.WriterOption{delta.DefaultCompression(), parquet.CreatedBy("pilake", "1", ""),
-		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain), parquet.MaxRowsPerRowGroup(1 << 20),
-		parquet.DataPageStatistics(false)}
-	if !compatible {
-		opts = append(opts, parquet.DefaultEncodingFor(parquet.Int64, &parquet.DeltaBinaryPacked),
-			parquet.DefaultEncodingFor(parquet.Double, &parquet.ByteStreamSplit))
+	bw := &bronzeWriter{compatible: compatible, sizeHint: sizeHint}
+	for _, c := range []int{colDevice, colSource} {
+		bw.dicts[c] = &bronzeDict{str: map[string]uint32{}}
 	}
-	for _, c := range bronzeColumns {
-		opts = append(opts, parquet.SkipPageBounds(c))
+	for _, c := range []int{colBoot, colSeq, colRecv} {
+		bw.dicts[c] = &bronzeDict{i64: map[int64]uint32{}}
 	}
-	bw.w = parquet.NewGenericWriter[schema.BronzeRow](&bw.buf, opts...)
 	return bw
 }
 
-// write appends rows and folds them into the file's bounds.
-func (bw *bronzeWriter) write(rows []schema.BronzeRow) {
-	if bw.err != nil || len(rows) == 0 {
+// write appends a batch's readings, each with tmpl's device, boot, seq,
+// received_at and source.
+func (bw *bronzeWriter) write(rs []wire.Reading, tmpl *schema.BronzeRow) {
+	if bw.err != nil || len(rs) == 0 {
 		return
 	}
-	lo, hi := &bw.min, &bw.max
-	if bw.n == 0 {
-		*lo, *hi = rows[0], rows[0]
+	if bw.closed {
+		bw.err = fmt.Errorf("writing to a closed bronze file")
+		return
 	}
-	for i := range rows {
-		r := &rows[i]
-		lo.TS, hi.TS = min(lo.TS, r.TS), max(hi.TS, r.TS)
-		lo.TempC, hi.TempC = min(lo.TempC, r.TempC), max(hi.TempC, r.TempC)
-		lo.PressurePa, hi.PressurePa = min(lo.PressurePa, r.PressurePa), max(hi.PressurePa, r.PressurePa)
-		lo.HumidityRH, hi.HumidityRH = min(lo.HumidityRH, r.HumidityRH), max(hi.HumidityRH, r.HumidityRH)
+	if bw.page == nil {
+		bw.page = bronzePages.Get().(*bronzePage)
 	}
-	// Per batch: these are the same in every row of a batch.
-	r := &rows[0]
-	lo.Device, hi.Device = min(lo.Device, r.Device), max(hi.Device, r.Device)
-	lo.Source, hi.Source = min(lo.Source, r.Source), max(hi.Source, r.Source)
-	lo.Boot, hi.Boot = min(lo.Boot, r.Boot), max(hi.Boot, r.Boot)
-	lo.Seq, hi.Seq = min(lo.Seq, r.Seq), max(hi.Seq, r.Seq)
-	lo.ReceivedAt, hi.ReceivedAt = min(lo.ReceivedAt, r.ReceivedAt), max(hi.ReceivedAt, r.ReceivedAt)
-	n, err := bw.w.Write(rows)
+	pg := bw.page
+	first := bw.n == 0
+	if first {
+		r := &rs[0]
+		bw.tsLo, bw.tsHi = r.TimeUS, r.TimeUS
+		bw.tempLo, bw.tempHi = r.Temp, r.Temp
+		bw.pressLo, bw.pressHi = r.Press, r.Press
+		bw.humLo, bw.humHi = r.Hum, r.Hum
+		bw.devLo, bw.devHi = tmpl.Device, tmpl.Device
+		bw.srcLo, bw.srcHi = tmpl.Source, tmpl.Source
+		bw.bootLo, bw.bootHi = tmpl.Boot, tmpl.Boot
+		bw.seqLo, bw.seqHi = tmpl.Seq, tmpl.Seq
+		bw.recvLo, bw.recvHi = tmpl.ReceivedAt, tmpl.ReceivedAt
+	}
+
+	// Per-reading columns.
+	k, n := pg.rows, len(rs)
+	pg.ts = slices.Grow(pg.ts, n)[:k+n]
+	pg.temp = slices.Grow(pg.temp, n)[:k+n]
+	pg.press = slices.Grow(pg.press, n)[:k+n]
+	pg.hum = slices.Grow(pg.hum, n)[:k+n]
+	ts, temp, press, hum := pg.ts[k:k+n], pg.temp[k:k+n], pg.press[k:k+n], pg.hum[k:k+n]
+	tsLo, tsHi := bw.tsLo, bw.tsHi
+	tLo, tHi := bw.tempLo, bw.tempHi
+	pLo, pHi := bw.pressLo, bw.pressHi
+	hLo, hHi := bw.humLo, bw.humHi
+	for i := range rs {
+		r := &rs[i]
+		ts[i], temp[i], press[i], hum[i] = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH()
+		tsLo, tsHi = min(tsLo, r.TimeUS), max(tsHi, r.TimeUS)
+		tLo, tHi = min(tLo, r.Temp), max(tHi, r.Temp)
+		pLo, pHi = min(pLo, r.Press), max(pHi, r.Press)
+		hLo, hHi = min(hLo, r.Hum), max(hHi, r.Hum)
+	}
+	bw.tsLo, bw.tsHi, bw.tempLo, bw.tempHi = tsLo, tsHi, tLo, tHi
+	bw.pressLo, bw.pressHi, bw.humLo, bw.humHi = pLo, pHi, hLo, hHi
+	pg.fresh = slices.Grow(pg.fresh, n/8+2)[:(k+n+7)/8]
+	fresh := pg.fresh
+	for i := range rs {
+		if rs[i].Fresh {
+			j := k + i
+			fresh[j>>3] |= 1 << (j & 7)
+		}
+	}
+
+	// Per-batch columns.
+	if first || tmpl.Device != bw.lastDev {
+		bw.lastDev, bw.lastDevIdx = tmpl.Device, bw.dicts[colDevice].string(tmpl.Device)
+		bw.devLo, bw.devHi = min(bw.devLo, tmpl.Device), max(bw.devHi, tmpl.Device)
+	}
+	pg.addRun(colDevice, bw.lastDevIdx, n)
+	if first || tmpl.Source != bw.lastSrc {
+		bw.lastSrc, bw.lastSrcIdx = tmpl.Source, bw.dicts[colSource].string(tmpl.Source)
+		bw.srcLo, bw.srcHi = min(bw.srcLo, tmpl.Source), max(bw.srcHi, tmpl.Source)
+	}
+	pg.addRun(colSource, bw.lastSrcIdx, n)
+	bw.bootLo, bw.bootHi = min(bw.bootLo, tmpl.Boot), max(bw.bootHi, tmpl.Boot)
+	bw.seqLo, bw.seqHi = min(bw.seqLo, tmpl.Seq), max(bw.seqHi, tmpl.Seq)
+	bw.recvLo, bw.recvHi = min(bw.recvLo, tmpl.ReceivedAt), max(bw.recvHi, tmpl.ReceivedAt)
+	pg.addRun(colBoot, bw.dicts[colBoot].int64(tmpl.Boot), n)
+	pg.addRun(colSeq, bw.dicts[colSeq].int64(tmpl.Seq), n)
+	pg.addRun(colRecv, bw.dicts[colRecv].int64(tmpl.ReceivedAt), n)
+
+	pg.rows += n
 	bw.n += int64(n)
-	bw.err = err
+	if pg.rows >= bronzePageRows {
+		bw.flushPage()
+	}
 }
 
+func (pg *bronzePage) addRun(col int, idx uint32, n int) {
+	runs := pg.runs[col]
+	if l := len(runs) - 1; l >= 0 && runs[l].idx == idx {
+		runs[l].n += uint32(n)
+		return
+	}
+	pg.runs[col] = append(runs, bronzeRun{idx: idx, n: uint32(n)})
+}
+
+// flushPage encodes and compresses the page being built, a data page per
+// column.
+func (bw *bronzeWriter) flushPage() {
+	pg := bw.page
+	if pg == nil || pg.rows == 0 || bw.err != nil {
+		return
+	}
+	rows := pg.rows
+	for c := range bronzeColumns {
+		var enc format.Encoding
+		body := bw.scratch[:0]
+		switch c {
+		case colTS:
+			if bw.compatible {
+				enc, body = format.Plain, append(body, le64(pg.ts)...)
+			} else {
+				enc = format.DeltaBinaryPacked
+				body, _ = new(delta.BinaryPackedEncoding).EncodeInt64(body, pg.ts)
+			}
+		case colTemp, colPress, colHum:
+			v := pg.temp
+			if c == colPress {
+				v = pg.press
+			} else if c == colHum {
+				v = pg.hum
+			}
+			if bw.compatible {
+				enc, body = format.Plain, append(body, le64(v)...)
+			} else {
+				enc = format.ByteStreamSplit
+				body, _ = new(bytestreamsplit.Encoding).EncodeDouble(body, v)
+			}
+		case colFresh:
+			enc, body = format.Plain, append(body, pg.fresh...)
+		default:
+			enc, body = format.RLEDictionary, appendRuns(body, pg.runs[c])
+		}
+		bw.scratch = body
+		bw.writePage(&bw.cols[c], format.DataPageV2, enc, rows, body)
+		if bw.err != nil {
+			return
+		}
+	}
+	pg.rows = 0
+	pg.ts, pg.temp, pg.press, pg.hum = pg.ts[:0], pg.temp[:0], pg.press[:0], pg.hum[:0]
+	clear(pg.fresh)
+	pg.fresh = pg.fresh[:0]
+	for c := range pg.runs {
+		pg.runs[c] = pg.runs[c][:0]
+	}
+}
+
+// appendRuns appends an RLE_DICTIONARY page body: the bit width of the
+// indexes, then a run per bronzeRun (RLE/bit-packing hybrid, RLE runs only).
+func appendRuns(b []byte, runs []bronzeRun) []byte {
+	var hi uint32
+	for _, r := range runs {
+		hi = max(hi, r.idx)
+	}
+	width := max(1, bits.Len32(hi))
+	b = append(b, byte(width))
+	nb := (width + 7) / 8
+	for _, r := range runs {
+		b = binary.AppendUvarint(b, uint64(r.n)<<1)
+		for i := range nb {
+			b = append(b, byte(r.idx>>(8*i)))
+		}
+	}
+	return b
+}
+
+// le64 is the PLAIN encoding of s (the in-memory layout on little-endian
+// machines, which parquet-go also assumes).
+func le64[T int64 | float64](s []T) []byte {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*8)
+}
+
+// writePage compresses body and appends it to ch with its header.
+func (bw *bronzeWriter) writePage(ch *bronzeChunk, typ format.PageType, enc format.Encoding, n int, body []byte) {
+	var err error
+	bw.compressed, err = bronzeZstd.Encode(bw.compressed[:0], body)
+	if err != nil {
+		bw.err = err
+		return
+	}
+	h := format.PageHeader{Type: typ, UncompressedPageSize: int32(len(body)), CompressedPageSize: int32(len(bw.compressed))}
+	switch typ {
+	case format.DictionaryPage:
+		h.DictionaryPageHeader = thrift.New(format.DictionaryPageHeader{NumValues: int32(n), Encoding: enc})
+	default:
+		h.DataPageHeaderV2 = thrift.New(format.DataPageHeaderV2{NumValues: int32(n), NumRows: int32(n), Encoding: enc,
+			IsCompressed: thrift.New(true)})
+	}
+	hdr, err := thrift.Marshal(new(thrift.CompactProtocol), &h)
+	if err != nil {
+		bw.err = err
+		return
+	}
+	ch.pages = append(append(ch.pages, hdr...), bw.compressed...)
+	ch.uncompressed += int64(len(hdr) + len(body))
+	ch.numPages++
+}
+
+// bronzeFileTemplate is the metadata parquet-go writes for a bronze file
+// with no rows: its schema elements, column orders, version and created_by
+// are those of every bronze file.
+var bronzeFileTemplate = sync.OnceValues(func() (*format.FileMetaData, error) {
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[schema.BronzeRow](&buf, parquet.CreatedBy("pilake", "1", ""))
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	f, err := deltalake.OpenParquet(buf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	return f.Metadata(), nil
+})
+
 // stats returns the Delta statistics of the file written.
-func (bw *bronzeWriter) stats() delta.Stats {
-	vals := func(r *schema.BronzeRow) map[string]any {
-		return map[string]any{"device": r.Device, "ts": delta.FormatStatsTime(r.TS), "temp_c": r.TempC,
-			"pressure_pa": r.PressurePa, "humidity_rh": r.HumidityRH, "boot": r.Boot, "seq": r.Seq,
-			"received_at": delta.FormatStatsTime(r.ReceivedAt), "source": r.Source}
+func (bw *bronzeWriter) stats() deltalake.Stats {
+	vals := func(dev, src string, ts int64, temp int32, press, hum uint32, boot, seq, recv int64) map[string]any {
+		r := wire.Reading{Temp: temp, Press: press, Hum: hum}
+		return map[string]any{"device": dev, "ts": deltalake.FormatStatsTime(ts), "temp_c": r.TempC(),
+			"pressure_pa": r.PressurePa(), "humidity_rh": r.HumidityRH(), "boot": boot, "seq": seq,
+			"received_at": deltalake.FormatStatsTime(recv), "source": src}
 	}
 	nulls := map[string]int64{}
 	for _, c := range bronzeColumns {
 		nulls[c] = 0
 	}
-	return delta.Stats{NumRecords: bw.n, MinValues: vals(&bw.min), MaxValues: vals(&bw.max), NullCount: nulls}
+	return deltalake.Stats{NumRecords: bw.n,
+		MinValues: vals(bw.devLo, bw.srcLo, bw.tsLo, bw.tempLo, bw.pressLo, bw.humLo, bw.bootLo, bw.seqLo, bw.recvLo),
+		MaxValues: vals(bw.devHi, bw.srcHi, bw.tsHi, bw.tempHi, bw.pressHi, bw.humHi, bw.bootHi, bw.seqHi, bw.recvHi),
+		NullCount: nulls}
 }
 
+// close finishes the file and returns it. Calling it again returns the same
+// file.
 func (bw *bronzeWriter) close() ([]byte, error) {
+	if bw.err == nil && !bw.closed {
+		bw.flushPage()
+		if bw.page != nil {
+			bronzePages.Put(bw.page)
+			bw.page = nil
+		}
+		bw.closed = true
+		if bw.err == nil {
+			bw.data, bw.err = bw.assemble()
+		}
+		bw.scratch, bw.compressed = nil, nil
+	}
 	if bw.err != nil {
 		return nil, fmt.Errorf("encoding bronze: %w", bw.err)
 	}
-	if err := bw.w.Close(); err != nil {
-		return nil, fmt.Errorf("encoding bronze: %w", err)
+	return bw.data, nil
+}
+
+// assemble lays the column chunks out in a file and appends the footer.
+func (bw *bronzeWriter) assemble() ([]byte, error) {
+	tmpl, err := bronzeFileTemplate()
+	if err != nil {
+		return nil, err
 	}
-	return bw.buf.Bytes(), nil
+	size := 4
+	for c := range bw.cols {
+		size += len(bw.cols[c].pages)
+		if d := bw.dicts[c]; d != nil {
+			size += len(d.plain) + 64
+		}
+	}
+	out := make([]byte, 0, max(size+4096, bw.sizeHint))
+	out = append(out, "PAR1"...)
+	meta := format.FileMetaData{Version: tmpl.Version, Schema: tmpl.Schema, NumRows: bw.n, CreatedBy: tmpl.CreatedBy,
+		ColumnOrders: tmpl.ColumnOrders, KeyValueMetadata: tmpl.KeyValueMetadata}
+	if bw.n > 0 {
+		rg := format.RowGroup{NumRows: bw.n, FileOffset: int64(len(out))}
+		leaves := tmpl.Schema[1:]
+		for c, name := range bronzeColumns {
+			ch := &bw.cols[c]
+			md := format.ColumnMetaData{Type: leaves[c].Type.V, PathInSchema: []string{name}, Codec: format.Zstd, NumValues: bw.n}
+			start := int64(len(out))
+			var uncompressed int64
+			var dataEnc format.Encoding
+			if d := bw.dicts[c]; d != nil {
+				var dict bronzeChunk
+				bw.writePage(&dict, format.DictionaryPage, format.Plain, int(d.n), d.plain)
+				if bw.err != nil {
+					return nil, bw.err
+				}
+				md.DictionaryPageOffset = start
+				out = append(out, dict.pages...)
+				uncompressed += dict.uncompressed
+				md.Encoding = []format.Encoding{format.Plain, format.RLEDictionary}
+				md.EncodingStats = []format.PageEncodingStats{{PageType: format.DictionaryPage, Encoding: format.Plain, Count: 1}}
+				dataEnc = format.RLEDictionary
+			} else {
+				dataEnc = format.Plain
+				switch {
+				case bw.compatible:
+				case c == colTS:
+					dataEnc = format.DeltaBinaryPacked
+				case c == colTemp || c == colPress || c == colHum:
+					dataEnc = format.ByteStreamSplit
+				}
+				md.Encoding = []format.Encoding{dataEnc}
+			}
+			md.DataPageOffset = int64(len(out))
+			md.EncodingStats = append(md.EncodingStats, format.PageEncodingStats{PageType: format.DataPageV2, Encoding: dataEnc, Count: ch.numPages})
+			out = append(out, ch.pages...)
+			md.TotalUncompressedSize = uncompressed + ch.uncompressed
+			md.TotalCompressedSize = int64(len(out)) - start
+			rg.TotalByteSize += md.TotalUncompressedSize
+			rg.TotalCompressedSize += md.TotalCompressedSize
+			rg.Columns = append(rg.Columns, format.ColumnChunk{FileOffset: start, MetaData: md})
+			ch.pages = nil
+		}
+		meta.RowGroups = []format.RowGroup{rg}
+	}
+	footer, err := thrift.Marshal(new(thrift.CompactProtocol), &meta)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, footer...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(footer)))
+	return append(out, "PAR1"...), nil
 }

@@ -1,15 +1,303 @@
 package stages
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"math"
+	"reflect"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
 )
+
+// bronzeInput is a bronze file's input: batches (readings and template row).
+type bronzeInput struct {
+	readings [][]wire.Reading
+	tmpls    []schema.BronzeRow
+}
+
+// rows are the bronze rows the input stands for, built as the row-based
+// encoder did.
+func (in bronzeInput) rows() []schema.BronzeRow {
+	var rows []schema.BronzeRow
+	for k, rs := range in.readings {
+		for _, r := range rs {
+			row := in.tmpls[k]
+			row.TS, row.TempC, row.PressurePa, row.HumidityRH, row.Fresh = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH(), r.Fresh
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+// encode writes the input through encodeBronze, as the pipeline does, and
+// returns the writer, closed, and its file.
+func (in bronzeInput) encode(t testing.TB, compatible bool) (*bronzeWriter, []byte) {
+	t.Helper()
+	jobs := make(chan bronzeJob, len(in.readings)+1)
+	var released []*wire.Batch
+	bw := newBronzeWriter(0, compatible)
+	for k := range in.readings {
+		b := &wire.Batch{}
+		jobs <- bronzeJob{readings: in.readings[k], tmpl: in.tmpls[k], batch: b}
+	}
+	reply := make(chan *bronzeWriter, 1)
+	jobs <- bronzeJob{cut: reply, next: newBronzeWriter(0, compatible)}
+	close(jobs)
+	encodeBronze(jobs, bw, func(b *wire.Batch) { released = append(released, b) })
+	if got := <-reply; got != bw {
+		t.Fatal("the cut did not hand over the writer written to")
+	}
+	if len(released) != len(in.readings) {
+		t.Fatalf("%d batches released, want %d", len(released), len(in.readings))
+	}
+	data, err := bw.close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bw, data
+}
+
+// testBronzeInputs are inputs with what the encoder must get right: fresh
+// flags mixed within a batch, batches of one reading and of thousands
+// (pages end inside and between batches), more than 256 devices (two-byte
+// dictionary indexes), both sources, boot ids with the top bit set
+// (negative int64), repeated and extreme values, NaN-free negative
+// temperatures.
+func testBronzeInputs() map[string]bronzeInput {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMicro()
+	small := bronzeInput{
+		readings: [][]wire.Reading{
+			{{TimeUS: t0, Temp: -4012, Press: 101325 * 256, Hum: 0, Fresh: true}, {TimeUS: t0 + 2500, Temp: 8500, Press: math.MaxUint32, Hum: 100 * 1024}, {TimeUS: t0 + 1, Temp: 0, Press: 1, Hum: 3, Fresh: true}},
+			{{TimeUS: t0 - 7, Temp: math.MinInt32, Press: 0, Hum: math.MaxUint32, Fresh: false}},
+			{{TimeUS: math.MaxInt64, Temp: math.MaxInt32, Press: 5, Hum: 7, Fresh: true}},
+		},
+		tmpls: []schema.BronzeRow{
+			{Device: "dev-b", Boot: -1, Seq: 1, ReceivedAt: t0 + 10, Source: "mqtt"},
+			{Device: "dev-a", Boot: math.MinInt64, Seq: 1 << 40, ReceivedAt: t0 - 10, Source: "iothub"},
+			{Device: "dev-b", Boot: -1, Seq: 2, ReceivedAt: t0 + 10, Source: "mqtt"},
+		},
+	}
+	var big bronzeInput
+	sizes := []int{1, 400, 4000, 37, 65536, 3}
+	for k := range 700 {
+		n := sizes[k%len(sizes)]
+		if k >= 12 && n > 400 {
+			n = 400
+		}
+		rs := make([]wire.Reading, n)
+		for i := range rs {
+			m := k*1000 + i
+			rs[i] = wire.Reading{TimeUS: t0 + int64(k)*1_000_000 + int64(i)*2500 + int64(m%7), Temp: int32(2150 + m%301 - 150),
+				Press: uint32(101325*256 + m%977), Hum: uint32(45*1024 + m%1031), Fresh: (m*7)%5 < 2}
+		}
+		big.readings = append(big.readings, rs)
+		src := "mqtt"
+		if k%9 == 0 {
+			src = "iothub"
+		}
+		big.tmpls = append(big.tmpls, schema.BronzeRow{Device: fmt.Sprintf("dev-%04d", (k*37)%311), Boot: int64(uint64(k%5) << 62), Seq: int64(k / 311),
+			ReceivedAt: t0 + int64(k)*1_000_000 + 5000, Source: src})
+	}
+	return map[string]bronzeInput{"small": small, "big": big}
+}
+
+// TestBronzeRoundTrip encodes inputs in both modes and reads the files back
+// with parquet-go (directly and through the Delta reader) and with Apache
+// Arrow's Go reader: every row must come back as it went in, the schema
+// must be schema.BronzeRow's, a compatible file must hold only PLAIN and
+// dictionary encodings, and stats() must be the input's bounds.
+func TestBronzeRoundTrip(t *testing.T) {
+	for name, in := range testBronzeInputs() {
+		for _, compatible := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/compatible=%v", name, compatible), func(t *testing.T) {
+				want := in.rows()
+				bw, data := in.encode(t, compatible)
+				if bw.n != int64(len(want)) {
+					t.Fatalf("writer counted %d rows, want %d", bw.n, len(want))
+				}
+
+				f, err := delta.OpenParquet(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, w := f.Schema().String(), parquet.SchemaOf(schema.BronzeRow{}).String(); got != w {
+					t.Errorf("schema:\n%s\nwant\n%s", got, w)
+				}
+				checkBronzeSchemaElements(t, f.Metadata())
+				checkBronzeEncodings(t, f.Metadata(), compatible)
+				got, err := parquet.Read[schema.BronzeRow](bytes.NewReader(data), int64(len(data)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				compareBronzeRows(t, "parquet-go", got, want)
+
+				l := lake.NewMemory()
+				if err := l.Put(context.Background(), "bronze/part-0.parquet", data); err != nil {
+					t.Fatal(err)
+				}
+				got, err = delta.ReadFiles[schema.BronzeRow](context.Background(), l, "bronze", []delta.AddFile{{Path: "part-0.parquet"}}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				compareBronzeRows(t, "delta.ReadFiles", got, want)
+
+				compareBronzeRows(t, "arrow-go", readBronzeArrow(t, data), want)
+
+				if got, w := bw.stats(), bronzeStatsOf(want); !reflect.DeepEqual(got, w) {
+					t.Errorf("stats() = %+v\nwant %+v", got, w)
+				}
+			})
+		}
+	}
+}
+
+func compareBronzeRows(t *testing.T, reader string, got, want []schema.BronzeRow) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: %d rows, want %d", reader, len(got), len(want))
+		return
+	}
+	bad := 0
+	for i := range want {
+		if got[i] != want[i] {
+			if bad++; bad <= 5 {
+				t.Errorf("%s: row %d = %+v, want %+v", reader, i, got[i], want[i])
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%s: %d of %d rows differ", reader, bad, len(want))
+	}
+}
+
+// checkBronzeSchemaElements compares the file's schema elements with those
+// of a file parquet-go writes from schema.BronzeRow (the row-based encoder's).
+func checkBronzeSchemaElements(t *testing.T, md *format.FileMetaData) {
+	t.Helper()
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[schema.BronzeRow](&buf)
+	if _, err := w.Write([]schema.BronzeRow{{Device: "d"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := delta.OpenParquet(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := md.Schema, ref.Metadata().Schema; !reflect.DeepEqual(got, want) {
+		t.Errorf("schema elements:\n%+v\nwant\n%+v", got, want)
+	}
+	if got, want := md.ColumnOrders, ref.Metadata().ColumnOrders; !reflect.DeepEqual(got, want) {
+		t.Errorf("column orders %+v, want %+v", got, want)
+	}
+}
+
+func checkBronzeEncodings(t *testing.T, md *format.FileMetaData, compatible bool) {
+	t.Helper()
+	for _, rg := range md.RowGroups {
+		for _, c := range rg.Columns {
+			for _, e := range c.MetaData.Encoding {
+				switch e {
+				case format.Plain, format.RLEDictionary, format.PlainDictionary:
+				default:
+					if compatible {
+						t.Errorf("column %v: encoding %v in a compatible file", c.MetaData.PathInSchema, e)
+					}
+				}
+			}
+		}
+	}
+}
+
+// bronzeStatsOf is the Delta statistics of rows, computed from the rows.
+func bronzeStatsOf(rows []schema.BronzeRow) delta.Stats {
+	lo, hi := rows[0], rows[0]
+	for _, r := range rows {
+		lo.Device, hi.Device = min(lo.Device, r.Device), max(hi.Device, r.Device)
+		lo.TS, hi.TS = min(lo.TS, r.TS), max(hi.TS, r.TS)
+		lo.TempC, hi.TempC = min(lo.TempC, r.TempC), max(hi.TempC, r.TempC)
+		lo.PressurePa, hi.PressurePa = min(lo.PressurePa, r.PressurePa), max(hi.PressurePa, r.PressurePa)
+		lo.HumidityRH, hi.HumidityRH = min(lo.HumidityRH, r.HumidityRH), max(hi.HumidityRH, r.HumidityRH)
+		lo.Boot, hi.Boot = min(lo.Boot, r.Boot), max(hi.Boot, r.Boot)
+		lo.Seq, hi.Seq = min(lo.Seq, r.Seq), max(hi.Seq, r.Seq)
+		lo.ReceivedAt, hi.ReceivedAt = min(lo.ReceivedAt, r.ReceivedAt), max(hi.ReceivedAt, r.ReceivedAt)
+		lo.Source, hi.Source = min(lo.Source, r.Source), max(hi.Source, r.Source)
+	}
+	vals := func(r schema.BronzeRow) map[string]any {
+		return map[string]any{"device": r.Device, "ts": delta.FormatStatsTime(r.TS), "temp_c": r.TempC,
+			"pressure_pa": r.PressurePa, "humidity_rh": r.HumidityRH, "boot": r.Boot, "seq": r.Seq,
+			"received_at": delta.FormatStatsTime(r.ReceivedAt), "source": r.Source}
+	}
+	nulls := map[string]int64{}
+	for _, c := range []string{"device", "ts", "temp_c", "pressure_pa", "humidity_rh", "fresh", "boot", "seq", "received_at", "source"} {
+		nulls[c] = 0
+	}
+	return delta.Stats{NumRecords: int64(len(rows)), MinValues: vals(lo), MaxValues: vals(hi), NullCount: nulls}
+}
+
+// readBronzeArrow reads a bronze file with Apache Arrow's Go reader.
+func readBronzeArrow(t *testing.T, data []byte) []schema.BronzeRow {
+	t.Helper()
+	rdr, err := file.NewParquetReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("arrow: %v", err)
+	}
+	defer rdr.Close()
+	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{BatchSize: 1 << 12}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatalf("arrow: %v", err)
+	}
+	tbl, err := fr.ReadTable(context.Background())
+	if err != nil {
+		t.Fatalf("arrow: %v", err)
+	}
+	defer tbl.Release()
+	rows := make([]schema.BronzeRow, tbl.NumRows())
+	col := func(name string) []arrow.Array {
+		idx := tbl.Schema().FieldIndices(name)
+		if len(idx) != 1 {
+			t.Fatalf("arrow: no column %s in %v", name, tbl.Schema())
+		}
+		return tbl.Column(idx[0]).Data().Chunks()
+	}
+	each := func(name string, set func(i int, a arrow.Array, j int)) {
+		i := 0
+		for _, a := range col(name) {
+			for j := range a.Len() {
+				set(i, a, j)
+				i++
+			}
+		}
+	}
+	each("device", func(i int, a arrow.Array, j int) { rows[i].Device = a.(*array.String).Value(j) })
+	each("ts", func(i int, a arrow.Array, j int) { rows[i].TS = int64(a.(*array.Timestamp).Value(j)) })
+	each("temp_c", func(i int, a arrow.Array, j int) { rows[i].TempC = a.(*array.Float64).Value(j) })
+	each("pressure_pa", func(i int, a arrow.Array, j int) { rows[i].PressurePa = a.(*array.Float64).Value(j) })
+	each("humidity_rh", func(i int, a arrow.Array, j int) { rows[i].HumidityRH = a.(*array.Float64).Value(j) })
+	each("fresh", func(i int, a arrow.Array, j int) { rows[i].Fresh = a.(*array.Boolean).Value(j) })
+	each("boot", func(i int, a arrow.Array, j int) { rows[i].Boot = a.(*array.Int64).Value(j) })
+	each("seq", func(i int, a arrow.Array, j int) { rows[i].Seq = a.(*array.Int64).Value(j) })
+	each("received_at", func(i int, a arrow.Array, j int) { rows[i].ReceivedAt = int64(a.(*array.Timestamp).Value(j)) })
+	each("source", func(i int, a arrow.Array, j int) { rows[i].Source = a.(*array.String).Value(j) })
+	return rows
+}
 
 // simBatches makes n batches of per readings at 400 Hz shaped like the load
 // generator's (collector/loadgen): slow sine waves plus a little noise, a
