@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -247,6 +248,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		publishMu.Lock()
 		publish = func(topic string, payload []byte) error { return brk.Publish(topic, payload, 0) }
 		publishMu.Unlock()
+		if live != nil {
+			live.watch(brk.HasSubscribers) // no dashboard, no encoding
+		}
 		st.MQTT = brk.URL()
 		ready.Store(true)
 		log.Info("embedded MQTT broker listening", "addr", brk.Addr().String())
@@ -260,7 +264,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 			return err
 		}
 		publishMu.Lock()
-		publish = q.Publish
+		// The live publisher reuses its buffer; paho may still hold the
+		// payload after a publish timed out.
+		publish = func(topic string, payload []byte) error { return q.Publish(topic, bytes.Clone(payload)) }
 		publishMu.Unlock()
 		ingestWG.Add(1)
 		go func() {

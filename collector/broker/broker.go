@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -133,6 +132,16 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte) error {
 	return b.srv.Publish(topic, payload, false, qos)
 }
 
+// HasSubscribers reports whether any client (or inline subscription) is
+// subscribed to a filter matching topic, wildcards and shared subscriptions
+// included, so that a publisher can skip encoding messages nobody receives.
+// A subscription made just after it returns false misses that one message,
+// as it would have missed any message published before it.
+func (b *Broker) HasSubscribers(topic string) bool {
+	s := b.srv.Topics.Subscribers(topic)
+	return len(s.Subscriptions) > 0 || len(s.Shared) > 0 || len(s.InlineSubscriptions) > 0
+}
+
 // Clients returns the number of connected clients.
 func (b *Broker) Clients() int { return b.srv.Clients.Len() }
 
@@ -155,9 +164,8 @@ type landHook struct {
 
 func (h *landHook) ID() string { return "pilake-landing" }
 
-func (h *landHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPublish}, []byte{b})
-}
+// Provides is asked for every hook event of every packet: only OnPublish.
+func (h *landHook) Provides(b byte) bool { return b == mqtt.OnPublish }
 
 // OnPublish lands the message before mochi acknowledges it.
 func (h *landHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
@@ -204,7 +212,7 @@ type allowHook struct{ mqtt.HookBase }
 func (h *allowHook) ID() string { return "pilake-allow" }
 
 func (h *allowHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
 }
 
 func (h *allowHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }

@@ -178,3 +178,79 @@ func TestOversizedPacketRefused(t *testing.T) {
 		t.Fatalf("oversized packet reached landing (%d quarantined)", q)
 	}
 }
+
+// TestHasSubscribers: the broker knows whether anyone would receive a live
+// update, for the dashboard's wildcard subscription, a per-device one and a
+// shared one, and forgets a clean session's subscriptions when it leaves.
+func TestHasSubscribers(t *testing.T) {
+	b, _, _ := newLanded(t, nil)
+	live1, live2 := wire.LiveTopic("pi-1"), wire.LiveTopic("pi-2")
+	check := func(when string, want1, want2, wantTelemetry bool) {
+		t.Helper()
+		if got := b.HasSubscribers(live1); got != want1 {
+			t.Errorf("%s: HasSubscribers(%s) = %v, want %v", when, live1, got, want1)
+		}
+		if got := b.HasSubscribers(live2); got != want2 {
+			t.Errorf("%s: HasSubscribers(%s) = %v, want %v", when, live2, got, want2)
+		}
+		if got := b.HasSubscribers(wire.TelemetryTopic("pi-1")); got != wantTelemetry {
+			t.Errorf("%s: HasSubscribers(telemetry) = %v, want %v", when, got, wantTelemetry)
+		}
+	}
+	wait := func(tok paho.Token) {
+		t.Helper()
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	check("nobody connected", false, false, false)
+	c := connect(t, b.URL(), "dashboard")
+	nop := func(paho.Client, paho.Message) {}
+	for _, tc := range []struct {
+		filter              string
+		want1, want2, wantT bool
+	}{
+		{wire.LiveFilter, true, true, false},
+		{live2, false, true, false},
+		{"$share/dashboards/" + wire.LiveFilter, true, true, false},
+		{"pilake/#", true, true, true},
+	} {
+		wait(c.Subscribe(tc.filter, 0, nop))
+		check("subscribed to "+tc.filter, tc.want1, tc.want2, tc.wantT)
+		wait(c.Unsubscribe(tc.filter))
+		check("unsubscribed from "+tc.filter, false, false, false)
+	}
+
+	// A dashboard (clean session) that goes away takes its subscription along.
+	o := paho.NewClientOptions().AddBroker(b.URL()).SetClientID("dashboard-clean").SetCleanSession(true)
+	d := paho.NewClient(o)
+	wait(d.Connect())
+	wait(d.Subscribe(wire.LiveFilter, 0, nop))
+	check("clean session subscribed", true, true, false)
+	d.Disconnect(0)
+	deadline := time.Now().Add(20 * time.Second) // liveness only: mochi unsubscribes after its read loop ends
+	for b.HasSubscribers(live1) {
+		if time.Now().After(deadline) {
+			t.Fatal("subscription of a disconnected clean session still counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkHasSubscribers is what the live publisher pays per batch to learn
+// that nobody watches: a lookup in mochi's topic index.
+func BenchmarkHasSubscribers(b *testing.B) {
+	br, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Logger: quiet,
+		Handler: func(context.Context, string, string, []byte) error { return nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer br.Close()
+	topic := wire.LiveTopic("pi-0042")
+	b.ReportAllocs()
+	for b.Loop() {
+		if br.HasSubscribers(topic) {
+			b.Fatal("subscribers")
+		}
+	}
+}
