@@ -41,8 +41,10 @@ func FuzzLand(f *testing.F) {
 			if len(landed) != 1 || !strings.HasPrefix(landed[0].Name, "landing/") || landed[0].Batch.Validate() != nil {
 				t.Fatalf("landed %+v", landed)
 			}
-			if got, _ := lk.Get(t.Context(), landed[0].Name); string(got) != string(data) {
-				t.Fatal("landing object differs from the input")
+			seg, _ := lk.Get(t.Context(), landed[0].Name)
+			recs, err := landing.DecodeSegment(seg)
+			if err != nil || len(recs) != 1 || string(recs[0].Payload) != string(data) {
+				t.Fatalf("segment %s: %v, %d records; want the input", landed[0].Name, err, len(recs))
 			}
 		case landing.OutcomeQuarantined:
 			objs, _ := lk.List(t.Context(), "_quarantine/")

@@ -34,10 +34,15 @@ type Message struct {
 
 // Landed is a batch durable in landing/, handed to the stages.
 type Landed struct {
-	Name       string      // landing object name
-	Batch      *wire.Batch // decoded and validated; owned by the receiver
-	ReceivedAt time.Time
-	Source     string
+	// Name is the landing object holding the batch: the segment.
+	Name string
+	// SegmentRecords is the number of records in the segment Name: the
+	// receiver knows it has seen the whole segment once it has processed
+	// that many of its batches (if every Land call of the segment submits).
+	SegmentRecords int
+	Batch          *wire.Batch // decoded and validated; owned by the receiver
+	ReceivedAt     time.Time
+	Source         string
 }
 
 // Outcome says what Land did with a message.
@@ -45,9 +50,10 @@ type Outcome int
 
 // Outcomes of Land.
 const (
-	// Landed: written to landing/ and submitted.
+	// Landed: written to landing/ (in a segment) and submitted.
 	OutcomeLanded Outcome = iota + 1
-	// Duplicate: its landing object existed already (a redelivery); not submitted again.
+	// Duplicate: this process landed the batch already (a redelivery); not
+	// written or submitted again.
 	OutcomeDuplicate
 	// Quarantined: unusable, set aside in _quarantine/ with the reason.
 	OutcomeQuarantined
@@ -79,12 +85,12 @@ type Options struct {
 	// NoGroupCommit makes every write durable on its own (PutIfAbsent) even
 	// when the lake offers group commit.
 	NoGroupCommit bool
-	// MaxConcurrentWrites is the number of writer goroutines when the lake
-	// offers group commit (a local disk) [2]. More concurrent file creations
-	// contend on the file system's locks: with 8 at a time, landing 50,000
-	// files took 3-4x the CPU of 1-2 at a time. The bound is the Lander's,
-	// not the lake's, so the stages' few data file writes never queue
-	// behind thousands of landings.
+	// MaxConcurrentWrites is the number of segments written at once [2 when
+	// the lake offers group commit (a local disk), else 4], and with group
+	// commit also the number of file writer goroutines. A free writer takes
+	// every batch queued meanwhile as one segment, so fewer writers make
+	// larger segments. The bound is the Lander's, not the lake's, so the
+	// stages' few data file writes never queue behind landings.
 	MaxConcurrentWrites int
 }
 
@@ -92,8 +98,9 @@ type Options struct {
 type Stats struct {
 	Batches    atomic.Uint64 // batches landed (not counting duplicates)
 	Readings   atomic.Uint64 // readings in landed batches
-	Bytes      atomic.Uint64 // bytes of landed batches
-	Duplicates atomic.Uint64 // redeliveries recognised by name
+	Bytes      atomic.Uint64 // bytes of landed batches (as received)
+	Segments   atomic.Uint64 // segments written durably
+	Duplicates atomic.Uint64 // redeliveries of batches this process landed
 	LakeErrors atomic.Uint64 // landing or quarantine writes that failed (the message was not acknowledged)
 	// LastLagUS is receive time minus the newest reading's capture time of the
 	// last landed batch, in µs.
@@ -116,6 +123,8 @@ type Lander struct {
 	opts  Options
 	log   *slog.Logger
 	gw    *groupWriter // set when the lake offers group commit
+	sw    *segWriter
+	seen  seenSet
 	stats Stats
 }
 
@@ -135,23 +144,35 @@ func New(opts Options) (*Lander, error) {
 	for _, k := range Kinds {
 		l.stats.quarantined[k] = new(atomic.Uint64)
 	}
+	gw, group := opts.Lake.(lake.GroupWriter)
+	group = group && !opts.NoGroupCommit
 	if opts.MaxConcurrentWrites <= 0 {
-		opts.MaxConcurrentWrites = 2
+		opts.MaxConcurrentWrites = 4
+		if group {
+			opts.MaxConcurrentWrites = 2
+		}
 	}
 	l.opts = opts
-	if gw, ok := opts.Lake.(lake.GroupWriter); ok && !opts.NoGroupCommit {
+	if group {
 		l.gw = newGroupWriter(gw, opts.MaxConcurrentWrites, func(d time.Duration) {
 			l.stats.Syncs.Add(1)
 			l.stats.SyncNanos.Add(uint64(d))
 		})
 	}
+	l.sw = newSegWriter(l, opts.MaxConcurrentWrites)
 	return l, nil
 }
 
 // Stats returns the Lander's live counters.
 func (l *Lander) Stats() *Stats { return &l.stats }
 
-// ObjectName returns the landing object name of b received as data.
+// Instance returns the id this Lander names its segments with (random,
+// chosen by New).
+func (l *Lander) Instance() string { return l.sw.instance }
+
+// ObjectName returns the legacy landing object name of b received as data:
+// before segments, every batch was its own object under this name. The
+// stages still read such objects.
 func ObjectName(b *wire.Batch, data []byte) string {
 	ext := ".json"
 	if len(data) > 0 && data[0] == wire.Version1 {
@@ -177,21 +198,48 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 		return l.quarantine(ctx, m, KindDeviceMismatch,
 			fmt.Sprintf("batch of device %q arrived as device %q", b.DeviceID, m.Device))
 	}
-	name := ObjectName(b, m.Data)
-	// With group commit, write returns once the object is durable, also
-	// when it existed: a concurrent duplicate's first copy may have been
-	// waiting for its sync, which the write's sync covers.
-	err := l.write(ctx, name, m.Data)
-	if errors.Is(err, lake.ErrExists) {
-		// A redelivery.
-		ReleaseBatch(b)
-		l.stats.Duplicates.Add(1)
-		return OutcomeDuplicate, nil
+	key := streamSeq{device: b.DeviceID, boot: b.BootID, seq: b.Seq}
+	for {
+		dup, wait := l.seen.claim(key)
+		if dup {
+			// A redelivery of a batch this process made durable.
+			ReleaseBatch(b)
+			l.stats.Duplicates.Add(1)
+			return OutcomeDuplicate, nil
+		}
+		if wait == nil {
+			break
+		}
+		// A redelivery while the first copy is being landed: wait for it
+		// (if it fails, this copy lands). A redelivery of a batch another
+		// process landed lands again: the stages keep one copy.
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			ReleaseBatch(b)
+			return 0, ctx.Err()
+		}
 	}
+	seg, err := l.sw.add(ctx, &m, key)
 	if err != nil {
+		l.seen.settle(key)
+		ReleaseBatch(b)
+		return 0, err
+	}
+	select {
+	case <-seg.done:
+		l.seen.settle(key) // after writeSegment marked it landed, if it did
+	case <-ctx.Done():
+		// The record may still become durable: a redelivery then lands
+		// it again, or finds it landed.
+		l.seen.settle(key)
+		ReleaseBatch(b)
+		return 0, ctx.Err()
+	}
+	if seg.err != nil {
 		ReleaseBatch(b)
 		l.stats.LakeErrors.Add(1)
-		return 0, fmt.Errorf("landing %s: %w", name, err)
+		return 0, fmt.Errorf("landing batch %s: %w", b.Key(), seg.err)
 	}
 	n := len(b.Readings)
 	l.stats.Batches.Add(1)
@@ -199,12 +247,13 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 	l.stats.Bytes.Add(uint64(len(m.Data)))
 	l.stats.LastLagUS.Store(m.ReceivedAt.UnixMicro() - b.Readings[n-1].TimeUS)
 	if l.opts.Submit != nil {
-		if err := l.opts.Submit(ctx, Landed{Name: name, Batch: b, ReceivedAt: m.ReceivedAt, Source: m.Source}); err != nil {
+		landed := Landed{Name: seg.name, SegmentRecords: seg.n, Batch: b, ReceivedAt: m.ReceivedAt, Source: m.Source}
+		if err := l.opts.Submit(ctx, landed); err != nil {
 			// Durable in landing/ but not handed on: the stages' recovery
 			// lands it into bronze on the next start. Not acknowledging
 			// makes the broker redeliver; the redelivery is a duplicate.
 			ReleaseBatch(b) // not handed over
-			return 0, fmt.Errorf("submitting %s: %w", name, err)
+			return 0, fmt.Errorf("submitting batch %s of %s: %w", b.Key(), seg.name, err)
 		}
 	} else {
 		ReleaseBatch(b)

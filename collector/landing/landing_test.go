@@ -71,15 +71,11 @@ func testLander(t *testing.T, lk lake.Lake) {
 		desc     string
 		msg      landing.Message
 		want     landing.Outcome
-		wantName string // landing object, for landed/duplicate
 		wantKind string // quarantine kind
 	}{
-		{desc: "binary lands", msg: landing.Message{Data: bin, Source: "mqtt", Device: "pi-1"}, want: landing.OutcomeLanded,
-			wantName: "landing/pi-1/00000000deadbeef/00000000000000000001.bin"},
-		{desc: "redelivery is a duplicate", msg: landing.Message{Data: bin, Source: "mqtt", Device: "pi-1"}, want: landing.OutcomeDuplicate,
-			wantName: "landing/pi-1/00000000deadbeef/00000000000000000001.bin"},
-		{desc: "json lands", msg: landing.Message{Data: js, Source: "iothub"}, want: landing.OutcomeLanded,
-			wantName: "landing/pi-2/00000000deadbeef/00000000000000000007.json"},
+		{desc: "binary lands", msg: landing.Message{Data: bin, Source: "mqtt", Device: "pi-1"}, want: landing.OutcomeLanded},
+		{desc: "redelivery is a duplicate", msg: landing.Message{Data: bin, Source: "mqtt", Device: "pi-1"}, want: landing.OutcomeDuplicate},
+		{desc: "json lands", msg: landing.Message{Data: js, Source: "iothub"}, want: landing.OutcomeLanded},
 		{desc: "truncated", msg: landing.Message{Data: truncated, Source: "mqtt", Topic: "pilake/v1/telemetry/pi-1"}, want: landing.OutcomeQuarantined, wantKind: landing.KindCorrupt},
 		{desc: "garbage json", msg: landing.Message{Data: []byte(`[{"deviceId":`), Source: "mqtt"}, want: landing.OutcomeQuarantined, wantKind: landing.KindCorrupt},
 		{desc: "empty", msg: landing.Message{Data: nil, Source: "mqtt"}, want: landing.OutcomeQuarantined, wantKind: landing.KindCorrupt},
@@ -110,16 +106,18 @@ func testLander(t *testing.T, lk lake.Lake) {
 			sub.mu.Unlock()
 			switch tc.want {
 			case landing.OutcomeLanded:
-				if nsub != 1 || last.Name != tc.wantName || last.Source != tc.msg.Source || !last.ReceivedAt.Equal(now) {
-					t.Fatalf("submitted %d, last %+v; want one named %s", nsub, last, tc.wantName)
+				if nsub != 1 || last.Source != tc.msg.Source || !last.ReceivedAt.Equal(now) || last.SegmentRecords != 1 {
+					t.Fatalf("submitted %d, last %+v; want one, alone in its segment", nsub, last)
 				}
-				fallthrough
+				if inst, _, ok := landing.ParseSegmentName(last.Name); !ok || inst != ld.Instance() {
+					t.Fatalf("landed in %q, not a segment of instance %s", last.Name, ld.Instance())
+				}
+				recs := segmentRecords(t, lk, last.Name)
+				if len(recs) != 1 || string(recs[0].Payload) != string(tc.msg.Data) || recs[0].Source != tc.msg.Source || !recs[0].ReceivedAt.Equal(now) {
+					t.Fatalf("segment %s holds %+v", last.Name, recs)
+				}
 			case landing.OutcomeDuplicate:
-				data, err := lk.Get(ctx, tc.wantName)
-				if err != nil || string(data) != string(tc.msg.Data) {
-					t.Fatalf("landing object %s: %v, content equal %v", tc.wantName, err, string(data) == string(tc.msg.Data))
-				}
-				if tc.want == landing.OutcomeDuplicate && nsub != 0 {
+				if nsub != 0 {
 					t.Fatalf("duplicate submitted again")
 				}
 			case landing.OutcomeQuarantined:
@@ -140,9 +138,37 @@ func testLander(t *testing.T, lk lake.Lake) {
 			}
 		})
 	}
-	if s := ld.Stats(); s.Batches.Load() != 2 || s.Readings.Load() != 403 || s.Duplicates.Load() != 1 {
-		t.Fatalf("stats batches=%d readings=%d duplicates=%d, want 2, 403, 1", s.Batches.Load(), s.Readings.Load(), s.Duplicates.Load())
+	if s := ld.Stats(); s.Batches.Load() != 2 || s.Readings.Load() != 403 || s.Duplicates.Load() != 1 || s.Segments.Load() != 2 {
+		t.Fatalf("stats batches=%d readings=%d duplicates=%d segments=%d, want 2, 403, 1, 2",
+			s.Batches.Load(), s.Readings.Load(), s.Duplicates.Load(), s.Segments.Load())
 	}
+	if objs := segments(t, lk); len(objs) != 2 {
+		t.Fatalf("landing/ holds %d segments, want 2", len(objs))
+	}
+}
+
+// segments lists the segments in landing/.
+func segments(t *testing.T, lk lake.Lake) []lake.Object {
+	t.Helper()
+	objs, err := lk.List(t.Context(), landing.SegmentDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// segmentRecords reads and decodes a segment.
+func segmentRecords(t *testing.T, lk lake.Lake, name string) []landing.SegmentRecord {
+	t.Helper()
+	data, err := lk.Get(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := landing.DecodeSegment(data)
+	if err != nil {
+		t.Fatalf("segment %s: %v", name, err)
+	}
+	return recs
 }
 
 func quarantined(t *testing.T, lk lake.Lake) []lake.Object {
@@ -291,6 +317,8 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	if len(sub.got) != devices*per || ld.Stats().Duplicates.Load() != devices*per {
 		t.Fatalf("submitted %d, duplicates %d; want %d each", len(sub.got), ld.Stats().Duplicates.Load(), devices*per)
 	}
+	// Every batch is in landing/ once, in a segment of the size its
+	// submissions were told.
 	var files int
 	filepath.WalkDir(filepath.Join(dir, "landing"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
@@ -298,8 +326,33 @@ func TestGroupCommitConcurrent(t *testing.T) {
 		}
 		return nil
 	})
-	if files != devices*per {
-		t.Fatalf("%d files in landing/, want %d", files, devices*per)
+	objs := segments(t, lk)
+	if files != len(objs) || uint64(len(objs)) != ld.Stats().Segments.Load() {
+		t.Fatalf("%d files in landing/, %d segments listed, %d counted", files, len(objs), ld.Stats().Segments.Load())
+	}
+	sizes := map[string]int{}
+	for _, l := range sub.got {
+		sizes[l.Name] = l.SegmentRecords
+	}
+	seen := map[string]bool{}
+	for _, o := range objs {
+		recs := segmentRecords(t, lk, o.Name)
+		if sizes[o.Name] != len(recs) {
+			t.Errorf("segment %s holds %d records, submissions say %d", o.Name, len(recs), sizes[o.Name])
+		}
+		for _, r := range recs {
+			var b wire.Batch
+			if err := wire.Decode(r.Payload, &b); err != nil {
+				t.Fatal(err)
+			}
+			if seen[b.Key()] {
+				t.Errorf("batch %s landed twice", b.Key())
+			}
+			seen[b.Key()] = true
+		}
+	}
+	if len(seen) != devices*per {
+		t.Fatalf("%d batches in landing/, want %d", len(seen), devices*per)
 	}
 }
 

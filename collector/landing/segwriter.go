@@ -1,0 +1,215 @@
+package landing
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync"
+
+	"github.com/pilake/pilake/collector/lake"
+)
+
+// Segment limits: a segment is cut once it holds this many records or bytes
+// (it may exceed the byte limit by one batch).
+const (
+	segmentMaxRecords = 1024
+	segmentMaxBytes   = 4 << 20
+)
+
+// segWriter gathers the records Land queues into segments and writes them.
+// A few flusher goroutines each take whatever is queued when they are free,
+// write it as one segment (put-if-absent) and wait until it is durable, so
+// segments grow with the load: one record when idle, hundreds while a
+// flusher waits for the disk or Azure.
+type segWriter struct {
+	l        *Lander
+	instance string
+
+	mu      sync.Mutex
+	cur     *segment
+	counter uint64
+	space   chan struct{} // closed (and replaced) when cur is taken
+
+	kick chan struct{} // a flusher should take cur
+}
+
+// segment is one segment being filled, written, or done.
+type segment struct {
+	buf  []byte
+	n    int         // records
+	keys []streamSeq // their batches, marked landed once durable
+	name string      // set when taken
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+var segBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+func newSegment() *segment {
+	bp := segBufs.Get().(*[]byte)
+	return &segment{buf: AppendSegmentHeader((*bp)[:0]), done: make(chan struct{})}
+}
+
+func newSegWriter(l *Lander, flushers int) *segWriter {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	w := &segWriter{l: l, instance: hex.EncodeToString(id[:]), cur: newSegment(),
+		space: make(chan struct{}), kick: make(chan struct{}, 1)}
+	for range flushers {
+		go w.flush()
+	}
+	return w
+}
+
+// add appends a record to the open segment, waiting while it is full, and
+// returns the segment. It copies m.Data.
+func (w *segWriter) add(ctx context.Context, m *Message, key streamSeq) (*segment, error) {
+	w.mu.Lock()
+	for w.cur.n >= segmentMaxRecords || len(w.cur.buf) >= segmentMaxBytes {
+		space := w.space
+		w.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		w.mu.Lock()
+	}
+	s := w.cur
+	s.buf = AppendSegmentRecord(s.buf, SegmentRecord{ReceivedAt: m.ReceivedAt, Source: m.Source, Payload: m.Data})
+	s.n++
+	s.keys = append(s.keys, key)
+	if s.n == 1 {
+		w.signal()
+	}
+	w.mu.Unlock()
+	return s, nil
+}
+
+func (w *segWriter) signal() {
+	select {
+	case w.kick <- struct{}{}:
+	default: // a flusher will look anyway
+	}
+}
+
+// flush takes the open segment whenever there is one and writes it. The
+// flushers run for the life of the process (a collector has one Lander).
+func (w *segWriter) flush() {
+	for range w.kick {
+		w.mu.Lock()
+		s := w.cur
+		if s.n == 0 {
+			w.mu.Unlock()
+			continue
+		}
+		w.counter++
+		s.name = SegmentName(w.l.opts.Now(), w.instance, w.counter)
+		w.cur = newSegment()
+		close(w.space)
+		w.space = make(chan struct{})
+		w.mu.Unlock()
+
+		s.err = w.l.writeSegment(s)
+		buf := s.buf
+		s.buf = nil
+		if cap(buf) <= 2*segmentMaxBytes {
+			segBufs.Put(&buf)
+		}
+		close(s.done)
+
+		w.mu.Lock()
+		if w.cur.n > 0 {
+			w.signal()
+		}
+		w.mu.Unlock()
+	}
+}
+
+// writeSegment writes s put-if-absent and returns once it is durable; then
+// its batches count as landed for duplicate detection.
+func (l *Lander) writeSegment(s *segment) error {
+	// Not a caller's context: a segment serves many callers, and the lake
+	// bounds its own retries.
+	ctx := context.Background()
+	err := l.write(ctx, s.name, s.buf)
+	if errors.Is(err, lake.ErrExists) {
+		// Names are unique to this Lander, so this is our own write, which
+		// the lake reported as failed although it landed (a retried Azure
+		// request), unless the content differs.
+		if got, gerr := l.opts.Lake.Get(ctx, s.name); gerr == nil && bytes.Equal(got, s.buf) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	l.stats.Segments.Add(1)
+	l.seen.addAll(s.keys)
+	return nil
+}
+
+// streamSeq names a batch: its stream (device and boot) and sequence number.
+type streamSeq struct {
+	device string
+	boot   uint64
+	seq    uint64
+}
+
+type stream struct {
+	device string
+	boot   uint64
+}
+
+// seenSet holds the batches this process landed durably, per stream as a
+// few ranges of sequence numbers (a stream's batches arrive mostly in order,
+// so usually one range): a redelivery to this process is recognised without
+// asking the lake. Streams are kept for the life of the process; a device
+// starts one per boot. It also knows which batches are being landed, so a
+// redelivery waits for the first copy rather than landing again.
+type seenSet struct {
+	mu      sync.Mutex
+	m       map[stream]seqRanges
+	landing map[streamSeq]chan struct{} // closed when the first copy is settled
+}
+
+// claim reports whether k is landed (dup), or else returns a channel to
+// wait on while another call lands it, or else (both zero) gives k to the
+// caller, who must call settle(k) once its copy is durable or failed.
+func (s *seenSet) claim(k streamSeq) (dup bool, wait <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[stream{k.device, k.boot}].has(k.seq) {
+		return true, nil
+	}
+	if ch, ok := s.landing[k]; ok {
+		return false, ch
+	}
+	if s.landing == nil {
+		s.landing = map[streamSeq]chan struct{}{}
+	}
+	s.landing[k] = make(chan struct{})
+	return false, nil
+}
+
+// settle ends the claim on k.
+func (s *seenSet) settle(k streamSeq) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.landing[k])
+	delete(s.landing, k)
+}
+
+func (s *seenSet) addAll(keys []streamSeq) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[stream]seqRanges{}
+	}
+	for _, k := range keys {
+		st := stream{k.device, k.boot}
+		s.m[st] = s.m[st].add(k.seq)
+	}
+}
