@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 	"github.com/parquet-go/parquet-go/encoding/bytestreamsplit"
 	"github.com/parquet-go/parquet-go/encoding/delta"
@@ -88,7 +89,6 @@ type bronzeWriter struct {
 	recvLo, recvHi   int64
 
 	scratch, compressed []byte // page encoding buffers
-	sizeHint            int
 	closed              bool
 	data                []byte // the file, once closed
 }
@@ -178,17 +178,21 @@ func (d *bronzeDict) int64(v int64) uint32 {
 // bronzeChunk is a column chunk being written: its data pages, compressed,
 // with their headers.
 type bronzeChunk struct {
-	pages        []byte
-	uncompressed int64 // of the pages, headers included
+	pages        [][]byte // each a page header and its compressed body
+	size         int      // of pages
+	uncompressed int64    // of the pages, headers included
 	numPages     int32
 }
 
-var bronzeZstd = &zstd.Codec{Level: zstd.SpeedFastest}
+// bronzeCodec compresses bronze pages: zstd's fastest level, as
+// delta.DefaultCompression.
+var bronzeCodec compress.Codec = &zstd.Codec{Level: zstd.SpeedFastest}
 
-// newBronzeWriter starts a bronze file; sizeHint (bytes) pre-sizes the
-// file's buffer. See bronzeWriter for compatible.
+// newBronzeWriter starts a bronze file. See bronzeWriter for compatible.
+// sizeHint is not needed: the file's buffer is sized exactly at close.
 func newBronzeWriter(sizeHint int, compatible bool) *bronzeWriter {
-	bw := &bronzeWriter{compatible: compatible, sizeHint: sizeHint}
+	_ = sizeHint
+	bw := &bronzeWriter{compatible: compatible}
 	for _, c := range []int{colDevice, colSource} {
 		bw.dicts[c] = &bronzeDict{str: map[string]uint32{}}
 	}
@@ -373,7 +377,7 @@ func le64[T int64 | float64](s []T) []byte {
 // writePage compresses body and appends it to ch with its header.
 func (bw *bronzeWriter) writePage(ch *bronzeChunk, typ format.PageType, enc format.Encoding, n int, body []byte) {
 	var err error
-	bw.compressed, err = bronzeZstd.Encode(bw.compressed[:0], body)
+	bw.compressed, err = bronzeCodec.Encode(bw.compressed[:0], body)
 	if err != nil {
 		bw.err = err
 		return
@@ -391,7 +395,9 @@ func (bw *bronzeWriter) writePage(ch *bronzeChunk, typ format.PageType, enc form
 		bw.err = err
 		return
 	}
-	ch.pages = append(append(ch.pages, hdr...), bw.compressed...)
+	page := make([]byte, 0, len(hdr)+len(bw.compressed))
+	ch.pages = append(ch.pages, append(append(page, hdr...), bw.compressed...))
+	ch.size += len(ch.pages[len(ch.pages)-1])
 	ch.uncompressed += int64(len(hdr) + len(body))
 	ch.numPages++
 }
@@ -459,12 +465,12 @@ func (bw *bronzeWriter) assemble() ([]byte, error) {
 	}
 	size := 4
 	for c := range bw.cols {
-		size += len(bw.cols[c].pages)
+		size += bw.cols[c].size
 		if d := bw.dicts[c]; d != nil {
 			size += len(d.plain) + 64
 		}
 	}
-	out := make([]byte, 0, max(size+4096, bw.sizeHint))
+	out := make([]byte, 0, size+4096)
 	out = append(out, "PAR1"...)
 	meta := format.FileMetaData{Version: tmpl.Version, Schema: tmpl.Schema, NumRows: bw.n, CreatedBy: tmpl.CreatedBy,
 		ColumnOrders: tmpl.ColumnOrders, KeyValueMetadata: tmpl.KeyValueMetadata}
@@ -473,7 +479,7 @@ func (bw *bronzeWriter) assemble() ([]byte, error) {
 		leaves := tmpl.Schema[1:]
 		for c, name := range bronzeColumns {
 			ch := &bw.cols[c]
-			md := format.ColumnMetaData{Type: leaves[c].Type.V, PathInSchema: []string{name}, Codec: format.Zstd, NumValues: bw.n}
+			md := format.ColumnMetaData{Type: leaves[c].Type.V, PathInSchema: []string{name}, Codec: bronzeCodec.CompressionCodec(), NumValues: bw.n}
 			start := int64(len(out))
 			var uncompressed int64
 			var dataEnc format.Encoding
@@ -484,7 +490,7 @@ func (bw *bronzeWriter) assemble() ([]byte, error) {
 					return nil, bw.err
 				}
 				md.DictionaryPageOffset = start
-				out = append(out, dict.pages...)
+				out = append(out, dict.pages[0]...)
 				uncompressed += dict.uncompressed
 				md.Encoding = []format.Encoding{format.Plain, format.RLEDictionary}
 				md.EncodingStats = []format.PageEncodingStats{{PageType: format.DictionaryPage, Encoding: format.Plain, Count: 1}}
@@ -502,7 +508,9 @@ func (bw *bronzeWriter) assemble() ([]byte, error) {
 			}
 			md.DataPageOffset = int64(len(out))
 			md.EncodingStats = append(md.EncodingStats, format.PageEncodingStats{PageType: format.DataPageV2, Encoding: dataEnc, Count: ch.numPages})
-			out = append(out, ch.pages...)
+			for _, p := range ch.pages {
+				out = append(out, p...)
+			}
 			md.TotalUncompressedSize = uncompressed + ch.uncompressed
 			md.TotalCompressedSize = int64(len(out)) - start
 			rg.TotalByteSize += md.TotalUncompressedSize
