@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -49,6 +51,7 @@ func (p *Pipeline) recover(ctx context.Context) error {
 	}
 	p.f = newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages)
 	p.landed = map[string]seqSet{}
+	p.segments, p.segSeen = map[string]seqSet{}, map[string]int{}
 	p.bw = newBronzeWriter(0, p.opts.CompatibleBronze)
 	p.goldDue = p.opts.Now().Add(p.opts.GoldInterval)
 	e, ok := p.tables[schema.Bronze].Snapshot().TxnVersion(AppID)
@@ -73,13 +76,8 @@ func (p *Pipeline) recover(ctx context.Context) error {
 			time.Duration(cp.WindowUS)*time.Microsecond, time.Duration(cp.LatenessUS)*time.Microsecond, cp.MovingAverages,
 			p.opts.Window, p.opts.AllowedLateness, p.opts.MovingAverages)
 	}
-	if err := json.Unmarshal(cp.Landed, &p.landed); err != nil {
-		return fmt.Errorf("recovering stages: %w: landed set of epoch %d: %v", errState, e, err)
-	}
-	for k, set := range p.landed {
-		if !set.valid() {
-			return fmt.Errorf("recovering stages: %w: landed set of epoch %d: stream %q has bad ranges", errState, e, k)
-		}
+	if p.landed, p.segments, err = decodeLandedState(cp.Landed, cp.Segments); err != nil {
+		return fmt.Errorf("recovering stages: state of epoch %d: %w", e, err)
 	}
 	if cp.DevicesObject != devicesName(e) {
 		return fmt.Errorf("recovering stages: state of epoch %d names devices object %q", e, cp.DevicesObject)
@@ -110,7 +108,7 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		}
 		p.log.Info("completed interrupted epoch", slog.Int64("epoch", e), slog.String("table", name), slog.Int("files", len(cp.Pending[name])))
 	}
-	p.log.Info("stages recovered", slog.Int64("epoch", e), slog.Int("devices", len(p.f.devices)), slog.Int("streams", len(cp.Landed)))
+	p.log.Info("stages recovered", slog.Int64("epoch", e), slog.Int("devices", len(p.f.devices)), slog.Int("streams", len(p.landed)), slog.Int("segment_writers", len(p.segments)))
 	return nil
 }
 
@@ -236,7 +234,7 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 	}
 	if !e.cpOK {
 		cp := checkpoint{Epoch: e.n, WindowUS: p.f.width, LatenessUS: p.f.lateness, MovingAverages: p.opts.MovingAverages,
-			Landed: e.landed, DevicesObject: devicesName(e.n), Pending: map[string][]delta.AddFile{}, GoldStaged: p.goldStaged}
+			Landed: e.landed, Segments: e.segments, DevicesObject: devicesName(e.n), Pending: map[string][]delta.AddFile{}, GoldStaged: p.goldStaged}
 		if err := p.l.Put(ctx, devicesName(e.n), e.devices); err != nil {
 			return fmt.Errorf("writing state of epoch %d: %w", e.n, err)
 		}
@@ -336,7 +334,9 @@ func (p *Pipeline) compact(ctx context.Context) {
 	}
 }
 
-// scanLanding lands into bronze every landing object not yet in it, in name order.
+// scanLanding lands into bronze every batch in landing/ not yet in it, in
+// name order: the batches of segments not yet processed whole, and legacy
+// per-batch objects.
 func (p *Pipeline) scanLanding(ctx context.Context) error {
 	objs, err := p.l.List(ctx, schema.Landing)
 	if err != nil {
@@ -346,6 +346,14 @@ func (p *Pipeline) scanLanding(ctx context.Context) error {
 	for _, o := range objs {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if strings.HasPrefix(o.Name, landing.SegmentDir) {
+			k, err := p.scanSegment(ctx, o)
+			if err != nil {
+				return err
+			}
+			n += k
+			continue
 		}
 		stream, seq, err := landingKey(o.Name)
 		if err != nil {
@@ -385,6 +393,64 @@ func (p *Pipeline) scanLanding(ctx context.Context) error {
 		p.log.Info("landed objects found in landing/ into bronze", slog.Int("batches", n))
 	}
 	return nil
+}
+
+// scanSegment processes the batches of segment o not yet in bronze, with
+// their recorded receive time and source, and records the segment as
+// processed. A record that cannot be read, and the rest of a segment after
+// damage, are quarantined; the good records are kept.
+func (p *Pipeline) scanSegment(ctx context.Context, o lake.Object) (int, error) {
+	inst, counter, ok := landing.ParseSegmentName(o.Name)
+	if !ok {
+		p.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.String("error", "not a segment name"))
+		return 0, nil
+	}
+	if p.segments[inst].has(counter) {
+		return 0, nil
+	}
+	data, err := p.l.Get(ctx, o.Name)
+	if err != nil {
+		return 0, fmt.Errorf("scanning landing: %w", err)
+	}
+	recs, derr := landing.DecodeSegment(data)
+	n := 0
+	for i, r := range recs {
+		b := &wire.Batch{}
+		if err := wire.Decode(r.Payload, b); err != nil {
+			p.quar = append(p.quar, quarantined{name: fmt.Sprintf("%s@record-%d", o.Name, i), raw: bytes.Clone(r.Payload), recv: r.ReceivedAt,
+				source: "landing", reason: fmt.Sprintf("decoding record %d of segment %s: %v", i, o.Name, err)})
+			p.count(func(s *Stats) { s.QuarantinedFiles++ })
+			p.dirty = true
+			continue
+		}
+		if p.landed[batchStream(b)].has(b.Seq) {
+			continue
+		}
+		src := r.Source
+		if src == "" {
+			src = "recovered"
+		}
+		p.process(Landed{Name: o.Name, Batch: b, ReceivedAt: r.ReceivedAt, Source: src})
+		n++
+		if p.rows >= int64(p.opts.MaxEpochRows) {
+			if err := p.cutEpoch(); err != nil {
+				return n, err
+			}
+		}
+	}
+	if derr != nil {
+		var se *landing.SegmentError
+		tail := 0
+		if errors.As(derr, &se) {
+			tail = se.Offset
+		}
+		p.quar = append(p.quar, quarantined{name: fmt.Sprintf("%s@offset-%d", o.Name, tail), raw: bytes.Clone(data[tail:]), recv: o.ModTime,
+			source: "landing", reason: fmt.Sprintf("reading segment %s: %v (%d records before it kept)", o.Name, derr, len(recs))})
+		p.count(func(s *Stats) { s.QuarantinedFiles++ })
+		p.log.Warn("damaged segment in landing/: quarantined its unreadable part", slog.String("name", o.Name), slog.Any("error", derr))
+	}
+	p.segmentDone(o.Name, inst, counter)
+	return n, nil
 }
 
 // writeQuarantine stores a rejected input and its reason under _quarantine/,

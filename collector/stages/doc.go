@@ -1,5 +1,5 @@
 // Package stages turns landed telemetry batches into the lake's Delta tables:
-// bronze (a row per reading, exactly once per landing object), silver
+// bronze (a row per reading, exactly once per batch), silver
 // (per-device tumbling event-time windows, final when the device's watermark
 // passes), silver_late (readings whose window was already final) and gold
 // (per-device moving averages over the last N final silver windows).
@@ -36,8 +36,9 @@
 // readings). An epoch's Parquet files are written first (and synced), then
 // the stage state: `_checkpoints/stages/{epoch:020d}.devices` (every
 // device's watermark, open windows and gold history, binary) and
-// `{epoch:020d}.json` (the landing objects in bronze as per-stream sequence
-// ranges, the add actions of the epoch's silver, silver_late and gold
+// `{epoch:020d}.json` (the batches in bronze as per-stream sequence
+// ranges, the landing segments processed whole as per-Lander-instance
+// ranges of segment counters, the add actions of the epoch's silver, silver_late and gold
 // files, and the gold rows staged since the last gold commit), then the
 // bronze commit carrying the Delta txn action {appId: "pilake-stages",
 // version: epoch} — the epoch's atomic point — and then the silver,
@@ -45,9 +46,15 @@
 //
 // On start, the pipeline reads bronze's txn version E, loads the state of
 // epoch E, completes any of the other tables' commits of epoch E that are
-// missing, and lands into bronze every landing object not in the state, in
-// name order. So a reading is in bronze exactly once whatever point the
-// process was killed at, and silver equals that of an uninterrupted run.
+// missing, and lands into bronze every batch in landing/ not in the state,
+// in name order: it reads each segment not processed whole (with each
+// batch's recorded receive time and source) and each legacy per-batch
+// object (landing/{device}/{boot}/{seq}.{bin|json}, received at its
+// modification time, source "recovered"). So a reading is in bronze exactly
+// once whatever point the process was killed at, also when a redelivered
+// batch is in two segments, and silver equals that of an uninterrupted run.
+// A segment that cannot be read whole has its good records landed and the
+// rest quarantined under _quarantine/landing/ with the reason.
 // A failed lake operation is retried from the step that failed; a commit
 // that landed although the lake reported an error is recognised by its
 // commitInfo.txnId.

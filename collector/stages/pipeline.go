@@ -17,6 +17,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -28,10 +29,19 @@ var ErrClosed = errors.New("pipeline closed")
 
 // Landed is a batch that is durable in landing/.
 type Landed struct {
-	Name       string      // landing object name, e.g. landing/dev-1/00000000deadbeef/00000000000000000042.bin
-	Batch      *wire.Batch // decoded and validated; owned by the pipeline after Submit
-	ReceivedAt time.Time
-	Source     string // "mqtt" or "iothub"
+	// Name is the landing object holding the batch: a segment
+	// (landing/-seg/...), or a legacy per-batch object, e.g.
+	// landing/dev-1/00000000deadbeef/00000000000000000042.bin.
+	Name string
+	// Segment is the segment holding the batch, if it is in one, and
+	// SegmentRecords the number of batches in it: once the pipeline has
+	// processed that many of its batches, its checkpoints record the whole
+	// segment as processed, and recovery does not read it again.
+	Segment        string
+	SegmentRecords int
+	Batch          *wire.Batch // decoded and validated; owned by the pipeline after Submit
+	ReceivedAt     time.Time
+	Source         string // "mqtt" or "iothub"
 }
 
 // Stats are the pipeline's counters since New.
@@ -64,18 +74,23 @@ type Pipeline struct {
 	running atomic.Bool
 
 	// Owned by Run's goroutine.
-	tables  map[string]*delta.Table
-	f       *folder
-	landed  map[string]seqSet
-	epochN  int64
-	bw      *bronzeWriter // the first epoch's, until the encoder takes it
-	jobs    chan bronzeJob
-	rows    int64
-	batches int64
-	quar    []quarantined
-	good    []wire.Reading
-	live    schema.LiveUpdate
-	dirty   bool
+	tables map[string]*delta.Table
+	f      *folder
+	landed map[string]seqSet
+	// segments holds, per Lander instance, the counters of the segments
+	// whose every batch is processed; segSeen counts the batches processed
+	// of segments not complete yet.
+	segments map[string]seqSet
+	segSeen  map[string]int
+	epochN   int64
+	bw       *bronzeWriter // the first epoch's, until the encoder takes it
+	jobs     chan bronzeJob
+	rows     int64
+	batches  int64
+	quar     []quarantined
+	good     []wire.Reading
+	live     schema.LiveUpdate
+	dirty    bool
 
 	commits   chan *epoch
 	commitErr chan error
@@ -296,6 +311,9 @@ loop:
 
 // process folds one landed batch into the current epoch.
 func (p *Pipeline) process(b Landed) {
+	if b.Segment != "" {
+		p.segmentRecord(b.Segment, b.SegmentRecords)
+	}
 	stream := batchStream(b.Batch)
 	set := p.landed[stream]
 	if set.has(b.Batch.Seq) {
@@ -363,6 +381,27 @@ func (p *Pipeline) process(b Landed) {
 	}
 }
 
+// segmentRecord counts one processed batch of segment name holding records.
+func (p *Pipeline) segmentRecord(name string, records int) {
+	inst, n, ok := landing.ParseSegmentName(name)
+	if !ok || p.segments[inst].has(n) {
+		return // processed already (by a recovery scan)
+	}
+	seen := p.segSeen[name] + 1
+	if seen < records {
+		p.segSeen[name] = seen
+		return
+	}
+	p.segmentDone(name, inst, n)
+}
+
+// segmentDone records segment name (instance inst, counter n) as processed.
+func (p *Pipeline) segmentDone(name, inst string, n uint64) {
+	delete(p.segSeen, name)
+	p.segments[inst] = p.segments[inst].add(n)
+	p.dirty = true
+}
+
 type quarantined struct {
 	name     string
 	batch    wire.Batch
@@ -375,17 +414,18 @@ type quarantined struct {
 
 // epoch is the work of one epoch, handed to the committer.
 type epoch struct {
-	n       int64
-	bronze  *bronzeWriter
-	rows    int64
-	silver  []schema.SilverRow
-	late    []schema.SilverLateRow
-	gold    []schema.GoldRow
-	quar    []quarantined
-	landed  json.RawMessage
-	devices []byte
-	final   bool // the shutdown epoch: commit gold
-	goldN   int64
+	n        int64
+	bronze   *bronzeWriter
+	rows     int64
+	silver   []schema.SilverRow
+	late     []schema.SilverLateRow
+	gold     []schema.GoldRow
+	quar     []quarantined
+	landed   json.RawMessage
+	segments json.RawMessage
+	devices  []byte
+	final    bool // the shutdown epoch: commit gold
+	goldN    int64
 
 	goldFlushed []string
 	goldDone    bool
@@ -408,6 +448,10 @@ func (p *Pipeline) cut(final bool) error {
 	if err != nil {
 		return fmt.Errorf("encoding stage state: %w", err)
 	}
+	segments, err := json.Marshal(p.segments)
+	if err != nil {
+		return fmt.Errorf("encoding stage state: %w", err)
+	}
 	devices := appendDevices(make([]byte, 0, p.devStateSize+p.devStateSize/8), p.f.devices)
 	p.devStateSize = len(devices)
 	// The encoder hands over this epoch's bronze file once it has written
@@ -416,7 +460,7 @@ func (p *Pipeline) cut(final bool) error {
 	p.jobs <- bronzeJob{cut: reply, next: newBronzeWriter(int(p.rows)*4, p.opts.CompatibleBronze)} // at most ~4 bytes a reading compressed
 	bw := <-reply
 	e := &epoch{n: p.epochN, bronze: bw, rows: p.rows, silver: p.f.silver, late: p.f.late, gold: p.f.gold,
-		quar: p.quar, landed: landed, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(p.f.gold))}
+		quar: p.quar, landed: landed, segments: segments, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(p.f.gold))}
 	p.f.silver, p.f.late, p.f.gold = nil, nil, nil
 	p.quar = nil
 	p.rows, p.batches, p.dirty = 0, 0, false

@@ -74,12 +74,28 @@ func landSet(t *testing.T, dir string) int {
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	total := 0
+	var counter uint64
 	for d := range 3 {
 		for boot := range uint64(2) {
 			// A second boot resumes later, as after an agent restart.
-			for _, b := range makeBatches(fmt.Sprintf("dev-%d", d), 0xb000+boot, 60, 100, t0+int64(boot)*100_000_000+int64(d)*333, rng) {
-				land(t, l, b)
+			bs := makeBatches(fmt.Sprintf("dev-%d", d), 0xb000+boot, 60, 100, t0+int64(boot)*100_000_000+int64(d)*333, rng)
+			for _, b := range bs {
 				total += len(b.Readings)
+			}
+			if boot == 0 {
+				// Legacy per-batch objects, as earlier versions landed.
+				for _, b := range bs {
+					land(t, l, b)
+				}
+				continue
+			}
+			// Segments of 12 batches; the first 3 of each are redelivered
+			// copies of the previous segment's last 3 (landed again by
+			// another process or after a restart).
+			for i := 0; i < len(bs); i += 9 {
+				counter++
+				recv := time.UnixMicro(bs[i].Readings[0].TimeUS).Add(time.Second)
+				landSegment(t, l, inst1, counter, recv, "mqtt", bs[max(i-3, 0):min(i+9, len(bs))]...)
 			}
 		}
 	}
@@ -117,7 +133,8 @@ func readTables(t *testing.T, dir string) tables {
 }
 
 // TestRestartSIGKILL kills a collector process at random points while it
-// lands a fixed landing/ set into the tables, restarts it each time, and
+// lands a fixed landing/ set (segments, some batches in two of them, and
+// legacy per-batch objects) into the tables, restarts it each time, and
 // checks that the final silver and gold equal those of an uninterrupted run
 // and that no reading is in bronze twice.
 func TestRestartSIGKILL(t *testing.T) {

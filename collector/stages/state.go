@@ -10,6 +10,7 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -178,14 +179,52 @@ type device struct {
 // checkpoint is the stage state after an epoch, stored as
 // _checkpoints/stages/{epoch:020d}.json before the epoch's bronze commit.
 type checkpoint struct {
-	Epoch          int64                      `json:"epoch"`
-	WindowUS       int64                      `json:"window_us"`
-	LatenessUS     int64                      `json:"allowed_lateness_us"`
-	MovingAverages []int                      `json:"moving_averages"`
-	Landed         json.RawMessage            `json:"landed"` // map[string]seqSet, encoded when the epoch is cut
-	DevicesObject  string                     `json:"devices_object"`
-	Pending        map[string][]delta.AddFile `json:"pending"` // table → add actions of this epoch (not bronze)
-	GoldStaged     []string                   `json:"gold_staged"`
+	Epoch          int64           `json:"epoch"`
+	WindowUS       int64           `json:"window_us"`
+	LatenessUS     int64           `json:"allowed_lateness_us"`
+	MovingAverages []int           `json:"moving_averages"`
+	Landed         json.RawMessage `json:"landed"` // map[string]seqSet, encoded when the epoch is cut
+	// Segments holds the landing segments whose every batch is processed:
+	// per Lander instance, a seqSet of segment counters. Absent in
+	// checkpoints written before segments.
+	Segments      json.RawMessage            `json:"segments,omitempty"`
+	DevicesObject string                     `json:"devices_object"`
+	Pending       map[string][]delta.AddFile `json:"pending"` // table → add actions of this epoch (not bronze)
+	GoldStaged    []string                   `json:"gold_staged"`
+}
+
+// decodeLandedState parses and validates a checkpoint's landed and segments
+// sets (untrusted input: the lake may have been altered).
+func decodeLandedState(landedJS, segmentsJS json.RawMessage) (landed, segments map[string]seqSet, err error) {
+	landed, segments = map[string]seqSet{}, map[string]seqSet{}
+	if err := json.Unmarshal(landedJS, &landed); err != nil {
+		return nil, nil, fmt.Errorf("%w: landed set: %v", errState, err)
+	}
+	if landed == nil { // "null"
+		landed = map[string]seqSet{}
+	}
+	for k, set := range landed {
+		if !set.valid() {
+			return nil, nil, fmt.Errorf("%w: landed set: stream %q has bad ranges", errState, k)
+		}
+	}
+	if len(segmentsJS) > 0 {
+		if err := json.Unmarshal(segmentsJS, &segments); err != nil {
+			return nil, nil, fmt.Errorf("%w: segments set: %v", errState, err)
+		}
+		if segments == nil {
+			segments = map[string]seqSet{}
+		}
+	}
+	for k, set := range segments {
+		if !landing.ValidInstance(k) {
+			return nil, nil, fmt.Errorf("%w: segments set: bad instance %q", errState, k)
+		}
+		if !set.valid() {
+			return nil, nil, fmt.Errorf("%w: segments set: instance %q has bad ranges", errState, k)
+		}
+	}
+	return landed, segments, nil
 }
 
 func goldStageName(epoch int64) string {
