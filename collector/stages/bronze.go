@@ -93,8 +93,7 @@ type bronzeWriter struct {
 	data                []byte // the file, once closed
 }
 
-// The columns of bronze, in schema order, and the indexes of those kept in
-// a dictionary.
+// The columns of bronze, in schema order, and their indexes.
 var bronzeColumns = [...]string{"device", "ts", "temp_c", "pressure_pa", "humidity_rh", "fresh", "boot", "seq", "received_at", "source"}
 
 const (
@@ -112,8 +111,7 @@ const (
 )
 
 // bronzePageRows is the number of readings after which a page is written
-// (whole batches: a page may hold a batch more). 64 Ki readings make double
-// pages of 512 KiB, as large as zstd's fastest level looks back.
+// (whole batches: a page may hold a batch more): double pages of 512 KiB.
 const bronzePageRows = 1 << 16
 
 // bronzePage holds the per-reading columns of the page being built and the
@@ -441,10 +439,10 @@ func (bw *bronzeWriter) stats() deltalake.Stats {
 func (bw *bronzeWriter) close() ([]byte, error) {
 	if bw.err == nil && !bw.closed {
 		bw.flushPage()
-		if bw.page != nil {
+		if bw.page != nil && bw.err == nil { // flushed: empty again
 			bronzePages.Put(bw.page)
-			bw.page = nil
 		}
+		bw.page = nil
 		bw.closed = true
 		if bw.err == nil {
 			bw.data, bw.err = bw.assemble()
