@@ -363,14 +363,25 @@ func appendRuns(b []byte, runs []bronzeRun) []byte {
 	return b
 }
 
-// le64 is the PLAIN encoding of s (the in-memory layout on little-endian
-// machines, which parquet-go also assumes).
+// le64 is the PLAIN encoding of s: its in-memory bytes on a little-endian
+// machine (every platform pilake is built for), else a byte-swapped copy.
 func le64[T int64 | float64](s []T) []byte {
 	if len(s) == 0 {
 		return nil
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*8)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*8)
+	if littleEndian {
+		return b
+	}
+	out := make([]byte, len(b))
+	for i := range s {
+		binary.LittleEndian.PutUint64(out[8*i:], binary.NativeEndian.Uint64(b[8*i:]))
+	}
+	return out
 }
+
+// littleEndian reports the machine's byte order.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // writePage compresses body and appends it to ch with its header.
 func (bw *bronzeWriter) writePage(ch *bronzeChunk, typ format.PageType, enc format.Encoding, n int, body []byte) {
