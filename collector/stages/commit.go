@@ -51,7 +51,7 @@ func (p *Pipeline) recover(ctx context.Context) error {
 	}
 	p.f = newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages)
 	p.landed = map[string]seqSet{}
-	p.segments, p.segSeen = map[string]seqSet{}, map[string]int{}
+	p.segments, p.segSeen = map[string]seqSet{}, map[string]*segProgress{}
 	p.bw = newBronzeWriter(0, p.opts.CompatibleBronze)
 	p.goldDue = p.opts.Now().Add(p.opts.GoldInterval)
 	e, ok := p.tables[schema.Bronze].Snapshot().TxnVersion(AppID)

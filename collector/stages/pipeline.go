@@ -81,7 +81,7 @@ type Pipeline struct {
 	// whose every batch is processed; segSeen counts the batches processed
 	// of segments not complete yet.
 	segments map[string]seqSet
-	segSeen  map[string]int
+	segSeen  map[string]*segProgress
 	epochN   int64
 	bw       *bronzeWriter // the first epoch's, until the encoder takes it
 	jobs     chan bronzeJob
@@ -383,16 +383,25 @@ func (p *Pipeline) process(b Landed) {
 
 // segmentRecord counts one processed batch of segment name holding records.
 func (p *Pipeline) segmentRecord(name string, records int) {
-	inst, n, ok := landing.ParseSegmentName(name)
-	if !ok || p.segments[inst].has(n) {
-		return // processed already (by a recovery scan)
+	sp := p.segSeen[name]
+	if sp == nil {
+		inst, n, ok := landing.ParseSegmentName(name)
+		if !ok || p.segments[inst].has(n) {
+			return // processed already (by a recovery scan)
+		}
+		sp = &segProgress{inst: inst, n: n}
+		p.segSeen[name] = sp
 	}
-	seen := p.segSeen[name] + 1
-	if seen < records {
-		p.segSeen[name] = seen
-		return
+	if sp.seen++; sp.seen >= records {
+		p.segmentDone(name, sp.inst, sp.n)
 	}
-	p.segmentDone(name, inst, n)
+}
+
+// segProgress counts the processed batches of a segment not complete yet.
+type segProgress struct {
+	inst string
+	n    uint64
+	seen int
 }
 
 // segmentDone records segment name (instance inst, counter n) as processed.
