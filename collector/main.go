@@ -122,7 +122,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		return err
 	}
 	submit := func(ctx context.Context, l landing.Landed) error {
-		return pipeline.Submit(ctx, stages.Landed{Name: l.Name, Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
+		return pipeline.Submit(ctx, stages.Landed{Name: l.Name, Segment: l.Name, SegmentRecords: l.SegmentRecords,
+			Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
 	}
 	if !cfg.Stages {
 		// Landing only: bronze, silver and gold are built elsewhere (e.g.

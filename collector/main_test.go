@@ -23,6 +23,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/scripts/testenv"
 )
@@ -171,9 +172,8 @@ func checkLake(t *testing.T, dir string, devices, per, readings int) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	objs, err := lk.List(ctx, schema.Landing)
-	if err != nil || len(objs) != devices*per {
-		t.Fatalf("landing/ holds %d objects (%v), want %d", len(objs), err, devices*per)
+	if got := landedBatches(t, lk, ""); len(got) != devices*per {
+		t.Fatalf("landing/ holds %d batches, want %d", len(got), devices*per)
 	}
 	bronze, err := delta.ReadTable[schema.BronzeRow](ctx, lk, schema.Bronze, nil)
 	if err != nil || len(bronze) != readings {
@@ -335,9 +335,8 @@ func TestAzureLakeAndRouting(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	rc.stop(t)
-	objs, err := lk.List(ctx, schema.Landing)
-	if err != nil || len(objs) != devices*per+routed {
-		t.Fatalf("landing/ in Azure holds %d objects (%v), want %d", len(objs), err, devices*per+routed)
+	if got := landedBatches(t, lk, ""); len(got) != devices*per+routed {
+		t.Fatalf("landing/ in Azure holds %d batches, want %d", len(got), devices*per+routed)
 	}
 	bronze, err := delta.ReadTable[schema.BronzeRow](ctx, lk, schema.Bronze, nil)
 	if err != nil || len(bronze) != readings {
@@ -372,4 +371,80 @@ func TestMetricsPortTakenIsNotFatal(t *testing.T) {
 	readings := agents(t, rc.st.MQTT, 1, 2, 10)
 	rc.stop(t)
 	checkLake(t, cfg.Lake, 1, 2, readings)
+}
+
+// landedBatches reads landing/ (segments; there must be no other objects)
+// and returns how many copies of each batch of device (all if "") it holds,
+// by batch key.
+func landedBatches(t *testing.T, lk lake.Lake, device string) map[string]int {
+	t.Helper()
+	objs, err := lk.List(t.Context(), schema.Landing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, o := range objs {
+		if !strings.HasPrefix(o.Name, landing.SegmentDir) {
+			t.Fatalf("landing/ holds %s, not a segment", o.Name)
+		}
+		data, err := lk.Get(t.Context(), o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := landing.DecodeSegment(data)
+		if err != nil {
+			t.Fatalf("segment %s: %v", o.Name, err)
+		}
+		for _, r := range recs {
+			var b wire.Batch
+			if err := wire.Decode(r.Payload, &b); err != nil {
+				t.Fatalf("segment %s: %v", o.Name, err)
+			}
+			if device == "" || b.DeviceID == device {
+				out[b.Key()]++
+			}
+		}
+	}
+	return out
+}
+
+// A batch delivered twice to one process is landed once (a duplicate); one
+// delivered again after a restart is landed again, in another segment; in
+// bronze, each is once.
+func TestRedeliveredBatchesInBronzeOnce(t *testing.T) {
+	cfg := testConfig(t)
+	const devices, per, n = 2, 5, 400
+	rc := startCollector(t, cfg)
+	readings := agents(t, rc.st.MQTT, devices, per, n)
+	agents(t, rc.st.MQTT, devices, per, n) // the same batches again
+	_, metrics := get(t, rc.st.Metrics+"/metrics")
+	for _, want := range []string{
+		fmt.Sprintf("pilake_collector_batches_in_total %d", devices*per),
+		fmt.Sprintf("pilake_collector_duplicates_total %d", devices*per),
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if metricValue(metrics, "pilake_collector_landing_segments_total") < 1 {
+		t.Error("no landing segments counted")
+	}
+	rc.stop(t)
+	rc = startCollector(t, cfg)
+	agents(t, rc.st.MQTT, devices, per, n) // redelivered to a new process
+	_, metrics = get(t, rc.st.Metrics+"/metrics")
+	if want := fmt.Sprintf("pilake_collector_batches_in_total %d", devices*per); !strings.Contains(metrics, want) {
+		t.Errorf("/metrics after the restart lacks %q", want)
+	}
+	rc.stop(t)
+	lk, err := lake.NewLocal(cfg.Lake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, copies := range landedBatches(t, lk, "") {
+		if copies != 2 {
+			t.Errorf("landing/ holds %d copies of %s, want 2 (one per process)", copies, key)
+		}
+	}
+	checkLake(t, cfg.Lake, devices, per, readings)
 }

@@ -24,7 +24,7 @@ type collector struct {
 	batches, readings, bytes, duplicates, lakeErrors, lag                                   *prometheus.Desc
 	quarantined, bronzeReadings, bronzeBatches, late, silverRows, goldRows                  *prometheus.Desc
 	readingsPerSec                                                                          *prometheus.Desc
-	syncs, syncSeconds                                                                      *prometheus.Desc
+	syncs, syncSeconds, segments                                                            *prometheus.Desc
 	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
 }
 
@@ -39,7 +39,8 @@ func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, la
 		batches:        d("batches_in_total", "Batches landed in landing/ (redeliveries not counted)."),
 		readings:       d("readings_in_total", "Readings in landed batches; rate() gives readings/s."),
 		bytes:          d("bytes_in_total", "Bytes of landed batches."),
-		duplicates:     d("duplicates_total", "Redelivered batches recognised by their landing name."),
+		duplicates:     d("duplicates_total", "Redeliveries of batches this process had landed (not written again)."),
+		segments:       d("landing_segments_total", "Landing segments (objects of many batches) written durably."),
 		lakeErrors:     d("lake_errors_total", "Lake operations that failed: landing writes not acknowledged, retried Azure requests, failed epoch commits.", "kind"),
 		lag:            d("ingest_lag_seconds", "Receive time minus capture time of the newest reading in the last landed batch."),
 		quarantined:    d("quarantined_total", "Inputs set aside in _quarantine/, by kind.", "kind"),
@@ -74,6 +75,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.readings, float64(s.Readings.Load()))
 	counter(c.bytes, float64(s.Bytes.Load()))
 	counter(c.duplicates, float64(s.Duplicates.Load()))
+	counter(c.segments, float64(s.Segments.Load()))
 	gauge(c.lag, float64(s.LastLagUS.Load())/1e6)
 	if c.rate != nil {
 		gauge(c.readingsPerSec, c.rate())

@@ -154,9 +154,8 @@ func TestAzureOutageBackPressure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := lk.List(t.Context(), schema.Landing+"pi-o/")
-	if err != nil || len(objs) != 6 {
-		t.Fatalf("landing holds %d batches of pi-o (%v), want 6", len(objs), err)
+	if got := landedBatches(t, lk, "pi-o"); len(got) != 6 {
+		t.Fatalf("landing holds %d batches of pi-o (%v), want 6", len(got), got)
 	}
 	bronze, err := delta.ReadTable[schema.BronzeRow](t.Context(), lk, schema.Bronze, nil)
 	if err != nil || len(bronze) != 6*400 {

@@ -18,6 +18,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -206,14 +207,32 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Every batch an agent saw acknowledged is in landing/.
-	landing, err := l.List(ctx, schema.Landing)
+	// Every batch an agent saw acknowledged is in landing/ (in a segment).
+	landingObjs, err := l.List(ctx, schema.Landing)
 	if err != nil {
 		t.Fatal(err)
 	}
 	landed := map[string]bool{}
-	for _, o := range landing {
-		landed[strings.TrimSuffix(strings.TrimSuffix(o.Name, ".bin"), ".json")] = true
+	for _, o := range landingObjs {
+		if !strings.HasPrefix(o.Name, landing.SegmentDir) {
+			t.Errorf("landing/ holds %s, not a segment", o.Name)
+			continue
+		}
+		data, err := l.Get(ctx, o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := landing.DecodeSegment(data)
+		if err != nil {
+			t.Fatalf("segment %s: %v", o.Name, err)
+		}
+		for _, r := range recs {
+			var b wire.Batch
+			if err := wire.Decode(r.Payload, &b); err != nil {
+				t.Fatalf("segment %s: %v", o.Name, err)
+			}
+			landed[b.Key()] = true
+		}
 	}
 	var sent int64
 	for _, d := range devices {
@@ -243,7 +262,7 @@ func TestEndToEnd(t *testing.T) {
 			for seq := r[0]; seq <= r[1]; seq++ {
 				n++
 				key := (&wire.Batch{DeviceID: d, BootID: boot, Seq: uint64(seq)}).Key()
-				if !landed[schema.Landing+key] {
+				if !landed[key] {
 					t.Errorf("acknowledged batch %s is not in landing/", key)
 				}
 			}
@@ -253,8 +272,8 @@ func TestEndToEnd(t *testing.T) {
 		}
 		sent += s.ReadingsAcked
 	}
-	if int64(len(landing)) < 2 {
-		t.Fatalf("landing/ holds %d objects", len(landing))
+	if len(landed) < 2 {
+		t.Fatalf("landing/ holds %d batches", len(landed))
 	}
 
 	// Bronze has a row per reading sent, each once.
@@ -312,7 +331,8 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading gold: %v", err)
 	}
-	t.Logf("lake: %d landing objects, %d bronze rows, %d silver windows, %d gold rows", len(landing), len(bronze), len(silver), len(gold))
+	t.Logf("lake: %d landing segments holding %d batches, %d bronze rows, %d silver windows, %d gold rows",
+		len(landingObjs), len(landed), len(bronze), len(silver), len(gold))
 	if len(gold) == 0 {
 		t.Error("gold is empty")
 	}
