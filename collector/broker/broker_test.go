@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -156,6 +157,43 @@ func TestLivePublish(t *testing.T) {
 	}
 }
 
+// TestTelemetryDeliveredAfterLanding: a client subscribed to telemetry (a
+// second consumer, a debugging mosquitto_sub) receives each batch, landed
+// first; without subscribers mochi is told to skip delivery, and the
+// batches are still acknowledged and landed.
+func TestTelemetryDeliveredAfterLanding(t *testing.T) {
+	b, dir, ld := newLanded(t, nil)
+	agent := connect(t, b.URL(), "agent-t")
+	if tok := agent.Publish(wire.TelemetryTopic("pi-t"), 1, false, batch("pi-t", 1, 10)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publishing with nobody subscribed: %v", tok.Error())
+	}
+	sub := connect(t, b.URL(), "telemetry-reader")
+	got := make(chan []byte, 1)
+	if tok := sub.Subscribe(wire.TelemetryFilter, 0, func(_ paho.Client, m paho.Message) { got <- m.Payload() }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	want := batch("pi-t", 2, 10)
+	if tok := agent.Publish(wire.TelemetryTopic("pi-t"), 1, false, want); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	select {
+	case p := <-got:
+		if !bytes.Equal(p, want) {
+			t.Fatalf("subscriber got %d bytes, not the batch published", len(p))
+		}
+	case <-time.After(20 * time.Second): // liveness only
+		t.Fatal("subscriber got no telemetry")
+	}
+	for seq := 1; seq <= 2; seq++ {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("landing/pi-t/000000000000b007/%020d.bin", seq))); err != nil {
+			t.Errorf("batch %d not landed: %v", seq, err)
+		}
+	}
+	if n := ld.Stats().Batches.Load(); n != 2 {
+		t.Errorf("landed %d batches, want 2", n)
+	}
+}
+
 // TestOversizedPacketRefused: a packet over MaxPacketSize is refused before
 // it is read (the client is disconnected); the broker keeps serving others.
 func TestOversizedPacketRefused(t *testing.T) {
@@ -252,5 +290,41 @@ func BenchmarkHasSubscribers(b *testing.B) {
 		if br.HasSubscribers(topic) {
 			b.Fatal("subscribers")
 		}
+	}
+}
+
+// TestCloseWhileClientsLeave: Close returns while clean-session clients
+// are disconnecting. mochi's own Close can deadlock then
+// (mochi-mqtt/server#488: listing a listener's clients read-locks twice, and
+// a client's removal waiting between the two blocks both forever), which
+// hung the collector's shutdown after a benchmark's agents left.
+func TestCloseWhileClientsLeave(t *testing.T) {
+	for round := range 10 {
+		b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Logger: quiet,
+			Handler: func(context.Context, string, string, []byte) error { return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var clients []paho.Client
+		for i := range 200 {
+			c := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID(fmt.Sprintf("leaver-%d", i)).
+				SetCleanSession(true).SetAutoReconnect(false))
+			if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("connecting: %v", tok.Error())
+			}
+			clients = append(clients, c)
+		}
+		var wg sync.WaitGroup
+		for _, c := range clients {
+			wg.Go(func() { c.Disconnect(0) })
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- b.Close() }()
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second): // liveness only
+			t.Fatalf("round %d: Close did not return while clients were leaving", round)
+		}
+		wg.Wait()
 	}
 }
