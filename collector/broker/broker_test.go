@@ -6,8 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/pilake/pilake/collector/broker"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/schema"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -49,7 +49,7 @@ func connect(t *testing.T, url, id string) paho.Client {
 	return c
 }
 
-func newLanded(t *testing.T, fail func() bool) (*broker.Broker, string, *landing.Lander) {
+func newLanded(t *testing.T, fail func() bool) (*broker.Broker, lake.Lake, *landing.Lander) {
 	t.Helper()
 	dir := t.TempDir()
 	lk, err := lake.NewLocal(dir)
@@ -73,13 +73,50 @@ func newLanded(t *testing.T, fail func() bool) (*broker.Broker, string, *landing
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return b, dir, ld
+	return b, lk, ld
+}
+
+// key is the batch key of batch(device, seq, ...).
+func key(device string, seq int) string {
+	return (&wire.Batch{DeviceID: device, BootID: 0xb007, Seq: uint64(seq)}).Key()
+}
+
+// landed reads the segments in landing/ and returns how many copies of each
+// batch they hold, by batch key.
+func landed(t *testing.T, lk lake.Lake) map[string]int {
+	t.Helper()
+	objs, err := lk.List(t.Context(), schema.Landing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, o := range objs {
+		if !strings.HasPrefix(o.Name, landing.SegmentDir) {
+			continue // quarantine reasons and the like
+		}
+		data, err := lk.Get(t.Context(), o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := landing.DecodeSegment(data)
+		if err != nil {
+			t.Fatalf("segment %s: %v", o.Name, err)
+		}
+		for _, r := range recs {
+			var b wire.Batch
+			if err := wire.Decode(r.Payload, &b); err != nil {
+				t.Fatalf("segment %s: %v", o.Name, err)
+			}
+			out[b.Key()]++
+		}
+	}
+	return out
 }
 
 // TestAckedMeansLanded: every publish the broker acknowledged is a landing
 // file, for several agents publishing concurrently, with nothing lost.
 func TestAckedMeansLanded(t *testing.T) {
-	b, dir, ld := newLanded(t, nil)
+	b, lk, ld := newLanded(t, nil)
 	const devices, per = 8, 40
 	var wg sync.WaitGroup
 	for d := range devices {
@@ -99,9 +136,8 @@ func TestAckedMeansLanded(t *testing.T) {
 					continue
 				}
 				// Acknowledged: it must be in landing/ now.
-				name := filepath.Join(dir, "landing", dev, "000000000000b007", fmt.Sprintf("%020d.bin", s+1))
-				if _, err := os.Stat(name); err != nil {
-					t.Errorf("acknowledged batch not landed: %v", err)
+				if n := landed(t, lk)[key(dev, s+1)]; n != 1 {
+					t.Errorf("acknowledged batch %s landed %d times, want 1", key(dev, s+1), n)
 				}
 			}
 		}()
@@ -116,7 +152,7 @@ func TestAckedMeansLanded(t *testing.T) {
 // is disconnected; it resends after reconnecting and the batch lands.
 func TestFailedLandingIsResent(t *testing.T) {
 	var calls atomic.Int32
-	b, dir, _ := newLanded(t, func() bool { return calls.Add(1) <= 2 })
+	b, lk, _ := newLanded(t, func() bool { return calls.Add(1) <= 2 })
 	c := connect(t, b.URL(), "agent-resend")
 	tok := c.Publish(wire.TelemetryTopic("pi-r"), 1, false, batch("pi-r", 1, 10))
 	tok.Wait()
@@ -125,10 +161,9 @@ func TestFailedLandingIsResent(t *testing.T) {
 	}
 	// paho v1 completes the original token when it resends after a reconnect
 	// (messageIds.claimID), before the PUBACK, so wait for the landing file.
-	name := filepath.Join(dir, "landing/pi-r/000000000000b007/00000000000000000001.bin")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(name); err == nil {
+		if landed(t, lk)[key("pi-r", 1)] > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -162,7 +197,7 @@ func TestLivePublish(t *testing.T) {
 // first; without subscribers mochi is told to skip delivery, and the
 // batches are still acknowledged and landed.
 func TestTelemetryDeliveredAfterLanding(t *testing.T) {
-	b, dir, ld := newLanded(t, nil)
+	b, lk, ld := newLanded(t, nil)
 	agent := connect(t, b.URL(), "agent-t")
 	if tok := agent.Publish(wire.TelemetryTopic("pi-t"), 1, false, batch("pi-t", 1, 10)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publishing with nobody subscribed: %v", tok.Error())
@@ -184,20 +219,21 @@ func TestTelemetryDeliveredAfterLanding(t *testing.T) {
 	case <-time.After(20 * time.Second): // liveness only
 		t.Fatal("subscriber got no telemetry")
 	}
+	copies := landed(t, lk)
 	for seq := 1; seq <= 2; seq++ {
-		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("landing/pi-t/000000000000b007/%020d.bin", seq))); err != nil {
-			t.Errorf("batch %d not landed: %v", seq, err)
+		if n := copies[key("pi-t", seq)]; n != 1 {
+			t.Errorf("batch %d landed %d times, want 1", seq, n)
 		}
 	}
-	if n := ld.Stats().Batches.Load(); n != 2 {
-		t.Errorf("landed %d batches, want 2", n)
+	if len(copies) != 2 || ld.Stats().Batches.Load() != 2 {
+		t.Errorf("landed %v (%d counted), want the two batches", copies, ld.Stats().Batches.Load())
 	}
 }
 
 // TestOversizedPacketRefused: a packet over MaxPacketSize is refused before
 // it is read (the client is disconnected); the broker keeps serving others.
 func TestOversizedPacketRefused(t *testing.T) {
-	b, dir, ld := newLanded(t, nil)
+	b, lk, ld := newLanded(t, nil)
 	big := connect(t, b.URL(), "big")
 	huge := make([]byte, broker.MaxPacketSize+1)
 	tok := big.Publish(wire.TelemetryTopic("pi-big"), 1, false, huge)
@@ -206,8 +242,8 @@ func TestOversizedPacketRefused(t *testing.T) {
 	if tok := c.Publish(wire.TelemetryTopic("pi-n"), 1, false, batch("pi-n", 1, 10)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("normal publish after an oversized one: %v", tok.Error())
 	}
-	if _, err := os.Stat(filepath.Join(dir, "landing/pi-n/000000000000b007/00000000000000000001.bin")); err != nil {
-		t.Fatal(err)
+	if n := landed(t, lk)[key("pi-n", 1)]; n != 1 {
+		t.Fatalf("normal batch landed %d times, want 1", n)
 	}
 	if got := ld.Stats().Batches.Load(); got != 1 {
 		t.Fatalf("landed %d batches, want only the normal one", got)
