@@ -90,10 +90,12 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumPacketSize = MaxPacketSize
 	mochiLog := opts.Logger.With(slog.String("component", "mochi"))
 	srv := mqtt.New(&mqtt.Options{
-		Capabilities:             caps,
-		InlineClient:             true,
-		Logger:                   slog.New(levelFloor{mochiLog.Handler(), slog.LevelWarn}),
-		ClientNetReadBufferSize:  2 * 1024, // a binary batch is ~1 KB (bigger packets bypass the buffer); small buffers keep 5,000 clients cheap
+		Capabilities: caps,
+		InlineClient: true,
+		Logger:       slog.New(levelFloor{mochiLog.Handler(), slog.LevelWarn}),
+		// A binary batch is ~1 KB: a few per read, whose PUBACKs ackConn
+		// sends together. Small buffers keep 5,000 clients cheap.
+		ClientNetReadBufferSize:  4 * 1024,
 		ClientNetWriteBufferSize: 2 * 1024,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -112,7 +114,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: listening on %s: %w", opts.Addr, err)
 	}
 	b.ln = ln
-	if err := srv.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+	if err := srv.AddListener(listeners.NewNet("tcp", ackListener{ln})); err != nil {
 		ln.Close()
 		cancel()
 		return nil, fmt.Errorf("broker: adding listener: %w", err)

@@ -17,4 +17,8 @@
 // simply wait while landing is slow. The per-client queue of outgoing
 // deliveries (MaxWritesPending) is kept small instead: it only carries live
 // updates to dashboards, which are QoS 0 and best effort.
+//
+// The PUBACKs of the packets one read brings in are sent together, in one
+// write, when the client's goroutine next waits for input (ackConn): still
+// each only after its packet was landed, at a fraction of the system calls.
 package broker
