@@ -115,6 +115,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.liveUpdates, float64(c.live.published.Load()), "published")
 		counter(c.liveUpdates, float64(c.live.dropped.Load()), "dropped")
 		counter(c.liveUpdates, float64(c.live.failed.Load()), "failed")
+		counter(c.liveUpdates, float64(c.live.unwatched.Load()), "unwatched")
 	}
 	if c.routing != nil {
 		f, r, _ := c.routing()
