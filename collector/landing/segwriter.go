@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/pilake/pilake/collector/lake"
 )
@@ -19,10 +20,11 @@ const (
 )
 
 // segWriter gathers the records Land queues into segments and writes them.
-// A few flusher goroutines each take whatever is queued when they are free,
-// write it as one segment (put-if-absent) and wait until it is durable, so
-// segments grow with the load: one record when idle, hundreds while a
-// flusher waits for the disk or Azure.
+// A few flusher goroutines each take what is queued when they are free,
+// after lingering up to Options.SegmentLinger for more (unless the segment
+// fills), write it as one segment (put-if-absent) and wait until it is
+// durable, so segments grow with the load: one record when idle, hundreds
+// while a flusher waits for the disk or Azure.
 type segWriter struct {
 	l        *Lander
 	instance string
@@ -33,6 +35,7 @@ type segWriter struct {
 	space   chan struct{} // closed (and replaced) when cur is taken
 
 	kick chan struct{} // a flusher should take cur
+	full chan struct{} // cur reached a limit: a lingering flusher should take it now
 }
 
 // segment is one segment being filled, written, or done.
@@ -56,7 +59,7 @@ func newSegWriter(l *Lander, flushers int) *segWriter {
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	w := &segWriter{l: l, instance: hex.EncodeToString(id[:]), cur: newSegment(),
-		space: make(chan struct{}), kick: make(chan struct{}, 1)}
+		space: make(chan struct{}), kick: make(chan struct{}, 1), full: make(chan struct{}, 1)}
 	for range flushers {
 		go w.flush()
 	}
@@ -84,6 +87,12 @@ func (w *segWriter) add(ctx context.Context, m *Message, key streamSeq) (*segmen
 	if s.n == 1 {
 		w.signal()
 	}
+	if s.n >= segmentMaxRecords || len(s.buf) >= segmentMaxBytes {
+		select {
+		case w.full <- struct{}{}:
+		default:
+		}
+	}
 	w.mu.Unlock()
 	return s, nil
 }
@@ -98,7 +107,21 @@ func (w *segWriter) signal() {
 // flush takes the open segment whenever there is one and writes it. The
 // flushers run for the life of the process (a collector has one Lander).
 func (w *segWriter) flush() {
+	var linger *time.Timer
 	for range w.kick {
+		if d := w.l.opts.SegmentLinger; d > 0 {
+			// Let the segment gather more batches, unless it is full.
+			if linger == nil {
+				linger = time.NewTimer(d)
+			} else {
+				linger.Reset(d)
+			}
+			select {
+			case <-linger.C:
+			case <-w.full:
+				linger.Stop()
+			}
+		}
 		w.mu.Lock()
 		s := w.cur
 		if s.n == 0 {
@@ -108,6 +131,10 @@ func (w *segWriter) flush() {
 		w.counter++
 		s.name = SegmentName(w.l.opts.Now(), w.instance, w.counter)
 		w.cur = newSegment()
+		select { // a full signal for the segment just taken is stale
+		case <-w.full:
+		default:
+		}
 		close(w.space)
 		w.space = make(chan struct{})
 		w.mu.Unlock()

@@ -212,3 +212,35 @@ func TestLandSegmentSharedFate(t *testing.T) {
 		})
 	}
 }
+
+// A writer lingers for more batches before cutting a segment, but not past
+// the segment's limit: with an hour's linger, a full segment is written at
+// once, and the batches that arrived together share it.
+func TestLandSegmentLinger(t *testing.T) {
+	mem := lake.NewMemory()
+	ld, err := New(Options{Lake: mem, Logger: quietLog, MaxConcurrentWrites: 1, SegmentLinger: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var all []chan landResult
+	for seq := range uint64(segmentMaxRecords) {
+		all = append(all, landAsync(ld, ctx, testBatch(t, "pi-1", seq+1)))
+	}
+	for _, ch := range all {
+		if r := <-ch; r.err != nil || r.out != OutcomeLanded {
+			t.Fatalf("Land = %v, %v; want landed (a full segment must not wait out the linger)", r.out, r.err)
+		}
+	}
+	objs, err := mem.List(ctx, SegmentDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 {
+		t.Fatalf("%d segments for %d batches landed together, want 1", len(objs), segmentMaxRecords)
+	}
+	if got := ld.Stats().Segments.Load(); got != 1 {
+		t.Fatalf("Segments = %d, want 1", got)
+	}
+}
