@@ -15,6 +15,7 @@ import (
 
 	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/stages"
 )
 
@@ -53,6 +54,7 @@ type Config struct {
 	MovingAverages  string
 	MaxSkew         time.Duration
 	CommitInterval  time.Duration
+	LandingLinger   time.Duration
 
 	// Operations.
 	MetricsAddr string
@@ -90,6 +92,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.MovingAverages, "moving-averages", "8,15,60", "gold moving-average lengths, in windows")
 	fs.DurationVar(&c.MaxSkew, "max-skew", 24*time.Hour, "quarantine readings whose time is further than this from the receive time (negative: off)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", 2*time.Second, "longest time between Delta commits")
+	fs.DurationVar(&c.LandingLinger, "landing-linger", landing.DefaultSegmentLinger, "how long a landing segment waits for more batches before it is written (0: not at all); adds at most this to the acknowledgement time")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9102", "HTTP address for /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -156,6 +159,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	if c.LandingLinger < 0 || c.LandingLinger > time.Second {
+		errs = append(errs, fmt.Errorf("--landing-linger %v: want 0 to 1s", c.LandingLinger))
 	}
 	return errors.Join(errs...)
 }

@@ -131,7 +131,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		// later, whose recovery lands everything in landing/ into bronze.
 		submit = nil
 	}
-	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit})
+	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger)})
 	if err != nil {
 		return err
 	}
@@ -353,4 +353,13 @@ func shutdown(brk *broker.Broker, ingestWG *sync.WaitGroup, stopStages context.C
 	ingestWG.Wait()
 	stopStages()
 	return <-stagesDone
+}
+
+// linger maps --landing-linger to landing.Options.SegmentLinger, where 0
+// means the default and a negative value no wait.
+func linger(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

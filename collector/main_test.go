@@ -52,6 +52,9 @@ func TestConfigValidate(t *testing.T) {
 	if err != nil || cfg.Window != 500*time.Millisecond {
 		t.Fatalf("env window: %v, %v", cfg.Window, err)
 	}
+	if cfg.LandingLinger != landing.DefaultSegmentLinger || linger(cfg.LandingLinger) != landing.DefaultSegmentLinger || linger(0) >= 0 {
+		t.Fatalf("landing linger %v maps to %v; 0 maps to %v", cfg.LandingLinger, linger(cfg.LandingLinger), linger(0))
+	}
 	for _, args := range [][]string{
 		{"--azure-container", "c"},     // no credentials
 		{"--broker", "localhost:1883"}, // not a URL
@@ -61,6 +64,8 @@ func TestConfigValidate(t *testing.T) {
 		{"--log-format", "xml"},        // unknown
 		{"--listen", "nope"},           // not host:port
 		{"--broker", "tcp://h:1", "--share-group", "a/b"},
+		{"--landing-linger", "-1ms"}, // negative
+		{"--landing-linger", "2s"},   // beyond 1s
 	} {
 		if args[0] == "--window" {
 			args = []string{"--window", "-1s"}
