@@ -1,12 +1,14 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +35,14 @@ type RoutingOptions struct {
 	// PollInterval is the time between listings [10s].
 	PollInterval time.Duration
 	// Handler lands a record; required. A record with Err set is passed too:
-	// the handler quarantines it.
+	// the handler quarantines it. It is called for up to MaxConcurrent
+	// records of a file at once, each with its own copy of the body.
 	Handler RoutingHandler
+	// MaxConcurrent bounds the records of a file being landed at once [256].
+	// Landing gathers concurrent batches into one segment (one object and
+	// one sync); one record at a time would pay a segment, and the segment
+	// writer's linger, per record.
+	MaxConcurrent int
 	// Quarantine sets aside a whole file that cannot be read; required.
 	Quarantine func(ctx context.Context, file string, data []byte, reason string) error
 	// Logger defaults to slog.Default().
@@ -45,8 +53,9 @@ type RoutingOptions struct {
 // Auto Loader: each listing is compared with a checkpoint of the files
 // already processed (name and size), every record of a new file is landed,
 // and only then is the file added to the checkpoint. A crash between landing
-// and checkpointing processes the file again, and landing's put-if-absent
-// names turn the second pass into duplicates: each batch lands exactly once.
+// and checkpointing processes the file again: the second pass is recognised
+// as duplicates (by the Lander, or by bronze, which keeps each device boot's
+// sequence numbers), so each batch is in bronze exactly once.
 // A file that changed size since it was processed is processed again.
 type Routing struct {
 	opts RoutingOptions
@@ -66,6 +75,9 @@ type routingCheckpoint struct {
 func NewRouting(ctx context.Context, opts RoutingOptions) (*Routing, error) {
 	if opts.Files == nil || opts.State == nil || opts.Handler == nil || opts.Quarantine == nil {
 		return nil, errors.New("iothub ingest: Files, State, Handler and Quarantine are required")
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = 256
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 10 * time.Second
@@ -136,18 +148,49 @@ func (r *Routing) process(ctx context.Context, o lake.Object) error {
 	if err != nil {
 		return fmt.Errorf("reading routing file: %w", err)
 	}
-	records := 0
+	// Records are landed concurrently (up to MaxConcurrent). After a
+	// failure no new record starts, and the file is processed again by the
+	// next Poll; the records in flight finish undisturbed (a record given up
+	// half-way would be landed but reach bronze late).
+	sem := make(chan struct{}, r.opts.MaxConcurrent)
+	var wg sync.WaitGroup
+	var records atomic.Int64
+	var failed atomic.Pointer[error]
 	err = ParseRoutingFile(data, func(rec RoutingRecord) error {
-		if err := r.opts.Handler(ctx, o.Name, rec); err != nil {
-			return fmt.Errorf("landing record %d of %s: %w", rec.Index, o.Name, err)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		records++
-		r.records.Add(1)
+		if ferr := failed.Load(); ferr != nil {
+			<-sem
+			return *ferr
+		}
+		rec.Body = bytes.Clone(rec.Body) // the parser may reuse its buffers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := r.opts.Handler(ctx, o.Name, rec); err != nil {
+				err = fmt.Errorf("landing record %d of %s: %w", rec.Index, o.Name, err)
+				failed.CompareAndSwap(nil, &err)
+				return
+			}
+			records.Add(1)
+			r.records.Add(1)
+		}()
 		return nil
 	})
+	wg.Wait()
+	if ferr := failed.Load(); ferr != nil {
+		return *ferr // not processed
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if errors.Is(err, ErrRoutingFile) {
 		// The records before the damage are landed; set the file aside.
-		r.log.Warn("routing file unreadable; quarantined", "file", o.Name, "records_landed", records, "err", err)
+		r.log.Warn("routing file unreadable; quarantined", "file", o.Name, "records_landed", records.Load(), "err", err)
 		if qerr := r.opts.Quarantine(ctx, o.Name, data, err.Error()); qerr != nil {
 			return fmt.Errorf("quarantining routing file %s: %w", o.Name, qerr)
 		}
@@ -157,7 +200,7 @@ func (r *Routing) process(ctx context.Context, o lake.Object) error {
 	if err != nil {
 		return err
 	}
-	r.log.Debug("routing file processed", "file", o.Name, "records", records)
+	r.log.Debug("routing file processed", "file", o.Name, "records", records.Load())
 	return nil
 }
 

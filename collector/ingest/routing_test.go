@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -331,4 +332,52 @@ func TestRoutingAzurite(t *testing.T) {
 		t.Fatalf("pi-3's JSON batches in landing: %v", pi3)
 	}
 	_ = time.Second
+}
+
+// The records of a file are landed concurrently, so they share landing
+// segments; a record that fails to land fails the file, which the next Poll
+// processes again (its landed records then count as duplicates).
+func TestRoutingConcurrentRecords(t *testing.T) {
+	ctx := t.Context()
+	files := lake.NewMemory()
+	lk := lake.NewMemory()
+	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler, quarantine := routingLanding(ld, lk)
+	var failAt atomic.Int64
+	failAt.Store(450)
+	failing := func(ctx context.Context, file string, rec ingest.RoutingRecord) error {
+		if int64(rec.Index) == failAt.Load() {
+			return errors.New("lake unreachable")
+		}
+		return handler(ctx, file, rec)
+	}
+	const n = 600 // more than MaxConcurrent
+	var msgs []routed
+	for i := range n {
+		msgs = append(msgs, routed{device: "pi-1", body: encodeBatch(t, wire.Binary, "pi-1", 1, uint64(i+1), 40)})
+	}
+	if err := files.Put(ctx, "myhub/0/2026/11/24/12/00.avro", avroFile(t, ocf.Deflate, msgs)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ingest.NewRouting(ctx, ingest.RoutingOptions{Files: files, Prefix: "myhub/", State: lk, Handler: failing, Quarantine: quarantine, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Poll(ctx); err == nil || got != 0 || !strings.Contains(err.Error(), "record 450") {
+		t.Fatalf("Poll with a failing record = %d, %v; want 0 files and the record's error", got, err)
+	}
+	failAt.Store(-1)
+	if got, err := r.Poll(ctx); err != nil || got != 1 {
+		t.Fatalf("Poll = %d, %v; want the file processed", got, err)
+	}
+	st := ld.Stats()
+	if landed, dup := st.Batches.Load(), st.Duplicates.Load(); landed != n || landed+dup < n {
+		t.Fatalf("landed %d batches (%d duplicates), want %d", landed, dup, n)
+	}
+	if segs := st.Segments.Load(); segs >= n/2 { // one at a time: a segment each
+		t.Fatalf("%d segments for %d records: records were landed one at a time", segs, n)
+	}
 }

@@ -242,14 +242,22 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 	}
 	select {
 	case <-seg.done:
-		l.seen.settle(key) // after writeSegment marked it landed, if it did
 	case <-ctx.Done():
-		// The record may still become durable: a redelivery then lands
-		// it again, or finds it landed.
-		l.seen.settle(key)
-		ReleaseBatch(b)
+		// The caller gives up, but its record is in the segment and may
+		// still become durable; then it must reach the stages, because a
+		// redelivery will find it landed and not hand it on again. So the
+		// rest of the landing goes on without the caller.
+		go func() { _, _ = l.finish(context.WithoutCancel(ctx), seg, key, b, m) }()
 		return 0, ctx.Err()
 	}
+	return l.finish(ctx, seg, key, b, m)
+}
+
+// finish completes Land once b's segment is written: counts the batch and
+// hands it to the stages, or reports the segment's failure.
+func (l *Lander) finish(ctx context.Context, seg *segment, key streamSeq, b *wire.Batch, m Message) (Outcome, error) {
+	<-seg.done
+	l.seen.settle(key) // after writeSegment marked it landed, if it did
 	if seg.err != nil {
 		ReleaseBatch(b)
 		l.stats.LakeErrors.Add(1)
@@ -260,19 +268,32 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 	l.stats.Readings.Add(uint64(n))
 	l.stats.Bytes.Add(uint64(len(m.Data)))
 	l.stats.LastLagUS.Store(m.ReceivedAt.UnixMicro() - b.Readings[n-1].TimeUS)
-	if l.opts.Submit != nil {
-		landed := Landed{Name: seg.name, SegmentRecords: seg.n, Batch: b, ReceivedAt: m.ReceivedAt, Source: m.Source}
-		if err := l.opts.Submit(ctx, landed); err != nil {
-			// Durable in landing/ but not handed on: the stages' recovery
-			// lands it into bronze on the next start. Not acknowledging
-			// makes the broker redeliver; the redelivery is a duplicate.
-			ReleaseBatch(b) // not handed over
-			return 0, fmt.Errorf("submitting batch %s of %s: %w", b.Key(), seg.name, err)
-		}
-	} else {
+	if l.opts.Submit == nil {
 		ReleaseBatch(b)
+		return OutcomeLanded, nil
 	}
-	return OutcomeLanded, nil
+	landed := Landed{Name: seg.name, SegmentRecords: seg.n, Batch: b, ReceivedAt: m.ReceivedAt, Source: m.Source}
+	err := l.opts.Submit(ctx, landed)
+	if err == nil {
+		return OutcomeLanded, nil
+	}
+	if ctx.Err() != nil {
+		// The caller gave up while the stages were busy (back-pressure).
+		// The batch is durable, and a redelivery will be a duplicate: hand
+		// it over in the background (until the stages take it or close;
+		// closed stages find it in landing/ when they next start).
+		go func() {
+			if l.opts.Submit(context.WithoutCancel(ctx), landed) != nil {
+				ReleaseBatch(b)
+			}
+		}()
+		return 0, fmt.Errorf("submitting batch %s of %s: %w", b.Key(), seg.name, err)
+	}
+	// Durable in landing/ but refused (the stages are closed): their
+	// recovery lands it into bronze on the next start. Not acknowledging
+	// makes the broker redeliver; the redelivery is a duplicate.
+	ReleaseBatch(b) // not handed over
+	return 0, fmt.Errorf("submitting batch %s of %s: %w", b.Key(), seg.name, err)
 }
 
 // batches recycles decoded batches: their readings are ~45 % of the bytes

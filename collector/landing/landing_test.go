@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,26 +265,86 @@ func TestLandLakeDownIsNotAcknowledged(t *testing.T) {
 	}
 }
 
+// While the stages are behind, Land waits in Submit until its context ends;
+// the batch is durable by then (a redelivery would be a duplicate), so the
+// Lander hands it to the stages in the background.
 func TestLandSubmitBlocksUntilContextEnds(t *testing.T) {
 	lk, err := lake.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	entered := make(chan struct{})
-	ld, err := landing.New(landing.Options{Lake: lk, Submit: func(ctx context.Context, _ landing.Landed) error {
-		close(entered)
-		<-ctx.Done()
-		return ctx.Err()
+	handedOver := make(chan landing.Landed, 1)
+	var calls atomic.Int32
+	ld, err := landing.New(landing.Options{Lake: lk, Submit: func(ctx context.Context, l landing.Landed) error {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		handedOver <- l
+		return nil
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() { <-entered; cancel() }()
-	_, err = ld.Land(ctx, landing.Message{Data: encode(t, wire.Binary, batch("pi-1", 1, 10)), Source: "mqtt"})
+	msg := landing.Message{Data: encode(t, wire.Binary, batch("pi-1", 1, 10)), Source: "mqtt"}
+	_, err = ld.Land(ctx, msg)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Land with stages behind and ctx cancelled = %v, want context.Canceled", err)
 	}
+	if l := <-handedOver; l.Batch.DeviceID != "pi-1" || l.Batch.Seq != 1 {
+		t.Fatalf("handed over in the background: %s", l.Batch.Key())
+	}
+	// The redelivery is a duplicate and is not submitted again.
+	if out, err := ld.Land(t.Context(), msg); err != nil || out != landing.OutcomeDuplicate || calls.Load() != 2 {
+		t.Fatalf("redelivery = %v, %v after %d submits; want a duplicate, 2 submits", out, err, calls.Load())
+	}
+}
+
+// A caller that gives up while its segment is being written does not take
+// the batch from the stages: once durable, it is handed over anyway.
+func TestLandCallerGivesUpBeforeDurable(t *testing.T) {
+	g := &slowLake{Memory: lake.NewMemory(), release: make(chan struct{})}
+	sub := make(chan landing.Landed, 1)
+	ld, err := landing.New(landing.Options{Lake: g, Submit: func(ctx context.Context, l landing.Landed) error {
+		sub <- l
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	msg := landing.Message{Data: encode(t, wire.Binary, batch("pi-1", 1, 10)), Source: "mqtt"}
+	done := make(chan error, 1)
+	go func() { _, err := ld.Land(ctx, msg); done <- err }()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Land with its context ended = %v, want context.Canceled", err)
+	}
+	close(g.release) // the segment becomes durable now
+	if l := <-sub; l.Batch.DeviceID != "pi-1" || l.Batch.Seq != 1 {
+		t.Fatalf("handed over: %s", l.Batch.Key())
+	}
+	if out, err := ld.Land(t.Context(), msg); err != nil || out != landing.OutcomeDuplicate {
+		t.Fatalf("redelivery = %v, %v; want a duplicate", out, err)
+	}
+}
+
+// slowLake holds every write until release is closed.
+type slowLake struct {
+	*lake.Memory
+	release chan struct{}
+}
+
+func (s *slowLake) PutIfAbsent(ctx context.Context, name string, data []byte) error {
+	<-s.release
+	return s.Memory.PutIfAbsent(ctx, name, data)
 }
 
 func TestGroupCommitConcurrent(t *testing.T) {
