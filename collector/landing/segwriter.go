@@ -198,7 +198,7 @@ type stream struct {
 // redelivery waits for the first copy rather than landing again.
 type seenSet struct {
 	mu      sync.Mutex
-	m       map[stream]seqRanges
+	m       map[stream]SeqRanges
 	landing map[streamSeq]chan struct{} // closed when the first copy is settled
 }
 
@@ -208,7 +208,7 @@ type seenSet struct {
 func (s *seenSet) claim(k streamSeq) (dup bool, wait <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m[stream{k.device, k.boot}].has(k.seq) {
+	if s.m[stream{k.device, k.boot}].Has(k.seq) {
 		return true, nil
 	}
 	if ch, ok := s.landing[k]; ok {
@@ -233,10 +233,10 @@ func (s *seenSet) addAll(keys []streamSeq) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[stream]seqRanges{}
+		s.m = map[stream]SeqRanges{}
 	}
 	for _, k := range keys {
 		st := stream{k.device, k.boot}
-		s.m[st] = s.m[st].add(k.seq)
+		s.m[st] = s.m[st].Add(k.seq)
 	}
 }

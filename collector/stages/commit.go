@@ -50,8 +50,8 @@ func (p *Pipeline) recover(ctx context.Context) error {
 		return fmt.Errorf("recovering stages: %w", err)
 	}
 	p.f = newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages)
-	p.landed = map[string]seqSet{}
-	p.segments, p.segSeen = map[string]seqSet{}, map[string]*segProgress{}
+	p.landed = map[string]landing.SeqRanges{}
+	p.segments, p.segSeen = map[string]landing.SeqRanges{}, map[string]*segProgress{}
 	p.bw = newBronzeWriter(0, p.opts.CompatibleBronze)
 	p.goldDue = p.opts.Now().Add(p.opts.GoldInterval)
 	e, ok := p.tables[schema.Bronze].Snapshot().TxnVersion(AppID)
@@ -360,7 +360,7 @@ func (p *Pipeline) scanLanding(ctx context.Context) error {
 			p.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.Any("error", err))
 			continue
 		}
-		if p.landed[stream].has(seq) {
+		if p.landed[stream].Has(seq) {
 			continue
 		}
 		data, err := p.l.Get(ctx, o.Name)
@@ -375,7 +375,7 @@ func (p *Pipeline) scanLanding(ctx context.Context) error {
 			reason = fmt.Sprintf("landing object %s holds batch %s", o.Name, b.Key())
 		}
 		if reason != "" {
-			p.landed[stream] = p.landed[stream].add(seq)
+			p.landed[stream] = p.landed[stream].Add(seq)
 			p.dirty = true
 			p.quar = append(p.quar, quarantined{name: o.Name, raw: data, recv: o.ModTime, source: "landing", reason: reason})
 			p.count(func(s *Stats) { s.QuarantinedFiles++ })
@@ -405,7 +405,7 @@ func (p *Pipeline) scanSegment(ctx context.Context, o lake.Object) (int, error) 
 		p.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.String("error", "not a segment name"))
 		return 0, nil
 	}
-	if p.segments[inst].has(counter) {
+	if p.segments[inst].Has(counter) {
 		return 0, nil
 	}
 	data, err := p.l.Get(ctx, o.Name)
@@ -423,7 +423,7 @@ func (p *Pipeline) scanSegment(ctx context.Context, o lake.Object) (int, error) 
 			p.dirty = true
 			continue
 		}
-		if p.landed[batchStream(b)].has(b.Seq) {
+		if p.landed[batchStream(b)].Has(b.Seq) {
 			continue
 		}
 		src := r.Source

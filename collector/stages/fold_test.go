@@ -285,41 +285,6 @@ func TestLateAfterWatermark(t *testing.T) {
 	}
 }
 
-func TestSeqSet(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	for range 200 {
-		var s seqSet
-		ref := map[uint64]bool{}
-		for range 60 {
-			v := 1 + rng.Uint64N(40)
-			s = s.add(v)
-			ref[v] = true
-		}
-		for v := uint64(0); v < 45; v++ {
-			if s.has(v) != ref[v] {
-				t.Fatalf("has(%d) = %v, want %v: %v", v, s.has(v), ref[v], s)
-			}
-		}
-		if !s.valid() {
-			t.Fatalf("ranges not sorted, disjoint and merged: %v", s)
-		}
-	}
-}
-
-func TestSeqSetValid(t *testing.T) {
-	for _, c := range []struct {
-		s    seqSet
-		want bool
-	}{
-		{nil, true}, {seqSet{{1, 5}}, true}, {seqSet{{1, 5}, {7, 9}}, true},
-		{seqSet{{5, 1}}, false}, {seqSet{{1, 5}, {6, 9}}, false}, {seqSet{{7, 9}, {1, 5}}, false}, {seqSet{{1, 5}, {3, 9}}, false},
-	} {
-		if c.s.valid() != c.want {
-			t.Errorf("%v valid = %v", c.s, !c.want)
-		}
-	}
-}
-
 func FuzzLandingKey(f *testing.F) {
 	f.Add("landing/dev-1/00000000deadbeef/00000000000000000042.bin")
 	f.Add("landing/dev-1/00000000deadbeef/00000000000000000042.json")

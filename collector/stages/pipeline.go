@@ -76,11 +76,11 @@ type Pipeline struct {
 	// Owned by Run's goroutine.
 	tables map[string]*delta.Table
 	f      *folder
-	landed map[string]seqSet
+	landed map[string]landing.SeqRanges
 	// segments holds, per Lander instance, the counters of the segments
 	// whose every batch is processed; segSeen counts the batches processed
 	// of segments not complete yet.
-	segments map[string]seqSet
+	segments map[string]landing.SeqRanges
 	segSeen  map[string]*segProgress
 	epochN   int64
 	bw       *bronzeWriter // the first epoch's, until the encoder takes it
@@ -316,12 +316,12 @@ func (p *Pipeline) process(b Landed) {
 	}
 	stream := batchStream(b.Batch)
 	set := p.landed[stream]
-	if set.has(b.Batch.Seq) {
+	if set.Has(b.Batch.Seq) {
 		p.count(func(s *Stats) { s.Duplicates++ })
 		p.opts.Release(b.Batch)
 		return
 	}
-	p.landed[stream] = set.add(b.Batch.Seq)
+	p.landed[stream] = set.Add(b.Batch.Seq)
 	p.dirty = true
 	recv := b.ReceivedAt.UnixMicro()
 	src := b.Source
@@ -386,7 +386,7 @@ func (p *Pipeline) segmentRecord(name string, records int) {
 	sp := p.segSeen[name]
 	if sp == nil {
 		inst, n, ok := landing.ParseSegmentName(name)
-		if !ok || p.segments[inst].has(n) {
+		if !ok || p.segments[inst].Has(n) {
 			return // processed already (by a recovery scan)
 		}
 		sp = &segProgress{inst: inst, n: n}
@@ -407,7 +407,7 @@ type segProgress struct {
 // segmentDone records segment name (instance inst, counter n) as processed.
 func (p *Pipeline) segmentDone(name, inst string, n uint64) {
 	delete(p.segSeen, name)
-	p.segments[inst] = p.segments[inst].add(n)
+	p.segments[inst] = p.segments[inst].Add(n)
 	p.dirty = true
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -13,64 +12,6 @@ import (
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 )
-
-// seqSet is a set of sequence numbers as sorted, disjoint, non-adjacent
-// closed ranges [lo, hi].
-type seqSet [][2]uint64
-
-func (s seqSet) has(seq uint64) bool {
-	i, _ := slices.BinarySearchFunc(s, seq, func(r [2]uint64, v uint64) int {
-		switch {
-		case r[1] < v:
-			return -1
-		case r[0] > v:
-			return 1
-		}
-		return 0
-	})
-	return i < len(s) && s[i][0] <= seq && seq <= s[i][1]
-}
-
-// valid reports whether s is sorted, disjoint and non-adjacent, with lo <= hi.
-func (s seqSet) valid() bool {
-	for i, r := range s {
-		if r[0] > r[1] || i > 0 && s[i-1][1]+1 >= r[0] {
-			return false
-		}
-	}
-	return true
-}
-
-func (s seqSet) add(seq uint64) seqSet {
-	// Fast path: extends the last range (in-order delivery).
-	if n := len(s); n > 0 && s[n-1][1]+1 == seq {
-		s[n-1][1] = seq
-		return s
-	}
-	i, _ := slices.BinarySearchFunc(s, seq, func(r [2]uint64, v uint64) int {
-		if r[1] < v {
-			return -1
-		}
-		return 1
-	})
-	if i < len(s) && s[i][0] <= seq {
-		return s // present
-	}
-	joinPrev := i > 0 && s[i-1][1]+1 == seq
-	joinNext := i < len(s) && s[i][0] == seq+1
-	switch {
-	case joinPrev && joinNext:
-		s[i-1][1] = s[i][1]
-		return slices.Delete(s, i, i+1)
-	case joinPrev:
-		s[i-1][1] = seq
-	case joinNext:
-		s[i][0] = seq
-	default:
-		s = slices.Insert(s, i, [2]uint64{seq, seq})
-	}
-	return s
-}
 
 // landingKey parses a landing object name
 // "landing/{device}/{boot:016x}/{seq:020d}.{bin|json}" into its stream
@@ -183,9 +124,9 @@ type checkpoint struct {
 	WindowUS       int64           `json:"window_us"`
 	LatenessUS     int64           `json:"allowed_lateness_us"`
 	MovingAverages []int           `json:"moving_averages"`
-	Landed         json.RawMessage `json:"landed"` // map[string]seqSet, encoded when the epoch is cut
+	Landed         json.RawMessage `json:"landed"` // map[string]landing.SeqRanges, encoded when the epoch is cut
 	// Segments holds the landing segments whose every batch is processed:
-	// per Lander instance, a seqSet of segment counters. Absent in
+	// per Lander instance, a landing.SeqRanges of segment counters. Absent in
 	// checkpoints written before segments.
 	Segments      json.RawMessage            `json:"segments,omitempty"`
 	DevicesObject string                     `json:"devices_object"`
@@ -195,16 +136,16 @@ type checkpoint struct {
 
 // decodeLandedState parses and validates a checkpoint's landed and segments
 // sets (untrusted input: the lake may have been altered).
-func decodeLandedState(landedJS, segmentsJS json.RawMessage) (landed, segments map[string]seqSet, err error) {
-	landed, segments = map[string]seqSet{}, map[string]seqSet{}
+func decodeLandedState(landedJS, segmentsJS json.RawMessage) (landed, segments map[string]landing.SeqRanges, err error) {
+	landed, segments = map[string]landing.SeqRanges{}, map[string]landing.SeqRanges{}
 	if err := json.Unmarshal(landedJS, &landed); err != nil {
 		return nil, nil, fmt.Errorf("%w: landed set: %v", errState, err)
 	}
 	if landed == nil { // "null"
-		landed = map[string]seqSet{}
+		landed = map[string]landing.SeqRanges{}
 	}
 	for k, set := range landed {
-		if !set.valid() {
+		if !set.Valid() {
 			return nil, nil, fmt.Errorf("%w: landed set: stream %q has bad ranges", errState, k)
 		}
 	}
@@ -213,14 +154,14 @@ func decodeLandedState(landedJS, segmentsJS json.RawMessage) (landed, segments m
 			return nil, nil, fmt.Errorf("%w: segments set: %v", errState, err)
 		}
 		if segments == nil {
-			segments = map[string]seqSet{}
+			segments = map[string]landing.SeqRanges{}
 		}
 	}
 	for k, set := range segments {
 		if !landing.ValidInstance(k) {
 			return nil, nil, fmt.Errorf("%w: segments set: bad instance %q", errState, k)
 		}
-		if !set.valid() {
+		if !set.Valid() {
 			return nil, nil, fmt.Errorf("%w: segments set: instance %q has bad ranges", errState, k)
 		}
 	}

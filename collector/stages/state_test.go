@@ -2,6 +2,7 @@ package stages
 
 import (
 	"encoding/json"
+	"math"
 	"testing"
 
 	"github.com/pilake/pilake/collector/landing"
@@ -24,12 +25,12 @@ func FuzzDecodeLandedState(f *testing.F) {
 			t.Fatal("nil sets accepted")
 		}
 		for _, s := range landed {
-			if !s.valid() {
+			if !s.Valid() {
 				t.Fatalf("invalid landed set %v accepted", s)
 			}
 		}
 		for k, s := range segments {
-			if !landing.ValidInstance(k) || !s.valid() {
+			if !landing.ValidInstance(k) || !s.Valid() {
 				t.Fatalf("segments %q: %v accepted", k, s)
 			}
 		}
@@ -40,4 +41,36 @@ func FuzzDecodeLandedState(f *testing.F) {
 			t.Fatalf("re-decoding accepted state: %v", err)
 		}
 	})
+}
+
+// The landed and segments sets keep their checkpoint format, [[lo,hi],...]
+// per stream or instance: checkpoints in existing lakes must still load.
+func TestLandedStateFormat(t *testing.T) {
+	landedJS := `{"dev-1/00000000deadbeef":[[1,40],[42,42]],"dev-2/0000000000000001":[[7,7]]}`
+	segmentsJS := `{"00000000000000a1":[[1,9],[11,18446744073709551615]]}`
+	landed, segments, err := decodeLandedState([]byte(landedJS), []byte(segmentsJS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !landed["dev-1/00000000deadbeef"].Has(42) || landed["dev-1/00000000deadbeef"].Has(41) ||
+		!segments["00000000000000a1"].Has(math.MaxUint64) || segments["00000000000000a1"].Has(10) {
+		t.Fatalf("decoded %v %v", landed, segments)
+	}
+	for _, c := range []struct {
+		v    any
+		want string
+	}{{landed, landedJS}, {segments, segmentsJS}} {
+		got, err := json.Marshal(c.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != c.want {
+			t.Errorf("encoded %s, want %s", got, c.want)
+		}
+	}
+	for _, bad := range []string{`{"a":[[5,1]]}`, `{"a":[[1,3],[4,5]]}`, `{"a":[[5,18446744073709551615],[1,2]]}`} {
+		if _, _, err := decodeLandedState([]byte(bad), nil); err == nil {
+			t.Errorf("accepted landed set %s", bad)
+		}
+	}
 }
