@@ -24,6 +24,7 @@ import (
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/landing/landingtest"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/scripts/testenv"
 )
@@ -177,7 +178,7 @@ func checkLake(t *testing.T, dir string, devices, per, readings int) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	if got := landedBatches(t, lk, ""); len(got) != devices*per {
+	if got := landingtest.Copies(t, lk); len(got) != devices*per {
 		t.Fatalf("landing/ holds %d batches, want %d", len(got), devices*per)
 	}
 	bronze, err := delta.ReadTable[schema.BronzeRow](ctx, lk, schema.Bronze, nil)
@@ -340,7 +341,7 @@ func TestAzureLakeAndRouting(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	rc.stop(t)
-	if got := landedBatches(t, lk, ""); len(got) != devices*per+routed {
+	if got := landingtest.Copies(t, lk); len(got) != devices*per+routed {
 		t.Fatalf("landing/ in Azure holds %d batches, want %d", len(got), devices*per+routed)
 	}
 	bronze, err := delta.ReadTable[schema.BronzeRow](ctx, lk, schema.Bronze, nil)
@@ -378,41 +379,6 @@ func TestMetricsPortTakenIsNotFatal(t *testing.T) {
 	checkLake(t, cfg.Lake, 1, 2, readings)
 }
 
-// landedBatches reads landing/ (segments; there must be no other objects)
-// and returns how many copies of each batch of device (all if "") it holds,
-// by batch key.
-func landedBatches(t *testing.T, lk lake.Lake, device string) map[string]int {
-	t.Helper()
-	objs, err := lk.List(t.Context(), schema.Landing)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, o := range objs {
-		if !strings.HasPrefix(o.Name, landing.SegmentDir) {
-			t.Fatalf("landing/ holds %s, not a segment", o.Name)
-		}
-		data, err := lk.Get(t.Context(), o.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs, err := landing.DecodeSegment(data)
-		if err != nil {
-			t.Fatalf("segment %s: %v", o.Name, err)
-		}
-		for _, r := range recs {
-			var b wire.Batch
-			if err := wire.Decode(r.Payload, &b); err != nil {
-				t.Fatalf("segment %s: %v", o.Name, err)
-			}
-			if device == "" || b.DeviceID == device {
-				out[b.Key()]++
-			}
-		}
-	}
-	return out
-}
-
 // A batch delivered twice to one process is landed once (a duplicate); one
 // delivered again after a restart is landed again, in another segment; in
 // bronze, each is once.
@@ -446,7 +412,7 @@ func TestRedeliveredBatchesInBronzeOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for key, copies := range landedBatches(t, lk, "") {
+	for key, copies := range landingtest.Copies(t, lk) {
 		if copies != 2 {
 			t.Errorf("landing/ holds %d copies of %s, want 2 (one per process)", copies, key)
 		}

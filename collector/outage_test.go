@@ -16,6 +16,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing/landingtest"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/scripts/testenv"
 )
@@ -154,7 +155,7 @@ func TestAzureOutageBackPressure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := landedBatches(t, lk, "pi-o"); len(got) != 6 {
+	if got := landingtest.Copies(t, lk); len(got) != 6 {
 		t.Fatalf("landing holds %d batches of pi-o (%v), want 6", len(got), got)
 	}
 	bronze, err := delta.ReadTable[schema.BronzeRow](t.Context(), lk, schema.Bronze, nil)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +17,7 @@ import (
 	"github.com/pilake/pilake/collector/broker"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
-	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/collector/landing/landingtest"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -81,38 +80,6 @@ func key(device string, seq int) string {
 	return (&wire.Batch{DeviceID: device, BootID: 0xb007, Seq: uint64(seq)}).Key()
 }
 
-// landed reads the segments in landing/ and returns how many copies of each
-// batch they hold, by batch key.
-func landed(t *testing.T, lk lake.Lake) map[string]int {
-	t.Helper()
-	objs, err := lk.List(t.Context(), schema.Landing)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, o := range objs {
-		if !strings.HasPrefix(o.Name, landing.SegmentDir) {
-			continue // quarantine reasons and the like
-		}
-		data, err := lk.Get(t.Context(), o.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs, err := landing.DecodeSegment(data)
-		if err != nil {
-			t.Fatalf("segment %s: %v", o.Name, err)
-		}
-		for _, r := range recs {
-			var b wire.Batch
-			if err := wire.Decode(r.Payload, &b); err != nil {
-				t.Fatalf("segment %s: %v", o.Name, err)
-			}
-			out[b.Key()]++
-		}
-	}
-	return out
-}
-
 // TestAckedMeansLanded: every publish the broker acknowledged is a landing
 // file, for several agents publishing concurrently, with nothing lost.
 func TestAckedMeansLanded(t *testing.T) {
@@ -136,7 +103,7 @@ func TestAckedMeansLanded(t *testing.T) {
 					continue
 				}
 				// Acknowledged: it must be in landing/ now.
-				if n := landed(t, lk)[key(dev, s+1)]; n != 1 {
+				if n := landingtest.Copies(t, lk)[key(dev, s+1)]; n != 1 {
 					t.Errorf("acknowledged batch %s landed %d times, want 1", key(dev, s+1), n)
 				}
 			}
@@ -163,7 +130,7 @@ func TestFailedLandingIsResent(t *testing.T) {
 	// (messageIds.claimID), before the PUBACK, so wait for the landing file.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if landed(t, lk)[key("pi-r", 1)] > 0 {
+		if landingtest.Copies(t, lk)[key("pi-r", 1)] > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -219,7 +186,7 @@ func TestTelemetryDeliveredAfterLanding(t *testing.T) {
 	case <-time.After(20 * time.Second): // liveness only
 		t.Fatal("subscriber got no telemetry")
 	}
-	copies := landed(t, lk)
+	copies := landingtest.Copies(t, lk)
 	for seq := 1; seq <= 2; seq++ {
 		if n := copies[key("pi-t", seq)]; n != 1 {
 			t.Errorf("batch %d landed %d times, want 1", seq, n)
@@ -242,7 +209,7 @@ func TestOversizedPacketRefused(t *testing.T) {
 	if tok := c.Publish(wire.TelemetryTopic("pi-n"), 1, false, batch("pi-n", 1, 10)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("normal publish after an oversized one: %v", tok.Error())
 	}
-	if n := landed(t, lk)[key("pi-n", 1)]; n != 1 {
+	if n := landingtest.Copies(t, lk)[key("pi-n", 1)]; n != 1 {
 		t.Fatalf("normal batch landed %d times, want 1", n)
 	}
 	if got := ld.Stats().Batches.Load(); got != 1 {

@@ -1,0 +1,28 @@
+package landingtest
+
+import (
+	"testing"
+
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
+)
+
+// Copies reads lk's landing/ back and returns how many copies of each
+// batch it holds, by batch key (wire.Batch.Key). It fails t if landing/
+// holds anything but segments (a collector writes no per-batch objects
+// any more) or an object does not decode.
+func Copies(t testing.TB, lk lake.Lake) map[string]int {
+	t.Helper()
+	all, err := landing.ReadLanded(t.Context(), lk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, l := range all {
+		if l.SegmentRecords == 0 {
+			t.Fatalf("landing/ holds %s, not a segment", l.Name)
+		}
+		out[l.Batch.Key()]++
+	}
+	return out
+}
