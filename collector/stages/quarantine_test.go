@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -40,25 +42,7 @@ func TestSkewAndCorruptGoToQuarantine(t *testing.T) {
 	if n := len(readAll[schema.BronzeRow](t, l, schema.Bronze)); n != 290 {
 		t.Fatalf("bronze %d rows", n)
 	}
-	objs, err := l.List(ctx, schema.Quarantine)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reasons []string
-	for _, o := range objs {
-		if strings.HasSuffix(o.Name, ".reason.json") {
-			data, err := l.Get(ctx, o.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var m map[string]any
-			if err := json.Unmarshal(data, &m); err != nil {
-				t.Fatal(err)
-			}
-			reasons = append(reasons, m["reason"].(string))
-		}
-	}
-	slices.Sort(reasons)
+	objs, reasons := quarantineReasons(t, l)
 	if len(reasons) != 2 || !strings.Contains(reasons[0], "10 readings captured more than 10m0s") || !strings.Contains(reasons[1], "decoding") {
 		t.Fatalf("reasons %q (objects %v)", reasons, objs)
 	}
@@ -106,4 +90,31 @@ func TestPipelineArrivalOrder(t *testing.T) {
 			t.Fatalf("order %d: silver differs (%d vs %d rows) or gold (%d vs %d)", k, len(silver), len(ref), gold, refGold)
 		}
 	}
+}
+
+// quarantineReasons lists _quarantine/ and returns its objects and the
+// reasons its records give, sorted.
+func quarantineReasons(t *testing.T, l lake.Lake) ([]lake.Object, []string) {
+	t.Helper()
+	objs, err := l.List(t.Context(), schema.Quarantine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, o := range objs {
+		if !strings.HasSuffix(o.Name, ".reason.json") {
+			continue
+		}
+		data, err := l.Get(t.Context(), o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec landing.Record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			t.Fatalf("%s: %v", o.Name, err)
+		}
+		reasons = append(reasons, rec.Reason)
+	}
+	slices.Sort(reasons)
+	return objs, reasons
 }

@@ -1,10 +1,8 @@
 package stages_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,26 +189,7 @@ func TestCorruptSegment(t *testing.T) {
 	if n := len(bronzeKeys(t, l)); n != 3 {
 		t.Fatalf("bronze %d batches", n)
 	}
-	objs, err := l.List(ctx, schema.Quarantine)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reasons []string
-	for _, o := range objs {
-		if !strings.HasSuffix(o.Name, ".reason.json") {
-			continue
-		}
-		js, err := l.Get(ctx, o.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(js, &m); err != nil {
-			t.Fatal(err)
-		}
-		reasons = append(reasons, m["reason"].(string))
-	}
-	slices.Sort(reasons)
+	objs, reasons := quarantineReasons(t, l)
 	if len(objs) != 4 || len(reasons) != 2 || !strings.Contains(reasons[0], "decoding record 1") || !strings.Contains(reasons[1], "truncated") {
 		t.Fatalf("quarantine %v, reasons %q", objs, reasons)
 	}
