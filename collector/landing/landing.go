@@ -259,9 +259,10 @@ func (l *Lander) finish(ctx context.Context, seg *segment, key streamSeq, b *wir
 	<-seg.done
 	l.seen.settle(key) // after writeSegment marked it landed, if it did
 	if seg.err != nil {
-		ReleaseBatch(b)
+		err := fmt.Errorf("landing batch %s: %w", b.Key(), seg.err)
+		ReleaseBatch(b) // after its last use
 		l.stats.LakeErrors.Add(1)
-		return 0, fmt.Errorf("landing batch %s: %w", b.Key(), seg.err)
+		return 0, err
 	}
 	n := len(b.Readings)
 	l.stats.Batches.Add(1)
@@ -277,6 +278,7 @@ func (l *Lander) finish(ctx context.Context, seg *segment, key streamSeq, b *wir
 	if err == nil {
 		return OutcomeLanded, nil
 	}
+	err = fmt.Errorf("submitting batch %s of %s: %w", b.Key(), seg.name, err) // before b may be released
 	if ctx.Err() != nil {
 		// The caller gave up while the stages were busy (back-pressure).
 		// The batch is durable, and a redelivery will be a duplicate: hand
@@ -287,13 +289,13 @@ func (l *Lander) finish(ctx context.Context, seg *segment, key streamSeq, b *wir
 				ReleaseBatch(b)
 			}
 		}()
-		return 0, fmt.Errorf("submitting batch %s of %s: %w", b.Key(), seg.name, err)
+		return 0, err
 	}
 	// Durable in landing/ but refused (the stages are closed): their
 	// recovery lands it into bronze on the next start. Not acknowledging
 	// makes the broker redeliver; the redelivery is a duplicate.
 	ReleaseBatch(b) // not handed over
-	return 0, fmt.Errorf("submitting batch %s of %s: %w", b.Key(), seg.name, err)
+	return 0, err
 }
 
 // batches recycles decoded batches: their readings are ~45 % of the bytes
