@@ -117,6 +117,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		so.Live = live.Offer
 	}
 	so.Release = landing.ReleaseBatch // the stages give landed batches back for reuse
+	instance := landing.NewInstance()
+	so.LocalInstance = instance // the stages' periodic scan skips our own segments
 	pipeline, err := stages.New(lk, so)
 	if err != nil {
 		return err
@@ -131,7 +133,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		// later, whose recovery lands everything in landing/ into bronze.
 		submit = nil
 	}
-	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger)})
+	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger), Instance: instance})
 	if err != nil {
 		return err
 	}

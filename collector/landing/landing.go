@@ -2,6 +2,8 @@ package landing
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,6 +102,17 @@ type Options struct {
 	// ~1,700 segments and syncs a second, an eighth of the machine). The wait
 	// adds at most SegmentLinger to the time until a batch is acknowledged.
 	SegmentLinger time.Duration
+	// Instance names this Lander's segments (see NewInstance); default a new
+	// random one. A process shares it with its stages, which skip their own
+	// Lander's segments when they scan for other collectors'.
+	Instance string
+}
+
+// NewInstance returns a new random Lander instance id.
+func NewInstance() string {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	return hex.EncodeToString(id[:])
 }
 
 // DefaultSegmentLinger is Options.SegmentLinger's default.
@@ -162,6 +175,11 @@ func New(opts Options) (*Lander, error) {
 		if group {
 			opts.MaxConcurrentWrites = 2
 		}
+	}
+	if opts.Instance == "" {
+		opts.Instance = NewInstance()
+	} else if !ValidInstance(opts.Instance) {
+		return nil, fmt.Errorf("landing: instance %q: want 16 lower-case hex digits", opts.Instance)
 	}
 	if opts.SegmentLinger == 0 {
 		opts.SegmentLinger = DefaultSegmentLinger

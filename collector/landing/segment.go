@@ -167,6 +167,13 @@ func SegmentName(t time.Time, instance string, counter uint64) string {
 	return fmt.Sprintf("%s%04d-%02d-%02d/%02d/%s-%016x.seg", SegmentDir, t.Year(), t.Month(), t.Day(), t.Hour(), instance, counter)
 }
 
+// SegmentHourPrefix is the name prefix of the segments written in t's hour
+// (UTC): what a scan for recent segments lists.
+func SegmentHourPrefix(t time.Time) string {
+	t = t.UTC()
+	return fmt.Sprintf("%s%04d-%02d-%02d/%02d/", SegmentDir, t.Year(), t.Month(), t.Day(), t.Hour())
+}
+
 // ParseSegmentName returns the instance and counter of a segment name, or
 // ok false if name is not a canonical one (as SegmentName writes it).
 func ParseSegmentName(name string) (instance string, counter uint64, ok bool) {

@@ -3,8 +3,6 @@ package landing
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"sync"
 	"time"
@@ -56,9 +54,7 @@ func newSegment() *segment {
 }
 
 func newSegWriter(l *Lander, flushers int) *segWriter {
-	var id [8]byte
-	_, _ = rand.Read(id[:])
-	w := &segWriter{l: l, instance: hex.EncodeToString(id[:]), cur: newSegment(),
+	w := &segWriter{l: l, instance: l.opts.Instance, cur: newSegment(),
 		space: make(chan struct{}), kick: make(chan struct{}, 1), full: make(chan struct{}, 1)}
 	for range flushers {
 		go w.flush()

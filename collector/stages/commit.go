@@ -395,6 +395,35 @@ func (p *Pipeline) scanLanding(ctx context.Context) error {
 	return nil
 }
 
+// scanRecent processes the segments other Landers wrote in the previous,
+// current and next hour (by this clock; the next for a writer whose clock
+// is ahead) that are not yet in bronze: ingest-only collectors sharing the
+// MQTT load. Older ones are found by the scan at the next start.
+func (p *Pipeline) scanRecent(ctx context.Context) error {
+	now := p.opts.Now()
+	n := 0
+	for _, t := range []time.Time{now.Add(-time.Hour), now, now.Add(time.Hour)} {
+		objs, err := p.l.List(ctx, landing.SegmentHourPrefix(t))
+		if err != nil {
+			return fmt.Errorf("scanning landing: %w", err)
+		}
+		for _, o := range objs {
+			if inst, _, ok := landing.ParseSegmentName(o.Name); ok && inst == p.opts.LocalInstance {
+				continue
+			}
+			k, err := p.scanSegment(ctx, o)
+			if err != nil {
+				return err
+			}
+			n += k
+		}
+	}
+	if n > 0 {
+		p.log.Debug("batches from other collectors' segments into bronze", slog.Int("batches", n))
+	}
+	return nil
+}
+
 // scanSegment processes the batches of segment o not yet in bronze, with
 // their recorded receive time and source, and records the segment as
 // processed. A record that cannot be read, and the rest of a segment after

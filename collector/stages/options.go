@@ -61,6 +61,14 @@ type Options struct {
 	// ShutdownTimeout bounds the final flush and commit after Run's context
 	// ends [30s].
 	ShutdownTimeout time.Duration
+	// ScanInterval is how often Run looks for landing segments that other
+	// collectors (ingest-only ones, `--stages=false`, sharing the MQTT load)
+	// wrote in the last hours [30s]; negative: only at start and shutdown.
+	// Batches submitted by this process's Lander need no scan.
+	ScanInterval time.Duration
+	// LocalInstance is this process's Lander instance: the periodic scan
+	// skips its segments (their batches are submitted directly).
+	LocalInstance string
 	// SkipShutdownScan disables the scan of landing/ before the final commit
 	// (which lands objects that were written but never submitted).
 	SkipShutdownScan bool
@@ -113,6 +121,9 @@ func (o Options) withDefaults() Options {
 	o.MovingAverages = slices.Compact(o.MovingAverages)
 	if o.MaxSkew == 0 {
 		o.MaxSkew = DefaultMaxSkew
+	}
+	if o.ScanInterval == 0 {
+		o.ScanInterval = 30 * time.Second
 	}
 	if o.CommitInterval == 0 {
 		o.CommitInterval = DefaultCommitInterval

@@ -253,6 +253,12 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	close(p.ready)
 	ticker := time.NewTicker(p.opts.CommitInterval)
 	defer ticker.Stop()
+	var scan <-chan time.Time // other collectors' recent segments
+	if p.opts.ScanInterval > 0 {
+		t := time.NewTicker(p.opts.ScanInterval)
+		defer t.Stop()
+		scan = t.C
+	}
 loop:
 	for {
 		select {
@@ -260,6 +266,15 @@ loop:
 			break loop
 		case b := <-p.in:
 			p.process(b)
+			if p.rows >= int64(p.opts.MaxEpochRows) {
+				if err := p.cutEpoch(); err != nil {
+					return finish(err)
+				}
+			}
+		case <-scan:
+			if err := p.scanRecent(ctx); err != nil && ctx.Err() == nil {
+				p.log.Warn("scanning landing for other collectors' segments", slog.Any("error", err))
+			}
 			if p.rows >= int64(p.opts.MaxEpochRows) {
 				if err := p.cutEpoch(); err != nil {
 					return finish(err)

@@ -199,3 +199,38 @@ func TestCorruptSegment(t *testing.T) {
 		t.Fatalf("restart stats %+v", st)
 	}
 }
+
+// Segments other collectors write while the stages run (ingest-only
+// collectors on a shared subscription) reach bronze through the periodic
+// scan; this process's own segments are left to its direct submissions (and
+// the scan at shutdown).
+func TestScanOtherCollectorsSegments(t *testing.T) {
+	l := newLake(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	own := makeBatches("dev-own", 1, 2, 50, t0, rng)
+	other := makeBatches("dev-other", 1, 4, 50, t0, rng)
+	now := time.UnixMicro(t0 + 2_000_000).UTC()
+	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(now.UnixMicro()), ScanInterval: 10 * time.Millisecond, LocalInstance: inst1})
+	<-r.p.Ready()
+	// Written after the start-up scan, as a running collector's Lander would.
+	landSegment(t, l, inst1, 1, now, "mqtt", own...)                       // ours, never submitted
+	landSegment(t, l, inst2, 1, now.Add(-time.Hour), "mqtt", other[:2]...) // another collector, the previous hour
+	landSegment(t, l, inst2, 2, now, "mqtt", other[2:]...)
+	for r.p.Stats().Readings < 200 {
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("the periodic scan took %d of the other collector's 200 readings", r.p.Stats().Readings)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if got := r.p.Stats().Readings; got != 200 {
+		t.Fatalf("while running: %d readings in bronze, want the other collector's 200 (our own segment is not scanned)", got)
+	}
+	r.stop(t) // the shutdown scan takes our own unsubmitted segment
+	if got := r.p.Stats().Readings; got != 300 {
+		t.Fatalf("after shutdown: %d readings, want 300", got)
+	}
+	if rows := bronzeKeys(t, l); len(rows) != 6 {
+		t.Fatalf("bronze holds %d batches, want 6", len(rows))
+	}
+}
