@@ -51,6 +51,12 @@ func encodeBronze(jobs <-chan bronzeJob, bw *bronzeWriter, release func(*wire.Ba
 
 // bronzeWriter writes a bronze Parquet file in memory, column by column,
 // straight from the batches' readings: no row structs, no reflection.
+// Everything Parquet-specific is parquet-go's (the schema, taken from the file
+// its writer makes for schema.BronzeRow; the DELTA_BINARY_PACKED and
+// BYTE_STREAM_SPLIT encoders; the zstd codec; the thrift page headers and
+// footer); this type only lays out the pages and chunks. Through
+// parquet-go's row writer, bronze cost 111 ns per reading, ~15 % of the
+// collector at full load; this way it costs 41 (BenchmarkBronzeEncode).
 //
 // The file has bronze's schema (taken from schema.BronzeRow through
 // parquet-go, see bronzeFileTemplate) and one row group. The columns that
