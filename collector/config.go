@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/conf"
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/collector/broker"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
@@ -274,7 +275,9 @@ func readFleetKey(name string) ([]byte, error) {
 func (c Config) logger(w *os.File) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(c.LogLevel))
-	ho := &slog.HandlerOptions{Level: lv}
+	// No credential (a SAS signature in an Azure error's URL, a password in
+	// a broker URL) reaches the log.
+	ho := &slog.HandlerOptions{Level: lv, ReplaceAttr: redact.ReplaceAttr}
 	format := c.LogFormat
 	if format == "auto" {
 		format = "json"
