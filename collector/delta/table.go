@@ -378,12 +378,17 @@ func DefaultCompression() parquet.WriterOption {
 // a zstd encoder's history buffers are costly to allocate per file.
 var zstdFastest = &zstd.Codec{Level: zstd.SpeedFastest}
 
-// WriterOptions are the Parquet writer options pilake's data files use:
-// codec, dictionary encoding for strings, and the created_by tag.
+// WriterOptions are the Parquet writer options pilake's data files and
+// checkpoints use: codec, DataPageV1 pages (PROTOCOL.md: writers SHOULD use
+// them for tables other engines read; Spark 3.3+ and Databricks Runtime
+// 13.3+ read both, older readers only v1), dictionary encoding for strings
+// (PLAIN for the rest: parquet-go's default; see SparkSafeEncodings), and
+// the created_by tag.
 func WriterOptions(codec parquet.WriterOption) []parquet.WriterOption {
 	if codec == nil {
 		codec = DefaultCompression()
 	}
-	return []parquet.WriterOption{codec, parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.RLEDictionary),
+	return []parquet.WriterOption{codec, parquet.DataPageVersion(1),
+		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.RLEDictionary),
 		parquet.CreatedBy("pilake", "1", "")}
 }
