@@ -34,18 +34,21 @@ func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error
 	if retention < time.Hour {
 		return 0, fmt.Errorf("vacuuming %s: retention %v is under an hour", t.name, retention)
 	}
-	if err := t.Refresh(ctx); err != nil {
+	// The whole state, with the tombstones of the last checkpoint (a
+	// Table's own snapshot leaves those out of memory).
+	snap, err := Load(ctx, t.l, t.name)
+	if err != nil {
 		return 0, fmt.Errorf("vacuuming %s: %w", t.name, err)
 	}
 	cutoff := t.opts.Now().Add(-retention)
 	keep := map[string]bool{}
-	for p, f := range t.snap.files {
+	for p, f := range snap.files {
 		if isAbsolute(f.Path) {
 			return 0, fmt.Errorf("vacuuming %s: live file with absolute path %q: %w", t.name, f.Path, ErrUnsupported)
 		}
 		keep[p] = true
 	}
-	for p, r := range t.snap.tombstones {
+	for p, r := range snap.tombstones {
 		if r.DeletionTimestamp == 0 || r.DeletionTimestamp >= cutoff.UnixMilli() {
 			keep[p] = true
 		}
