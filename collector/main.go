@@ -37,6 +37,7 @@ import (
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/rollup"
 	"github.com/pilake/pilake/collector/stages"
 )
 
@@ -144,6 +145,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	stagesDone := make(chan error, 1)
 	if cfg.Stages {
 		go func() { stagesDone <- pipeline.Run(stagesCtx) }()
+		if cfg.Rollups {
+			// Rollup tiers of silver, built from silver's Delta log as another
+			// engine would read it; they stop with the stages.
+			roller := rollup.New(lk, rollup.Options{Logger: log, Grace: max(30*time.Second, so.AllowedLateness+20*time.Second)})
+			go func() { _ = roller.Run(stagesCtx) }()
+		}
 	} else {
 		go func() { <-stagesCtx.Done(); stagesDone <- nil }()
 	}
