@@ -22,6 +22,10 @@
 //   - compaction (an OPTIMIZE-like rewrite of small files: one commit with
 //     add and remove actions, dataChange=false).
 //
+// BronzeWriter writes bronze's data files column by column straight from
+// decoded readings (bronze.go); the other tables' files go through
+// parquet-go's row writer (WriteFile, EncodeParquet).
+//
 // Data files never contain partition columns (as in the reference
 // implementation); readers take them from the add action's partitionValues.
 // Timestamps are Parquet INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true) and
