@@ -161,6 +161,8 @@ func NewFake(cfg FakeConfig) *Fake {
 		f.cal = *cfg.Calibration
 	}
 	f.tph, f.hcal = f.cal.registers()
+	// The fake computes with what its registers hold (H4 and H5 are 12 bit).
+	f.cal = parseCalibration(f.tph[:], f.hcal[:])
 	f.chipID = cfg.ChipID
 	f.resetLocked()
 	return f
@@ -503,9 +505,7 @@ func (f *Fake) Resolution() Values {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.advance(f.cfg.Now())
-	rawP := int32(f.data[0])<<12 | int32(f.data[1])<<4 | int32(f.data[2])>>4
-	rawT := int32(f.data[3])<<12 | int32(f.data[4])<<4 | int32(f.data[5])>>4
-	rawH := int32(f.data[6])<<8 | int32(f.data[7])
+	rawP, rawT, rawH := rawValues(&f.data)
 	stepT, stepP := int32(1), int32(1)
 	if filterCoef(f.config>>2) == 1 {
 		stepT, stepP = adcStep(f.ctrl>>5&7), adcStep(f.ctrl>>2&7)

@@ -208,6 +208,12 @@ const defaultCheckEvery = 256
 // conversion after a (re)configuration (skip the reading). Bus errors are
 // returned as the driver reports them.
 //
+// Humidity never comes from bmxx80 when it would be wrong: bmxx80 v3.7.4
+// decodes dig_H4 and dig_H5 as unsigned, so for a part with bit 11 of
+// either set (a negative coefficient, which the datasheet allows) Sense
+// reads the data registers once more and compensates them itself, with the
+// signed coefficients (one extra 8-byte read per call, on such parts only).
+//
 // In normal mode a reset is seen at the first read after it (all data
 // registers hold reset values). The driver's compensated values hide the raw
 // humidity, so a reset in forced mode (where bmxx80 restarts temperature and
@@ -215,15 +221,26 @@ const defaultCheckEvery = 256
 // Sense makes every 256 calls.
 func (s *Sensor) Sense(e *physic.Env) error {
 	s.mu.Lock()
-	dev, reset, bme := s.dev, s.resetEnv, s.chipID == ChipIDBME280
+	dev, reset, bme, cal := s.dev, s.resetEnv, s.chipID == ChipIDBME280, s.cal
 	s.mu.Unlock()
 	if err := dev.Sense(e); err != nil {
 		return err
 	}
-	// A channel holding its reset value is the cue to look at the control
-	// registers. Temperature alone is not: 0.01 °C values repeat often.
 	press := s.opts.Pressure != bmxx80.Off
 	hum := bme && s.opts.Humidity != bmxx80.Off
+	if hum && !cal.periphAgrees() {
+		// bmxx80 reads dig_H4/dig_H5 unsigned: its humidity is wrong for
+		// this part. Read the registers bmxx80 just read (or the next
+		// conversion's, in normal mode) and compensate all three here.
+		var raw [8]byte
+		if err := s.bus.Tx(s.addr, txData, raw[:]); err != nil {
+			return fmt.Errorf("hw: reading data registers at 0x%02x on %s: %w", s.addr, s.bus, err)
+		}
+		rawP, rawT, rawH := rawValues(&raw)
+		*e = driverEnv(&cal, rawT, rawP, rawH, press, true)
+	}
+	// A channel holding its reset value is the cue to look at the control
+	// registers. Temperature alone is not: 0.01 °C values repeat often.
 	if (press && e.Pressure == reset.Pressure) || (hum && e.Humidity == reset.Humidity) || (!press && !hum && e.Temperature == reset.Temperature) {
 		return s.checkState(bme, *e == reset)
 	}
@@ -256,7 +273,8 @@ func (s *Sensor) checkState(bme, allReset bool) error {
 
 // ReadFixed reads the data registers with one burst read and compensates
 // them with the datasheet's integer formulas: the same integers bmxx80's
-// Sense computes (a test compares them on every poll), without the driver's
+// Sense computes (a test compares them on every poll; for humidity only when
+// dig_H4 and dig_H5 are not negative, see Sense), without the driver's
 // two small allocations per call and without the round trip through
 // physic units. The agent's steady state is allocation-free with it. Like
 // Sense it returns ErrSensorReset or ErrNotReady, wrapped; any channel at its
@@ -274,9 +292,7 @@ func (s *Sensor) ReadFixed(r *Fixed) error {
 	if err := s.bus.Tx(s.addr, txData, r.Raw[:n]); err != nil {
 		return fmt.Errorf("hw: reading data registers at 0x%02x on %s: %w", s.addr, s.bus, err)
 	}
-	rawP := int32(r.Raw[0])<<12 | int32(r.Raw[1])<<4 | int32(r.Raw[2])>>4
-	rawT := int32(r.Raw[3])<<12 | int32(r.Raw[4])<<4 | int32(r.Raw[5])>>4
-	rawH := int32(r.Raw[6])<<8 | int32(r.Raw[7])
+	rawP, rawT, rawH := rawValues(&r.Raw)
 	press := s.opts.Pressure != bmxx80.Off
 	hum := bme && s.opts.Humidity != bmxx80.Off
 	resetT, resetP, resetH := rawT == resetRaw20, press && rawP == resetRaw20, hum && rawH == resetRaw16
@@ -336,7 +352,10 @@ func (s *Sensor) Close() error {
 	return nil
 }
 
-// parseCalibration decodes the calibration registers (datasheet section 4.2.2).
+// parseCalibration decodes the calibration registers (datasheet section
+// 4.2.2, table 16). dig_H4 and dig_H5 are signed 12-bit values: bit 11 of
+// each is its sign (periph's bmxx80 reads them unsigned; see
+// Calibration.periphAgrees).
 func parseCalibration(tph, h []byte) Calibration {
 	u16 := func(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
 	c := Calibration{
@@ -344,14 +363,25 @@ func parseCalibration(tph, h []byte) Calibration {
 		P1: u16(tph[6:]), P2: int16(u16(tph[8:])), P3: int16(u16(tph[10:])), P4: int16(u16(tph[12:])),
 		P5: int16(u16(tph[14:])), P6: int16(u16(tph[16:])), P7: int16(u16(tph[18:])), P8: int16(u16(tph[20:])), P9: int16(u16(tph[22:])),
 		H1: tph[25], H2: int16(u16(h[0:])), H3: h[2],
-		H4: int16(h[3])<<4 | int16(h[4]&0xF),
-		H5: int16(h[4]>>4) | int16(h[5])<<4,
+		H4: signExtend12(uint16(h[3])<<4 | uint16(h[4]&0xF)),
+		H5: signExtend12(uint16(h[5])<<4 | uint16(h[4]>>4)),
 		H6: int8(h[6]),
 	}
 	return c
 }
 
-// driverEnv returns what bmxx80 reports for the raw values.
+// rawValues decodes the data registers 0xF7..0xFE: 20-bit pressure and
+// temperature, 16-bit humidity.
+func rawValues(b *[8]byte) (rawP, rawT, rawH int32) {
+	rawP = int32(b[0])<<12 | int32(b[1])<<4 | int32(b[2])>>4
+	rawT = int32(b[3])<<12 | int32(b[4])<<4 | int32(b[5])>>4
+	rawH = int32(b[6])<<8 | int32(b[7])
+	return rawP, rawT, rawH
+}
+
+// driverEnv returns what bmxx80 reports for the raw values (with the
+// datasheet's signed dig_H4/dig_H5, which bmxx80 itself gets wrong when
+// negative).
 func driverEnv(c *Calibration, rawT, rawP, rawH int32, press, hum bool) physic.Env {
 	tf := c.tFine(rawT)
 	e := physic.Env{Temperature: physic.Temperature(temp(tf))*10*physic.MilliCelsius + physic.ZeroCelsius}

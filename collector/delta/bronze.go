@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/encoding/bytestreamsplit"
 	deltaenc "github.com/parquet-go/parquet-go/encoding/delta"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
@@ -22,11 +21,12 @@ import (
 // BronzeWriter writes a bronze Parquet file in memory, column by column,
 // straight from the batches' readings: no row structs, no reflection.
 // Everything Parquet-specific is parquet-go's (the schema, taken from the file
-// its writer makes for schema.BronzeRow; the DELTA_BINARY_PACKED and
-// BYTE_STREAM_SPLIT encoders; the zstd codec; the thrift page headers and
-// footer); this type only lays out the pages and chunks. Through
-// parquet-go's row writer, bronze cost 111 ns per reading, ~15 % of the
-// collector at full load; this way it costs 41 (BenchmarkBronzeEncode).
+// its writer makes for schema.BronzeRow; the DELTA_BINARY_PACKED encoder;
+// the zstd codec; the thrift page headers and footer); this type only lays
+// out the pages and chunks. Through parquet-go's row writer, bronze cost 111
+// ns per reading, ~15 % of the collector at full load; this way it costs
+// ~59 CPU ns (BenchmarkBronzeEncode; 39 with BYTE_STREAM_SPLIT doubles and
+// v2 pages, which released Spark cannot read).
 //
 // The file has bronze's schema (taken from schema.BronzeRow through
 // parquet-go, see bronzeFileTemplate) and one row group. The columns that
@@ -34,11 +34,15 @@ import (
 // source) are dictionary-encoded: a batch costs a map look-up and adds one
 // run to an RLE_DICTIONARY page, whatever its size. ts, temp_c, pressure_pa,
 // humidity_rh and fresh are buffered for a page (bronzePageRows readings) and
-// encoded then: unless compatible is set, ts as DELTA_BINARY_PACKED and the
-// doubles as BYTE_STREAM_SPLIT; PLAIN otherwise (compatible files hold only
-// PLAIN and dictionary encodings). Pages are v2 data pages compressed with
-// zstd (the fastest level, the codec DefaultCompression shares). The pages carry no
-// statistics: the writer keeps the file's bounds itself, for Stats().
+// encoded then: ts as DELTA_BINARY_PACKED unless compatible is set, the rest
+// PLAIN (compatible files hold only PLAIN and dictionary encodings). Every
+// encoding used is one Apache Spark 3.3+'s vectorized reader and Databricks
+// Runtime 13.3+ decode (no BYTE_STREAM_SPLIT: released Spark cannot read
+// it). Pages are v1 data pages (PROTOCOL.md: writers SHOULD use DataPageV1
+// for tables other engines read), compressed with zstd (the fastest level,
+// the codec DefaultCompression shares). The columns are required, so the pages hold
+// no levels. The pages carry no statistics: the writer keeps the file's
+// bounds itself, for Stats().
 type BronzeWriter struct {
 	compatible bool
 	n          int64 // readings written
@@ -288,19 +292,14 @@ func (bw *BronzeWriter) flushPage() {
 			} else if c == colHum {
 				v = pg.hum
 			}
-			if bw.compatible {
-				enc, body = format.Plain, append(body, le64(v)...)
-			} else {
-				enc = format.ByteStreamSplit
-				body, _ = new(bytestreamsplit.Encoding).EncodeDouble(body, v)
-			}
+			enc, body = format.Plain, append(body, le64(v)...)
 		case colFresh:
 			enc, body = format.Plain, append(body, pg.fresh...)
 		default:
 			enc, body = format.RLEDictionary, appendRuns(body, pg.runs[c])
 		}
 		bw.scratch = body
-		bw.writePage(&bw.cols[c], format.DataPageV2, enc, rows, body)
+		bw.writePage(&bw.cols[c], format.DataPage, enc, rows, body)
 		if bw.err != nil {
 			return
 		}
@@ -366,8 +365,8 @@ func (bw *BronzeWriter) writePage(ch *bronzeChunk, typ format.PageType, enc form
 	case format.DictionaryPage:
 		h.DictionaryPageHeader = thrift.New(format.DictionaryPageHeader{NumValues: int32(n), Encoding: enc})
 	default:
-		h.DataPageHeaderV2 = thrift.New(format.DataPageHeaderV2{NumValues: int32(n), NumRows: int32(n), Encoding: enc,
-			IsCompressed: thrift.New(true)})
+		h.DataPageHeader = thrift.New(format.DataPageHeader{NumValues: int32(n), Encoding: enc,
+			DefinitionLevelEncoding: format.RLE, RepetitionLevelEncoding: format.RLE})
 	}
 	hdr, err := thrift.Marshal(new(thrift.CompactProtocol), &h)
 	if err != nil {
@@ -479,17 +478,13 @@ func (bw *BronzeWriter) assemble() ([]byte, error) {
 				dataEnc = format.RLEDictionary
 			} else {
 				dataEnc = format.Plain
-				switch {
-				case bw.compatible:
-				case c == colTS:
+				if c == colTS && !bw.compatible {
 					dataEnc = format.DeltaBinaryPacked
-				case c == colTemp || c == colPress || c == colHum:
-					dataEnc = format.ByteStreamSplit
 				}
 				md.Encoding = []format.Encoding{dataEnc}
 			}
 			md.DataPageOffset = int64(len(out))
-			md.EncodingStats = append(md.EncodingStats, format.PageEncodingStats{PageType: format.DataPageV2, Encoding: dataEnc, Count: ch.numPages})
+			md.EncodingStats = append(md.EncodingStats, format.PageEncodingStats{PageType: format.DataPage, Encoding: dataEnc, Count: ch.numPages})
 			for _, p := range ch.pages {
 				out = append(out, p...)
 			}

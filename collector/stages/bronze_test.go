@@ -119,8 +119,10 @@ func testBronzeInputs() map[string]bronzeInput {
 // TestBronzeRoundTrip encodes inputs in both modes and reads the files back
 // with parquet-go (directly and through the Delta reader) and with Apache
 // Arrow's Go reader: every row must come back as it went in, the schema
-// must be schema.BronzeRow's, a compatible file must hold only PLAIN and
-// dictionary encodings, and stats() must be the input's bounds.
+// must be schema.BronzeRow's, every file must pass delta.CheckPortable
+// (DataPageV1; PLAIN, dictionary, DELTA_BINARY_PACKED), a compatible file
+// must hold only PLAIN and dictionary encodings, and Stats() must be the
+// input's bounds.
 func TestBronzeRoundTrip(t *testing.T) {
 	for name, in := range testBronzeInputs() {
 		for _, compatible := range []bool{false, true} {
@@ -139,7 +141,7 @@ func TestBronzeRoundTrip(t *testing.T) {
 					t.Errorf("schema:\n%s\nwant\n%s", got, w)
 				}
 				checkBronzeSchemaElements(t, f.Metadata())
-				checkBronzeEncodings(t, f.Metadata(), compatible)
+				checkBronzeEncodings(t, data, f.Metadata(), compatible)
 				got, err := parquet.Read[schema.BronzeRow](bytes.NewReader(data), int64(len(data)))
 				if err != nil {
 					t.Fatal(err)
@@ -159,7 +161,7 @@ func TestBronzeRoundTrip(t *testing.T) {
 				compareBronzeRows(t, "arrow-go", readBronzeArrow(t, data), want)
 
 				if got, w := bw.Stats(), bronzeStatsOf(want); !reflect.DeepEqual(got, w) {
-					t.Errorf("stats() = %+v\nwant %+v", got, w)
+					t.Errorf("Stats() = %+v\nwant %+v", got, w)
 				}
 			})
 		}
@@ -209,8 +211,11 @@ func checkBronzeSchemaElements(t *testing.T, md *format.FileMetaData) {
 	}
 }
 
-func checkBronzeEncodings(t *testing.T, md *format.FileMetaData, compatible bool) {
+func checkBronzeEncodings(t *testing.T, data []byte, md *format.FileMetaData, compatible bool) {
 	t.Helper()
+	if err := delta.CheckPortable(data); err != nil {
+		t.Errorf("bronze file (compatible=%v): %v", compatible, err)
+	}
 	for _, rg := range md.RowGroups {
 		for _, c := range rg.Columns {
 			for _, e := range c.MetaData.Encoding {
@@ -327,7 +332,7 @@ func simBatches(n, per int, t0 int64) ([][]wire.Reading, []schema.BronzeRow) {
 }
 
 // BenchmarkBronzeEncode measures the bronze encoder (encodeBronze and
-// bronzeWriter) on its own: b.N batches of 400 readings, cut into files of
+// delta.BronzeWriter) on its own: b.N batches of 400 readings, cut into files of
 // 2,500 batches (1M readings, MaxEpochRows' default), each closed.
 func BenchmarkBronzeEncode(b *testing.B) {
 	const per, perFile = 400, 2500
