@@ -44,7 +44,7 @@ func TestMetricsParseWithPrometheus(t *testing.T) {
 		"publish_failures_total": c, "backlog_batches_sent_total": c, "inflight_batches": g,
 		"batches_resent_total": c, "unlanded_batches": g, "puback_means_landed": g, "bad_acks_total": c,
 		"mqtt_short_connections_total": c,
-		"spool_bytes": g, "spool_batches": g, "spool_readings": g, "dropped_readings_total": c,
+		"spool_bytes":                  g, "spool_batches": g, "spool_readings": g, "dropped_readings_total": c,
 		"mqtt_connected": g, "mqtt_reconnects_total": c, "clock_synced": g,
 		"max_rss_bytes": g, "goroutines": g, "heap_bytes": g,
 	}

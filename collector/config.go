@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/conf"
+	"github.com/pilake/pilake/agent/redact"
+	"github.com/pilake/pilake/collector/broker"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/stages"
@@ -43,6 +46,18 @@ type Config struct {
 	ShareGroup   string
 	Workers      int
 
+	// Embedded broker security (required beyond loopback) and limits.
+	TLSCert, TLSKey, TLSClientCA string
+	FleetKeyFile                 string
+	DenyFile                     string
+	MaxConnections               int
+	MaxConnectionsPerSource      int
+	ConnectTimeout               time.Duration
+	SessionExpiry                time.Duration
+	MaxInflight                  int
+	QuarantineRate               float64
+	QuarantineBytesRate          float64
+
 	// IoT Hub message routing files.
 	IoTHubRoutingPrefix    string
 	IoTHubRoutingContainer string
@@ -64,6 +79,7 @@ type Config struct {
 	CPUProfile  string
 	Pprof       bool
 	Stages      bool
+	Rollups     bool
 }
 
 func newFlagSet(c *Config) *flag.FlagSet {
@@ -84,6 +100,18 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.MQTTPassword, "mqtt-password", "", "MQTT password for an external broker")
 	fs.StringVar(&c.ShareGroup, "share-group", "", "MQTT shared-subscription group ($share/GROUP/...) to split load over collectors")
 	fs.IntVar(&c.Workers, "workers", 128, "messages landed concurrently from an external broker")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "embedded broker: PEM server certificate chain (TLS 1.2+; reloaded when the file changes)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "embedded broker: PEM server key")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "embedded broker: PEM CA bundle whose client certificates authenticate devices (mutual TLS)")
+	fs.StringVar(&c.FleetKeyFile, "fleet-key-file", "", "embedded broker: file holding the fleet key that signs device tokens (see 'collector device-token')")
+	fs.StringVar(&c.DenyFile, "deny-file", "", "embedded broker: file of revoked identities, one per line (reloaded when it changes)")
+	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "embedded broker: most open connections")
+	fs.IntVar(&c.MaxConnectionsPerSource, "max-connections-per-source", 1000, "embedded broker: most open connections from one IP address")
+	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "embedded broker: time a new connection has for its TLS handshake and CONNECT")
+	fs.DurationVar(&c.SessionExpiry, "session-expiry", time.Hour, "embedded broker: how long a disconnected persistent session and its queued messages are kept")
+	fs.IntVar(&c.MaxInflight, "max-inflight", 1024, "embedded broker: most QoS 1 messages queued for one client")
+	fs.Float64Var(&c.QuarantineRate, "quarantine-rate", 20, "quarantined inputs a second per source (a burst of 10 s allowed); beyond it rejected input is dropped and counted (negative: no limit)")
+	fs.Float64Var(&c.QuarantineBytesRate, "quarantine-bytes-rate", 1<<20, "quarantined bytes a second per source (a burst of 16 s allowed)")
 	fs.StringVar(&c.IoTHubRoutingPrefix, "iothub-routing-prefix", "", "ingest Azure IoT Hub message-routing files under this prefix (e.g. myhub/)")
 	fs.StringVar(&c.IoTHubRoutingContainer, "iothub-routing-container", "", "container of the routing files, if not the lake's (same credentials)")
 	fs.DurationVar(&c.IoTHubPollInterval, "iothub-poll-interval", 10*time.Second, "how often to look for new routing files")
@@ -98,6 +126,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.CPUProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file")
 	fs.BoolVar(&c.Stages, "stages", true, "run bronze/silver/gold here; false: land only (tables built elsewhere, or by a later collector's recovery)")
+	fs.BoolVar(&c.Rollups, "rollups", true, "with --stages, maintain silver's rollup tiers silver_10s, silver_1m, silver_1h (collector/rollup) for the dashboard's long ranges")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
 	fs.BoolVar(&c.Live, "live", true, "publish live updates (provisional silver/gold) on pilake/v1/live/{device}")
 	return fs
@@ -132,6 +161,23 @@ func (c Config) Validate() error {
 		}
 	} else if !strings.Contains(c.Broker, "://") {
 		errs = append(errs, fmt.Errorf("--broker %q: want a URL like tcp://host:1883", c.Broker))
+	}
+	if c.Broker == "" && !broker.Loopback(c.Listen) {
+		if c.TLSCert == "" || c.TLSKey == "" || (c.FleetKeyFile == "" && c.TLSClientCA == "") {
+			errs = append(errs, fmt.Errorf("--listen %s is beyond loopback: it needs --tls-cert, --tls-key and --fleet-key-file and/or --tls-client-ca", c.Listen))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
+	}
+	if c.MaxConnections < 1 || c.MaxConnectionsPerSource < 1 || c.MaxInflight < 1 || c.MaxInflight > 65535 {
+		errs = append(errs, errors.New("--max-connections, --max-connections-per-source and --max-inflight (at most 65535) must be positive"))
+	}
+	if c.ConnectTimeout <= 0 || c.SessionExpiry < time.Second {
+		errs = append(errs, errors.New("--connect-timeout must be positive and --session-expiry at least 1s"))
 	}
 	if c.ShareGroup != "" && (strings.ContainsAny(c.ShareGroup, "/+#") || c.Broker == "") {
 		errs = append(errs, errors.New("--share-group needs --broker and may not contain / + #"))
@@ -193,11 +239,47 @@ func (c Config) stageOptions(log *slog.Logger) stages.Options {
 	}
 }
 
+// brokerOptions returns the embedded broker's security and limits.
+func (c Config) brokerOptions() (*broker.TLSOptions, broker.AuthOptions, broker.Limits, error) {
+	var auth broker.AuthOptions
+	if c.FleetKeyFile != "" {
+		k, err := readFleetKey(c.FleetKeyFile)
+		if err != nil {
+			return nil, auth, broker.Limits{}, err
+		}
+		auth.FleetKey = k
+	}
+	auth.DenyFile = c.DenyFile
+	var tlsOpts *broker.TLSOptions
+	if c.TLSCert != "" {
+		tlsOpts = &broker.TLSOptions{CertFile: c.TLSCert, KeyFile: c.TLSKey, ClientCAFile: c.TLSClientCA}
+	}
+	lim := broker.Limits{MaxConnections: c.MaxConnections, MaxConnectionsPerSource: c.MaxConnectionsPerSource,
+		ConnectTimeout: c.ConnectTimeout, SessionExpiry: c.SessionExpiry, MessageExpiry: c.SessionExpiry, MaxInflight: c.MaxInflight}
+	return tlsOpts, auth, lim, nil
+}
+
+// readFleetKey reads a fleet key file: its text, surrounding white space
+// removed, is the key.
+func readFleetKey(name string) ([]byte, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading fleet key: %w", err)
+	}
+	k := bytes.TrimSpace(data)
+	if len(k) < broker.MinFleetKeyLen {
+		return nil, fmt.Errorf("fleet key in %s: %d bytes, want at least %d (make one with 'collector fleet-key')", name, len(k), broker.MinFleetKeyLen)
+	}
+	return k, nil
+}
+
 // logger builds the process logger.
 func (c Config) logger(w *os.File) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(c.LogLevel))
-	ho := &slog.HandlerOptions{Level: lv}
+	// No credential (a SAS signature in an Azure error's URL, a password in
+	// a broker URL) reaches the log.
+	ho := &slog.HandlerOptions{Level: lv, ReplaceAttr: redact.ReplaceAttr}
 	format := c.LogFormat
 	if format == "auto" {
 		format = "json"

@@ -4,6 +4,8 @@
 // publishing live updates for the dashboard.
 //
 //	collector --lake ./lake --listen 127.0.0.1:1883
+//	collector fleet-key > fleet.key
+//	collector device-token --fleet-key-file fleet.key --device pi-1 --ttl 720h
 //
 // SIGINT or SIGTERM stops taking messages, lets the stages finalise every open
 // window and commit, and exits 0 with the lake consistent.
@@ -37,10 +39,18 @@ import (
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/rollup"
 	"github.com/pilake/pilake/collector/stages"
 )
 
 func main() {
+	if ok, err := subcommand(os.Args[1:], os.Stdout, os.Stderr, time.Now()); ok {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "collector:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	cfg, err := loadConfig(os.Args[1:], os.LookupEnv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -142,8 +152,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		acker = &ingest.Acker{Logger: log}
 		onDurable = acker.Landed
 	}
-	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger),
-		Instance: instance, OnDurable: onDurable})
+	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger), Instance: instance,
+		OnDurable: onDurable,
+		QuarantineLimit: landing.QuarantineLimit{PerSecond: cfg.QuarantineRate, Burst: int(max(1, 10*cfg.QuarantineRate)),
+			BytesPerSecond: cfg.QuarantineBytesRate, BurstBytes: int(max(1, 16*cfg.QuarantineBytesRate))}})
 	if err != nil {
 		return err
 	}
@@ -153,7 +165,23 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	defer stopStages()
 	stagesDone := make(chan error, 1)
 	if cfg.Stages {
-		go func() { stagesDone <- pipeline.Run(stagesCtx) }()
+		// Rollup tiers of silver, built from silver's Delta log as another
+		// engine would read it; they stop with the stages (stagesDone is
+		// sent once both have returned).
+		rollCtx, stopRoll := context.WithCancel(stagesCtx)
+		rollDone := make(chan struct{})
+		if cfg.Rollups {
+			roller := rollup.New(lk, rollup.Options{Logger: log, Grace: max(30*time.Second, so.AllowedLateness+20*time.Second)})
+			go func() { defer close(rollDone); _ = roller.Run(rollCtx) }()
+		} else {
+			close(rollDone)
+		}
+		go func() {
+			err := pipeline.Run(stagesCtx)
+			stopRoll()
+			<-rollDone
+			stagesDone <- err
+		}()
 	} else {
 		go func() { <-stagesCtx.Done(); stagesDone <- nil }()
 	}
@@ -172,6 +200,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	// Metrics and health, first: they answer during the stages' start-up
 	// scan (/readyz 503 until ingest runs).
 	var routing atomic.Pointer[ingest.Routing]
+	var brokerRef atomic.Pointer[broker.Broker]
 	var routingStats func() (uint64, uint64, uint64)
 	if cfg.IoTHubRoutingPrefix != "" {
 		routingStats = func() (uint64, uint64, uint64) {
@@ -190,7 +219,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond))
+			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load))
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -245,14 +274,18 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 
 	// MQTT: embedded broker, or an external one.
 	var brk *broker.Broker
-	handle := func(ctx context.Context, topic string, payload []byte) error {
-		dev, _ := wire.DeviceFromTopic(topic)
-		_, err := lander.Land(ctx, landing.Message{Data: payload, Source: "mqtt", Topic: topic, Device: dev})
-		return err
+	// handle lands a telemetry message; authenticated is the device the
+	// embedded broker authenticated the publisher as ("" if anonymous or
+	// through an external broker).
+	handle := func(ctx context.Context, authenticated, topic string, payload []byte) error {
+		return lander.LandTopic(ctx, authenticated, topic, payload)
 	}
 	if cfg.Broker == "" {
-		brk, err = broker.New(broker.Options{Addr: cfg.Listen, TopicPrefix: wire.TopicPrefix + "telemetry/", Logger: log,
-			Handler: func(ctx context.Context, _, topic string, payload []byte) error { return handle(ctx, topic, payload) }})
+		tlsOpts, auth, lim, err := cfg.brokerOptions()
+		if err == nil {
+			brk, err = broker.New(broker.Options{Addr: cfg.Listen, TopicPrefix: wire.TopicPrefix + "telemetry/", Logger: log,
+				Handler: handle, TLS: tlsOpts, Auth: auth, Limits: lim})
+		}
 		if err != nil {
 			stopStages()
 			<-stagesDone
@@ -264,12 +297,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		if live != nil {
 			live.watch(brk.HasSubscribers) // no dashboard, no encoding
 		}
+		brokerRef.Store(brk)
 		st.MQTT = brk.URL()
 		ready.Store(true)
 		log.Info("embedded MQTT broker listening", "addr", brk.Addr().String())
 	} else {
 		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername,
-			Password: cfg.MQTTPassword, ShareGroup: cfg.ShareGroup, Workers: cfg.Workers, Handler: handle, Logger: log,
+			Password: cfg.MQTTPassword, ShareGroup: cfg.ShareGroup, Workers: cfg.Workers, Handler: func(ctx context.Context, topic string, payload []byte) error { return handle(ctx, "", topic, payload) }, Logger: log,
 			OnConnect: func() { ready.Store(true) }, OnConnectionLost: func(error) { ready.Store(false) }})
 		if err != nil {
 			stopStages()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pilake/pilake/collector/broker"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -20,21 +21,24 @@ type collector struct {
 	lakeRetries func() uint64
 	routing     func() (files, records, quarantined uint64)
 	rate        func() float64
+	broker      func() *broker.Broker // nil, or returning nil: no embedded broker (yet)
 
 	batches, readings, bytes, duplicates, lakeErrors, lag                                   *prometheus.Desc
 	quarantined, bronzeReadings, bronzeBatches, late, silverRows, goldRows                  *prometheus.Desc
-	readingsPerSec                                                                          *prometheus.Desc
+	readingsPerSec, limited                                                                 *prometheus.Desc
 	syncs, syncSeconds, segments                                                            *prometheus.Desc
 	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
 }
 
 func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, lakeRetries func() uint64,
-	routing func() (uint64, uint64, uint64), rate func() float64) *collector {
+	routing func() (uint64, uint64, uint64), rate func() float64, brk func() *broker.Broker) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("pilake_collector_"+name, help, labels, nil)
 	}
 	return &collector{
-		lander: l, pipeline: p, live: live, lakeRetries: lakeRetries, routing: routing, rate: rate,
+		lander: l, pipeline: p, live: live, lakeRetries: lakeRetries, routing: routing, rate: rate, broker: brk,
+		limited: d("limited_total", "Inputs refused or dropped by a limit or policy: auth (CONNECT refused), acl, "+
+			"connections (total cap), connections_per_source, retained (not retained), quarantine (rejected input dropped without a record).", "limit"),
 		readingsPerSec: d("readings_per_second", "Readings landed per second, averaged over the last 10 s."),
 		batches:        d("batches_in_total", "Batches landed in landing/ (redeliveries not counted)."),
 		readings:       d("readings_in_total", "Readings in landed batches; rate() gives readings/s."),
@@ -79,6 +83,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.lag, float64(s.LastLagUS.Load())/1e6)
 	if c.rate != nil {
 		gauge(c.readingsPerSec, c.rate())
+	}
+	counter(c.limited, float64(s.QuarantineDropped.Load()), "quarantine")
+	if c.broker != nil {
+		if b := c.broker(); b != nil {
+			bs := b.Stats()
+			counter(c.limited, float64(bs.AuthFailures.Load()), "auth")
+			counter(c.limited, float64(bs.ACLDenied.Load()), "acl")
+			counter(c.limited, float64(bs.ConnRefusedTotal.Load()), "connections")
+			counter(c.limited, float64(bs.ConnRefusedSource.Load()), "connections_per_source")
+			counter(c.limited, float64(bs.RetainRefused.Load()), "retained")
+		}
 	}
 	counter(c.syncs, float64(s.Syncs.Load()))
 	counter(c.syncSeconds, float64(s.SyncNanos.Load())/1e9)

@@ -48,6 +48,9 @@ type Config struct {
 	// Databricks SQL source.
 	SQLSilverTable, SQLGoldTable string
 	SQLPoll, SQLTimeout          time.Duration
+	SQLMaxRows                   int
+	SQLPollHours                 string
+	SQLPollIdle                  bool
 	Databricks                   Databricks
 
 	// Auth for non-loopback listening (from the environment only).
@@ -57,7 +60,11 @@ type Config struct {
 // Databricks holds the SQL warehouse's connection settings.
 type Databricks struct {
 	Host, HTTPPath string
-	Token          Secret
+	// Token is a personal access token; or ClientID and ClientSecret are a
+	// service principal's OAuth machine-to-machine credentials.
+	Token        Secret
+	ClientID     string
+	ClientSecret Secret
 }
 
 // Auth is what a browser must present when the dashboard listens beyond loopback.
@@ -97,6 +104,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, e
 	fs.StringVar(&c.SQLGoldTable, "sql-gold-table", "gold", "gold table name for --source databricks")
 	fs.DurationVar(&c.SQLPoll, "sql-poll", 2*time.Second, "how often --source databricks polls for new rows")
 	fs.DurationVar(&c.SQLTimeout, "sql-timeout", 30*time.Second, "bound on one history query or poll (both sources)")
+	fs.IntVar(&c.SQLMaxRows, "sql-max-rows", 2000000, "most rows one history request reads from --source databricks (more is an error, never a silent cut)")
+	fs.StringVar(&c.SQLPollHours, "sql-poll-hours", "", "poll --source databricks only between these local times (HH:MM-HH:MM; empty: always), so the warehouse can auto-stop off hours")
+	fs.BoolVar(&c.SQLPollIdle, "sql-poll-idle", false, "poll --source databricks even while no browser has the live view open (default: pause, so the warehouse can auto-stop)")
 	if err := conf.Load(fs, args, "PILAKE_", lookupEnv); err != nil {
 		return c, err
 	}
@@ -112,6 +122,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, e
 		Host:     env("SERVER_HOSTNAME", "DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HOST"),
 		HTTPPath: env("HTTP_PATH", "DATABRICKS_HTTP_PATH"),
 		Token:    Secret(env("ACCESS_TOKEN", "DATABRICKS_ACCESS_TOKEN", "DATABRICKS_TOKEN")),
+		// a service principal (OAuth M2M), named as the Databricks CLI and SDKs name them
+		ClientID:     env("CLIENT_ID", "DATABRICKS_CLIENT_ID"),
+		ClientSecret: Secret(env("CLIENT_SECRET", "DATABRICKS_CLIENT_SECRET")),
 	}
 	c.Auth = Auth{
 		Token:    Secret(env("PILAKE_DASHBOARD_TOKEN")),
@@ -146,15 +159,27 @@ func (c *Config) Validate() error {
 		if c.Databricks.HTTPPath == "" {
 			missing = append(missing, "HTTP_PATH")
 		}
-		if c.Databricks.Token == "" {
-			missing = append(missing, "ACCESS_TOKEN")
+		m2m := c.Databricks.ClientID != "" || c.Databricks.ClientSecret != ""
+		switch {
+		case c.Databricks.Token != "" && m2m:
+			errs = append(errs, errors.New("--source databricks: set ACCESS_TOKEN or CLIENT_ID and CLIENT_SECRET, not both"))
+		case m2m && (c.Databricks.ClientID == "" || c.Databricks.ClientSecret == ""):
+			missing = append(missing, "CLIENT_ID and CLIENT_SECRET (both)")
+		case !m2m && c.Databricks.Token == "":
+			missing = append(missing, "ACCESS_TOKEN (or CLIENT_ID and CLIENT_SECRET of a service principal)")
 		}
 		if len(missing) > 0 {
 			errs = append(errs, fmt.Errorf("--source databricks needs %s in the environment (or DATABRICKS_-prefixed)", strings.Join(missing, ", ")))
 		}
+		if _, err := history.ParseHours(c.SQLPollHours, time.Local); err != nil {
+			errs = append(errs, fmt.Errorf("--sql-poll-hours: %w", err))
+		}
+		if c.SQLMaxRows < 1 {
+			errs = append(errs, errors.New("--sql-max-rows must be positive"))
+		}
 		for _, t := range []string{c.SQLSilverTable, c.SQLGoldTable} {
 			if !history.ValidTableName(t) {
-				errs = append(errs, fmt.Errorf("table name %q: want [catalog.][schema.]table of letters, digits and _", t))
+				errs = append(errs, fmt.Errorf("table name %q: want [catalog.][schema.]table of letters, digits and _, or delta.`path`", t))
 			}
 		}
 		if c.SQLPoll <= 0 || c.SQLTimeout <= 0 {

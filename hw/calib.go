@@ -1,5 +1,7 @@
 package hw
 
+import "math"
+
 // Calibration holds a BME280's factory trimming parameters as stored in the
 // calibration registers 0x88..0xA1 and 0xE1..0xE7 (datasheet section 4.2.2,
 // "Trimming parameter readout"). The fake bus serves these bytes to the
@@ -14,10 +16,23 @@ type Calibration struct {
 	H1 uint8
 	H2 int16
 	H3 uint8
-	H4 int16 // 12-bit, 0..4095
-	H5 int16 // 12-bit, 0..4095
+	// H4 and H5 are signed 12-bit values, −2048..2047 (datasheet table
+	// 16 gives them as signed short; 0xE4/0xE5/0xE6 hold bits 11..0, and
+	// bit 11 is the sign, as Bosch's BME280_SensorAPI and Linux read them).
+	// The registers keep only the low 12 bits of a value outside that range.
+	H4 int16
+	H5 int16
 	H6 int8
 }
+
+// periphAgrees reports whether periph's bmxx80 (v3.7.4) decodes this
+// calibration as the datasheet does. It parses dig_H4 and dig_H5 as
+// unsigned 12-bit values, so with bit 11 set (a negative H4 or H5) its
+// humidity is wrong; temperature and pressure do not depend on them.
+func (c *Calibration) periphAgrees() bool { return c.H4 >= 0 && c.H5 >= 0 }
+
+// signExtend12 returns the signed value of a 12-bit two's complement field.
+func signExtend12(v uint16) int16 { return int16(v<<4) >> 4 }
 
 // DefaultCalibration is the fake's calibration: the temperature and pressure
 // parameters are the worked example of the BMP280 data sheet (section 3.12,
@@ -45,7 +60,8 @@ func (c *Calibration) registers() (tph [26]byte, h [7]byte) {
 	tph[25] = c.H1
 	le(h[0:], uint16(c.H2))
 	h[2] = c.H3
-	// 0xE4 = H4[11:4], 0xE5 = H5[3:0]<<4 | H4[3:0], 0xE6 = H5[11:4].
+	// 0xE4 = H4[11:4], 0xE5 = H5[3:0]<<4 | H4[3:0], 0xE6 = H5[11:4]; a
+	// negative value is stored in 12-bit two's complement.
 	h[3] = byte(uint16(c.H4) >> 4)
 	h[4] = byte(uint16(c.H5)&0xF)<<4 | byte(uint16(c.H4)&0xF)
 	h[5] = byte(uint16(c.H5) >> 4)
@@ -104,6 +120,24 @@ func (c *Calibration) hum(raw, tFine int32) uint32 {
 		x = 419430400
 	}
 	return uint32(x >> 12)
+}
+
+// humStep returns the humidity output step, in %RH, around raw humidity raw
+// at tFine: the larger distance from hum(raw) to the nearest different
+// output above and below. Where the output is clamped (0 or 100 %RH) many
+// raw values give the same output, and the step is the jump to the first
+// value off the clamp. The output's own 1/1024 %RH is the least step.
+func (c *Calibration) humStep(raw, tFine int32) float64 {
+	f := func(r int32) int64 { return int64(c.hum(r, tFine)) }
+	out := f(raw)
+	var step int64
+	if up := searchUp(raw, maxRaw16, out+1, f); f(up) > out {
+		step = f(up) - out
+	}
+	if down := searchUp(0, raw, out, f); down > 0 && f(down-1) < out {
+		step = max(step, out-f(down-1))
+	}
+	return math.Max(float64(step), 1) / 1024
 }
 
 // Raw ADC ranges: temperature and pressure are 20-bit, humidity 16-bit.

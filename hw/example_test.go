@@ -52,8 +52,8 @@ func Example() {
 	fmt.Printf("driver: %s %s %s\n", e.Temperature, e.Pressure, e.Humidity)
 	fmt.Printf("model:  %.2f°C %.3fkPa %.2f%%rH (conversion %d)\n", truth.TempC, truth.PressPa/1000, truth.HumRH, truth.Seq)
 	// Output:
-	// driver: 19.530°C 101.219kPa 44.4%rH
-	// model:  19.53°C 101.219kPa 44.42%rH (conversion 1)
+	// driver: 19.530°C 101.219kPa 44.3%rH
+	// model:  19.53°C 101.219kPa 44.38%rH (conversion 1)
 }
 
 // Injecting I/O errors: the next two transactions are not acknowledged.

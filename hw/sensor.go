@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2creg"
@@ -31,6 +32,10 @@ var (
 	// lasts one measurement time (8 ms at ×1, up to 113 ms at ×16) after
 	// NewSensor or Reinit. Skip the reading; it is not a bus fault.
 	ErrNotReady = errors.New("sensor has not completed a conversion since it was configured")
+	// ErrNVMCopy means the sensor kept status bit 0 (im_update) set after a
+	// reset for longer than Bosch's driver waits (5 × 2 ms): its trimming
+	// data are not readable yet.
+	ErrNVMCopy = errors.New("sensor is still copying its trimming data from NVM (status im_update set)")
 	// ErrBadAddress means an address other than 0x76 or 0x77.
 	ErrBadAddress = errors.New("a BME280 answers at 0x76 (SDO to GND) or 0x77 (SDO to VDDIO) only")
 )
@@ -77,8 +82,9 @@ type Sensor struct {
 // Register addresses as write buffers, shared so that ReadFixed's Tx does
 // not allocate. Buses only read them.
 var (
-	txData = []byte{regData}
-	txCtrl = []byte{regCtrlHum}
+	txData   = []byte{regData}
+	txCtrl   = []byte{regCtrlHum}
+	txStatus = []byte{regStatus}
 )
 
 // Fixed is one reading in the BME280's fixed-point compensation outputs,
@@ -174,6 +180,9 @@ func (s *Sensor) Reinit() error {
 	if err != nil {
 		return err
 	}
+	if err := s.waitNVM(); err != nil {
+		return err
+	}
 	// The reset-value reading, computed from the device's own calibration,
 	// lets Sense recognise a reset without an extra transaction per poll.
 	var tph [26]byte
@@ -198,6 +207,32 @@ func (s *Sensor) Reinit() error {
 	return nil
 }
 
+// doSleep is time.Sleep; tests replace it with their manual clock.
+var doSleep = time.Sleep
+
+// waitNVM waits while the sensor copies its trimming data from NVM after a
+// power-on or reset (status bit 0, im_update; datasheet section 5.4.4), as
+// Bosch's BME280_SensorAPI does after a soft reset: up to 5 waits of the
+// 2 ms start-up time. Reinit runs after a reset, so the calibration it reads
+// next must not be caught mid-copy. The bit is also set briefly before every
+// conversion; a sensor that is converting (ctrl_meas mode not sleep) has
+// not just been reset, so that is not waited for (Bosch does not either).
+func (s *Sensor) waitNVM() error {
+	var b [2]byte // 0xF3 status, 0xF4 ctrl_meas
+	for try := 0; ; try++ {
+		if err := s.bus.Tx(s.addr, txStatus, b[:]); err != nil {
+			return fmt.Errorf("hw: reading the status of the sensor at 0x%02x on %s: %w", s.addr, s.bus, err)
+		}
+		if b[0]&1 == 0 || b[1]&3 != 0 {
+			return nil
+		}
+		if try == 5 {
+			return fmt.Errorf("hw: sensor at 0x%02x on %s: %w", s.addr, s.bus, ErrNVMCopy)
+		}
+		doSleep(nvmCopyReset)
+	}
+}
+
 // defaultCheckEvery: Sense checks the control registers once per this many
 // calls (0.64 s at 400 Hz, 0.4 % more transactions).
 const defaultCheckEvery = 256
@@ -208,6 +243,12 @@ const defaultCheckEvery = 256
 // conversion after a (re)configuration (skip the reading). Bus errors are
 // returned as the driver reports them.
 //
+// Humidity never comes from bmxx80 when it would be wrong: bmxx80 v3.7.4
+// decodes dig_H4 and dig_H5 as unsigned, so for a part with bit 11 of
+// either set (a negative coefficient, which the datasheet allows) Sense
+// reads the data registers once more and compensates them itself, with the
+// signed coefficients (one extra 8-byte read per call, on such parts only).
+//
 // In normal mode a reset is seen at the first read after it (all data
 // registers hold reset values). The driver's compensated values hide the raw
 // humidity, so a reset in forced mode (where bmxx80 restarts temperature and
@@ -215,15 +256,26 @@ const defaultCheckEvery = 256
 // Sense makes every 256 calls.
 func (s *Sensor) Sense(e *physic.Env) error {
 	s.mu.Lock()
-	dev, reset, bme := s.dev, s.resetEnv, s.chipID == ChipIDBME280
+	dev, reset, bme, cal := s.dev, s.resetEnv, s.chipID == ChipIDBME280, s.cal
 	s.mu.Unlock()
 	if err := dev.Sense(e); err != nil {
 		return err
 	}
-	// A channel holding its reset value is the cue to look at the control
-	// registers. Temperature alone is not: 0.01 °C values repeat often.
 	press := s.opts.Pressure != bmxx80.Off
 	hum := bme && s.opts.Humidity != bmxx80.Off
+	if hum && !cal.periphAgrees() {
+		// bmxx80 reads dig_H4/dig_H5 unsigned: its humidity is wrong for
+		// this part. Read the registers bmxx80 just read (or the next
+		// conversion's, in normal mode) and compensate all three here.
+		var raw [8]byte
+		if err := s.bus.Tx(s.addr, txData, raw[:]); err != nil {
+			return fmt.Errorf("hw: reading data registers at 0x%02x on %s: %w", s.addr, s.bus, err)
+		}
+		rawP, rawT, rawH := rawValues(&raw)
+		*e = driverEnv(&cal, rawT, rawP, rawH, press, true)
+	}
+	// A channel holding its reset value is the cue to look at the control
+	// registers. Temperature alone is not: 0.01 °C values repeat often.
 	if (press && e.Pressure == reset.Pressure) || (hum && e.Humidity == reset.Humidity) || (!press && !hum && e.Temperature == reset.Temperature) {
 		return s.checkState(bme, *e == reset)
 	}
@@ -256,7 +308,8 @@ func (s *Sensor) checkState(bme, allReset bool) error {
 
 // ReadFixed reads the data registers with one burst read and compensates
 // them with the datasheet's integer formulas: the same integers bmxx80's
-// Sense computes (a test compares them on every poll), without the driver's
+// Sense computes (a test compares them on every poll; for humidity only when
+// dig_H4 and dig_H5 are not negative, see Sense), without the driver's
 // two small allocations per call and without the round trip through
 // physic units. The agent's steady state is allocation-free with it. Like
 // Sense it returns ErrSensorReset or ErrNotReady, wrapped; any channel at its
@@ -274,9 +327,7 @@ func (s *Sensor) ReadFixed(r *Fixed) error {
 	if err := s.bus.Tx(s.addr, txData, r.Raw[:n]); err != nil {
 		return fmt.Errorf("hw: reading data registers at 0x%02x on %s: %w", s.addr, s.bus, err)
 	}
-	rawP := int32(r.Raw[0])<<12 | int32(r.Raw[1])<<4 | int32(r.Raw[2])>>4
-	rawT := int32(r.Raw[3])<<12 | int32(r.Raw[4])<<4 | int32(r.Raw[5])>>4
-	rawH := int32(r.Raw[6])<<8 | int32(r.Raw[7])
+	rawP, rawT, rawH := rawValues(&r.Raw)
 	press := s.opts.Pressure != bmxx80.Off
 	hum := bme && s.opts.Humidity != bmxx80.Off
 	resetT, resetP, resetH := rawT == resetRaw20, press && rawP == resetRaw20, hum && rawH == resetRaw16
@@ -313,7 +364,7 @@ func (s *Sensor) ChipID() byte {
 }
 
 // Rate returns the sensor's conversion rate for its options.
-func (s *Sensor) Rate() Rate { return ConversionRate(&s.opts, s.HasHumidity()) }
+func (s *Sensor) Rate() Rate { return ConversionRateFor(&s.opts, s.ChipID()) }
 
 // String describes the sensor.
 func (s *Sensor) String() string {
@@ -336,7 +387,10 @@ func (s *Sensor) Close() error {
 	return nil
 }
 
-// parseCalibration decodes the calibration registers (datasheet section 4.2.2).
+// parseCalibration decodes the calibration registers (datasheet section
+// 4.2.2, table 16). dig_H4 and dig_H5 are signed 12-bit values: bit 11 of
+// each is its sign (periph's bmxx80 reads them unsigned; see
+// Calibration.periphAgrees).
 func parseCalibration(tph, h []byte) Calibration {
 	u16 := func(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
 	c := Calibration{
@@ -344,14 +398,25 @@ func parseCalibration(tph, h []byte) Calibration {
 		P1: u16(tph[6:]), P2: int16(u16(tph[8:])), P3: int16(u16(tph[10:])), P4: int16(u16(tph[12:])),
 		P5: int16(u16(tph[14:])), P6: int16(u16(tph[16:])), P7: int16(u16(tph[18:])), P8: int16(u16(tph[20:])), P9: int16(u16(tph[22:])),
 		H1: tph[25], H2: int16(u16(h[0:])), H3: h[2],
-		H4: int16(h[3])<<4 | int16(h[4]&0xF),
-		H5: int16(h[4]>>4) | int16(h[5])<<4,
+		H4: signExtend12(uint16(h[3])<<4 | uint16(h[4]&0xF)),
+		H5: signExtend12(uint16(h[5])<<4 | uint16(h[4]>>4)),
 		H6: int8(h[6]),
 	}
 	return c
 }
 
-// driverEnv returns what bmxx80 reports for the raw values.
+// rawValues decodes the data registers 0xF7..0xFE: 20-bit pressure and
+// temperature, 16-bit humidity.
+func rawValues(b *[8]byte) (rawP, rawT, rawH int32) {
+	rawP = int32(b[0])<<12 | int32(b[1])<<4 | int32(b[2])>>4
+	rawT = int32(b[3])<<12 | int32(b[4])<<4 | int32(b[5])>>4
+	rawH = int32(b[6])<<8 | int32(b[7])
+	return rawP, rawT, rawH
+}
+
+// driverEnv returns what bmxx80 reports for the raw values (with the
+// datasheet's signed dig_H4/dig_H5, which bmxx80 itself gets wrong when
+// negative).
 func driverEnv(c *Calibration, rawT, rawP, rawH int32, press, hum bool) physic.Env {
 	tf := c.tFine(rawT)
 	e := physic.Env{Temperature: physic.Temperature(temp(tf))*10*physic.MilliCelsius + physic.ZeroCelsius}

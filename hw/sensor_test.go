@@ -73,7 +73,9 @@ func TestCalibrationRegistersRoundTrip(t *testing.T) {
 		DefaultCalibration,
 		{T1: 28000, T2: 26000, T3: 50, P1: 37000, P2: -10500, P3: 3000, P4: 6000, P5: -60, P6: -7, P7: 9900, P8: -10230, P9: 4285,
 			H1: 75, H2: 370, H3: 0, H4: 305, H5: 50, H6: 30},
-		{T1: 1, T2: -1, T3: -32768, P1: 65535, H1: 255, H2: -2, H3: 255, H4: 4095, H5: 4095, H6: -128},
+		// H4 and H5 are signed 12-bit (datasheet table 16): the extremes.
+		{T1: 1, T2: -1, T3: -32768, P1: 65535, H1: 255, H2: -2, H3: 255, H4: 2047, H5: 2047, H6: -128},
+		{T1: 1, T2: -1, T3: -32768, P1: 65535, H1: 255, H2: -2, H3: 255, H4: -2048, H5: -2048, H6: -128},
 	}
 	for i, c := range cals {
 		tph, h := c.registers()

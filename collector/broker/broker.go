@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,13 +16,17 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/wire"
 )
 
 // Handler lands one message published by a client; it returns nil once the
 // message is durable (or deliberately set aside) and may be acknowledged.
-// The payload is only valid during the call.
-type Handler func(ctx context.Context, clientID, topic string, payload []byte) error
+// device is the device id the client authenticated as, or "" for an
+// anonymous client (loopback without authentication configured); the ACL
+// has already checked that topic is that device's telemetry topic. The
+// payload is only valid during the call.
+type Handler func(ctx context.Context, device, topic string, payload []byte) error
 
 // Options configure a Broker.
 type Options struct {
@@ -44,6 +49,12 @@ type Options struct {
 	// anyway): 256 is ~50 ms of updates for 5,000 devices at one batch a
 	// second, on top of the socket's buffer.
 	MaxWritesPending int
+	// TLS, if set, makes the listener TLS 1.2+ (required beyond loopback).
+	TLS *TLSOptions
+	// Auth says how clients authenticate (required beyond loopback).
+	Auth AuthOptions
+	// Limits bound connections, sessions and retained messages.
+	Limits Limits
 }
 
 // Broker is a running embedded MQTT broker.
@@ -54,6 +65,9 @@ type Broker struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // OnPublish calls in progress
+	stats  Stats
+	policy *policy
+	tls    bool
 }
 
 // MaxPacketSize is the largest MQTT packet the broker accepts: the largest
@@ -64,7 +78,24 @@ const MaxPacketSize = wire.MaxEncodedSize + 4096
 var (
 	// ErrNoHandler is returned by New without Options.Handler.
 	ErrNoHandler = errors.New("broker: no handler")
+	// ErrExposedWithoutAuth is returned by New for an address beyond
+	// loopback without client authentication (a fleet key or a client CA)
+	// and TLS.
+	ErrExposedWithoutAuth = errors.New("broker: listening beyond loopback needs TLS and client authentication (fleet key or client CA)")
 )
+
+// Loopback reports whether addr (host:port) only accepts local connections.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // New starts a broker listening on opts.Addr.
 func New(opts Options) (*Broker, error) {
@@ -77,14 +108,33 @@ func New(opts Options) (*Broker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	authOn := opts.Auth.enabled(opts.TLS)
+	if !Loopback(opts.Addr) && (!authOn || opts.TLS == nil) {
+		return nil, ErrExposedWithoutAuth
+	}
+	if k := opts.Auth.FleetKey; len(k) > 0 && len(k) < MinFleetKeyLen {
+		return nil, fmt.Errorf("broker: fleet key of %d bytes: want at least %d", len(k), MinFleetKeyLen)
+	}
+	var tf *tlsFiles
+	if opts.TLS != nil {
+		var err error
+		if tf, err = newTLSFiles(*opts.TLS, opts.Logger); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	lim := opts.Limits.withDefaults()
 	caps := mqtt.NewDefaultServerCapabilities()
 	if opts.MaxWritesPending <= 0 {
 		opts.MaxWritesPending = 256
 	}
 	caps.MaximumClientWritesPending = int32(opts.MaxWritesPending)
-	caps.MaximumInflight = 65535
+	// MaximumInflight bounds the QoS 1/2 messages queued for one client
+	// (outgoing; an agent's own publications are not queued), offline
+	// sessions included; sessions and queued messages expire.
+	caps.MaximumInflight = uint16(lim.MaxInflight)
 	caps.ReceiveMaximum = 65535
-	caps.MaximumMessageExpiryInterval = 0 // keep messages for offline persistent sessions
+	caps.MaximumMessageExpiryInterval = int64(lim.MessageExpiry / time.Second)
+	caps.MaximumSessionExpiryInterval = uint32(lim.SessionExpiry / time.Second)
 	// A batch is at most wire.MaxEncodedSize; refuse bigger packets before
 	// mochi allocates them (an untrusted client could announce 256 MB).
 	caps.MaximumPacketSize = MaxPacketSize
@@ -99,8 +149,12 @@ func New(opts Options) (*Broker, error) {
 		ClientNetWriteBufferSize: 2 * 1024,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Broker{srv: srv, log: opts.Logger, ctx: ctx, cancel: cancel}
-	if err := srv.AddHook(new(allowHook), nil); err != nil {
+	b := &Broker{srv: srv, log: opts.Logger, ctx: ctx, cancel: cancel, tls: tf != nil}
+	b.policy = &policy{b: b, opts: opts.Auth, anon: !authOn, lim: lim, stats: &b.stats, retained: map[string]struct{}{}}
+	b.policy.deny.file = opts.Auth.DenyFile
+	b.policy.deny.onLoad = b.dropDenied
+	b.policy.deny.refresh(opts.Logger)
+	if err := srv.AddHook(b.policy, nil); err != nil {
 		cancel()
 		return nil, fmt.Errorf("broker: adding auth hook: %w", err)
 	}
@@ -118,7 +172,11 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: listening on %s: %w", opts.Addr, err)
 	}
 	b.ln = ln
-	if err := srv.AddListener(listeners.NewNet("tcp", ackListener{ln})); err != nil {
+	var wrapped net.Listener = newLimitListener(ln, lim, &b.stats)
+	if tf != nil {
+		wrapped = tls.NewListener(wrapped, tf.config())
+	}
+	if err := srv.AddListener(listeners.NewNet("tcp", ackListener{wrapped})); err != nil {
 		ln.Close()
 		cancel()
 		return nil, fmt.Errorf("broker: adding listener: %w", err)
@@ -134,8 +192,39 @@ func New(opts Options) (*Broker, error) {
 // Addr returns the address the broker listens on.
 func (b *Broker) Addr() net.Addr { return b.ln.Addr() }
 
-// URL returns tcp://host:port of the listener.
-func (b *Broker) URL() string { return "tcp://" + b.ln.Addr().String() }
+// URL returns tcp://host:port of the listener, or ssl://host:port with TLS.
+func (b *Broker) URL() string {
+	if b.tls {
+		return "ssl://" + b.ln.Addr().String()
+	}
+	return "tcp://" + b.ln.Addr().String()
+}
+
+// Stats returns the broker's refusal counters.
+func (b *Broker) Stats() *Stats { return &b.stats }
+
+// RefreshDenyList reads the deny list file now if it changed (it is also
+// read at most once a second as clients connect) and disconnects the
+// clients of identities it names.
+func (b *Broker) RefreshDenyList() {
+	b.policy.deny.mu.Lock()
+	b.policy.deny.checked = time.Time{}
+	b.policy.deny.mu.Unlock()
+	b.policy.deny.refresh(b.log)
+}
+
+// dropDenied disconnects the clients of the identities in deny.
+func (b *Broker) dropDenied(deny map[string]bool) {
+	if b.srv == nil || len(deny) == 0 {
+		return
+	}
+	b.policy.ids.Range(func(k, v any) bool {
+		if id := v.(identity); !id.anon && deny[id.id] {
+			k.(*mqtt.Client).Stop(errors.New("identity revoked"))
+		}
+		return true
+	})
+}
 
 // Publish sends a message from the broker itself (the inline client), e.g.
 // live updates. It does not block on slow subscribers.
@@ -204,9 +293,14 @@ func (h *landHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	h.b.wg.Add(1)
 	defer h.b.wg.Done()
-	if err := h.handle(h.b.ctx, cl.ID, pk.TopicName, pk.Payload); err != nil {
+	device := ""
+	if v, ok := h.b.policy.ids.Load(cl); ok && !v.(identity).anon {
+		device = v.(identity).id
+	}
+	if err := h.handle(h.b.ctx, device, pk.TopicName, pk.Payload); err != nil {
 		if h.b.ctx.Err() == nil {
-			h.b.log.Warn("landing failed; disconnecting the client so it resends", "client", cl.ID, "topic", pk.TopicName, "err", err)
+			h.b.log.Warn("landing failed; disconnecting the client so it resends", "client", redact.Clean(cl.ID, 80),
+				"topic", redact.Clean(pk.TopicName, 120), "err", err)
 		}
 		// No PUBACK; dropping the connection makes the client resend its
 		// unacknowledged messages when it reconnects.
@@ -269,18 +363,3 @@ func (l levelFloor) WithAttrs(a []slog.Attr) slog.Handler {
 func (l levelFloor) WithGroup(n string) slog.Handler {
 	return levelFloor{l.Handler.WithGroup(n), l.min}
 }
-
-// allowHook lets every client connect and use every topic. The broker
-// listens on loopback by default; put it behind TLS and an authenticating
-// proxy, or use an external broker, to expose it.
-type allowHook struct{ mqtt.HookBase }
-
-func (h *allowHook) ID() string { return "pilake-allow" }
-
-func (h *allowHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-
-func (h *allowHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
-
-func (h *allowHook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }

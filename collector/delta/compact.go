@@ -2,13 +2,16 @@ package delta
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -23,19 +26,54 @@ type CompactOptions struct {
 	// TargetRows bounds the rows of one rewritten file (and so the memory of
 	// a compaction); 0 means 1<<20.
 	TargetRows int64
-	// MinFiles: a partition's small files are rewritten when at least this
-	// many fit in one target file; 0 means 8.
+	// MinFiles: a closed bucket's files are rewritten in groups of at least
+	// this many; 0 means 2.
 	MinFiles int
 	// MaxRows bounds the rows one Compact call rewrites (the rest waits for
 	// the next call), so a call's time is bounded too; 0 means 4×TargetRows.
 	MaxRows int64
+	// TimeColumn is the event-time column whose minimum (from the files'
+	// statistics) puts a file in a time bucket; "" means the table's first
+	// timestamp column, and files without that statistic are bucketed by
+	// their modification time.
+	TimeColumn string
+	// Bucket is the width of the first tier's time buckets; 0 means 1 h.
+	Bucket time.Duration
+	// DayBucket is the width of the second tier's buckets; 0 means 24 h.
+	DayBucket time.Duration
+	// Grace: a bucket is compacted once its end is this far behind the
+	// table's clock, so that its files are complete; 0 means 10 min.
+	Grace time.Duration
 }
 
-// Compact rewrites small files of each partition of t into files of up to
-// TargetRows rows, in one commit of add and remove actions with
-// dataChange=false (what Delta's OPTIMIZE does), and returns how many files
-// it removed. Readers see the same rows before and after. Files without
-// statistics are left alone.
+// TagCompaction is the add action tag (add.tags) that marks a file Compact
+// wrote and the tier it belongs to: TierHour or TierDay.
+const TagCompaction = "pilake.compaction"
+
+// Compaction tiers (values of TagCompaction).
+const (
+	TierHour = "hour"
+	TierDay  = "day"
+)
+
+// Compact compacts by time. Every small file (under SmallFileRows rows) of
+// a partition belongs to a time bucket, by the minimum of its event-time
+// column. Once a bucket has closed (its end is Grace behind the clock):
+//
+//   - a day bucket (DayBucket) whose small files hold at most TargetRows
+//     rows in all is rewritten into one file of TierDay;
+//   - otherwise the files that Compact did not write yet are rewritten per
+//     hour bucket (Bucket) into files of TierHour of up to TargetRows rows.
+//
+// A TierDay file is never rewritten again, a TierHour file at most once
+// (into its day's file): each row is rewritten at most twice in its life,
+// and the work per day is proportional to the data of that day, not to the
+// table's history. Recent buckets are left alone. Buckets are taken oldest
+// first over all partitions, at most MaxRows rows per call, so no partition
+// starves. Each rewrite is one commit of add and remove actions with
+// dataChange=false (what Delta's OPTIMIZE does); readers see the same rows
+// before and after. Files without row counts are left alone. Compact
+// returns how many files it removed.
 func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error) {
 	if o.SmallFileRows <= 0 {
 		o.SmallFileRows = 1 << 18
@@ -43,39 +81,158 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 	if o.TargetRows <= 0 {
 		o.TargetRows = 1 << 20
 	}
-	if o.MinFiles <= 1 {
-		o.MinFiles = 8
+	if o.MinFiles < 2 {
+		o.MinFiles = 2
 	}
 	if o.MaxRows <= 0 {
 		o.MaxRows = 4 * o.TargetRows
 	}
-	type small struct {
-		f    AddFile
-		rows int64
+	if o.Bucket <= 0 {
+		o.Bucket = time.Hour
 	}
-	groups := map[string][]small{}
-	for _, f := range t.snap.Files() {
+	if o.DayBucket <= 0 {
+		o.DayBucket = 24 * time.Hour
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Minute
+	}
+	if o.TimeColumn == "" {
+		for _, f := range t.schema.Fields {
+			if f.Type == "timestamp" {
+				o.TimeColumn = f.Name
+				break
+			}
+		}
+	}
+	now := t.opts.Now()
+	closed := now.Add(-o.Grace).UnixMicro() // buckets ending at or before this are closed
+	hourUS, dayUS := o.Bucket.Microseconds(), o.DayBucket.Microseconds()
+	type group struct {
+		start int64 // bucket start, µs
+		tier  string
+		part  string
+		files []small
+		rows  int64
+	}
+	days := map[string]*group{}
+	for _, f := range t.snap.files {
+		if f.Tags[TagCompaction] == TierDay {
+			continue
+		}
 		st, err := f.ParsedStats()
 		if err != nil || st.NumRecords >= o.SmallFileRows {
 			continue
 		}
-		k := partitionKey(f.PartitionValues)
-		groups[k] = append(groups[k], small{f, st.NumRecords})
+		ts := f.ModificationTime * 1000
+		if v, ok := st.MinValues[o.TimeColumn]; ok {
+			if us, err := ParseStatsTime(v); err == nil {
+				ts = us
+			}
+		}
+		day := floorDiv(ts, dayUS) * dayUS
+		if day+dayUS > closed {
+			continue
+		}
+		k := partitionKey(f.PartitionValues) + "@" + strconv.FormatInt(day, 10)
+		g := days[k]
+		if g == nil {
+			g = &group{start: day, tier: TierDay, part: partitionKey(f.PartitionValues)}
+			days[k] = g
+		}
+		g.files = append(g.files, small{f, st.NumRecords, ts})
+		g.rows += st.NumRecords
 	}
+	// Days too big for one file: their untiered files by hour instead.
+	var groups []*group
+	for _, g := range days {
+		if g.rows <= o.TargetRows {
+			groups = append(groups, g)
+			continue
+		}
+		hours := map[int64]*group{}
+		for _, s := range g.files {
+			if s.f.Tags[TagCompaction] != "" {
+				continue
+			}
+			h := floorDiv(s.ts, hourUS) * hourUS
+			hg := hours[h]
+			if hg == nil {
+				hg = &group{start: h, tier: TierHour, part: g.part}
+				hours[h] = hg
+			}
+			hg.files = append(hg.files, s)
+			hg.rows += s.rows
+		}
+		for _, hg := range hours {
+			groups = append(groups, hg)
+		}
+	}
+	// Hour buckets of the current day that have closed.
+	hours := map[string]*group{}
+	for _, f := range t.snap.files {
+		if f.Tags[TagCompaction] != "" {
+			continue
+		}
+		st, err := f.ParsedStats()
+		if err != nil || st.NumRecords >= o.SmallFileRows {
+			continue
+		}
+		ts := f.ModificationTime * 1000
+		if v, ok := st.MinValues[o.TimeColumn]; ok {
+			if us, err := ParseStatsTime(v); err == nil {
+				ts = us
+			}
+		}
+		day := floorDiv(ts, dayUS) * dayUS
+		h := floorDiv(ts, hourUS) * hourUS
+		if day+dayUS <= closed || h+hourUS > closed {
+			continue // the day's groups have it, or its hour is still open
+		}
+		k := partitionKey(f.PartitionValues) + "@" + strconv.FormatInt(h, 10)
+		g := hours[k]
+		if g == nil {
+			g = &group{start: h, tier: TierHour, part: partitionKey(f.PartitionValues)}
+			hours[k] = g
+		}
+		g.files = append(g.files, small{f, st.NumRecords, ts})
+		g.rows += st.NumRecords
+	}
+	for _, g := range hours {
+		groups = append(groups, g)
+	}
+	// Oldest first, over all partitions.
+	slices.SortFunc(groups, func(a, b *group) int {
+		if c := cmp.Compare(a.start, b.start); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.part, b.part); c != 0 {
+			return c
+		}
+		return strings.Compare(a.tier, b.tier)
+	})
 	var actions []Action
 	removed := 0
-	var budget = o.MaxRows
-	now := t.opts.Now().UnixMilli()
-	for _, k := range slices.Sorted(maps.Keys(groups)) {
-		g := groups[k]
-		for len(g) >= o.MinFiles && budget > 0 {
-			// The longest run of files, in path order, that fits in a target file.
+	budget := o.MaxRows
+	nowMS := now.UnixMilli()
+	for _, g := range groups {
+		if budget <= 0 {
+			break
+		}
+		slices.SortFunc(g.files, func(a, b small) int {
+			if c := cmp.Compare(a.ts, b.ts); c != 0 {
+				return c
+			}
+			return strings.Compare(a.f.Path, b.f.Path)
+		})
+		files := g.files
+		for len(files) >= o.MinFiles && budget > 0 {
+			// The longest run of files, in time order, that fits in a target file.
 			var bin []AddFile
 			var rows int64
-			for len(g) > 0 && (len(bin) == 0 || rows+g[0].rows <= o.TargetRows) {
-				bin = append(bin, g[0].f)
-				rows += g[0].rows
-				g = g[1:]
+			for len(files) > 0 && (len(bin) == 0 || rows+files[0].rows <= o.TargetRows) {
+				bin = append(bin, files[0].f)
+				rows += files[0].rows
+				files = files[1:]
 			}
 			if len(bin) < o.MinFiles {
 				continue
@@ -86,9 +243,10 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 				return 0, fmt.Errorf("compacting %s: %w", t.name, err)
 			}
 			add.DataChange = false
+			add.Tags = map[string]string{TagCompaction: g.tier}
 			actions = append(actions, Action{Add: &add})
 			for _, f := range bin {
-				actions = append(actions, Action{Remove: &RemoveFile{Path: f.Path, DeletionTimestamp: now, DataChange: false,
+				actions = append(actions, Action{Remove: &RemoveFile{Path: f.Path, DeletionTimestamp: nowMS, DataChange: false,
 					ExtendedFileMetadata: true, PartitionValues: f.PartitionValues, Size: f.Size}})
 			}
 			removed += len(bin)
@@ -101,6 +259,20 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 		return 0, err
 	}
 	return removed, nil
+}
+
+type small struct {
+	f    AddFile
+	rows int64
+	ts   int64 // event time that buckets it, µs
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }
 
 func partitionKey(pv map[string]string) string {

@@ -345,10 +345,15 @@ func TestCleanupLog(t *testing.T) {
 		t.Fatalf("fresh log cleaned: %d, %v", n, err)
 	}
 	now = now.Add(2 * time.Hour)
-	// Checkpoints at 10 and 20: commits 0..20 and checkpoint 10 go.
+	// Checkpoints at 10 and 20: commits 0..19 and checkpoint 10 go; commit
+	// 20 stays with its checkpoint (PROTOCOL.md, Metadata Cleanup: the
+	// cutoff checkpoint's own commit is kept for its commitInfo).
 	n, err := tb.CleanupLog(ctx, time.Hour)
-	if err != nil || n != 22 {
-		t.Fatalf("cleaned %d (%v), want 22", n, err)
+	if err != nil || n != 21 {
+		t.Fatalf("cleaned %d (%v), want 21", n, err)
+	}
+	if _, err := l.Get(ctx, delta.CommitName("g", 20)); err != nil {
+		t.Fatalf("the cutoff checkpoint's commit was deleted: %v", err)
 	}
 	for _, load := range []func() (*delta.Snapshot, error){
 		func() (*delta.Snapshot, error) { return delta.Load(ctx, l, "g") },
@@ -362,4 +367,74 @@ func TestCleanupLog(t *testing.T) {
 			t.Fatalf("after cleanup: %v", err)
 		}
 	}
+}
+
+// TestCompactByTime: files of closed hours become hour files, closed days
+// that fit in a target become one day file, recent buckets are left alone,
+// and a day file Compact wrote is never rewritten.
+func TestCompactByTime(t *testing.T) {
+	ctx := t.Context()
+	l := lake.NewMemory()
+	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	now := start
+	tb, err := delta.Open[schema.GoldRow](ctx, l, schema.Gold, delta.Options{PartitionColumns: []string{"device"}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dayFiles := map[string]bool{}
+	rowsIn := 0
+	// Two days and 5 hours; 3 files an hour (20 min each) for each of 2 devices.
+	for step := range (2*24 + 5) * 3 {
+		ts := start.Add(time.Duration(step) * 20 * time.Minute)
+		for d := range 2 {
+			dev := fmt.Sprintf("d%d", d)
+			rows := []schema.GoldRow{{Device: dev, WindowStart: ts.UnixMicro(), N: 8, Windows: 1}}
+			add, err := delta.WriteFile(ctx, tb, rows, map[string]string{"device": dev})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tb.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+				t.Fatal(err)
+			}
+			rowsIn++
+		}
+		now = ts.Add(20 * time.Minute)
+		if step%2 == 0 {
+			// A small row budget: hours queue up, oldest first.
+			if _, err := delta.Compact[schema.GoldRow](ctx, tb, delta.CompactOptions{MaxRows: 5}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range tb.Snapshot().Files() {
+			if f.Tags[delta.TagCompaction] == delta.TierDay {
+				dayFiles[f.Path] = true
+			}
+		}
+	}
+	for range 10 { // catch up what the row budget left
+		if _, err := delta.Compact[schema.GoldRow](ctx, tb, delta.CompactOptions{MaxRows: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// It is 05:00 of the third day: per device, 2 day files, hours 0-3 of
+	// today as hour files, hour 4 (open until 05:10) as it was written.
+	tiers := map[string]int{}
+	live := map[string]bool{}
+	for _, f := range tb.Snapshot().Files() {
+		tiers[f.Tags[delta.TagCompaction]]++
+		live[f.Path] = true
+	}
+	if tiers[delta.TierDay] != 4 || tiers[delta.TierHour] != 8 || tiers[""] != 6 {
+		t.Fatalf("files by tier %v, want 4 day, 8 hour, 6 untiered", tiers)
+	}
+	for p := range dayFiles {
+		if !live[p] {
+			t.Fatalf("day file %s was rewritten", p)
+		}
+	}
+	got, err := delta.ReadTable[schema.GoldRow](ctx, l, schema.Gold, nil)
+	if err != nil || len(got) != rowsIn {
+		t.Fatalf("%d rows, %v; want %d", len(got), err, rowsIn)
+	}
+	checkLog(t, l, schema.Gold)
 }

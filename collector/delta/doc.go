@@ -1,7 +1,8 @@
 // Package delta writes and reads Delta Lake tables in a lake: Parquet data
 // files plus a transaction log of JSON commits (`_delta_log/%020d.json`)
-// written put-if-absent, with Parquet checkpoints every CheckpointInterval
-// commits and `_last_checkpoint`, following the Delta transaction log
+// written put-if-absent, with Parquet checkpoints (by the table's
+// delta.checkpointInterval, and optionally by size and age) and
+// `_last_checkpoint`, following the Delta transaction log
 // protocol (https://github.com/delta-io/delta/blob/master/PROTOCOL.md),
 // reader version 1 / writer version 2, so Spark, Databricks, DuckDB and
 // delta-rs read the tables as they are.
@@ -19,8 +20,15 @@
 //     removes) and retries at the next version;
 //   - classic single-file V1 checkpoints (`%020d.checkpoint.parquet`) with
 //     the checkpoint schema of the spec, and `_last_checkpoint`;
-//   - compaction (an OPTIMIZE-like rewrite of small files: one commit with
-//     add and remove actions, dataChange=false).
+//   - compaction by time (an OPTIMIZE-like rewrite of the small files of
+//     closed hours and days: one commit with add and remove actions,
+//     dataChange=false);
+//   - retention from the table's properties (delta.deletedFileRetentionDuration,
+//     delta.logRetentionDuration, delta.checkpointInterval).
+//
+// BronzeWriter writes bronze's data files column by column straight from
+// decoded readings (bronze.go); the other tables' files go through
+// parquet-go's row writer (WriteFile, EncodeParquet).
 //
 // Data files never contain partition columns (as in the reference
 // implementation); readers take them from the add action's partitionValues.

@@ -1,14 +1,13 @@
 package delta
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"path"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,13 +24,24 @@ type Snapshot struct {
 	Protocol Protocol
 	Metadata Metadata
 
-	files      map[string]AddFile
-	tombstones map[string]RemoveFile
+	files      map[string]AddFile    // by CanonicalPath
+	tombstones map[string]RemoveFile // by CanonicalPath
 	txns       map[string]Txn
+
+	// A lean snapshot (a writer's: Table) does not hold the tombstones of
+	// the checkpoint it started from, only their number (carried); its
+	// tombstones map holds those of the commits after that checkpoint.
+	// The next checkpoint streams the carried ones from the file.
+	lean    bool
+	carried int64
+	// checkpoint is the version of the checkpoint the snapshot was read
+	// from or last written (-1: none), checkpointBytes its size.
+	checkpoint      int64
+	checkpointBytes int64
 }
 
 func newSnapshot() *Snapshot {
-	return &Snapshot{Version: -1, files: map[string]AddFile{}, tombstones: map[string]RemoveFile{}, txns: map[string]Txn{}}
+	return &Snapshot{Version: -1, files: map[string]AddFile{}, tombstones: map[string]RemoveFile{}, txns: map[string]Txn{}, checkpoint: -1}
 }
 
 // Files returns the live data files, sorted by path.
@@ -44,7 +54,13 @@ func (s *Snapshot) Files() []AddFile {
 // NumFiles returns the number of live data files.
 func (s *Snapshot) NumFiles() int { return len(s.files) }
 
-// Tombstones returns the remove actions still kept, sorted by path.
+// NumTombstones returns the number of remove actions the table keeps (for a
+// Table's snapshot, including those it does not hold in memory).
+func (s *Snapshot) NumTombstones() int64 { return s.carried + int64(len(s.tombstones)) }
+
+// Tombstones returns the remove actions still kept, sorted by path. For the
+// snapshot of a Table (a writer) these are only the ones since its last
+// checkpoint; Load's snapshots hold all.
 func (s *Snapshot) Tombstones() []RemoveFile {
 	out := slices.Collect(maps.Values(s.tombstones))
 	slices.SortFunc(out, func(a, b RemoveFile) int { return strings.Compare(a.Path, b.Path) })
@@ -74,11 +90,19 @@ func (s *Snapshot) apply(actions []Action) error {
 			if a.Add.Path == "" {
 				return fmt.Errorf("%w: add action without path", ErrCorruptLog)
 			}
-			s.files[a.Add.Path] = *a.Add
-			delete(s.tombstones, a.Add.Path)
+			p, err := CanonicalPath(a.Add.Path)
+			if err != nil {
+				return err
+			}
+			s.files[p] = *a.Add
+			delete(s.tombstones, p)
 		case a.Remove != nil:
-			delete(s.files, a.Remove.Path)
-			s.tombstones[a.Remove.Path] = *a.Remove
+			p, err := CanonicalPath(a.Remove.Path)
+			if err != nil {
+				return err
+			}
+			delete(s.files, p)
+			s.tombstones[p] = *a.Remove
 		case a.Txn != nil:
 			s.txns[a.Txn.AppID] = *a.Txn
 		}
@@ -120,10 +144,15 @@ type LastCheckpoint struct {
 // after it one by one, without listing the log; without a usable
 // _last_checkpoint it lists the log.
 func Load(ctx context.Context, l lake.Lake, table string) (*Snapshot, error) {
-	if s, ok := loadFromLastCheckpoint(ctx, l, table); ok {
+	return load(ctx, l, table, false)
+}
+
+// load is Load; lean leaves the checkpoint's tombstones out of memory.
+func load(ctx context.Context, l lake.Lake, table string, lean bool) (*Snapshot, error) {
+	if s, ok := loadFromLastCheckpoint(ctx, l, table, lean); ok {
 		return s, nil
 	}
-	return loadByListing(ctx, l, table)
+	return loadByListing(ctx, l, table, lean)
 }
 
 // LoadAfter returns table's latest snapshot, reading only the commits made
@@ -139,7 +168,7 @@ func LoadAfter(ctx context.Context, l lake.Lake, table string, prev *Snapshot) (
 	return s, nil
 }
 
-func loadFromLastCheckpoint(ctx context.Context, l lake.Lake, table string) (*Snapshot, bool) {
+func loadFromLastCheckpoint(ctx context.Context, l lake.Lake, table string, lean bool) (*Snapshot, bool) {
 	data, err := l.Get(ctx, LastCheckpointName(table))
 	if err != nil {
 		return nil, false
@@ -149,6 +178,7 @@ func loadFromLastCheckpoint(ctx context.Context, l lake.Lake, table string) (*Sn
 		return nil, false
 	}
 	s := newSnapshot()
+	s.lean = lean
 	if err := s.readCheckpoint(ctx, l, table, lc.Version); err != nil {
 		return nil, false
 	}
@@ -158,7 +188,32 @@ func loadFromLastCheckpoint(ctx context.Context, l lake.Lake, table string) (*Sn
 	return s, true
 }
 
-func loadByListing(ctx context.Context, l lake.Lake, table string) (*Snapshot, error) {
+func loadByListing(ctx context.Context, l lake.Lake, table string, lean bool) (*Snapshot, error) {
+	return loadVersion(ctx, l, table, math.MaxInt64, lean)
+}
+
+// LoadVersion returns table's snapshot at version v (time travel): the
+// newest checkpoint not newer than v, then the commits up to v. It fails
+// (ErrCorruptLog) when the log no longer holds what v needs.
+func LoadVersion(ctx context.Context, l lake.Lake, table string, v int64) (*Snapshot, error) {
+	if v < 0 {
+		return nil, fmt.Errorf("loading %s at version %d: %w", table, v, ErrNoTable)
+	}
+	s, err := loadVersion(ctx, l, table, v, false)
+	if err != nil {
+		return nil, err
+	}
+	if s.Version != v {
+		return nil, fmt.Errorf("loading %s at version %d: the log ends at %d: %w", table, v, s.Version, ErrNoTable)
+	}
+	return s, nil
+}
+
+// loadVersion lists the log's direct children (a stray file in a
+// subdirectory such as _delta_log/.tmp/ is not part of the log) and replays
+// the newest checkpoint not newer than maxV and the commits after it, in
+// version order, up to maxV.
+func loadVersion(ctx context.Context, l lake.Lake, table string, maxV int64, lean bool) (*Snapshot, error) {
 	objs, err := l.List(ctx, LogDir(table))
 	if err != nil {
 		return nil, fmt.Errorf("loading delta table %s: %w", table, err)
@@ -166,21 +221,26 @@ func loadByListing(ctx context.Context, l lake.Lake, table string) (*Snapshot, e
 	var commits []int64
 	cp := int64(-1)
 	for _, o := range objs {
-		base := path.Base(o.Name)
+		base := strings.TrimPrefix(o.Name, LogDir(table))
+		if strings.Contains(base, "/") {
+			continue
+		}
 		if v, ok := strings.CutSuffix(base, ".json"); ok && len(v) == 20 {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 && n <= maxV {
 				commits = append(commits, n)
 			}
 		} else if v, ok := strings.CutSuffix(base, ".checkpoint.parquet"); ok && len(v) == 20 {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > cp {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > cp && n <= maxV {
 				cp = n
 			}
 		}
 	}
+	slices.Sort(commits)
 	if len(commits) == 0 && cp < 0 {
 		return nil, fmt.Errorf("loading delta table %s: %w", table, ErrNoTable)
 	}
 	s := newSnapshot()
+	s.lean = lean
 	if cp >= 0 {
 		if err := s.readCheckpoint(ctx, l, table, cp); err != nil {
 			return nil, err
@@ -321,44 +381,6 @@ func nonNil(m map[string]string) map[string]string {
 	return m
 }
 
-func (s *Snapshot) checkpointRows() []cpRow {
-	rows := []cpRow{
-		{Protocol: &cpProtocol{MinReaderVersion: int32(s.Protocol.MinReaderVersion), MinWriterVersion: int32(s.Protocol.MinWriterVersion)}},
-		{MetaData: &cpMetadata{
-			ID: s.Metadata.ID, Name: optStr(s.Metadata.Name), Description: optStr(s.Metadata.Description),
-			Format:       cpFormat{Provider: s.Metadata.Format.Provider, Options: nonNil(s.Metadata.Format.Options)},
-			SchemaString: s.Metadata.SchemaString, PartitionColumns: append([]string{}, s.Metadata.PartitionColumns...),
-			CreatedTime: optInt(s.Metadata.CreatedTime), Configuration: nonNil(s.Metadata.Configuration),
-		}},
-	}
-	for _, id := range slices.Sorted(maps.Keys(s.txns)) {
-		t := s.txns[id]
-		rows = append(rows, cpRow{Txn: &cpTxn{AppID: t.AppID, Version: t.Version, LastUpdated: optInt(t.LastUpdated)}})
-	}
-	for _, a := range s.Files() {
-		rows = append(rows, cpRow{Add: &cpAdd{Path: a.Path, PartitionValues: nonNil(a.PartitionValues), Size: a.Size,
-			ModificationTime: a.ModificationTime, DataChange: false, Stats: optStr(a.Stats), Tags: a.Tags}})
-	}
-	for _, r := range s.Tombstones() {
-		ext := r.ExtendedFileMetadata
-		rows = append(rows, cpRow{Remove: &cpRemove{Path: r.Path, DeletionTimestamp: &r.DeletionTimestamp, DataChange: false,
-			ExtendedFileMetadata: &ext, PartitionValues: r.PartitionValues, Size: optInt(r.Size)}})
-	}
-	return rows
-}
-
-func encodeCheckpoint(rows []cpRow) ([]byte, error) {
-	var buf bytes.Buffer
-	w := parquet.NewGenericWriter[cpRow](&buf, WriterOptions(nil)...)
-	if _, err := w.Write(rows); err != nil {
-		return nil, fmt.Errorf("encoding checkpoint: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("encoding checkpoint: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
 func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string, v int64) (err error) {
 	data, err := l.Get(ctx, CheckpointName(table, v))
 	if err != nil {
@@ -409,6 +431,9 @@ func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string
 				if ad.Stats != nil {
 					a.Add.Stats = *ad.Stats
 				}
+			case row.Remove != nil && s.lean:
+				s.carried++
+				continue
 			case row.Remove != nil:
 				rm := row.Remove
 				a.Remove = &RemoveFile{Path: rm.Path, DataChange: rm.DataChange, PartitionValues: rm.PartitionValues}
@@ -436,6 +461,7 @@ func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string
 		}
 	}
 	s.Version = v
+	s.checkpoint, s.checkpointBytes = v, int64(len(data))
 	return nil
 }
 

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -34,6 +34,21 @@ type Options struct {
 	// MaxRetries bounds how often Commit retries at the next version after
 	// losing a race to another writer; 0 means 100.
 	MaxRetries int
+	// Properties are written into a new table's metaData.configuration, and
+	// added to an existing table that lacks them (a metaData commit); values
+	// a table already has are kept. Retention.Properties gives the
+	// retention ones. A table's retention and checkpoint interval are read
+	// from its properties (Snapshot.Retention), so these are defaults.
+	Properties map[string]string
+	// CheckpointMaxAge: a commit also writes a checkpoint when the last one
+	// this Table wrote (or loaded) is older than this; 0: no time trigger.
+	CheckpointMaxAge time.Duration
+	// CheckpointBySize: a checkpoint due by delta.checkpointInterval waits
+	// until the commits since the last checkpoint hold at least as many
+	// bytes as that checkpoint (so checkpoints cost no more bytes than the
+	// commits they cover, however many tombstones they carry), or until
+	// CheckpointMaxAge.
+	CheckpointBySize bool
 }
 
 // Table writes one Delta table. A Table is not safe for concurrent use; two
@@ -45,6 +60,10 @@ type Table struct {
 	schema StructType
 	snap   *Snapshot
 	lastCP int64
+	// lastCPBytes and lastCPTime: size and write time of the last
+	// checkpoint; tailBytes: bytes of the commits after it (this Table's).
+	lastCPBytes, tailBytes int64
+	lastCPTime             time.Time
 	// CheckpointErr is the error of the last failed checkpoint write (the
 	// commit itself succeeded; the checkpoint is retried at the next commit).
 	CheckpointErr error
@@ -81,7 +100,7 @@ func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (
 	}
 	t := &Table{l: l, name: table, opts: opts, schema: schema}
 	for {
-		snap, err := Load(ctx, l, table)
+		snap, err := load(ctx, l, table, true)
 		if err == nil {
 			got, err := snap.Schema()
 			if err != nil {
@@ -92,7 +111,14 @@ func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (
 					table, snap.Metadata.SchemaString, snap.Metadata.PartitionColumns, schema, opts.PartitionColumns)
 			}
 			t.snap = snap
-			t.lastCP = snap.Version - snap.Version%int64(opts.CheckpointInterval)
+			t.lastCP = snap.checkpoint
+			if t.lastCP < 0 {
+				t.lastCP = snap.Version - snap.Version%int64(opts.CheckpointInterval)
+			}
+			t.lastCPBytes, t.lastCPTime = snap.checkpointBytes, opts.Now()
+			if err := t.addProperties(ctx); err != nil {
+				return nil, fmt.Errorf("opening delta table %s: %w", table, err)
+			}
 			return t, nil
 		}
 		if !errors.Is(err, ErrNoTable) {
@@ -105,7 +131,7 @@ func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (
 				ID: newUUID(), Name: path0(table), Description: opts.Description,
 				Format: Format{Provider: "parquet", Options: map[string]string{}}, SchemaString: schema.String(),
 				PartitionColumns: append([]string{}, opts.PartitionColumns...), CreatedTime: opts.Now().UnixMilli(),
-				Configuration: map[string]string{},
+				Configuration: maps.Clone(nonNil(opts.Properties)),
 			}},
 		}
 		data, err := encodeCommit(actions)
@@ -160,11 +186,37 @@ func (t *Table) Refresh(ctx context.Context) error {
 
 func (t *Table) commitInfo(op string) map[string]any {
 	return map[string]any{
-		"timestamp":     t.opts.Now().UnixMilli(),
-		"operation":     op,
-		"engineInfo":    "pilake",
-		"isBlindAppend": op == "WRITE" || op == "STREAMING UPDATE",
+		"timestamp":           t.opts.Now().UnixMilli(),
+		"operation":           op,
+		"operationParameters": t.operationParameters(op),
+		"engineInfo":          "pilake",
+		"isBlindAppend":       op == "WRITE" || op == "STREAMING UPDATE",
 	}
+}
+
+// operationParameters are commitInfo's operationParameters for op, shaped
+// as Delta's own (every value a string, lists and maps JSON-encoded), which
+// DESCRIBE HISTORY shows.
+func (t *Table) operationParameters(op string) map[string]string {
+	parts, _ := json.Marshal(nonNilSlice(t.opts.PartitionColumns))
+	switch op {
+	case "CREATE TABLE":
+		return map[string]string{"isManaged": "false", "description": t.opts.Description, "partitionBy": string(parts), "properties": "{}"}
+	case "WRITE":
+		return map[string]string{"mode": "Append", "partitionBy": string(parts)}
+	case "STREAMING UPDATE":
+		return map[string]string{"outputMode": "Append"}
+	case "OPTIMIZE":
+		return map[string]string{"predicate": "[]", "zOrderBy": "[]", "auto": "true"}
+	}
+	return map[string]string{}
+}
+
+func nonNilSlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // Commit writes actions as the table's next version, put-if-absent. If
@@ -204,6 +256,7 @@ func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id st
 				return 0, fmt.Errorf("committing to %s: %w", t.name, err)
 			}
 			t.snap.Version = v
+			t.tailBytes += int64(len(data))
 			t.maybeCheckpoint(ctx)
 			return v, nil
 		}
@@ -237,7 +290,7 @@ func conflicts(ours []Action, winners [][]Action) error {
 			apps[a.Txn.AppID] = true
 		}
 		if a.Remove != nil {
-			removes[a.Remove.Path] = true
+			removes[canonicalOrRaw(a.Remove.Path)] = true
 		}
 	}
 	for _, w := range winners {
@@ -247,7 +300,7 @@ func conflicts(ours []Action, winners [][]Action) error {
 				return fmt.Errorf("%w: metadata or protocol changed", ErrConflict)
 			case a.Txn != nil && apps[a.Txn.AppID]:
 				return fmt.Errorf("%w: application %s committed concurrently", ErrConflict, a.Txn.AppID)
-			case a.Remove != nil && removes[a.Remove.Path]:
+			case a.Remove != nil && removes[canonicalOrRaw(a.Remove.Path)]:
 				return fmt.Errorf("%w: file %s removed concurrently", ErrConflict, a.Remove.Path)
 			}
 		}
@@ -255,46 +308,12 @@ func conflicts(ours []Action, winners [][]Action) error {
 	return nil
 }
 
-// tombstoneRetention is how long remove tombstones stay in checkpoints
-// (delta.deletedFileRetentionDuration's default).
-const tombstoneRetention = 7 * 24 * time.Hour
-
-func (t *Table) maybeCheckpoint(ctx context.Context) {
-	v := t.snap.Version
-	if v-t.lastCP < int64(t.opts.CheckpointInterval) {
-		return
+func canonicalOrRaw(p string) string {
+	if c, err := CanonicalPath(p); err == nil {
+		return c
 	}
-	if err := t.Checkpoint(ctx); err != nil {
-		t.CheckpointErr = err
-		return
-	}
-	t.CheckpointErr = nil
+	return p
 }
-
-// Checkpoint writes a checkpoint of the current version and _last_checkpoint.
-func (t *Table) Checkpoint(ctx context.Context) error {
-	cutoff := t.opts.Now().Add(-tombstoneRetention).UnixMilli()
-	for p, r := range t.snap.tombstones {
-		if r.DeletionTimestamp < cutoff {
-			delete(t.snap.tombstones, p)
-		}
-	}
-	rows := t.snap.checkpointRows()
-	data, err := encodeCheckpoint(rows)
-	if err != nil {
-		return fmt.Errorf("checkpointing %s: %w", t.name, err)
-	}
-	v := t.snap.Version
-	if err := t.l.Put(ctx, CheckpointName(t.name, v), data); err != nil {
-		return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
-	}
-	if err := t.l.Put(ctx, LastCheckpointName(t.name), encodeLastCheckpoint(LastCheckpoint{Version: v, Size: int64(len(rows))})); err != nil {
-		return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
-	}
-	t.lastCP = v
-	return nil
-}
-
 // PutFile stores an encoded Parquet data file (see EncodeParquet) under a new
 // unique name in the table and returns its add action (dataChange=true).
 func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionValues map[string]string) (AddFile, error) {
@@ -304,7 +323,7 @@ func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionVal
 		if !ok {
 			return AddFile{}, fmt.Errorf("storing data file in %s: no value for partition column %s", t.name, c)
 		}
-		rel += url.PathEscape(c) + "=" + url.PathEscape(v) + "/"
+		rel += HivePartitionDir(c, v) + "/"
 	}
 	if len(partitionValues) != len(t.opts.PartitionColumns) {
 		return AddFile{}, fmt.Errorf("storing data file in %s: partition values %v for columns %v", t.name, partitionValues, t.opts.PartitionColumns)
@@ -329,7 +348,7 @@ func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionVal
 	for k, v := range partitionValues {
 		pv[k] = v
 	}
-	return AddFile{Path: rel, PartitionValues: pv, Size: int64(len(data)), ModificationTime: t.opts.Now().UnixMilli(),
+	return AddFile{Path: EncodePath(rel), PartitionValues: pv, Size: int64(len(data)), ModificationTime: t.opts.Now().UnixMilli(),
 		DataChange: true, Stats: string(stats)}, nil
 }
 
@@ -378,12 +397,17 @@ func DefaultCompression() parquet.WriterOption {
 // a zstd encoder's history buffers are costly to allocate per file.
 var zstdFastest = &zstd.Codec{Level: zstd.SpeedFastest}
 
-// WriterOptions are the Parquet writer options pilake's data files use:
-// codec, dictionary encoding for strings, and the created_by tag.
+// WriterOptions are the Parquet writer options pilake's data files and
+// checkpoints use: codec, DataPageV1 pages (PROTOCOL.md: writers SHOULD use
+// them for tables other engines read; Spark 3.3+ and Databricks Runtime
+// 13.3+ read both, older readers only v1), dictionary encoding for strings
+// (PLAIN for the rest: parquet-go's default; see SparkSafeEncodings), and
+// the created_by tag.
 func WriterOptions(codec parquet.WriterOption) []parquet.WriterOption {
 	if codec == nil {
 		codec = DefaultCompression()
 	}
-	return []parquet.WriterOption{codec, parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.RLEDictionary),
+	return []parquet.WriterOption{codec, parquet.DataPageVersion(1),
+		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.RLEDictionary),
 		parquet.CreatedBy("pilake", "1", "")}
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
@@ -26,12 +27,18 @@ type Message struct {
 	Source string
 	// Topic is the MQTT topic or the routing file, for the quarantine record.
 	Topic string
-	// Device is the device id the transport vouches for (the MQTT topic's last
-	// level, IoT Hub's connectionDeviceId), or "" if it does not. A batch
-	// claiming another device is quarantined.
+	// Device is the device id the transport vouches for (the identity the
+	// broker authenticated, the MQTT topic's last level, IoT Hub's
+	// connectionDeviceId), or "" if it does not. A batch claiming another
+	// device is quarantined. A transport that names devices must always set
+	// it: a topic that names no device is quarantined by the caller
+	// (KindBadTopic), never landed with the check skipped.
 	Device string
 	// ReceivedAt is when the collector received the message (zero = now).
 	ReceivedAt time.Time
+	// Peer names the sender for the quarantine limit (e.g. the
+	// authenticated identity); "" means Source.
+	Peer string
 }
 
 // Landed is a batch durable in landing/, handed to the stages.
@@ -110,6 +117,8 @@ type Options struct {
 	// random one. A process shares it with its stages, which skip their own
 	// Lander's segments when they scan for other collectors'.
 	Instance string
+	// QuarantineLimit bounds quarantined input per source.
+	QuarantineLimit QuarantineLimit
 }
 
 // NewInstance returns a new random Lander instance id.
@@ -130,6 +139,9 @@ type Stats struct {
 	Segments   atomic.Uint64 // segments written durably
 	Duplicates atomic.Uint64 // redeliveries of batches this process landed
 	LakeErrors atomic.Uint64 // landing or quarantine writes that failed (the message was not acknowledged)
+	// QuarantineDropped counts inputs beyond the quarantine limit:
+	// acknowledged and dropped without a record.
+	QuarantineDropped atomic.Uint64
 	// LastLagUS is receive time minus the newest reading's capture time of the
 	// last landed batch, in µs.
 	LastLagUS atomic.Int64
@@ -154,6 +166,9 @@ type Lander struct {
 	sw    *segWriter
 	seen  seenSet
 	stats Stats
+	qlim  *qLimiter
+	// lastDropLog is the unix second a dropped quarantine was last logged.
+	lastDropLog atomic.Int64
 }
 
 // New returns a Lander.
@@ -167,7 +182,7 @@ func New(opts Options) (*Lander, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Lander{opts: opts, log: opts.Logger}
+	l := &Lander{opts: opts, log: opts.Logger, qlim: newQLimiter(opts.QuarantineLimit)}
 	l.stats.quarantined = map[string]*atomic.Uint64{}
 	for _, k := range Kinds {
 		l.stats.quarantined[k] = new(atomic.Uint64)
@@ -230,9 +245,9 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 		return l.quarantine(ctx, m, classify(err), err.Error())
 	}
 	if m.Device != "" && m.Device != b.DeviceID {
-		ReleaseBatch(b)
-		return l.quarantine(ctx, m, KindDeviceMismatch,
-			fmt.Sprintf("batch of device %q arrived as device %q", b.DeviceID, m.Device))
+		reason := fmt.Sprintf("batch of device %q arrived as device %q", b.DeviceID, m.Device)
+		ReleaseBatch(b) // after its last use: the pool may hand it out at once
+		return l.quarantine(ctx, m, KindDeviceMismatch, reason)
 	}
 	key := streamSeq{device: b.DeviceID, boot: b.BootID, seq: b.Seq}
 	for {
@@ -276,6 +291,27 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 		return 0, ctx.Err()
 	}
 	return l.finish(ctx, seg, key, b, m)
+}
+
+// LandTopic lands a message published on MQTT topic. The topic must be
+// exactly pilake/v1/telemetry/{device}: a topic with more, fewer or empty
+// levels is quarantined (KindBadTopic), never landed with the device check
+// skipped. The batch must be of that device, and authenticated, the device
+// the broker authenticated the publisher as ("" if it did not), must be it
+// too, so that no identity can land (or pre-empt the sequence numbers of)
+// another device's batches.
+func (l *Lander) LandTopic(ctx context.Context, authenticated, topic string, payload []byte) error {
+	dev, ok := wire.DeviceFromTopic(topic)
+	m := Message{Data: payload, Source: "mqtt", Topic: topic, Device: dev, Peer: authenticated}
+	switch {
+	case !ok || topic != wire.TelemetryTopic(dev) || !wire.ValidDeviceID(dev):
+		return l.Quarantine(ctx, m, KindBadTopic, "topic is not pilake/v1/telemetry/{device id}")
+	case authenticated != "" && authenticated != dev:
+		return l.Quarantine(ctx, m, KindDeviceMismatch,
+			fmt.Sprintf("published on the topic of %q by identity %q", dev, authenticated))
+	}
+	_, err := l.Land(ctx, m)
+	return err
 }
 
 // finish completes Land once b's segment is written: counts the batch and
@@ -351,8 +387,27 @@ func (l *Lander) write(ctx context.Context, name string, data []byte) error {
 	return l.opts.Lake.PutIfAbsent(ctx, name, data)
 }
 
+// Lengths kept of untrusted strings in quarantine records and logs.
+const (
+	maxTopicLen  = 256
+	maxReasonLen = 1024
+)
+
 func (l *Lander) quarantine(ctx context.Context, m Message, kind, reason string) (Outcome, error) {
-	rec := Record{Reason: reason, Kind: kind, Source: m.Source, Topic: m.Topic, ReceivedAt: m.ReceivedAt}
+	peer := m.Peer
+	if peer == "" {
+		peer = m.Source
+	}
+	topic, reason := redact.Clean(m.Topic, maxTopicLen), redact.Clean(reason, maxReasonLen)
+	if !l.qlim.allow(peer, len(m.Data), l.opts.Now()) {
+		n := l.stats.QuarantineDropped.Add(1)
+		if now := l.opts.Now().Unix(); now > l.lastDropLog.Load() && l.lastDropLog.CompareAndSwap(l.lastDropLog.Load(), now) {
+			l.log.Warn("quarantine limit reached; dropping rejected input without a record", "source", m.Source,
+				"peer", redact.Clean(peer, 80), "kind", kind, "reason", reason, "topic", topic, "dropped_total", n)
+		}
+		return OutcomeQuarantined, nil
+	}
+	rec := Record{Reason: reason, Kind: kind, Source: m.Source, Topic: topic, ReceivedAt: m.ReceivedAt}
 	err := quarantine(ctx, l.write, m.Data, rec)
 	if err != nil {
 		l.stats.LakeErrors.Add(1)
@@ -361,7 +416,7 @@ func (l *Lander) quarantine(ctx context.Context, m Message, kind, reason string)
 	if c, ok := l.stats.quarantined[kind]; ok {
 		c.Add(1)
 	}
-	l.log.Warn("input quarantined", "kind", kind, "reason", reason, "source", m.Source, "topic", m.Topic, "bytes", len(m.Data))
+	l.log.Warn("input quarantined", "kind", kind, "reason", reason, "source", m.Source, "topic", topic, "bytes", len(m.Data))
 	return OutcomeQuarantined, nil
 }
 

@@ -41,11 +41,12 @@ const (
 	KindDeviceMismatch = "device_mismatch" // the transport's device id differs from the batch's
 	KindSkew           = "skew"            // timestamps too far from the receive time (stages)
 	KindEnvelope       = "envelope"        // an IoT Hub routing record that cannot be read
+	KindBadTopic       = "bad_topic"       // an MQTT topic that is not exactly pilake/v1/telemetry/{device}
 )
 
 // Kinds lists every kind, for metrics that want all labels present from the start.
 var Kinds = []string{KindCorrupt, KindVersion, KindBadDevice, KindOutOfRange, KindInvalid,
-	KindDeviceMismatch, KindSkew, KindEnvelope}
+	KindDeviceMismatch, KindSkew, KindEnvelope, KindBadTopic}
 
 // Name returns the object names of a quarantined input:
 // _quarantine/{yyyy}/{mm}/{dd}/{unix_nano}-{sha256 prefix}.bin and the

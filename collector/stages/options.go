@@ -72,9 +72,11 @@ type Options struct {
 	// SkipShutdownScan disables the scan of landing/ before the final commit
 	// (which lands objects that were written but never submitted).
 	SkipShutdownScan bool
-	// CompatibleBronze writes bronze with PLAIN integers and doubles instead
-	// of DELTA_BINARY_PACKED and BYTE_STREAM_SPLIT, for Parquet readers that
-	// lack those encodings (DuckDB, pyarrow and recent Spark have them).
+	// CompatibleBronze writes bronze's timestamps PLAIN instead of
+	// DELTA_BINARY_PACKED, for Parquet readers that lack that encoding
+	// (Spark 3.3+, Databricks, DuckDB and pyarrow have it). Without it,
+	// bronze already holds only what Spark 3.3+ decodes: DataPageV1,
+	// PLAIN, dictionary and DELTA_BINARY_PACKED.
 	CompatibleBronze bool
 	// RetryBackoff is the first wait before retrying a failed lake operation
 	// (commits, recovery); it doubles up to 10 s [100ms].
