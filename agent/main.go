@@ -24,6 +24,7 @@ import (
 
 	"github.com/pilake/pilake/agent/clock"
 	"github.com/pilake/pilake/agent/iothub"
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/sample"
 	"github.com/pilake/pilake/agent/spool"
 	"github.com/pilake/pilake/agent/uplink"
@@ -92,7 +93,7 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 		if a.Value.Kind() == slog.KindDuration { // "5s", not 5000000000
 			return slog.String(a.Key, a.Value.Duration().String())
 		}
-		return a
+		return redact.ReplaceAttr(nil, a) // no broker password in any log line
 	}}
 	useJSON := cfg.LogFormat == "json"
 	if cfg.LogFormat == "auto" {

@@ -39,6 +39,7 @@ import (
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/rollup"
 	"github.com/pilake/pilake/collector/stages"
 )
 
@@ -154,7 +155,23 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	defer stopStages()
 	stagesDone := make(chan error, 1)
 	if cfg.Stages {
-		go func() { stagesDone <- pipeline.Run(stagesCtx) }()
+		// Rollup tiers of silver, built from silver's Delta log as another
+		// engine would read it; they stop with the stages (stagesDone is
+		// sent once both have returned).
+		rollCtx, stopRoll := context.WithCancel(stagesCtx)
+		rollDone := make(chan struct{})
+		if cfg.Rollups {
+			roller := rollup.New(lk, rollup.Options{Logger: log, Grace: max(30*time.Second, so.AllowedLateness+20*time.Second)})
+			go func() { defer close(rollDone); _ = roller.Run(rollCtx) }()
+		} else {
+			close(rollDone)
+		}
+		go func() {
+			err := pipeline.Run(stagesCtx)
+			stopRoll()
+			<-rollDone
+			stagesDone <- err
+		}()
 	} else {
 		go func() { <-stagesCtx.Done(); stagesDone <- nil }()
 	}

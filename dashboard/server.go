@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,7 +113,59 @@ func (s *Server) series(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out = mergeRecent(out, s.Hub.Recent(q.Device), q)
-	writeJSON(w, http.StatusOK, seriesResponse{Series: out, FromMS: q.FromMS, ToMS: q.ToMS, LiveSeq: seq})
+	writeSeries(w, r, seriesResponse{Series: out, FromMS: q.FromMS, ToMS: q.ToMS, LiveSeq: seq})
+}
+
+// writeSeries writes the history response in compact JSON (the shape
+// encoding/json gives seriesResponse, values to series.Digits significant
+// digits), gzipped when the client takes it: the all-devices view of 100
+// cards is then tens of kilobytes, not megabytes.
+func writeSeries(w http.ResponseWriter, r *http.Request, resp seriesResponse) {
+	b := make([]byte, 0, 64<<10)
+	b = append(b, `{"series":[`...)
+	for i := range resp.Series {
+		sr := &resp.Series[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		dev, _ := json.Marshal(sr.Device) // a string always encodes
+		b = append(b, `{"device":`...)
+		b = append(b, dev...)
+		b = append(b, `,"silver":`...)
+		b = sr.Silver.AppendJSON(b)
+		b = append(b, `,"gold":`...)
+		b = sr.Gold.AppendJSON(b)
+		b = append(b, '}')
+	}
+	b = append(b, `],"from":`...)
+	b = strconv.AppendInt(b, resp.FromMS, 10)
+	b = append(b, `,"to":`...)
+	b = strconv.AppendInt(b, resp.ToMS, 10)
+	b = append(b, `,"live_seq":`...)
+	b = strconv.AppendUint(b, resp.LiveSeq, 10)
+	b = append(b, "}\n"...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Accept-Encoding")
+	if len(b) < 1400 || !acceptsGzip(r) {
+		_, _ = w.Write(b)
+		return
+	}
+	h.Set("Content-Encoding", "gzip")
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // a valid level: no error
+	_, _ = zw.Write(b)
+	_ = zw.Close()
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(q, " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
 }
 
 // mergeRecent appends to each device's history the live points newer than
@@ -150,7 +204,7 @@ func mergeRecent(hist []series.Series, recent []*live.Update, q history.Query) [
 		}{{&u.Silver, &tl.silver, tl.lastSilver}, {&u.Gold, &tl.gold, tl.lastGold}} {
 			for k, t := range p.src.T {
 				if t > p.last && t < q.ToMS {
-					p.dst.Append(t, p.src.TempC[k], p.src.HumidityRH[k], p.src.PressurePa[k])
+					p.dst.AppendPoint(p.src.At(k))
 				}
 			}
 		}
@@ -169,8 +223,8 @@ func mergeRecent(hist []series.Series, recent []*live.Update, q history.Query) [
 		}
 		s := &hist[i]
 		for _, p := range []struct{ dst, src *series.Columns }{{&s.Silver, &tl.silver}, {&s.Gold, &tl.gold}} {
-			for k, t := range p.src.T {
-				p.dst.Append(t, p.src.TempC[k], p.src.HumidityRH[k], p.src.PressurePa[k])
+			for k := range p.src.T {
+				p.dst.AppendPoint(p.src.At(k))
 			}
 		}
 	}

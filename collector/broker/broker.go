@@ -150,7 +150,7 @@ func New(opts Options) (*Broker, error) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{srv: srv, log: opts.Logger, ctx: ctx, cancel: cancel, tls: tf != nil}
-	b.policy = &policy{b: b, opts: opts.Auth, anon: !authOn, lim: lim, stats: &b.stats}
+	b.policy = &policy{b: b, opts: opts.Auth, anon: !authOn, lim: lim, stats: &b.stats, retained: map[string]struct{}{}}
 	b.policy.deny.file = opts.Auth.DenyFile
 	b.policy.deny.onLoad = b.dropDenied
 	b.policy.deny.refresh(opts.Logger)

@@ -186,6 +186,7 @@ func (q *MQTT) Run(ctx context.Context) error {
 		}
 	})
 	client := paho.NewClient(co)
+	log.Info("connecting to the broker (retrying until it answers)", "client_id", opts.ClientID)
 	q.mu.Lock()
 	q.client = client
 	q.mu.Unlock()

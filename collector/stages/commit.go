@@ -52,7 +52,7 @@ func (p *Pipeline) recover(ctx context.Context) error {
 	p.f = newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages)
 	p.landed = map[string]landing.SeqRanges{}
 	p.segments, p.segSeen = map[string]landing.SeqRanges{}, map[string]*segProgress{}
-	p.bw = newBronzeWriter(0, p.opts.CompatibleBronze)
+	p.bw = delta.NewBronzeWriter(p.opts.CompatibleBronze)
 	p.goldDue = p.opts.Now().Add(p.opts.GoldInterval)
 	e, ok := p.tables[schema.Bronze].Snapshot().TxnVersion(AppID)
 	if !ok {
@@ -172,13 +172,13 @@ func (p *Pipeline) commitEpoch(ctx context.Context, e *epoch) error {
 		}
 		if _, done := e.adds[schema.Bronze]; !done && e.rows > 0 {
 			if e.bronzeData == nil {
-				data, err := e.bronze.close()
+				data, err := e.bronze.Close()
 				if err != nil {
 					return err
 				}
 				e.bronzeData = data
 			}
-			add, err := p.tables[schema.Bronze].PutFile(ctx, e.bronzeData, e.bronze.stats(), nil)
+			add, err := p.tables[schema.Bronze].PutFile(ctx, e.bronzeData, e.bronze.Stats(), nil)
 			if err != nil {
 				return err
 			}

@@ -83,7 +83,7 @@ type Pipeline struct {
 	segments map[string]landing.SeqRanges
 	segSeen  map[string]*segProgress
 	epochN   int64
-	bw       *bronzeWriter // the first epoch's, until the encoder takes it
+	bw       *delta.BronzeWriter // the first epoch's, until the encoder takes it
 	jobs     chan bronzeJob
 	rows     int64
 	batches  int64
@@ -209,7 +209,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	// (and the live feed) runs beside the Parquet encoding.
 	p.jobs = make(chan bronzeJob, 256)
 	encoderDone := make(chan struct{})
-	go func(bw *bronzeWriter) {
+	go func(bw *delta.BronzeWriter) {
 		defer close(encoderDone)
 		encodeBronze(p.jobs, bw, p.opts.Release)
 	}(p.bw)
@@ -439,7 +439,7 @@ type quarantined struct {
 // epoch is the work of one epoch, handed to the committer.
 type epoch struct {
 	n        int64
-	bronze   *bronzeWriter
+	bronze   *delta.BronzeWriter
 	rows     int64
 	silver   []schema.SilverRow
 	late     []schema.SilverLateRow
@@ -480,8 +480,8 @@ func (p *Pipeline) cut(final bool) error {
 	p.devStateSize = len(devices)
 	// The encoder hands over this epoch's bronze file once it has written
 	// every batch folded before the cut.
-	reply := make(chan *bronzeWriter, 1)
-	p.jobs <- bronzeJob{cut: reply, next: newBronzeWriter(int(p.rows)*4, p.opts.CompatibleBronze)} // at most ~4 bytes a reading compressed
+	reply := make(chan *delta.BronzeWriter, 1)
+	p.jobs <- bronzeJob{cut: reply, next: delta.NewBronzeWriter(p.opts.CompatibleBronze)}
 	bw := <-reply
 	e := &epoch{n: p.epochN, bronze: bw, rows: p.rows, silver: p.f.silver, late: p.f.late, gold: p.f.gold,
 		quar: p.quar, landed: landed, segments: segments, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(p.f.gold))}

@@ -39,14 +39,29 @@ var Ranges = map[string]time.Duration{
 	"24h": 24 * time.Hour,
 }
 
+// MinPoints is the fewest points per series a query may ask for.
+const MinPoints = 16
+
 // MaxSpan is the longest range a query may ask for.
 const MaxSpan = 31 * 24 * time.Hour
 
 // ParseQuery reads device=ID|all and range=1m|15m|1h|24h, or from=&to= in
-// unix milliseconds, from a request's query string. now is the current time;
+// unix milliseconds, and points= (per series, at most maxPoints), from a
+// request's query string. now is the current time;
 // a missing range means 15m.
 func ParseQuery(v url.Values, now time.Time, maxPoints int) (Query, error) {
 	q := Query{MaxPoints: maxPoints}
+	if p := v.Get("points"); p != "" {
+		// The page asks for about one point per pixel of its charts' width:
+		// what a card can draw, and no more.
+		n, err := strconv.Atoi(p)
+		if err != nil || n < MinPoints {
+			return q, fmt.Errorf("%w: points must be a whole number ≥ %d", ErrBadQuery, MinPoints)
+		}
+		if maxPoints <= 0 || n < maxPoints {
+			q.MaxPoints = n
+		}
+	}
 	switch d := v.Get("device"); {
 	case d == "" || d == "all":
 	case wire.ValidDeviceID(d):
