@@ -21,6 +21,7 @@ import (
 	dbsqllog "github.com/databricks/databricks-sql-go/logger"
 
 	"github.com/pilake/pilake/agent/redact"
+	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/live"
@@ -118,6 +119,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		Auth:         cfg.Auth,
 		Log:          log,
 		QueryTimeout: cfg.SQLTimeout,
+		AllowedHosts: hostcheck.Allowed(cfg.Listen, strings.Split(cfg.AllowedHosts, ",")),
+	}
+	if len(srv.AllowedHosts) == 0 {
+		log.Warn("serving any Host header: give --allowed-hosts (the names browsers use) to refuse DNS-rebinding requests")
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
