@@ -145,7 +145,17 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		// later, whose recovery lands everything in landing/ into bronze.
 		submit = nil
 	}
+	// With an external broker, agents learn what landed from landing acks
+	// (the broker's PUBACK says nothing about the lake); the embedded
+	// broker's PUBACK is sent after landing and is enough.
+	var acker *ingest.Acker
+	var onDurable func(string, uint64, uint64)
+	if cfg.Broker != "" {
+		acker = &ingest.Acker{Logger: log}
+		onDurable = acker.Landed
+	}
 	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger), Instance: instance,
+		OnDurable: onDurable,
 		QuarantineLimit: landing.QuarantineLimit{PerSecond: cfg.QuarantineRate, Burst: int(max(1, 10*cfg.QuarantineRate)),
 			BytesPerSecond: cfg.QuarantineBytesRate, BurstBytes: int(max(1, 16*cfg.QuarantineBytesRate))}})
 	if err != nil {
@@ -315,6 +325,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		// payload after a publish timed out.
 		publish = func(topic string, payload []byte) error { return q.Publish(topic, bytes.Clone(payload)) }
 		publishMu.Unlock()
+		acker.Publish = q.PublishAck
+		ingestWG.Add(1)
+		go func() {
+			defer ingestWG.Done()
+			acker.Run(ingestCtx)
+		}()
 		ingestWG.Add(1)
 		go func() {
 			defer ingestWG.Done()

@@ -187,7 +187,7 @@ func parseIdentityURI(u *url.URL) (Role, string, bool) {
 func (p *policy) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { p.ids.Delete(cl) }
 
 // OnACLCheck: devices publish their own telemetry and status topics,
-// exactly, and subscribe to nothing; dashboard and ops identities read live
+// exactly, and subscribe only to their own landing ack topic; dashboard and ops identities read live
 // updates and status and publish nothing. Anonymous clients (loopback, no
 // authentication configured) may read anything but publish only
 // well-formed telemetry and status topics (or topics outside pilake/v1/).
@@ -210,6 +210,9 @@ func (p *policy) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		allowed = id.role == RoleDevice && (topic == wire.TelemetryTopic(id.id) || topic == wire.StatusTopic(id.id))
 	case id.anon:
 		allowed = true
+	case id.role == RoleDevice:
+		// Its own landing ack topic, exactly (see AnnounceHook).
+		allowed = topic == wire.AckTopic(id.id)
 	default:
 		allowed = (id.role == RoleDashboard || id.role == RoleOps) &&
 			(strings.HasPrefix(topic, wire.LiveTopic("")) || strings.HasPrefix(topic, wire.StatusTopic("")))
