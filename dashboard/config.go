@@ -39,7 +39,9 @@ type Config struct {
 	Coalesce time.Duration
 	Ring     int
 	MaxLive  int
-	LogLevel string
+	// AllowedHosts: Host header names served besides the loopback names and the listen host.
+	AllowedHosts string
+	LogLevel     string
 
 	// Azure lake (used when AzureContainer is set).
 	AzureContainer, AzureConnectionString, AzureAccount, AzureEndpoint, AzurePrefix string
@@ -48,6 +50,9 @@ type Config struct {
 	// Databricks SQL source.
 	SQLSilverTable, SQLGoldTable string
 	SQLPoll, SQLTimeout          time.Duration
+	SQLMaxRows                   int
+	SQLPollHours                 string
+	SQLPollIdle                  bool
 	Databricks                   Databricks
 
 	// Auth for non-loopback listening (from the environment only).
@@ -57,7 +62,11 @@ type Config struct {
 // Databricks holds the SQL warehouse's connection settings.
 type Databricks struct {
 	Host, HTTPPath string
-	Token          Secret
+	// Token is a personal access token; or ClientID and ClientSecret are a
+	// service principal's OAuth machine-to-machine credentials.
+	Token        Secret
+	ClientID     string
+	ClientSecret Secret
 }
 
 // Auth is what a browser must present when the dashboard listens beyond loopback.
@@ -84,6 +93,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, e
 	fs.IntVar(&c.MaxPts, "max-points", 1500, "most points per series in a history response (server-side decimation)")
 	fs.DurationVar(&c.Coalesce, "coalesce", 100*time.Millisecond, "least time between two live messages to one browser")
 	fs.IntVar(&c.Ring, "ring", 16384, "live updates kept for browsers that reconnect (Last-Event-ID) and to fill the newest history the lake has not committed yet")
+	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated host names browsers use to reach the dashboard, besides localhost and the --listen host; other Host headers get 421 (DNS-rebinding defence)")
 	fs.IntVar(&c.MaxLive, "max-live-clients", 1000, "most concurrent live streams (browsers); more get 503")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.AzureContainer, "azure-container", "", "read the lake from this Azure Blob / ADLS Gen2 container instead of --lake")
@@ -97,6 +107,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, e
 	fs.StringVar(&c.SQLGoldTable, "sql-gold-table", "gold", "gold table name for --source databricks")
 	fs.DurationVar(&c.SQLPoll, "sql-poll", 2*time.Second, "how often --source databricks polls for new rows")
 	fs.DurationVar(&c.SQLTimeout, "sql-timeout", 30*time.Second, "bound on one history query or poll (both sources)")
+	fs.IntVar(&c.SQLMaxRows, "sql-max-rows", 2000000, "most rows one history request reads from --source databricks (more is an error, never a silent cut)")
+	fs.StringVar(&c.SQLPollHours, "sql-poll-hours", "", "poll --source databricks only between these local times (HH:MM-HH:MM; empty: always), so the warehouse can auto-stop off hours")
+	fs.BoolVar(&c.SQLPollIdle, "sql-poll-idle", false, "poll --source databricks even while no browser has the live view open (default: pause, so the warehouse can auto-stop)")
 	if err := conf.Load(fs, args, "PILAKE_", lookupEnv); err != nil {
 		return c, err
 	}
@@ -112,6 +125,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, e
 		Host:     env("SERVER_HOSTNAME", "DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HOST"),
 		HTTPPath: env("HTTP_PATH", "DATABRICKS_HTTP_PATH"),
 		Token:    Secret(env("ACCESS_TOKEN", "DATABRICKS_ACCESS_TOKEN", "DATABRICKS_TOKEN")),
+		// a service principal (OAuth M2M), named as the Databricks CLI and SDKs name them
+		ClientID:     env("CLIENT_ID", "DATABRICKS_CLIENT_ID"),
+		ClientSecret: Secret(env("CLIENT_SECRET", "DATABRICKS_CLIENT_SECRET")),
 	}
 	c.Auth = Auth{
 		Token:    Secret(env("PILAKE_DASHBOARD_TOKEN")),
@@ -146,15 +162,27 @@ func (c *Config) Validate() error {
 		if c.Databricks.HTTPPath == "" {
 			missing = append(missing, "HTTP_PATH")
 		}
-		if c.Databricks.Token == "" {
-			missing = append(missing, "ACCESS_TOKEN")
+		m2m := c.Databricks.ClientID != "" || c.Databricks.ClientSecret != ""
+		switch {
+		case c.Databricks.Token != "" && m2m:
+			errs = append(errs, errors.New("--source databricks: set ACCESS_TOKEN or CLIENT_ID and CLIENT_SECRET, not both"))
+		case m2m && (c.Databricks.ClientID == "" || c.Databricks.ClientSecret == ""):
+			missing = append(missing, "CLIENT_ID and CLIENT_SECRET (both)")
+		case !m2m && c.Databricks.Token == "":
+			missing = append(missing, "ACCESS_TOKEN (or CLIENT_ID and CLIENT_SECRET of a service principal)")
 		}
 		if len(missing) > 0 {
 			errs = append(errs, fmt.Errorf("--source databricks needs %s in the environment (or DATABRICKS_-prefixed)", strings.Join(missing, ", ")))
 		}
+		if _, err := history.ParseHours(c.SQLPollHours, time.Local); err != nil {
+			errs = append(errs, fmt.Errorf("--sql-poll-hours: %w", err))
+		}
+		if c.SQLMaxRows < 1 {
+			errs = append(errs, errors.New("--sql-max-rows must be positive"))
+		}
 		for _, t := range []string{c.SQLSilverTable, c.SQLGoldTable} {
 			if !history.ValidTableName(t) {
-				errs = append(errs, fmt.Errorf("table name %q: want [catalog.][schema.]table of letters, digits and _", t))
+				errs = append(errs, fmt.Errorf("table name %q: want [catalog.][schema.]table of letters, digits and _, or delta.`path`", t))
 			}
 		}
 		if c.SQLPoll <= 0 || c.SQLTimeout <= 0 {

@@ -20,6 +20,8 @@ import (
 	_ "github.com/databricks/databricks-sql-go" // registers the "databricks" driver
 	dbsqllog "github.com/databricks/databricks-sql-go/logger"
 
+	"github.com/pilake/pilake/agent/redact"
+	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/live"
@@ -49,7 +51,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// ReplaceAttr: no credential (a SAS signature in an Azure error's URL, a
+	// password in a broker URL) reaches the log.
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: redact.ReplaceAttr}))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -82,15 +86,23 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			return err
 		}
 		defer db.Close()
-		src := &history.SQL{DB: db, SilverTable: cfg.SQLSilverTable, GoldTable: cfg.SQLGoldTable, GoldN: int32(cfg.GoldN)}
+		src := &history.SQL{DB: db, SilverTable: cfg.SQLSilverTable, GoldTable: cfg.SQLGoldTable, GoldN: int32(cfg.GoldN),
+			MaxRows: cfg.SQLMaxRows, Log: log}
 		if err := src.Validate(); err != nil {
 			return err
 		}
 		hist = src
 		name := "databricks " + cfg.Databricks.Host
-		log.Info("history and live from Databricks SQL", "host", cfg.Databricks.Host, "http_path", cfg.Databricks.HTTPPath,
-			"token", cfg.Databricks.Token, "silver", cfg.SQLSilverTable, "gold", cfg.SQLGoldTable)
-		p := &history.Poller{Source: src, Hub: hub, Interval: cfg.SQLPoll, Timeout: cfg.SQLTimeout, Name: name, Log: log}
+		auth := []any{"token", cfg.Databricks.Token}
+		if cfg.Databricks.ClientID != "" {
+			auth = []any{"oauth_m2m_client_id", cfg.Databricks.ClientID, "client_secret", cfg.Databricks.ClientSecret}
+		}
+		hours, _ := history.ParseHours(cfg.SQLPollHours, time.Local) // checked by Validate
+		log.Info("history and live from Databricks SQL", append([]any{"host", cfg.Databricks.Host, "http_path", cfg.Databricks.HTTPPath,
+			"silver", cfg.SQLSilverTable, "gold", cfg.SQLGoldTable, "poll", cfg.SQLPoll, "poll_hours", cfg.SQLPollHours,
+			"poll_while_nobody_watches", cfg.SQLPollIdle}, auth...)...)
+		p := &history.Poller{Source: src, Hub: hub, Interval: cfg.SQLPoll, Timeout: cfg.SQLTimeout, Name: name, Log: log,
+			Hours: hours, OnlyWatched: !cfg.SQLPollIdle}
 		workers++
 		go func() { done <- p.Run(ctx) }()
 	}
@@ -107,6 +119,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		Auth:         cfg.Auth,
 		Log:          log,
 		QueryTimeout: cfg.SQLTimeout,
+		AllowedHosts: hostcheck.Allowed(cfg.Listen, strings.Split(cfg.AllowedHosts, ",")),
+	}
+	if len(srv.AllowedHosts) == 0 {
+		log.Warn("serving any Host header: give --allowed-hosts (the names browsers use) to refuse DNS-rebinding requests")
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -174,8 +190,10 @@ func openLake(ctx context.Context, cfg Config) (lake.Lake, string, error) {
 	return lk, "azure container " + cfg.AzureContainer, nil
 }
 
-// databricksDSN builds the databricks-sql-go DSN: token auth, port 443 unless
-// the host names one, telemetry off.
+// databricksDSN builds the databricks-sql-go DSN: a personal access token, or
+// a service principal's client id and secret (the driver's OAuth M2M: it
+// fetches and refreshes tokens from the workspace's OIDC endpoint), port 443
+// unless the host names one, telemetry off.
 func databricksDSN(d Databricks) string {
 	host := strings.TrimPrefix(strings.TrimPrefix(d.Host, "https://"), "http://")
 	host = strings.TrimSuffix(host, "/")
@@ -187,6 +205,10 @@ func databricksDSN(d Databricks) string {
 		path = "/" + path
 	}
 	u := url.URL{User: url.UserPassword("token", d.Token.Reveal()), Host: host, Path: path, RawQuery: "enableTelemetry=false"}
+	if d.ClientID != "" {
+		q := url.Values{"authType": {"OauthM2M"}, "clientID": {d.ClientID}, "clientSecret": {d.ClientSecret.Reveal()}, "enableTelemetry": {"false"}}
+		u.User, u.RawQuery = nil, q.Encode()
+	}
 	return strings.TrimPrefix(u.String(), "//")
 }
 

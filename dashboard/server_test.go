@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"io"
 	stdlog "log"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/internal/laketest"
@@ -110,6 +112,56 @@ func TestDatabricksDSN(t *testing.T) {
 	want := "token:dapi%2F+x@adb-1.azuredatabricks.net:443/sql/1.0/warehouses/abc?enableTelemetry=false"
 	if dsn != want {
 		t.Errorf("dsn %q, want %q", dsn, want)
+	}
+	// a service principal: the driver's OAuth M2M, no token in the DSN
+	d := Databricks{Host: "adb-1.azuredatabricks.net", HTTPPath: "/sql/1.0/warehouses/abc", ClientID: "sp-id", ClientSecret: "sp/secret"}
+	dsn = databricksDSN(d)
+	want = "adb-1.azuredatabricks.net:443/sql/1.0/warehouses/abc?authType=OauthM2M&clientID=sp-id&clientSecret=sp%2Fsecret&enableTelemetry=false"
+	if dsn != want {
+		t.Errorf("m2m dsn %q, want %q", dsn, want)
+	}
+	// the driver takes it (it refuses an M2M DSN without both id and secret)
+	db, err := openDatabricks(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Driver().(driver.DriverContext).OpenConnector(dsn); err != nil {
+		t.Errorf("driver refuses the M2M DSN: %v", err)
+	}
+	if _, err := db.Driver().(driver.DriverContext).OpenConnector(databricksDSN(Databricks{Host: "h", HTTPPath: "/p", ClientID: "sp-id"})); err == nil {
+		t.Error("driver accepts an M2M DSN without a secret: the test above proves nothing")
+	}
+}
+
+func TestDatabricksAuthConfig(t *testing.T) {
+	base := map[string]string{"SERVER_HOSTNAME": "h", "HTTP_PATH": "/p"}
+	with := func(kv ...string) func(string) (string, bool) {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return envOf(m)
+	}
+	for _, tc := range []struct {
+		env     func(string) (string, bool)
+		args    []string
+		wantErr string
+	}{
+		{env: with("DATABRICKS_CLIENT_ID", "id", "DATABRICKS_CLIENT_SECRET", "s")},
+		{env: with("CLIENT_ID", "id"), wantErr: "CLIENT_ID and CLIENT_SECRET"},
+		{env: with("ACCESS_TOKEN", "t", "CLIENT_ID", "id", "CLIENT_SECRET", "s"), wantErr: "not both"},
+		{env: with("ACCESS_TOKEN", "t"), args: []string{"--sql-poll-hours", "7-19"}, wantErr: "--sql-poll-hours"},
+		{env: with("ACCESS_TOKEN", "t"), args: []string{"--sql-poll-hours", "07:00-19:00", "--sql-max-rows", "1000"}},
+		{env: with("ACCESS_TOKEN", "t"), args: []string{"--sql-gold-table", "delta.`abfss://lake@a.dfs.core.windows.net/gold`"}},
+	} {
+		_, err := loadConfig(append([]string{"--source", "databricks"}, tc.args...), tc.env)
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("args %v: err %v, want %q", tc.args, err, tc.wantErr)
+		}
 	}
 }
 
@@ -384,5 +436,49 @@ func TestExampleConfigParses(t *testing.T) {
 	}
 	if c.Listen != "127.0.0.1:8050" || c.Ring != 16384 || c.SQLTimeout != 30*time.Second {
 		t.Errorf("%+v", c)
+	}
+}
+
+// TestHardening: issue 16 item 13. Unknown Host headers are refused (DNS
+// rebinding), a span that overflowed the 31-day check is refused, and the
+// asset directories are not listed.
+func TestHardening(t *testing.T) {
+	l, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := live.NewHub(64, nil)
+	s := &Server{History: history.NewLake(l, 8), Hub: hub, SSE: &live.SSE{Hub: hub}, Assets: web.FS(), MaxPoints: 1500,
+		AllowedHosts: hostcheck.Allowed("127.0.0.1:8050", []string{"dash.example.com"})}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	for _, tc := range []struct {
+		path, host string
+		want       int
+	}{
+		{"/api/devices", "", 200},
+		{"/api/devices", "dash.example.com", 200},
+		{"/api/devices", "attacker.example", 421},
+		{"/", "rebound.attacker.example:8050", 421},
+		{"/api/series?from=0&to=18446744073710", "", 400},
+		{"/api/series?from=1&to=9223372036854775807", "", 400},
+		{"/static/", "", 404},
+		{"/vendor/", "", 404},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+tc.path, nil)
+		if tc.host != "" {
+			req.Host = tc.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s (Host %q): %d, want %d", tc.path, tc.host, resp.StatusCode, tc.want)
+		}
+	}
+	if n := s.HostRefused.Load(); n != 2 {
+		t.Errorf("host refusals %d, want 2", n)
 	}
 }

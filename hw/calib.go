@@ -1,5 +1,7 @@
 package hw
 
+import "math"
+
 // Calibration holds a BME280's factory trimming parameters as stored in the
 // calibration registers 0x88..0xA1 and 0xE1..0xE7 (datasheet section 4.2.2,
 // "Trimming parameter readout"). The fake bus serves these bytes to the
@@ -118,6 +120,24 @@ func (c *Calibration) hum(raw, tFine int32) uint32 {
 		x = 419430400
 	}
 	return uint32(x >> 12)
+}
+
+// humStep returns the humidity output step, in %RH, around raw humidity raw
+// at tFine: the larger distance from hum(raw) to the nearest different
+// output above and below. Where the output is clamped (0 or 100 %RH) many
+// raw values give the same output, and the step is the jump to the first
+// value off the clamp. The output's own 1/1024 %RH is the least step.
+func (c *Calibration) humStep(raw, tFine int32) float64 {
+	f := func(r int32) int64 { return int64(c.hum(r, tFine)) }
+	out := f(raw)
+	var step int64
+	if up := searchUp(raw, maxRaw16, out+1, f); f(up) > out {
+		step = f(up) - out
+	}
+	if down := searchUp(0, raw, out, f); down > 0 && f(down-1) < out {
+		step = max(step, out-f(down-1))
+	}
+	return math.Max(float64(step), 1) / 1024
 }
 
 // Raw ADC ranges: temperature and pressure are 20-bit, humidity 16-bit.

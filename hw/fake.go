@@ -64,6 +64,20 @@ type FakeConfig struct {
 	// (see Stall) before failing with ErrStallTimeout, like a bus driver's
 	// timeout. It is measured with the real clock. 0 waits until Release.
 	StallTimeout time.Duration
+	// AcceptConfigInNormalMode makes config (0xF5) writes in normal mode
+	// take effect (t_sb from the next cycle, filter reset and changed at
+	// once). By default the fake ignores them, the worst case the datasheet
+	// allows ("writes to the config register in normal mode may be ignored",
+	// section 5.4.6), so that a driver that works against the fake works on
+	// every part; Stats.IgnoredConfigWrites counts them. Set it to run a
+	// driver that writes config after selecting normal mode (as Linux's
+	// bmp280 driver does) as on parts that accept such writes.
+	AcceptConfigInNormalMode bool
+	// Env, if set, replaces the signal model's noise-free environment (see
+	// Model.Env), for edge conditions: 0 or 100 %RH, −40 or 85 °C, 300 or
+	// 1100 hPa. The fake still adds the sensor's noise and filter.
+	// Humidity is clamped to 0..100 %RH.
+	Env func(t time.Time) Values
 }
 
 // Sample is what the fake's data registers currently hold, in physical units:
@@ -116,6 +130,7 @@ type Fake struct {
 	start         time.Time     // normal: start of the current cycle series
 	next          time.Time     // normal/forced: completion of the next conversion
 
+	nvmUntil  time.Time  // status im_update is set until then (power-on/reset NVM copy)
 	filt      [2]float64 // IIR memory for T and P
 	filtInit  [2]bool
 	truth     Sample
@@ -140,6 +155,13 @@ type Stats struct {
 	Failed      uint64 // transactions that returned an error
 	Conversions uint64 // conversions completed (updates of the data registers, including frozen ones)
 	Resets      uint64 // soft resets and Reset calls
+	// IgnoredConfigWrites counts config (0xF5) writes dropped because the
+	// device was in normal mode (see FakeConfig.AcceptConfigInNormalMode).
+	IgnoredConfigWrites uint64
+	// NVMCopyReads counts reads of the calibration registers while status
+	// im_update was set after a reset (the NVM was still being copied): a
+	// driver should wait for the bit to clear, as Bosch's does.
+	NVMCopyReads uint64
 }
 
 var _ i2c.Bus = (*Fake)(nil)
@@ -165,6 +187,8 @@ func NewFake(cfg FakeConfig) *Fake {
 	f.cal = parseCalibration(f.tph[:], f.hcal[:])
 	f.chipID = cfg.ChipID
 	f.resetLocked()
+	// The device has been powered for a while: its power-on NVM copy is over.
+	f.nvmUntil = time.Time{}
 	return f
 }
 
@@ -236,6 +260,10 @@ func (f *Fake) tx(addr uint16, w, r []byte) error {
 		}
 		if int(w[0])+len(r) > 0x100 {
 			return fmt.Errorf("hw: fake bus: reading %d bytes at 0x%02x runs past register 0xFF", len(r), w[0])
+		}
+		if end := int(w[0]) + len(r); f.cfg.Now().Before(f.nvmUntil) &&
+			(int(w[0]) < regCalib1+26 && end > regCalib1 || int(w[0]) < regCalib2+7 && end > regCalib2) {
+			f.stats.NVMCopyReads++
 		}
 		for i := range r {
 			r[i] = f.reg(w[0] + byte(i))
@@ -313,25 +341,47 @@ func (f *Fake) reg(a byte) byte {
 	return 0
 }
 
-// status returns register 0xF3: bit 3 "measuring" while a conversion runs.
-// Bit 0 "im_update" (NVM copy, about 2 ms after power-on) is not emulated:
-// it reads 0.
+// NVM copy times (status bit 0, im_update). After a power-on or soft reset
+// the trimming data are copied within the start-up time, 2 ms (datasheet
+// table 1, t_startup; Bosch's BME280_SensorAPI waits that long after a soft
+// reset before it polls the bit). The datasheet says the copy is also made
+// before every conversion but gives no duration; 50 µs at the start of each
+// measurement is pilake's assumption.
+const (
+	nvmCopyReset      = 2 * time.Millisecond
+	nvmCopyConversion = 50 * time.Microsecond
+)
+
+// status returns register 0xF3: bit 3 "measuring" while a conversion runs,
+// bit 0 "im_update" while the NVM is copied to the image registers (for
+// nvmCopyReset after a reset, and the first nvmCopyConversion of each
+// measurement).
 func (f *Fake) status() byte {
 	now := f.cfg.Now()
+	var st byte
+	if now.Before(f.nvmUntil) {
+		st |= 1
+	}
 	switch f.mode {
 	case modeForced:
 		if now.Before(f.next) {
-			return 1 << 3
+			st |= 1 << 3
+			if now.Before(f.next.Add(nvmCopyConversion - f.tMeas)) {
+				st |= 1
+			}
 		}
 	case modeNormal:
 		if now.Before(f.start) {
-			return 0
+			break
 		}
-		if now.Sub(f.start)%f.period < f.tMeas {
-			return 1 << 3
+		if in := now.Sub(f.start) % f.period; in < f.tMeas {
+			st |= 1 << 3
+			if in < nvmCopyConversion {
+				st |= 1
+			}
 		}
 	}
-	return 0
+	return st
 }
 
 func (f *Fake) write(reg, v byte) {
@@ -353,14 +403,21 @@ func (f *Fake) write(reg, v byte) {
 		}
 		f.setMode(mode(v&3), f.cfg.Now())
 	case regConfig:
-		// Datasheet 5.4.6: writes to config in normal mode may be ignored;
-		// the fake always ignores them, so software must go to sleep first.
-		if f.mode == modeNormal {
+		// Datasheet 5.4.6: writes to config in normal mode may be ignored.
+		// By default the fake ignores them (see AcceptConfigInNormalMode).
+		if f.mode == modeNormal && !f.cfg.AcceptConfigInNormalMode {
+			f.stats.IgnoredConfigWrites++
 			return
 		}
 		f.config = v &^ 0x02
 		// Datasheet 3.4.4: writing the filter setting resets the filter.
 		f.filtInit = [2]bool{}
+		if f.mode == modeNormal {
+			// The measurement under way or due next keeps its time; the
+			// new standby time applies after it.
+			f.period = f.tMeas + standbyTime(f.config>>5, f.isBME())
+			f.start = f.next.Add(-f.tMeas)
+		}
 	}
 }
 
@@ -374,7 +431,7 @@ func (f *Fake) setMode(m mode, now time.Time) {
 	case modeForced:
 		f.next = now.Add(f.tMeas)
 	case modeNormal:
-		f.period = f.tMeas + standbyTime(f.config>>5)
+		f.period = f.tMeas + standbyTime(f.config>>5, f.isBME())
 		f.start = now
 		f.next = now.Add(f.tMeas)
 	}
@@ -388,6 +445,7 @@ func (f *Fake) resetLocked() {
 	f.filtInit = [2]bool{}
 	f.truth = Sample{Seq: f.seq}
 	f.stats.Resets++
+	f.nvmUntil = f.cfg.Now().Add(nvmCopyReset)
 }
 
 // advance runs the conversions that completed up to now.
@@ -420,7 +478,7 @@ func (f *Fake) advance(now time.Time) {
 // plus sensor noise, the IIR filter, and (if publish) the data registers.
 func (f *Fake) convert(t time.Time, publish bool) {
 	f.stats.Conversions++
-	env := f.model.Env(t)
+	env := f.env(t)
 	ns := t.UnixNano()
 	osT, osP, osH := f.ctrl>>5&7, f.ctrl>>2&7, f.osrsH&7
 	coef := filterCoef(f.config >> 2)
@@ -474,6 +532,16 @@ func (f *Fake) convert(t time.Time, publish bool) {
 	f.truth = Sample{Values: v, Time: t, Seq: f.seq}
 }
 
+// env returns the noise-free environment at t: FakeConfig.Env or the model's.
+func (f *Fake) env(t time.Time) Values {
+	if f.cfg.Env == nil {
+		return f.model.Env(t)
+	}
+	v := f.cfg.Env(t)
+	v.HumRH = clamp(v.HumRH, 0, 100)
+	return v
+}
+
 // filter applies the IIR filter of datasheet 3.4.4 to channel ch:
 // new = (old·(c−1) + x)/c, initialised with the first value after a reset
 // or a filter-setting write.
@@ -515,8 +583,7 @@ func (f *Fake) Resolution() Values {
 		// The output is in 0.01 °C, but t_fine (used by P and H) is finer.
 		TempC:   math.Max(0.01, stepSize(rawT, stepT, func(r int32) float64 { return float64(f.cal.tFine(r)) / 5120 })),
 		PressPa: stepSize(rawP, stepP, func(r int32) float64 { return float64(f.cal.press(r, tf)) / 256 }),
-		// The humidity formula maps two adjacent raw values to one output.
-		HumRH: stepSize(rawH, 1, func(r int32) float64 { return float64(f.cal.hum(r, tf)) / 1024 }),
+		HumRH:   f.cal.humStep(rawH, tf),
 	}
 	// The compensated output itself is quantised (1/256 Pa, 1/1024 %RH).
 	res.PressPa = math.Max(res.PressPa, 1.0/256)

@@ -21,6 +21,7 @@ var normalOpts = bmxx80.Opts{
 func newSensor(t *testing.T, cfg FakeConfig) (*Fake, *Sensor, *testClock) {
 	t.Helper()
 	clk := newTestClock()
+	sleepOn(t, clk)
 	cfg.Now = clk.Now
 	f := NewFake(cfg)
 	t.Cleanup(func() { f.Close() })
@@ -30,6 +31,14 @@ func newSensor(t *testing.T, cfg FakeConfig) (*Fake, *Sensor, *testClock) {
 	}
 	clk.Add(firstConversion)
 	return f, s, clk
+}
+
+// sleepOn makes the Sensor's sleeps (waiting out an NVM copy) advance clk.
+func sleepOn(t *testing.T, clk *testClock) {
+	t.Helper()
+	prev := doSleep
+	doSleep = clk.Add
+	t.Cleanup(func() { doSleep = prev })
 }
 
 // firstConversion is enough time for the first conversion at ×1 (9.3 ms at most).

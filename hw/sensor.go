@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2creg"
@@ -31,6 +32,10 @@ var (
 	// lasts one measurement time (8 ms at ×1, up to 113 ms at ×16) after
 	// NewSensor or Reinit. Skip the reading; it is not a bus fault.
 	ErrNotReady = errors.New("sensor has not completed a conversion since it was configured")
+	// ErrNVMCopy means the sensor kept status bit 0 (im_update) set after a
+	// reset for longer than Bosch's driver waits (5 × 2 ms): its trimming
+	// data are not readable yet.
+	ErrNVMCopy = errors.New("sensor is still copying its trimming data from NVM (status im_update set)")
 	// ErrBadAddress means an address other than 0x76 or 0x77.
 	ErrBadAddress = errors.New("a BME280 answers at 0x76 (SDO to GND) or 0x77 (SDO to VDDIO) only")
 )
@@ -77,8 +82,9 @@ type Sensor struct {
 // Register addresses as write buffers, shared so that ReadFixed's Tx does
 // not allocate. Buses only read them.
 var (
-	txData = []byte{regData}
-	txCtrl = []byte{regCtrlHum}
+	txData   = []byte{regData}
+	txCtrl   = []byte{regCtrlHum}
+	txStatus = []byte{regStatus}
 )
 
 // Fixed is one reading in the BME280's fixed-point compensation outputs,
@@ -174,6 +180,9 @@ func (s *Sensor) Reinit() error {
 	if err != nil {
 		return err
 	}
+	if err := s.waitNVM(); err != nil {
+		return err
+	}
 	// The reset-value reading, computed from the device's own calibration,
 	// lets Sense recognise a reset without an extra transaction per poll.
 	var tph [26]byte
@@ -196,6 +205,32 @@ func (s *Sensor) Reinit() error {
 	s.dev, s.chipID, s.cal = dev, id, cal
 	s.resetEnv = driverEnv(&cal, resetRaw20, resetRaw20, resetRaw16, s.opts.Pressure != bmxx80.Off, id == ChipIDBME280 && s.opts.Humidity != bmxx80.Off)
 	return nil
+}
+
+// doSleep is time.Sleep; tests replace it with their manual clock.
+var doSleep = time.Sleep
+
+// waitNVM waits while the sensor copies its trimming data from NVM after a
+// power-on or reset (status bit 0, im_update; datasheet section 5.4.4), as
+// Bosch's BME280_SensorAPI does after a soft reset: up to 5 waits of the
+// 2 ms start-up time. Reinit runs after a reset, so the calibration it reads
+// next must not be caught mid-copy. The bit is also set briefly before every
+// conversion; a sensor that is converting (ctrl_meas mode not sleep) has
+// not just been reset, so that is not waited for (Bosch does not either).
+func (s *Sensor) waitNVM() error {
+	var b [2]byte // 0xF3 status, 0xF4 ctrl_meas
+	for try := 0; ; try++ {
+		if err := s.bus.Tx(s.addr, txStatus, b[:]); err != nil {
+			return fmt.Errorf("hw: reading the status of the sensor at 0x%02x on %s: %w", s.addr, s.bus, err)
+		}
+		if b[0]&1 == 0 || b[1]&3 != 0 {
+			return nil
+		}
+		if try == 5 {
+			return fmt.Errorf("hw: sensor at 0x%02x on %s: %w", s.addr, s.bus, ErrNVMCopy)
+		}
+		doSleep(nvmCopyReset)
+	}
 }
 
 // defaultCheckEvery: Sense checks the control registers once per this many
@@ -329,7 +364,7 @@ func (s *Sensor) ChipID() byte {
 }
 
 // Rate returns the sensor's conversion rate for its options.
-func (s *Sensor) Rate() Rate { return ConversionRate(&s.opts, s.HasHumidity()) }
+func (s *Sensor) Rate() Rate { return ConversionRateFor(&s.opts, s.ChipID()) }
 
 // String describes the sensor.
 func (s *Sensor) String() string {

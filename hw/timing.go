@@ -57,14 +57,20 @@ func filterCoef(field byte) float64 {
 	return 16
 }
 
-// standbyTime returns t_standby for the config t_sb field of a BME280
-// (datasheet section 5.4.6, config): 0.5, 62.5, 125, 250, 500, 1000, 10, 20 ms.
-func standbyTime(field byte) time.Duration {
-	return [8]time.Duration{
+// standbyTime returns t_standby for the config t_sb field (datasheet section
+// 5.4.6, config): 0.5, 62.5, 125, 250, 500, 1000 ms for codes 0..5; codes 6
+// and 7 are 10 and 20 ms on a BME280 but 2000 and 4000 ms on a BMP280
+// (BMP280 data sheet, table 11).
+func standbyTime(field byte, bme bool) time.Duration {
+	t := [8]time.Duration{
 		500 * time.Microsecond, 62500 * time.Microsecond, 125 * time.Millisecond,
 		250 * time.Millisecond, 500 * time.Millisecond, time.Second,
 		10 * time.Millisecond, 20 * time.Millisecond,
-	}[field&7]
+	}
+	if !bme {
+		t[6], t[7] = 2*time.Second, 4*time.Second
+	}
+	return t[field&7]
 }
 
 // measureTime returns the active measurement time for oversampling counts
@@ -95,8 +101,22 @@ func noiseTemp(n int) float64 { return 0.005 / math.Sqrt(float64(n)) }
 // noisePress: 3.3 Pa at ×1 and 1.3 Pa at ×16, a power law in between.
 func noisePress(n int) float64 { return 3.3 * math.Pow(float64(n), -0.336) }
 
-// noiseHum: 0.02 %RH at ×1, falling as 1/√n.
-func noiseHum(n int) float64 { return 0.02 / math.Sqrt(float64(n)) }
+// noiseHum: the BME280 data sheet's RMS humidity noise per oversampling
+// (section 3.6, noise in humidity): 0.07, 0.05, 0.04, 0.03, 0.02 %RH at ×1,
+// ×2, ×4, ×8, ×16. The 0.02 %RH of section 1 is the ×16 figure.
+func noiseHum(n int) float64 {
+	switch {
+	case n <= 1:
+		return 0.07
+	case n == 2:
+		return 0.05
+	case n <= 4:
+		return 0.04
+	case n <= 8:
+		return 0.03
+	}
+	return 0.02
+}
 
 // Rate is a conversion rate of a real sensor.
 type Rate struct {
@@ -113,8 +133,21 @@ type Rate struct {
 // mode (opts.Filter != NoFilter and opts.Standby != 0, as bmxx80 decides)
 // the rate is 1/(t_measure + t_standby), with the standby time bmxx80 picks
 // for opts.Standby. In forced mode it is the upper bound 1/t_measure. Polling
-// faster than this returns repeated values.
+// faster than this returns repeated values. humidity false means humidity is
+// skipped. For a BMP280, whose standby table differs, use ConversionRateFor.
 func ConversionRate(opts *bmxx80.Opts, humidity bool) Rate {
+	return conversionRate(opts, humidity, true)
+}
+
+// ConversionRateFor is ConversionRate for the chip with id chipID
+// (ChipIDBME280 or ChipIDBMP280, which has no humidity and a standby table
+// that goes to 4 s).
+func ConversionRateFor(opts *bmxx80.Opts, chipID byte) Rate {
+	bme := chipID != ChipIDBMP280
+	return conversionRate(opts, bme && opts.Humidity != bmxx80.Off, bme)
+}
+
+func conversionRate(opts *bmxx80.Opts, humidity, bme bool) Rate {
 	h := 0
 	if humidity {
 		h = osrsCount(byte(opts.Humidity))
@@ -123,23 +156,23 @@ func ConversionRate(opts *bmxx80.Opts, humidity bool) Rate {
 	r := Rate{Measure: measureTime(t, p, h, false)}
 	tmax := measureTime(t, p, h, true)
 	if opts.Filter != bmxx80.NoFilter && opts.Standby != 0 {
-		r.Standby = standbyTime(standbyField(opts.Standby))
+		r.Standby = standbyTime(standbyField(opts.Standby, bme), bme)
 	}
 	r.Typical = 1 / (r.Measure + r.Standby).Seconds()
 	r.Min = 1 / (tmax + r.Standby).Seconds()
 	return r
 }
 
-// standbyField mirrors bmxx80's choice of t_sb for a requested standby on a
-// BME280: the longest table entry not above the request, with 0.5 ms below
-// 10 ms.
-func standbyField(d time.Duration) byte {
+// standbyField mirrors bmxx80's choice of t_sb for a requested standby: the
+// longest table entry not above the request, with 0.5 ms below 10 ms; a
+// BME280 has 10 and 20 ms and stops at 1 s, a BMP280 goes on to 2 and 4 s.
+func standbyField(d time.Duration, bme bool) byte {
 	switch {
 	case d < 10*time.Millisecond:
 		return 0
-	case d < 20*time.Millisecond:
+	case bme && d < 20*time.Millisecond:
 		return 6
-	case d < 62500*time.Microsecond:
+	case bme && d < 62500*time.Microsecond:
 		return 7
 	case d < 125*time.Millisecond:
 		return 1
@@ -149,6 +182,10 @@ func standbyField(d time.Duration) byte {
 		return 3
 	case d < time.Second:
 		return 4
+	case bme || d < 2*time.Second:
+		return 5
+	case d < 4*time.Second:
+		return 6
 	}
-	return 5
+	return 7
 }

@@ -93,6 +93,28 @@ type RemoveFile struct {
 	Size                 int64             `json:"size,omitempty"`
 }
 
+// MarshalJSON writes r; with ExtendedFileMetadata set, partitionValues
+// and size are always present (an unpartitioned table's as {}), as the
+// flag promises.
+func (r RemoveFile) MarshalJSON() ([]byte, error) {
+	type plain RemoveFile
+	if !r.ExtendedFileMetadata {
+		return json.Marshal(plain(r))
+	}
+	pv := r.PartitionValues
+	if pv == nil {
+		pv = map[string]string{}
+	}
+	return json.Marshal(struct {
+		Path                 string            `json:"path"`
+		DeletionTimestamp    int64             `json:"deletionTimestamp"`
+		DataChange           bool              `json:"dataChange"`
+		ExtendedFileMetadata bool              `json:"extendedFileMetadata"`
+		PartitionValues      map[string]string `json:"partitionValues"`
+		Size                 int64             `json:"size"`
+	}{r.Path, r.DeletionTimestamp, r.DataChange, true, pv, r.Size})
+}
+
 // Txn is an application transaction identifier: the latest version of an
 // application's progress committed to the table, for exactly-once writes.
 type Txn struct {

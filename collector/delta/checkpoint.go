@@ -159,10 +159,11 @@ func (t *Table) carryTombstones(ctx context.Context, w *parquet.GenericWriter[cp
 			if rm == nil || rm.DeletionTimestamp == nil || *rm.DeletionTimestamp < cutoff {
 				continue
 			}
-			if _, ok := t.snap.files[rm.Path]; ok {
+			p := canonicalOrRaw(rm.Path)
+			if _, ok := t.snap.files[p]; ok {
 				continue
 			}
-			if _, ok := t.snap.tombstones[rm.Path]; ok {
+			if _, ok := t.snap.tombstones[p]; ok {
 				continue
 			}
 			rm.DataChange = false

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"path"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,8 +24,8 @@ type Snapshot struct {
 	Protocol Protocol
 	Metadata Metadata
 
-	files      map[string]AddFile
-	tombstones map[string]RemoveFile
+	files      map[string]AddFile    // by CanonicalPath
+	tombstones map[string]RemoveFile // by CanonicalPath
 	txns       map[string]Txn
 
 	// A lean snapshot (a writer's: Table) does not hold the tombstones of
@@ -90,11 +90,19 @@ func (s *Snapshot) apply(actions []Action) error {
 			if a.Add.Path == "" {
 				return fmt.Errorf("%w: add action without path", ErrCorruptLog)
 			}
-			s.files[a.Add.Path] = *a.Add
-			delete(s.tombstones, a.Add.Path)
+			p, err := CanonicalPath(a.Add.Path)
+			if err != nil {
+				return err
+			}
+			s.files[p] = *a.Add
+			delete(s.tombstones, p)
 		case a.Remove != nil:
-			delete(s.files, a.Remove.Path)
-			s.tombstones[a.Remove.Path] = *a.Remove
+			p, err := CanonicalPath(a.Remove.Path)
+			if err != nil {
+				return err
+			}
+			delete(s.files, p)
+			s.tombstones[p] = *a.Remove
 		case a.Txn != nil:
 			s.txns[a.Txn.AppID] = *a.Txn
 		}
@@ -181,6 +189,31 @@ func loadFromLastCheckpoint(ctx context.Context, l lake.Lake, table string, lean
 }
 
 func loadByListing(ctx context.Context, l lake.Lake, table string, lean bool) (*Snapshot, error) {
+	return loadVersion(ctx, l, table, math.MaxInt64, lean)
+}
+
+// LoadVersion returns table's snapshot at version v (time travel): the
+// newest checkpoint not newer than v, then the commits up to v. It fails
+// (ErrCorruptLog) when the log no longer holds what v needs.
+func LoadVersion(ctx context.Context, l lake.Lake, table string, v int64) (*Snapshot, error) {
+	if v < 0 {
+		return nil, fmt.Errorf("loading %s at version %d: %w", table, v, ErrNoTable)
+	}
+	s, err := loadVersion(ctx, l, table, v, false)
+	if err != nil {
+		return nil, err
+	}
+	if s.Version != v {
+		return nil, fmt.Errorf("loading %s at version %d: the log ends at %d: %w", table, v, s.Version, ErrNoTable)
+	}
+	return s, nil
+}
+
+// loadVersion lists the log's direct children (a stray file in a
+// subdirectory such as _delta_log/.tmp/ is not part of the log) and replays
+// the newest checkpoint not newer than maxV and the commits after it, in
+// version order, up to maxV.
+func loadVersion(ctx context.Context, l lake.Lake, table string, maxV int64, lean bool) (*Snapshot, error) {
 	objs, err := l.List(ctx, LogDir(table))
 	if err != nil {
 		return nil, fmt.Errorf("loading delta table %s: %w", table, err)
@@ -188,17 +221,21 @@ func loadByListing(ctx context.Context, l lake.Lake, table string, lean bool) (*
 	var commits []int64
 	cp := int64(-1)
 	for _, o := range objs {
-		base := path.Base(o.Name)
+		base := strings.TrimPrefix(o.Name, LogDir(table))
+		if strings.Contains(base, "/") {
+			continue
+		}
 		if v, ok := strings.CutSuffix(base, ".json"); ok && len(v) == 20 {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 && n <= maxV {
 				commits = append(commits, n)
 			}
 		} else if v, ok := strings.CutSuffix(base, ".checkpoint.parquet"); ok && len(v) == 20 {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > cp {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > cp && n <= maxV {
 				cp = n
 			}
 		}
 	}
+	slices.Sort(commits)
 	if len(commits) == 0 && cp < 0 {
 		return nil, fmt.Errorf("loading delta table %s: %w", table, ErrNoTable)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"reflect"
 	"strings"
 
@@ -97,19 +96,15 @@ func readFile[T any](ctx context.Context, l lake.Lake, table string, f AddFile, 
 	}
 }
 
-// dataPath maps an add action's (URI-encoded, relative) path to an object name.
+// dataPath maps an add action's (URI-encoded, relative) path to an object
+// name: the decoded path (CanonicalPath) below the table.
 func dataPath(table, p string) (string, error) {
-	if strings.Contains(p, "://") || strings.HasPrefix(p, "/") {
+	if isAbsolute(p) {
 		return "", fmt.Errorf("reading %s: absolute data file path %q: %w", table, p, ErrUnsupported)
 	}
-	if strings.Contains(p, "%") {
-		// Our writers never escape (partition values are device ids), but
-		// other writers may: unescape.
-		u, err := unescape(p)
-		if err != nil {
-			return "", fmt.Errorf("reading %s: data file path %q: %w", table, p, err)
-		}
-		p = u
+	p, err := CanonicalPath(p)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", table, err)
 	}
 	name := table + "/" + p
 	if err := lake.CheckName(name); err != nil {
@@ -141,8 +136,4 @@ func partitionSetters[T any]() (map[string]func(*T, string), error) {
 		out[name] = func(p *T, v string) { reflect.ValueOf(p).Elem().FieldByIndex(idx).SetString(v) }
 	}
 	return out, nil
-}
-
-func unescape(p string) (string, error) {
-	return url.PathUnescape(p)
 }

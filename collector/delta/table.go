@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -187,11 +186,37 @@ func (t *Table) Refresh(ctx context.Context) error {
 
 func (t *Table) commitInfo(op string) map[string]any {
 	return map[string]any{
-		"timestamp":     t.opts.Now().UnixMilli(),
-		"operation":     op,
-		"engineInfo":    "pilake",
-		"isBlindAppend": op == "WRITE" || op == "STREAMING UPDATE",
+		"timestamp":           t.opts.Now().UnixMilli(),
+		"operation":           op,
+		"operationParameters": t.operationParameters(op),
+		"engineInfo":          "pilake",
+		"isBlindAppend":       op == "WRITE" || op == "STREAMING UPDATE",
 	}
+}
+
+// operationParameters are commitInfo's operationParameters for op, shaped
+// as Delta's own (every value a string, lists and maps JSON-encoded), which
+// DESCRIBE HISTORY shows.
+func (t *Table) operationParameters(op string) map[string]string {
+	parts, _ := json.Marshal(nonNilSlice(t.opts.PartitionColumns))
+	switch op {
+	case "CREATE TABLE":
+		return map[string]string{"isManaged": "false", "description": t.opts.Description, "partitionBy": string(parts), "properties": "{}"}
+	case "WRITE":
+		return map[string]string{"mode": "Append", "partitionBy": string(parts)}
+	case "STREAMING UPDATE":
+		return map[string]string{"outputMode": "Append"}
+	case "OPTIMIZE":
+		return map[string]string{"predicate": "[]", "zOrderBy": "[]", "auto": "true"}
+	}
+	return map[string]string{}
+}
+
+func nonNilSlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // Commit writes actions as the table's next version, put-if-absent. If
@@ -265,7 +290,7 @@ func conflicts(ours []Action, winners [][]Action) error {
 			apps[a.Txn.AppID] = true
 		}
 		if a.Remove != nil {
-			removes[a.Remove.Path] = true
+			removes[canonicalOrRaw(a.Remove.Path)] = true
 		}
 	}
 	for _, w := range winners {
@@ -275,7 +300,7 @@ func conflicts(ours []Action, winners [][]Action) error {
 				return fmt.Errorf("%w: metadata or protocol changed", ErrConflict)
 			case a.Txn != nil && apps[a.Txn.AppID]:
 				return fmt.Errorf("%w: application %s committed concurrently", ErrConflict, a.Txn.AppID)
-			case a.Remove != nil && removes[a.Remove.Path]:
+			case a.Remove != nil && removes[canonicalOrRaw(a.Remove.Path)]:
 				return fmt.Errorf("%w: file %s removed concurrently", ErrConflict, a.Remove.Path)
 			}
 		}
@@ -283,6 +308,12 @@ func conflicts(ours []Action, winners [][]Action) error {
 	return nil
 }
 
+func canonicalOrRaw(p string) string {
+	if c, err := CanonicalPath(p); err == nil {
+		return c
+	}
+	return p
+}
 // PutFile stores an encoded Parquet data file (see EncodeParquet) under a new
 // unique name in the table and returns its add action (dataChange=true).
 func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionValues map[string]string) (AddFile, error) {
@@ -292,7 +323,7 @@ func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionVal
 		if !ok {
 			return AddFile{}, fmt.Errorf("storing data file in %s: no value for partition column %s", t.name, c)
 		}
-		rel += url.PathEscape(c) + "=" + url.PathEscape(v) + "/"
+		rel += HivePartitionDir(c, v) + "/"
 	}
 	if len(partitionValues) != len(t.opts.PartitionColumns) {
 		return AddFile{}, fmt.Errorf("storing data file in %s: partition values %v for columns %v", t.name, partitionValues, t.opts.PartitionColumns)
@@ -317,7 +348,7 @@ func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionVal
 	for k, v := range partitionValues {
 		pv[k] = v
 	}
-	return AddFile{Path: rel, PartitionValues: pv, Size: int64(len(data)), ModificationTime: t.opts.Now().UnixMilli(),
+	return AddFile{Path: EncodePath(rel), PartitionValues: pv, Size: int64(len(data)), ModificationTime: t.opts.Now().UnixMilli(),
 		DataChange: true, Stats: string(stats)}, nil
 }
 

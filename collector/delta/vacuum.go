@@ -2,34 +2,61 @@ package delta
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pilake/pilake/collector/lake"
 )
 
-// Vacuum deletes the table's data files that no live add action references
-// and that are older than retention: files removed by compaction (once
-// readers of older versions no longer need them) and files of commits that
-// never happened (a writer that failed between writing a file and
-// committing it). Like Delta's VACUUM it never touches _delta_log or other
-// names starting with '_' or '.'. It returns how many files it deleted.
-// retention below an hour is refused: a concurrent writer's files are not
-// yet committed.
+// Vacuum deletes the table's data files that the table no longer needs, as
+// Delta's VACUUM does: a file is kept while a live add action references it
+// or a remove action whose deletionTimestamp is within retention does
+// (readers of the versions before the remove still read it); any other
+// file is deleted once it is older than retention (its modification time):
+// files removed longer ago than retention, and files of commits that never
+// happened (a writer that failed between writing a file and committing it).
+// Paths are compared decoded (CanonicalPath): a file in a Hive-escaped
+// partition directory matches its URI-encoded add.path. Like Delta's VACUUM
+// it never touches _delta_log or other names starting with '_' or '.'. A
+// tombstone without a deletionTimestamp keeps its file until the file is
+// older than retention. It returns how many files it deleted. retention
+// below an hour is refused: a concurrent writer's files are not yet
+// committed. A table whose live files have absolute paths is refused
+// (ErrUnsupported): they might lie below the table under a name this
+// comparison cannot see.
 func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error) {
 	if retention < time.Hour {
 		return 0, fmt.Errorf("vacuuming %s: retention %v is under an hour", t.name, retention)
 	}
-	if err := t.Refresh(ctx); err != nil {
+	// The whole state, with the tombstones of the last checkpoint (a
+	// Table's own snapshot leaves those out of memory).
+	snap, err := Load(ctx, t.l, t.name)
+	if err != nil {
 		return 0, fmt.Errorf("vacuuming %s: %w", t.name, err)
+	}
+	cutoff := t.opts.Now().Add(-retention)
+	keep := map[string]bool{}
+	for p, f := range snap.files {
+		if isAbsolute(f.Path) {
+			return 0, fmt.Errorf("vacuuming %s: live file with absolute path %q: %w", t.name, f.Path, ErrUnsupported)
+		}
+		keep[p] = true
+	}
+	for p, r := range snap.tombstones {
+		if r.DeletionTimestamp == 0 || r.DeletionTimestamp >= cutoff.UnixMilli() {
+			keep[p] = true
+		}
 	}
 	objs, err := t.l.List(ctx, t.name+"/")
 	if err != nil {
 		return 0, fmt.Errorf("vacuuming %s: %w", t.name, err)
 	}
-	cutoff := t.opts.Now().Add(-retention)
 	n := 0
 	for _, o := range objs {
 		rel := strings.TrimPrefix(o.Name, t.name+"/")
@@ -39,10 +66,7 @@ func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error
 				hidden = true
 			}
 		}
-		if hidden || !strings.HasSuffix(rel, ".parquet") || !o.ModTime.Before(cutoff) {
-			continue
-		}
-		if _, live := t.snap.files[rel]; live {
+		if hidden || !strings.HasSuffix(rel, ".parquet") || keep[rel] || !o.ModTime.Before(cutoff) {
 			continue
 		}
 		if err := t.l.Delete(ctx, o.Name); err != nil {
@@ -53,57 +77,157 @@ func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error
 	return n, nil
 }
 
-// CleanupLog deletes log entries that the latest checkpoint makes
-// unnecessary and that are older than retention (the protocol's metadata
-// cleanup; Delta's delta.logRetentionDuration defaults to 30 days): JSON
-// commits up to that checkpoint's version and older checkpoints. Readers
-// start from _last_checkpoint, so nothing they need is removed; only time
-// travel before the checkpoint is lost. It returns how many objects it deleted.
+// logEntry is a file directly in _delta_log that metadata cleanup may delete.
+type logEntry struct {
+	name    string
+	version int64
+	kind    string // "commit", "checkpoint" (classic or a part), "crc", "compacted"
+	modTime time.Time
+}
+
+// parseLogName recognises the log's file names: NNN.json, NNN.checkpoint.parquet,
+// NNN.checkpoint.P.N.parquet, NNN.checkpoint.UUID.json|parquet, NNN.crc,
+// NNN.MMM.compacted.json (version: the start version). Anything else is not
+// a log entry.
+func parseLogName(base string) (v int64, kind string, ok bool) {
+	if len(base) < 21 || base[20] != '.' {
+		return 0, "", false
+	}
+	v, err := strconv.ParseInt(base[:20], 10, 64)
+	if err != nil || v < 0 {
+		return 0, "", false
+	}
+	rest := base[21:]
+	switch {
+	case rest == "json":
+		return v, "commit", true
+	case rest == "crc":
+		return v, "crc", true
+	case strings.HasPrefix(rest, "checkpoint.") && (strings.HasSuffix(rest, ".parquet") || strings.HasSuffix(rest, ".json")):
+		return v, "checkpoint", true
+	case len(rest) == 35 && strings.HasSuffix(rest, ".compacted.json"):
+		if _, err := strconv.ParseInt(rest[:20], 10, 64); err == nil {
+			return v, "compacted", true
+		}
+	}
+	return 0, "", false
+}
+
+// CleanupLog deletes log entries no version within retention needs, by the
+// protocol's metadata cleanup: the cutoff commit is the newest commit not
+// newer than now - retention (by its file's modification time); the cutoff
+// checkpoint the newest complete checkpoint not newer than the cutoff
+// commit. Commits, checkpoints and .crc files before the cutoff checkpoint's
+// version are deleted, and log compaction files starting at or before it;
+// the cutoff checkpoint, its own commit and everything after stay, so every
+// version from the cutoff commit on can still be reconstructed (time
+// travel, DESCRIBE HISTORY). Without such a checkpoint nothing is deleted.
+// Only direct children of _delta_log are considered; sidecar files are left
+// alone. Delta's delta.logRetentionDuration defaults to 30 days. It returns
+// how many objects it deleted.
 func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, error) {
 	if retention < time.Hour {
 		return 0, fmt.Errorf("cleaning the log of %s: retention %v is under an hour", t.name, retention)
-	}
-	data, err := t.l.Get(ctx, LastCheckpointName(t.name))
-	if err != nil {
-		return 0, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
-	}
-	var lc LastCheckpoint
-	if err := json.Unmarshal(data, &lc); err != nil {
-		return 0, fmt.Errorf("cleaning the log of %s: %w: _last_checkpoint: %v", t.name, ErrCorruptLog, err)
-	}
-	if _, err := t.l.Get(ctx, CheckpointName(t.name, lc.Version)); err != nil {
-		return 0, fmt.Errorf("cleaning the log of %s: checkpoint %d: %w", t.name, lc.Version, err)
 	}
 	objs, err := t.l.List(ctx, LogDir(t.name))
 	if err != nil {
 		return 0, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
 	}
 	cutoff := t.opts.Now().Add(-retention)
-	n := 0
+	var entries []logEntry
+	cutoffCommit := int64(-1)
+	checkpoints := map[int64][]string{} // version → its checkpoint files
 	for _, o := range objs {
-		base := path.Base(o.Name)
-		var v int64
-		switch {
-		case len(base) == 25 && strings.HasSuffix(base, ".json"):
-			v, err = strconv.ParseInt(base[:20], 10, 64)
-			if err != nil || v > lc.Version {
-				continue
-			}
-		case len(base) == 39 && strings.HasSuffix(base, ".checkpoint.parquet"):
-			v, err = strconv.ParseInt(base[:20], 10, 64)
-			if err != nil || v >= lc.Version {
-				continue
-			}
-		default:
+		rel := strings.TrimPrefix(o.Name, LogDir(t.name))
+		if strings.Contains(rel, "/") {
 			continue
 		}
-		if !o.ModTime.Before(cutoff) {
+		v, kind, ok := parseLogName(rel)
+		if !ok {
 			continue
 		}
-		if err := t.l.Delete(ctx, o.Name); err != nil {
+		entries = append(entries, logEntry{name: o.Name, version: v, kind: kind, modTime: o.ModTime})
+		switch kind {
+		case "commit":
+			if !o.ModTime.After(cutoff) && v > cutoffCommit {
+				cutoffCommit = v
+			}
+		case "checkpoint":
+			checkpoints[v] = append(checkpoints[v], path.Base(o.Name))
+		}
+	}
+	if cutoffCommit < 0 {
+		return 0, nil
+	}
+	cutoffCP := int64(-1)
+	for _, v := range slices.Backward(slices.Sorted(maps.Keys(checkpoints))) {
+		if v <= cutoffCommit && checkpointComplete(checkpoints[v]) {
+			cutoffCP = v
+			break
+		}
+	}
+	if cutoffCP < 0 {
+		return 0, nil
+	}
+	// The cutoff checkpoint must be readable before anything it replaces goes.
+	if err := checkCheckpointReadable(ctx, t.l, t.name, cutoffCP, checkpoints[cutoffCP]); err != nil {
+		return 0, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
+	}
+	n := 0
+	for _, e := range entries {
+		del := e.version < cutoffCP
+		if e.kind == "compacted" {
+			del = e.version <= cutoffCP
+		}
+		if !del {
+			continue
+		}
+		if err := t.l.Delete(ctx, e.name); err != nil && !errors.Is(err, lake.ErrNotFound) {
 			return n, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
 		}
 		n++
 	}
 	return n, nil
+}
+
+// checkpointComplete reports whether a version's checkpoint files hold a
+// whole checkpoint: a classic one, a UUID-named (v2) one, or every part
+// of a multi-part one.
+func checkpointComplete(files []string) bool {
+	parts := map[int]map[int]bool{} // part count → parts present
+	for _, f := range files {
+		rest := f[len("00000000000000000000.checkpoint."):]
+		if rest == "parquet" {
+			return true
+		}
+		fields := strings.Split(rest, ".")
+		if len(fields) == 2 { // UUID.json or UUID.parquet
+			return true
+		}
+		if len(fields) == 3 && fields[2] == "parquet" {
+			p, err1 := strconv.Atoi(fields[0])
+			n, err2 := strconv.Atoi(fields[1])
+			if err1 != nil || err2 != nil || p < 1 || n < 1 || p > n {
+				continue
+			}
+			if parts[n] == nil {
+				parts[n] = map[int]bool{}
+			}
+			parts[n][p] = true
+			if len(parts[n]) == n {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkCheckpointReadable reads the classic checkpoint at v, if that is what
+// v has (other kinds are checked by their presence only).
+func checkCheckpointReadable(ctx context.Context, l lake.Lake, table string, v int64, files []string) error {
+	if !slices.Contains(files, path.Base(CheckpointName(table, v))) {
+		return nil
+	}
+	s := newSnapshot()
+	return s.readCheckpoint(ctx, l, table, v)
 }
