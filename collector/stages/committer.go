@@ -35,7 +35,9 @@ type committer struct {
 	goldRows   []schema.GoldRow
 	goldDue    time.Time
 
-	compactions int // compaction rounds
+	compactions int       // compaction rounds
+	maintained  time.Time // last vacuum, log cleanup and landing lifecycle round
+	landing     landingPositions
 }
 
 func newCommitter(p *Pipeline) *committer {
@@ -165,8 +167,11 @@ func (c *committer) commitEpoch(ctx context.Context, e *epoch) error {
 		}
 		e.filesOK = true
 	}
+	if c.landing.From.IsZero() && !e.landingHint.IsZero() {
+		c.landing.From = e.landingHint
+	}
 	if !e.cpOK {
-		cp := checkpoint{Epoch: e.n, WindowUS: c.opts.Window.Microseconds(), LatenessUS: c.opts.AllowedLateness.Microseconds(), MovingAverages: c.opts.MovingAverages,
+		cp := checkpoint{LandingFrom: unixOrZero(c.landing.From), LandingKept: unixOrZero(c.landing.Kept), Epoch: e.n, WindowUS: c.opts.Window.Microseconds(), LatenessUS: c.opts.AllowedLateness.Microseconds(), MovingAverages: c.opts.MovingAverages,
 			Landed: e.landed, Segments: e.segments, DevicesObject: devicesName(e.n), Pending: map[string][]delta.AddFile{}, GoldStaged: c.goldStaged}
 		if err := c.l.Put(ctx, devicesName(e.n), e.devices); err != nil {
 			return fmt.Errorf("writing state of epoch %d: %w", e.n, err)
@@ -219,7 +224,21 @@ func (c *committer) commitEpoch(ctx context.Context, e *epoch) error {
 		s.LastCommit = c.opts.Now()
 	})
 	if c.opts.CompactEvery > 0 && e.n%int64(c.opts.CompactEvery) == 0 {
-		c.compact(ctx)
+		c.compact(ctx, e.segments)
 	}
 	return nil
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func timeOrZero(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
 }
