@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/conf"
+	"github.com/pilake/pilake/dashboard/live"
 	"github.com/pilake/pilake/dashboard/history"
 )
 
@@ -41,6 +42,8 @@ type Config struct {
 	MaxLive  int
 	// AllowedHosts: Host header names served besides the loopback names and the listen host.
 	AllowedHosts string
+	// RingBytes bounds the live ring's memory.
+	RingBytes int64
 	LogLevel     string
 
 	// Azure lake (used when AzureContainer is set).
@@ -94,6 +97,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, e
 	fs.DurationVar(&c.Coalesce, "coalesce", 100*time.Millisecond, "least time between two live messages to one browser")
 	fs.IntVar(&c.Ring, "ring", 16384, "live updates kept for browsers that reconnect (Last-Event-ID) and to fill the newest history the lake has not committed yet")
 	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated host names browsers use to reach the dashboard, besides localhost and the --listen host; other Host headers get 421 (DNS-rebinding defence)")
+	fs.Int64Var(&c.RingBytes, "ring-bytes", live.DefaultRingBytes, "most bytes of live updates kept in the ring (the oldest go first); bounds memory whatever the updates' size")
 	fs.IntVar(&c.MaxLive, "max-live-clients", 1000, "most concurrent live streams (browsers); more get 503")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.AzureContainer, "azure-container", "", "read the lake from this Azure Blob / ADLS Gen2 container instead of --lake")
@@ -205,6 +209,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ring < 1 {
 		errs = append(errs, errors.New("--ring must be at least 1"))
+	}
+	if c.RingBytes < 1<<20 {
+		errs = append(errs, errors.New("--ring-bytes must be at least 1 MiB"))
 	}
 	return errors.Join(errs...)
 }

@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hub := live.NewHub(cfg.Ring, nil)
+	hub.SetMaxBytes(cfg.RingBytes)
 	done := make(chan error, 2)
 	workers := 0
 
