@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/conf"
-	"github.com/pilake/pilake/dashboard/live"
 	"github.com/pilake/pilake/dashboard/history"
+	"github.com/pilake/pilake/dashboard/live"
 )
 
 // Secret is a string that never shows itself in logs, fmt or JSON.
@@ -44,7 +44,7 @@ type Config struct {
 	AllowedHosts string
 	// RingBytes bounds the live ring's memory.
 	RingBytes int64
-	LogLevel     string
+	LogLevel  string
 
 	// Azure lake (used when AzureContainer is set).
 	AzureContainer, AzureConnectionString, AzureAccount, AzureEndpoint, AzurePrefix string
