@@ -358,7 +358,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 				if rec.Err != nil {
 					return lander.Quarantine(ctx, m, landing.KindEnvelope, rec.Err.Error())
 				}
-				_, err := lander.Land(ctx, m)
+				// pilake batches as they are; the Raspberry Pi simulator's messages converted
+				data, device, err := ingest.RoutedBatch(rec, wire.NewEncoder(wire.Binary))
+				if err != nil {
+					return lander.Quarantine(ctx, m, landing.KindEnvelope, "IoT Hub simulator message: "+err.Error())
+				}
+				m.Data, m.Device = data, device
+				_, err = lander.Land(ctx, m)
 				return err
 			},
 			Quarantine: func(ctx context.Context, file string, data []byte, reason string) error {

@@ -31,6 +31,9 @@ type RoutingRecord struct {
 	DeviceID string
 	// EnqueuedTime is when IoT Hub received the message (zero if absent or unparseable).
 	EnqueuedTime time.Time
+	// SystemProperties are the record's IoT Hub system properties
+	// (connectionDeviceId, connectionDeviceGenerationId, enqueuedTime, …).
+	SystemProperties map[string]string
 	// Err, if set, says why this record cannot be used (its envelope is broken);
 	// the other fields may be partial.
 	Err error
@@ -384,7 +387,7 @@ func jsonBody(m jsonMessage) ([]byte, error) {
 }
 
 func toRecord(index int, m routingMessage, body []byte, missing bool) RoutingRecord {
-	rec := RoutingRecord{Index: index, Body: body, DeviceID: m.SystemProperties["connectionDeviceId"]}
+	rec := RoutingRecord{Index: index, Body: body, DeviceID: m.SystemProperties["connectionDeviceId"], SystemProperties: m.SystemProperties}
 	if t, err := time.Parse(time.RFC3339Nano, m.EnqueuedTimeUtc); err == nil {
 		rec.EnqueuedTime = t
 	} else if t, err := time.Parse("2006-01-02T15:04:05.9999999Z", m.EnqueuedTimeUtc); err == nil {
