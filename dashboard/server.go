@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,9 +11,12 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/live"
 	"github.com/pilake/pilake/dashboard/series"
@@ -28,8 +32,13 @@ type Server struct {
 	Auth      Auth
 	Now       func() time.Time
 	Log       *slog.Logger
+	// AllowedHosts are the Host header names served (hostcheck.Allowed);
+	// empty: any.
+	AllowedHosts []string
 	// QueryTimeout bounds one history read (default 30 s).
 	QueryTimeout time.Duration
+	// HostRefused counts requests refused for their Host header.
+	HostRefused atomic.Uint64
 }
 
 // Handler returns the routes, behind authentication when it is configured.
@@ -38,7 +47,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/series", s.series)
 	mux.HandleFunc("GET /api/devices", s.devices)
 	mux.Handle("GET /api/live", s.SSE)
-	files := http.FileServerFS(s.Assets)
+	files := hostcheck.NoListing(http.FileServerFS(s.Assets))
 	mux.Handle("GET /static/", files)
 	mux.Handle("GET /vendor/", files)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +57,11 @@ func (s *Server) Handler() http.Handler {
 	protected := s.Auth.wrap(secureHeaders(mux))
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.healthz) // no secrets in it; probes need no credentials
-	root.Handle("/", protected)
+	root.Handle("/", hostcheck.Handler(s.AllowedHosts, protected, func() {
+		if n := s.HostRefused.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th, ... refusal
+			s.log().Warn("requests refused for their Host header (not in --allowed-hosts)", "refused_total", n)
+		}
+	}))
 	return root
 }
 
@@ -111,7 +124,59 @@ func (s *Server) series(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out = mergeRecent(out, s.Hub.Recent(q.Device), q)
-	writeJSON(w, http.StatusOK, seriesResponse{Series: out, FromMS: q.FromMS, ToMS: q.ToMS, LiveSeq: seq})
+	writeSeries(w, r, seriesResponse{Series: out, FromMS: q.FromMS, ToMS: q.ToMS, LiveSeq: seq})
+}
+
+// writeSeries writes the history response in compact JSON (the shape
+// encoding/json gives seriesResponse, values to series.Digits significant
+// digits), gzipped when the client takes it: the all-devices view of 100
+// cards is then tens of kilobytes, not megabytes.
+func writeSeries(w http.ResponseWriter, r *http.Request, resp seriesResponse) {
+	b := make([]byte, 0, 64<<10)
+	b = append(b, `{"series":[`...)
+	for i := range resp.Series {
+		sr := &resp.Series[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		dev, _ := json.Marshal(sr.Device) // a string always encodes
+		b = append(b, `{"device":`...)
+		b = append(b, dev...)
+		b = append(b, `,"silver":`...)
+		b = sr.Silver.AppendJSON(b)
+		b = append(b, `,"gold":`...)
+		b = sr.Gold.AppendJSON(b)
+		b = append(b, '}')
+	}
+	b = append(b, `],"from":`...)
+	b = strconv.AppendInt(b, resp.FromMS, 10)
+	b = append(b, `,"to":`...)
+	b = strconv.AppendInt(b, resp.ToMS, 10)
+	b = append(b, `,"live_seq":`...)
+	b = strconv.AppendUint(b, resp.LiveSeq, 10)
+	b = append(b, "}\n"...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Accept-Encoding")
+	if len(b) < 1400 || !acceptsGzip(r) {
+		_, _ = w.Write(b)
+		return
+	}
+	h.Set("Content-Encoding", "gzip")
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // a valid level: no error
+	_, _ = zw.Write(b)
+	_ = zw.Close()
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(q, " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
 }
 
 // mergeRecent appends to each device's history the live points newer than
@@ -150,7 +215,7 @@ func mergeRecent(hist []series.Series, recent []*live.Update, q history.Query) [
 		}{{&u.Silver, &tl.silver, tl.lastSilver}, {&u.Gold, &tl.gold, tl.lastGold}} {
 			for k, t := range p.src.T {
 				if t > p.last && t < q.ToMS {
-					p.dst.Append(t, p.src.TempC[k], p.src.HumidityRH[k], p.src.PressurePa[k])
+					p.dst.AppendPoint(p.src.At(k))
 				}
 			}
 		}
@@ -169,8 +234,8 @@ func mergeRecent(hist []series.Series, recent []*live.Update, q history.Query) [
 		}
 		s := &hist[i]
 		for _, p := range []struct{ dst, src *series.Columns }{{&s.Silver, &tl.silver}, {&s.Gold, &tl.gold}} {
-			for k, t := range p.src.T {
-				p.dst.Append(t, p.src.TempC[k], p.src.HumidityRH[k], p.src.PressurePa[k])
+			for k := range p.src.T {
+				p.dst.AppendPoint(p.src.At(k))
 			}
 		}
 	}

@@ -16,9 +16,9 @@
 // For 400 Hz polling use normal mode: opts.Filter != bmxx80.NoFilter and
 // opts.Standby != 0 (then bmxx80's Sense is one 8-byte burst read). In forced
 // mode, bmxx80 sleeps for a whole conversion on every Sense. ConversionRate
-// gives the sensor's real rate of fresh conversions for the options (about
-// 118/s typical at ×1 with 0.5 ms standby); polls beyond that see repeated
-// values.
+// (ConversionRateFor a BMP280, whose standby table differs) gives the
+// sensor's real rate of fresh conversions for the options (about 118/s
+// typical at ×1 with 0.5 ms standby); polls beyond that see repeated values.
 //
 // Until the first conversion after NewSensor or Reinit completes (one
 // measurement time, 8 ms at ×1), the data registers hold their reset values,
@@ -35,6 +35,19 @@
 // fixed-point integers of wire.Reading (0.01 °C, Pa/256, %RH/1024) and the
 // raw registers, without bmxx80's two allocations per call; tests check that
 // its integers equal the driver's on every poll.
+//
+// The humidity trimming values dig_H4 and dig_H5 are signed 12-bit numbers
+// (datasheet table 16; Bosch's driver and Linux sign-extend bit 11). periph's
+// bmxx80 v3.7.4 reads them unsigned, so its humidity is wrong, by tens of
+// %RH, on a part where either is negative. pilake decodes them signed;
+// ReadFixed is right for every part, and Sense, on such a part, does not use
+// bmxx80's humidity: it reads the data registers once more and compensates
+// them itself.
+//
+// Reinit (and NewSensor) first wait while status bit 0 (im_update) says the
+// sensor is still copying its trimming data from NVM after a power-on or
+// reset, as Bosch's driver does after a soft reset: up to 5 × 2 ms, then
+// ErrNVMCopy.
 //
 // # BMP280
 //
@@ -57,9 +70,9 @@
 //	0xE0       reset: writing 0xB6 resets the device
 //	0xE1–0xE7  calibration H2–H6
 //	0xF2       ctrl_hum: takes effect at the next ctrl_meas write (section 5.4.3)
-//	0xF3       status: bit 3 set while a conversion runs (im_update, bit 0, reads 0)
+//	0xF3       status: bit 3 set while a conversion runs; bit 0 (im_update) for 2 ms after a reset and the first 50 µs of each measurement
 //	0xF4       ctrl_meas: osrs_t, osrs_p, mode (sleep, forced, normal)
-//	0xF5       config: t_sb, filter; ignored in normal mode (section 5.4.6); writing it resets the IIR filter
+//	0xF5       config: t_sb, filter; writing it resets the IIR filter; in normal mode ignored by default (see below)
 //	0xF7–0xFE  data: pressure and temperature 20 bit, humidity 16 bit; reset values 0x80000, 0x80000, 0x8000
 //
 // Timing follows appendix B (section 9): a measurement takes
@@ -69,7 +82,21 @@
 // every t_measure + t_standby and the data registers change only then, so at
 // 400 Hz most polls read the previous conversion; in forced mode a ctrl_meas
 // write starts one conversion, status bit 3 is set until it completes, and
-// the mode returns to sleep. The IIR filter (section 3.4.4) applies to
+// the mode returns to sleep. The standby times of t_sb codes 0..5 are 0.5,
+// 62.5, 125, 250, 500 and 1000 ms; codes 6 and 7 are 10 and 20 ms on a
+// BME280 but 2000 and 4000 ms on a BMP280 (chip id 0x58; BMP280 data sheet
+// table 11). The datasheet says config writes in normal mode "may be
+// ignored" (section 5.4.6): the fake ignores them by default (counted in
+// Stats.IgnoredConfigWrites), so a driver that works against it works on
+// every part; FakeConfig.AcceptConfigInNormalMode makes them take effect,
+// for drivers that write config after selecting normal mode (Linux's
+// bmp280 driver does). Status bit 0 (im_update) is set while the NVM is
+// copied: for the 2 ms start-up time (datasheet table 1) after Reset or a
+// soft reset, and before every conversion, which the fake shows for the
+// first 50 µs of each measurement (pilake's assumption: the datasheet gives
+// no duration). NewFake returns a device powered up earlier, past its copy.
+// Stats.NVMCopyReads counts calibration reads made during a post-reset
+// copy. The IIR filter (section 3.4.4) applies to
 // temperature and pressure: filtered = (old·(c−1) + new)/c, initialised with
 // the first value after a reset or a config write. Without the filter the
 // ADC resolution is 16 + (osrs − 1) bits (sections 3.4.2, 3.4.3), with it 20
@@ -103,16 +130,23 @@
 //     8.4 cm) the model gives 3.3 Pa for "weather monitoring" (×1, no
 //     filter; data sheet 26.4 cm = 3.1 Pa), 2.6 Pa for "drop detection" (×2;
 //     20.8 cm = 2.5 Pa) and 0.49 Pa for "handheld low-power" (×16, filter 4;
-//     4.0 cm = 0.47 Pa); a test checks these three. For "indoor navigation"
-//     (×16, filter 16) it gives 0.23 Pa against 0.19 Pa.
+//     4.0 cm = 0.47 Pa). A test checks all six of table 7's cases through
+//     bmxx80 and ReadFixed, measured as the data sheet measures noise (the
+//     average standard deviation of 32 consecutive readings): −19 % … +9 %
+//     of the table. The full RMS is higher with the IIR filter on (+37 %
+//     for "handheld dynamic", ×4 with filter 16): white noise through the
+//     filter keeps 1/√(2c−1) of its RMS, the chip's falls faster.
 //   - temperature: 0.005 °C at ×1, divided by √n with oversampling n. The
 //     data sheet's temperature table gives the 0.01 °C output resolution,
 //     not a noise figure; 0.005 °C is pilake's assumption, chosen below the
 //     resolution, so most of it disappears in the 0.01 °C output, as on real
 //     parts at rest.
-//   - humidity: 0.02 %RH (section 1, humidity sensor specification, RMS
-//     noise; taken as the ×1 figure), divided by √n. The humidity output itself moves in
-//     steps of about 0.011 %RH with typical calibration.
+//   - humidity: the BME280 data sheet's RMS noise per oversampling (section
+//     3.6, noise in humidity): 0.07, 0.05, 0.04, 0.03, 0.02 %RH at ×1, ×2,
+//     ×4, ×8, ×16 (the 0.02 %RH of section 1 is the highest-oversampling
+//     figure). The humidity output itself moves in steps of about
+//     0.011 %RH with typical calibration; tests measure the noise of
+//     driver readings against this table.
 //
 // The IIR filter then acts on the noisy values, reducing white noise by
 // √(2c−1) for coefficient c. The chip filters ADC values; the fake filters
@@ -132,7 +166,11 @@
 // check of the neighbouring ADC steps picks the closest. So a driver reading
 // the registers returns the model's values to within one output step:
 // Fake.Truth gives the values the registers encode, Fake.Resolution the step
-// sizes (0.01 °C; about 0.17 Pa at 20 bit; about 0.011 %RH).
+// sizes (0.01 °C; about 0.17 Pa at 20 bit; about 0.011 %RH). Where the
+// humidity output is clamped (0 or 100 %RH), many raw values give the same
+// output and Resolution reports the jump to the nearest different one.
+// FakeConfig.Env replaces the model's environment, to drive such edge
+// conditions (0 or 100 %RH, −40 °C, 300 hPa).
 //
 // # Faults
 //

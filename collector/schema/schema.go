@@ -8,11 +8,19 @@ package schema
 
 // Object name prefixes in the lake.
 const (
-	Landing     = "landing/"      // raw batches as received: segments landing/-seg/{date}/{hour}/{instance}-{n}.seg (older lakes: landing/{device}/{boot:016x}/{seq:020d}.{ext})
-	Bronze      = "bronze"        // Delta: one row per reading
-	Silver      = "silver"        // Delta: one row per device per window (final)
-	SilverLate  = "silver_late"   // Delta: readings that arrived after their window was final
-	Gold        = "gold"          // Delta: per-device moving averages of silver
+	Landing    = "landing/"    // raw batches as received: segments landing/-seg/{date}/{hour}/{instance}-{n}.seg (older lakes: landing/{device}/{boot:016x}/{seq:020d}.{ext})
+	Bronze     = "bronze"      // Delta: one row per reading
+	Silver     = "silver"      // Delta: one row per device per window (final)
+	SilverLate = "silver_late" // Delta: readings that arrived after their window was final
+	Gold       = "gold"        // Delta: per-device moving averages of silver
+	// Rollup tiers of silver (package collector/rollup): SilverRow rows whose
+	// window is 10 s, 1 min or 1 h — per device, the readings' count, min,
+	// max and count-weighted mean. A bucket may have more than one row (a
+	// correction for windows committed after it was written): its rows
+	// combine to the aggregate of its silver rows.
+	Silver10s   = "silver_10s"
+	Silver1m    = "silver_1m"
+	Silver1h    = "silver_1h"
 	Checkpoints = "_checkpoints/" // stage progress
 	Quarantine  = "_quarantine/"  // rejected input, each with its reason
 )

@@ -39,14 +39,29 @@ var Ranges = map[string]time.Duration{
 	"24h": 24 * time.Hour,
 }
 
+// MinPoints is the fewest points per series a query may ask for.
+const MinPoints = 16
+
 // MaxSpan is the longest range a query may ask for.
 const MaxSpan = 31 * 24 * time.Hour
 
 // ParseQuery reads device=ID|all and range=1m|15m|1h|24h, or from=&to= in
-// unix milliseconds, from a request's query string. now is the current time;
+// unix milliseconds, and points= (per series, at most maxPoints), from a
+// request's query string. now is the current time;
 // a missing range means 15m.
 func ParseQuery(v url.Values, now time.Time, maxPoints int) (Query, error) {
 	q := Query{MaxPoints: maxPoints}
+	if p := v.Get("points"); p != "" {
+		// The page asks for about one point per pixel of its charts' width:
+		// what a card can draw, and no more.
+		n, err := strconv.Atoi(p)
+		if err != nil || n < MinPoints {
+			return q, fmt.Errorf("%w: points must be a whole number ≥ %d", ErrBadQuery, MinPoints)
+		}
+		if maxPoints <= 0 || n < maxPoints {
+			q.MaxPoints = n
+		}
+	}
 	switch d := v.Get("device"); {
 	case d == "" || d == "all":
 	case wire.ValidDeviceID(d):
@@ -70,7 +85,10 @@ func ParseQuery(v url.Values, now time.Time, maxPoints int) (Query, error) {
 		if t <= f {
 			return q, fmt.Errorf("%w: to must be after from", ErrBadQuery)
 		}
-		if time.Duration(t-f)*time.Millisecond > MaxSpan || f < 0 {
+		// f ≥ 0 first: then t-f cannot overflow, and the span is compared
+		// in milliseconds (converting it to a Duration overflowed for
+		// to=18446744073710 and let any span through).
+		if f < 0 || t-f > MaxSpan.Milliseconds() {
 			return q, fmt.Errorf("%w: range longer than %v", ErrBadQuery, MaxSpan)
 		}
 		q.FromMS, q.ToMS = f, t

@@ -3,17 +3,41 @@ package series
 import (
 	"math"
 	"sort"
+	"strconv"
 
 	"github.com/pilake/pilake/collector/schema"
 )
 
 // Columns is a columnar time series: T holds unix milliseconds in ascending
 // order, and each quantity column has one value per T.
+//
+// Lo and Hi, when set, are the band: per point, the least and greatest
+// reading behind it (silver windows carry their readings' min and max; a
+// decimated point the min of its windows' minima and the max of their
+// maxima), so a one-second spike stays visible in a day's view. N, when
+// set, is the readings behind each point: decimation weighs the means by it.
 type Columns struct {
 	T          []int64   `json:"t"`
 	TempC      []float64 `json:"temp_c"`
 	HumidityRH []float64 `json:"humidity_rh"`
 	PressurePa []float64 `json:"pressure_pa"`
+	N          []int64   `json:"-"`
+	// The band (when TempLo is not nil): temp_c_lo, temp_c_hi, … in JSON.
+	TempLo     []float64 `json:"temp_c_lo,omitempty"`
+	TempHi     []float64 `json:"temp_c_hi,omitempty"`
+	HumidityLo []float64 `json:"humidity_rh_lo,omitempty"`
+	HumidityHi []float64 `json:"humidity_rh_hi,omitempty"`
+	PressureLo []float64 `json:"pressure_pa_lo,omitempty"`
+	PressureHi []float64 `json:"pressure_pa_hi,omitempty"`
+}
+
+// HasBand reports whether c carries the band.
+func (c *Columns) HasBand() bool { return c.TempLo != nil }
+
+func (c *Columns) makeBand() {
+	c.TempLo, c.TempHi = []float64{}, []float64{}
+	c.HumidityLo, c.HumidityHi = []float64{}, []float64{}
+	c.PressureLo, c.PressureHi = []float64{}, []float64{}
 }
 
 // Series is one device's silver windows and gold moving averages.
@@ -23,15 +47,62 @@ type Series struct {
 	Gold   Columns `json:"gold"`
 }
 
+// Point is one point of Columns with everything it may carry.
+type Point struct {
+	T      int64
+	V      [3]float64 // temp °C, humidity %RH, pressure Pa
+	Lo, Hi [3]float64 // the band; used when Band
+	Band   bool
+	N      int64 // readings behind the point (0: unknown, weighs 1)
+}
+
 // Len returns the number of points.
 func (c *Columns) Len() int { return len(c.T) }
 
-// Append adds one point.
+// Append adds one point without a band or weight. On Columns that have a
+// band, the point's own values are its band.
 func (c *Columns) Append(tMS int64, tempC, humRH, pressPa float64) {
-	c.T = append(c.T, tMS)
-	c.TempC = append(c.TempC, tempC)
-	c.HumidityRH = append(c.HumidityRH, humRH)
-	c.PressurePa = append(c.PressurePa, pressPa)
+	c.AppendPoint(Point{T: tMS, V: [3]float64{tempC, humRH, pressPa}})
+}
+
+// AppendPoint adds p. The first point decides whether c has a band and
+// weights; later points without them get their values as band and weight 1.
+func (c *Columns) AppendPoint(p Point) {
+	if len(c.T) == 0 && p.Band && !c.HasBand() {
+		c.makeBand()
+	}
+	if len(c.T) == 0 && p.N > 0 && c.N == nil {
+		c.N = []int64{}
+	}
+	c.T = append(c.T, p.T)
+	c.TempC = append(c.TempC, p.V[0])
+	c.HumidityRH = append(c.HumidityRH, p.V[1])
+	c.PressurePa = append(c.PressurePa, p.V[2])
+	if c.HasBand() {
+		if !p.Band {
+			p.Lo, p.Hi = p.V, p.V
+		}
+		c.TempLo, c.TempHi = append(c.TempLo, p.Lo[0]), append(c.TempHi, p.Hi[0])
+		c.HumidityLo, c.HumidityHi = append(c.HumidityLo, p.Lo[1]), append(c.HumidityHi, p.Hi[1])
+		c.PressureLo, c.PressureHi = append(c.PressureLo, p.Lo[2]), append(c.PressureHi, p.Hi[2])
+	}
+	if c.N != nil {
+		c.N = append(c.N, max(p.N, 1))
+	}
+}
+
+// At returns point i.
+func (c *Columns) At(i int) Point {
+	p := Point{T: c.T[i], V: [3]float64{c.TempC[i], c.HumidityRH[i], c.PressurePa[i]}}
+	if i < len(c.TempLo) && i < len(c.TempHi) && i < len(c.HumidityLo) && i < len(c.HumidityHi) && i < len(c.PressureLo) && i < len(c.PressureHi) {
+		p.Band = true
+		p.Lo = [3]float64{c.TempLo[i], c.HumidityLo[i], c.PressureLo[i]}
+		p.Hi = [3]float64{c.TempHi[i], c.HumidityHi[i], c.PressureHi[i]}
+	}
+	if i < len(c.N) {
+		p.N = c.N[i]
+	}
+	return p
 }
 
 // Empty returns Columns with non-nil, empty columns, so JSON shows [] not null.
@@ -42,7 +113,7 @@ func Empty() Columns {
 // Normalize makes nil columns empty (JSON [] instead of null).
 func (c *Columns) Normalize() {
 	if c.T == nil {
-		*c = Empty()
+		c.T, c.TempC, c.HumidityRH, c.PressurePa = []int64{}, []float64{}, []float64{}, []float64{}
 	}
 }
 
@@ -54,14 +125,27 @@ func MS(us int64) int64 {
 	return us / 1000
 }
 
-// AppendSilver adds a silver row's window start and averages, and reports
-// false (adding nothing) if a value is not finite.
-func (c *Columns) AppendSilver(r *schema.SilverRow) bool {
-	if !Finite(r.TempAvg, r.HumidityAvg, r.PressureAvg) {
-		return false
+// SilverPoint is a silver row's point: window start, averages, the band of
+// its readings' min and max, and its reading count. ok is false if a value
+// is not finite.
+func SilverPoint(r *schema.SilverRow) (Point, bool) {
+	p := Point{T: MS(r.WindowStart), V: [3]float64{r.TempAvg, r.HumidityAvg, r.PressureAvg},
+		Lo: [3]float64{r.TempMin, r.HumidityMin, r.PressureMin}, Hi: [3]float64{r.TempMax, r.HumidityMax, r.PressureMax},
+		Band: true, N: r.Count}
+	if !Finite(p.V[0], p.V[1], p.V[2]) || !Finite(p.Lo[0], p.Lo[1], p.Lo[2]) || !Finite(p.Hi[0], p.Hi[1], p.Hi[2]) {
+		return p, false
 	}
-	c.Append(MS(r.WindowStart), r.TempAvg, r.HumidityAvg, r.PressureAvg)
-	return true
+	return p, true
+}
+
+// AppendSilver adds a silver row's window start, averages and band, and
+// reports false (adding nothing) if a value is not finite.
+func (c *Columns) AppendSilver(r *schema.SilverRow) bool {
+	p, ok := SilverPoint(r)
+	if ok {
+		c.AppendPoint(p)
+	}
+	return ok
 }
 
 // AppendGold adds a gold row's window start and moving averages, and reports
@@ -72,6 +156,18 @@ func (c *Columns) AppendGold(r *schema.GoldRow) bool {
 	}
 	c.Append(MS(r.WindowStart), r.TempC, r.HumidityRH, r.PressurePa)
 	return true
+}
+
+// like returns empty Columns with the same optional columns as c.
+func (c *Columns) like() Columns {
+	out := Columns{}
+	if c.HasBand() {
+		out.makeBand()
+	}
+	if c.N != nil {
+		out.N = []int64{}
+	}
+	return out
 }
 
 // Sort orders the points by time, keeping the last of equal times (a later
@@ -90,20 +186,76 @@ func (c *Columns) Sort() {
 		idx[i] = i
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return c.T[idx[a]] < c.T[idx[b]] })
-	var out Columns
+	out := c.like()
 	for k, i := range idx {
 		if k+1 < n && c.T[idx[k+1]] == c.T[i] {
 			continue // a later duplicate follows; keep it instead
 		}
-		out.Append(c.T[i], c.TempC[i], c.HumidityRH[i], c.PressurePa[i])
+		out.AppendPoint(c.At(i))
 	}
 	*c = out
 }
 
-// Decimate reduces c to at most about maxPoints points by averaging the
-// points that fall in each of maxPoints equal time buckets over [fromMS, toMS);
-// each bucket becomes one point at the mean time of its members. c must be
-// sorted and hold finite values. If c already fits, it is returned unchanged.
+// Bucket accumulates the points of one decimation bucket: weighted means,
+// mean time, and the band (min of minima, max of maxima).
+type Bucket struct {
+	n        int
+	w        float64
+	sumT     float64
+	sum      [3]float64
+	lo, hi   [3]float64
+	band     bool
+	readings int64
+}
+
+// Add folds p into b.
+func (b *Bucket) Add(p Point) {
+	w := float64(max(p.N, 1))
+	if !p.Band {
+		p.Lo, p.Hi = p.V, p.V
+	}
+	if b.n == 0 {
+		b.lo, b.hi = p.Lo, p.Hi
+		b.band = p.Band
+	}
+	b.band = b.band || p.Band
+	b.n++
+	b.sumT += float64(p.T)
+	b.w += w
+	b.readings += max(p.N, 1)
+	for k := range 3 {
+		b.sum[k] += p.V[k] * w
+		b.lo[k] = min(b.lo[k], p.Lo[k])
+		b.hi[k] = max(b.hi[k], p.Hi[k])
+	}
+}
+
+// Len returns the points folded in.
+func (b *Bucket) Len() int { return b.n }
+
+// Point returns the bucket's point: mean time (rounded), weighted means, band.
+func (b *Bucket) Point() Point {
+	p := Point{T: int64(math.Round(b.sumT / float64(b.n))), Lo: b.lo, Hi: b.hi, Band: b.band, N: b.readings}
+	for k := range 3 {
+		p.V[k] = b.sum[k] / b.w
+	}
+	return p
+}
+
+// BucketWidth returns the width in ms of each of maxPoints equal buckets over [fromMS, toMS).
+func BucketWidth(fromMS, toMS int64, maxPoints int) int64 {
+	if maxPoints <= 0 || toMS <= fromMS {
+		return 1
+	}
+	return max(1, (toMS-fromMS+int64(maxPoints)-1)/int64(maxPoints))
+}
+
+// Decimate reduces c to at most about maxPoints points: the points in each
+// of maxPoints equal time buckets over [fromMS, toMS) become one point at
+// their mean time with their means (weighted by N when c has it) and, when c
+// has a band, the least minimum and the greatest maximum of the bucket, so
+// extremes survive any zoom level. c must be sorted and hold finite values.
+// If c already fits, it is returned unchanged.
 func Decimate(c Columns, fromMS, toMS int64, maxPoints int) Columns {
 	n := c.Len()
 	if maxPoints <= 0 || n <= maxPoints {
@@ -112,23 +264,16 @@ func Decimate(c Columns, fromMS, toMS int64, maxPoints int) Columns {
 	if toMS <= fromMS || c.T[0] < fromMS || c.T[n-1] >= toMS {
 		fromMS, toMS = c.T[0], c.T[n-1]+1
 	}
-	width := (toMS - fromMS + int64(maxPoints) - 1) / int64(maxPoints)
-	if width < 1 {
-		width = 1
-	}
-	out := Columns{}
+	width := BucketWidth(fromMS, toMS, maxPoints)
+	out := c.like()
 	for i := 0; i < n; {
 		b := (c.T[i] - fromMS) / width
-		var sumT, sumTemp, sumHum, sumPress float64
+		var acc Bucket
 		j := i
 		for ; j < n && (c.T[j]-fromMS)/width == b; j++ {
-			sumT += float64(c.T[j])
-			sumTemp += c.TempC[j]
-			sumHum += c.HumidityRH[j]
-			sumPress += c.PressurePa[j]
+			acc.Add(c.At(j))
 		}
-		k := float64(j - i)
-		out.Append(int64(math.Round(sumT/k)), sumTemp/k, sumHum/k, sumPress/k)
+		out.AppendPoint(acc.Point())
 		i = j
 	}
 	return out
@@ -138,4 +283,59 @@ func Decimate(c Columns, fromMS, toMS int64, maxPoints int) Columns {
 // carry NaN or ±Inf, and a chart cannot draw them).
 func Finite(tempC, humRH, pressPa float64) bool {
 	return !math.IsNaN(tempC+humRH+pressPa) && !math.IsInf(tempC+humRH+pressPa, 0)
+}
+
+// Digits are the significant digits AppendJSON keeps: more than the
+// BME280 resolves (0.01 °C, 0.18 Pa, 0.001 %RH at room values) and far
+// fewer bytes than the 17 of a full float64.
+const Digits = 7
+
+// AppendJSON appends c as compact JSON (the shape encoding/json gives it,
+// values rounded to Digits significant digits).
+func (c *Columns) AppendJSON(b []byte) []byte {
+	b = append(b, `{"t":[`...)
+	for i, t := range c.T {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, t, 10)
+	}
+	b = append(b, ']')
+	b = appendValues(b, c.TempC, c.HumidityRH, c.PressurePa)
+	if c.HasBand() {
+		for _, col := range []struct {
+			key string
+			v   []float64
+		}{{`,"temp_c_lo":[`, c.TempLo}, {`,"temp_c_hi":[`, c.TempHi}, {`,"humidity_rh_lo":[`, c.HumidityLo},
+			{`,"humidity_rh_hi":[`, c.HumidityHi}, {`,"pressure_pa_lo":[`, c.PressureLo}, {`,"pressure_pa_hi":[`, c.PressureHi}} {
+			b = appendArray(b, col.key, col.v)
+		}
+	}
+	return append(b, '}')
+}
+
+func appendValues(b []byte, temp, hum, press []float64) []byte {
+	b = appendArray(b, `,"temp_c":[`, temp)
+	b = appendArray(b, `,"humidity_rh":[`, hum)
+	return appendArray(b, `,"pressure_pa":[`, press)
+}
+
+func appendArray(b []byte, key string, v []float64) []byte {
+	b = append(b, key...)
+	for i, f := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendFloat(b, f)
+	}
+	return append(b, ']')
+}
+
+// AppendFloat appends f rounded to Digits significant digits as a JSON
+// number (0 for a non-finite value, which Columns never hold).
+func AppendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, '0')
+	}
+	return strconv.AppendFloat(b, f, 'g', Digits, 64)
 }

@@ -97,3 +97,62 @@ func TestMS(t *testing.T) {
 		}
 	}
 }
+
+// TestDecimateKeepsSpike: one window with a spike in a day of quiet ones
+// survives decimation to any width, in the band and (diluted) in the mean.
+func TestDecimateKeepsSpike(t *testing.T) {
+	const n = 86400
+	spikeAt := int64(51_234)
+	var c Columns
+	for i := int64(0); i < n; i++ {
+		r := schema.SilverRow{WindowStart: i * 1e6, Count: 400, TempAvg: 21, TempMin: 20.9, TempMax: 21.1,
+			HumidityAvg: 40, HumidityMin: 39, HumidityMax: 41, PressureAvg: 101000, PressureMin: 100990, PressureMax: 101010}
+		if i == spikeAt {
+			r.TempAvg, r.TempMax = 30, 45
+		}
+		c.AppendSilver(&r)
+	}
+	for _, points := range []int{60, 300, 1500, 4000} {
+		d := Decimate(c, 0, n*1000, points)
+		if d.Len() > points || !d.HasBand() || len(d.TempHi) != d.Len() {
+			t.Fatalf("%d points: got %d, band %v", points, d.Len(), d.HasBand())
+		}
+		hi, mean := 0.0, 0.0
+		for i := range d.T {
+			hi = math.Max(hi, d.TempHi[i])
+			mean = math.Max(mean, d.TempC[i])
+			if d.TempLo[i] != 20.9 || d.HumidityLo[i] != 39 || d.PressureHi[i] != 101010 {
+				t.Fatalf("%d points: band at %d: %v %v %v", points, i, d.TempLo[i], d.HumidityLo[i], d.PressureHi[i])
+			}
+		}
+		if hi != 45 || mean <= 21 {
+			t.Errorf("%d points: band max %v (want 45), mean max %v (want > 21)", points, hi, mean)
+		}
+	}
+}
+
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	var c Columns
+	r := schema.SilverRow{WindowStart: 1_790_000_000_123_456, Count: 3, TempAvg: 21.123456789, TempMin: -0.000012345678, TempMax: 1e22,
+		HumidityAvg: 40, HumidityMin: 39.5, HumidityMax: 41, PressureAvg: 101325.123456, PressureMin: 100990, PressureMax: 101010}
+	c.AppendSilver(&r)
+	c.Append(1_790_000_001_000, 22, 41, 101000)
+	var got, want map[string][]float64
+	if err := json.Unmarshal(c.AppendJSON(nil), &got); err != nil {
+		t.Fatalf("%s: %v", c.AppendJSON(nil), err)
+	}
+	b, _ := json.Marshal(c)
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 10 || len(got) != len(want) {
+		t.Fatalf("keys %v vs %v", got, want)
+	}
+	for k, w := range want {
+		for i := range w {
+			if math.Abs(got[k][i]-w[i]) > 1e-6*math.Abs(w[i]) {
+				t.Errorf("%s[%d] = %v, want %v", k, i, got[k][i], w[i])
+			}
+		}
+	}
+}

@@ -43,7 +43,20 @@
     if (text !== undefined) e.textContent = text;
     return e;
   };
-  const emptyCols = () => ({ t: [], temp_c: [], humidity_rh: [], pressure_pa: [] });
+  // Columns of a series: means, and the band (the least and greatest reading
+  // behind each point: a spike stays visible however long the range).
+  const KEYS = ['t', 'temp_c', 'humidity_rh', 'pressure_pa', 'temp_c_lo', 'temp_c_hi', 'humidity_rh_lo', 'humidity_rh_hi', 'pressure_pa_lo', 'pressure_pa_hi'];
+  const emptyCols = () => Object.fromEntries(KEYS.map((k) => [k, []]));
+  // A response's columns with the band filled in (its own values where a series has none).
+  const withBand = (c) => {
+    const out = emptyCols();
+    if (!c || !Array.isArray(c.t)) return out;
+    for (const k of KEYS) {
+      const base = k.replace(/_(lo|hi)$/, '');
+      out[k] = Array.isArray(c[k]) && c[k].length === c.t.length ? c[k] : (c[base] || []).slice();
+    }
+    return out;
+  };
   const rangeMS = () => (state.range === 'custom' ? state.to - state.from : RANGES[state.range]);
   const windowNow = () => {
     if (state.range === 'custom') return [state.from, state.to];
@@ -85,10 +98,11 @@
         at = lo;
       }
       const same = at < n && dst.t[at] === t;
-      for (const k of ['t', 'temp_c', 'humidity_rh', 'pressure_pa']) {
-        if (same) dst[k][at] = src[k][i];
-        else if (at === n) dst[k].push(src[k][i]);
-        else dst[k].splice(at, 0, src[k][i]);
+      for (const k of KEYS) {
+        const col = src[k] && src[k].length === src.t.length ? src[k] : src[k.replace(/_(lo|hi)$/, '')];
+        if (same) dst[k][at] = col[i];
+        else if (at === n) dst[k].push(col[i]);
+        else dst[k].splice(at, 0, col[i]);
       }
     }
   }
@@ -199,15 +213,18 @@
       series: [
         {},
         { label: 'silver', stroke: q.color + '80', width: 1.25, spanGaps: true, points: { show: false } },
+        { label: 'max', stroke: q.color + '30', width: 0.5, spanGaps: true, points: { show: false } },
+        { label: 'min', stroke: q.color + '30', width: 0.5, spanGaps: true, points: { show: false } },
         { label: 'gold', stroke: q.color, width: 2.5, spanGaps: true, points: { show: false } },
       ],
+      bands: [{ series: [2, 3], fill: q.color + '26' }],
     };
     return new window.uPlot(opts, [[], [], []], box);
   }
   function chartData(card, q) {
     const s = card.silver, g = card.gold;
     const xs = s.t.map((t) => t / 1000), gx = g.t.map((t) => t / 1000);
-    return window.uPlot.join([[xs, s[q.key].map(q.conv)], [gx, g[q.key].map(q.conv)]]);
+    return window.uPlot.join([[xs, s[q.key].map(q.conv), s[q.key + '_hi'].map(q.conv), s[q.key + '_lo'].map(q.conv)], [gx, g[q.key].map(q.conv)]]);
   }
   function drawCard(card) {
     card.dirty = false;
@@ -306,7 +323,11 @@
   async function reload() {
     const gen = ++state.gen;
     closeStream();
-    const p = new URLSearchParams({ device: state.device });
+    // About one point per pixel of a chart: what a card can draw, no more.
+    const W = $('#cards').clientWidth || 900;
+    const cols = state.device === 'all' ? Math.max(1, Math.floor((W + 14) / (440 + 14))) : 1; // the grid in app.css
+    const width = Math.max(200, (W - 14 * (cols - 1)) / cols - 30);
+    const p = new URLSearchParams({ device: state.device, points: String(Math.max(16, Math.min(4000, Math.round(width)))) });
     if (state.range === 'custom') { p.set('from', state.from); p.set('to', state.to); } else p.set('range', state.range);
     let j;
     try {
@@ -335,8 +356,8 @@
     for (const d of [...devs].sort()) ensureCard(d);
     for (const s of j.series || []) {
       const c = ensureCard(s.device);
-      c.silver = s.silver || emptyCols();
-      c.gold = s.gold || emptyCols();
+      c.silver = withBand(s.silver);
+      c.gold = withBand(s.gold);
       c.dirty = true;
     }
     for (const c of state.cards.values()) c.dirty = true;

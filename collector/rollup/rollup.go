@@ -1,0 +1,437 @@
+package rollup
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+// AppID is the Delta txn application id of the frontier (its version is
+// the frontier in µs); AppID+"-source" records the source version read.
+const AppID = "pilake-rollup"
+
+// Tier is one rollup table.
+type Tier struct {
+	Table  string        // e.g. "silver_1m"
+	Source string        // the table it is built from
+	Width  time.Duration // bucket width; a multiple of the source's
+}
+
+// DefaultTiers are silver_10s, silver_1m and silver_1h, each from the one below.
+func DefaultTiers() []Tier {
+	return []Tier{
+		{Table: schema.Silver10s, Source: schema.Silver, Width: 10 * time.Second},
+		{Table: schema.Silver1m, Source: schema.Silver10s, Width: time.Minute},
+		{Table: schema.Silver1h, Source: schema.Silver1m, Width: time.Hour},
+	}
+}
+
+// Options configure a Roller.
+type Options struct {
+	// Tiers to maintain, in dependency order; nil means DefaultTiers.
+	Tiers []Tier
+	// Grace is how long, in the source's event time, a bucket stays open
+	// after it ends [30s]. Keep it above the stages' allowed lateness.
+	Grace time.Duration
+	// Interval is the time between two passes of Run [1s].
+	Interval time.Duration
+	// CompactEvery compacts a tier's small files every this many commits [64].
+	CompactEvery int
+	// CheckpointInterval is passed to the tier tables (0: delta's default).
+	CheckpointInterval int
+	Logger             *slog.Logger
+	Now                func() time.Time
+}
+
+// Roller maintains the tiers of one lake. It is not safe for concurrent use;
+// one Roller per lake.
+type Roller struct {
+	l     lake.Lake
+	o     Options
+	log   *slog.Logger
+	tiers []*tierState
+}
+
+type span struct{ min, max int64 } // window_start stats of a file, µs
+
+type tierState struct {
+	Tier
+	width      int64 // µs
+	t          *delta.Table
+	src        *delta.Snapshot
+	spans      map[string]span // source file → its window_start span
+	srcMax     int64           // newest source window_start seen
+	srcWidth   int64           // width of source rows (from window_end - window_start)
+	frontier   int64           // µs; -1: not started
+	srcVersion int64           // source version read; -1: none
+	commits    int
+}
+
+// New returns a Roller for l.
+func New(l lake.Lake, o Options) *Roller {
+	if o.Tiers == nil {
+		o.Tiers = DefaultTiers()
+	}
+	if o.Grace <= 0 {
+		o.Grace = 30 * time.Second
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.CompactEvery <= 0 {
+		o.CompactEvery = 64
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Roller{l: l, o: o, log: log}
+	for _, t := range o.Tiers {
+		r.tiers = append(r.tiers, &tierState{Tier: t, width: t.Width.Microseconds(), frontier: -1, srcVersion: -1, srcMax: -1})
+	}
+	return r
+}
+
+// Run makes a pass every Interval until ctx ends. A failed pass is logged
+// and retried at the next interval.
+func (r *Roller) Run(ctx context.Context) error {
+	tick := time.NewTicker(r.o.Interval)
+	defer tick.Stop()
+	for {
+		if _, err := r.Step(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.log.Warn("rollup pass failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Step makes one pass over the tiers, in order, and returns the rows written.
+func (r *Roller) Step(ctx context.Context) (int, error) {
+	total := 0
+	for _, ts := range r.tiers {
+		n, err := r.step(ctx, ts)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("rolling up %s: %w", ts.Table, err)
+		}
+	}
+	return total, nil
+}
+
+// Frontier returns tier's frontier (µs; every bucket ending at or before it
+// is in the table), or false before its first commit in this process.
+func (r *Roller) Frontier(table string) (int64, bool) {
+	for _, ts := range r.tiers {
+		if ts.Table == table && ts.frontier >= 0 {
+			return ts.frontier, true
+		}
+	}
+	return 0, false
+}
+
+// Frontier reads a tier table's frontier from its snapshot (µs), as a
+// reader of the lake sees it.
+func Frontier(s *delta.Snapshot) (int64, bool) { return s.TxnVersion(AppID) }
+
+func (r *Roller) open(ctx context.Context, ts *tierState) error {
+	if ts.t != nil {
+		return nil
+	}
+	t, err := delta.Open[schema.SilverRow](ctx, r.l, ts.Table, delta.Options{CheckpointInterval: r.o.CheckpointInterval, Now: r.o.Now,
+		Description: fmt.Sprintf("pilake rollup of %s: per device, %v buckets (count, min, max, count-weighted mean)", ts.Source, ts.Width)})
+	if err != nil {
+		return err
+	}
+	ts.t = t
+	if v, ok := t.Snapshot().TxnVersion(AppID); ok {
+		ts.frontier = v
+	}
+	if v, ok := t.Snapshot().TxnVersion(AppID + "-source"); ok {
+		ts.srcVersion = v
+	}
+	ts.spans = map[string]span{}
+	return nil
+}
+
+func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
+	if err := r.open(ctx, ts); err != nil {
+		return 0, err
+	}
+	snap, err := delta.LoadAfter(ctx, r.l, ts.Source, ts.src)
+	if errors.Is(err, delta.ErrNoTable) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if ts.src != nil && snap.Version == ts.src.Version && ts.srcMax < ts.frontier+ts.width {
+		return 0, nil // nothing new, no bucket to close
+	}
+	// Files added since the version last committed (dataChange: compaction's
+	// rewrites carry rows already seen).
+	var added []delta.AddFile
+	if ts.srcVersion >= 0 && snap.Version > ts.srcVersion {
+		added, err = r.addedSince(ctx, ts.Source, ts.srcVersion, snap.Version)
+		if err != nil {
+			return 0, err
+		}
+	}
+	live := map[string]bool{}
+	minWS := int64(-1)
+	for _, f := range snap.Files() {
+		live[f.Path] = true
+		sp, ok := ts.spans[f.Path]
+		if !ok {
+			sp = fileSpan(f)
+			ts.spans[f.Path] = sp
+		}
+		ts.srcMax = max(ts.srcMax, sp.max)
+		if minWS < 0 || sp.min < minWS {
+			minWS = sp.min
+		}
+	}
+	for p := range ts.spans {
+		if !live[p] {
+			delete(ts.spans, p)
+		}
+	}
+	if minWS < 0 {
+		ts.src = snap
+		return 0, nil // an empty source
+	}
+	if ts.srcWidth == 0 {
+		ts.srcWidth = r.sourceWidth(ts)
+	}
+	from := ts.frontier
+	if from < 0 {
+		from = floorDiv(minWS, ts.width) * ts.width
+	}
+	to := floorDiv(ts.srcMax+ts.srcWidth-r.o.Grace.Microseconds(), ts.width) * ts.width
+	to = max(to, from)
+
+	// Corrections: rows of newly added files in buckets already written.
+	var late []schema.SilverRow
+	for _, f := range added {
+		if sp := fileSpan(f); sp.min >= from {
+			continue
+		}
+		rows, err := delta.ReadFiles[schema.SilverRow](ctx, r.l, ts.Source, []delta.AddFile{f}, nil)
+		if err != nil {
+			if errors.Is(err, lake.ErrNotFound) {
+				continue // compacted away since: its rows are in a file we read below or already rolled
+			}
+			return 0, err
+		}
+		for _, x := range rows {
+			if x.WindowStart < from {
+				late = append(late, x)
+			}
+		}
+	}
+	// Closed buckets: source rows in [from, to).
+	var rows []schema.SilverRow
+	if to > from {
+		var files []delta.AddFile
+		for _, f := range snap.Files() {
+			if sp := ts.spans[f.Path]; sp.max >= from && sp.min < to {
+				files = append(files, f)
+			}
+		}
+		all, err := delta.ReadFiles[schema.SilverRow](ctx, r.l, ts.Source, files, nil)
+		if err != nil {
+			return 0, err
+		}
+		for _, x := range all {
+			if x.WindowStart >= from && x.WindowStart < to {
+				rows = append(rows, x)
+			}
+		}
+	}
+	out := append(Aggregate(rows, ts.width), Aggregate(late, ts.width)...)
+	if len(out) == 0 && to == from {
+		// Nothing to write; the source version is recorded with the next rows.
+		ts.src = snap
+		return 0, nil
+	}
+	var actions []delta.Action
+	if len(out) > 0 {
+		add, err := delta.WriteFile(ctx, ts.t, out, nil)
+		if err != nil {
+			return 0, err
+		}
+		actions = append(actions, delta.Action{Add: &add})
+	}
+	now := r.o.Now().UnixMilli()
+	actions = append(actions,
+		delta.Action{Txn: &delta.Txn{AppID: AppID, Version: to, LastUpdated: now}},
+		delta.Action{Txn: &delta.Txn{AppID: AppID + "-source", Version: snap.Version, LastUpdated: now}})
+	if _, err := ts.t.CommitID(ctx, actions, "STREAMING UPDATE", fmt.Sprintf("%s-%d-%d", AppID, to, snap.Version)); err != nil {
+		return 0, err
+	}
+	ts.frontier, ts.srcVersion, ts.src = to, snap.Version, snap
+	ts.commits++
+	if ts.commits%r.o.CompactEvery == 0 {
+		if _, err := delta.Compact[schema.SilverRow](ctx, ts.t, delta.CompactOptions{}); err != nil {
+			r.log.Warn("compacting rollup tier", "table", ts.Table, "err", err)
+		}
+	}
+	return len(out), nil
+}
+
+// sourceWidth returns the window width of the source's rows, from one row.
+func (r *Roller) sourceWidth(ts *tierState) int64 {
+	for _, t := range r.tiers {
+		if t.Table == ts.Source {
+			return t.width
+		}
+	}
+	return time.Second.Microseconds() // silver's default window; only shifts when a bucket closes
+}
+
+// addedSince returns the data-changing files added to table in versions (from, to].
+func (r *Roller) addedSince(ctx context.Context, table string, from, to int64) ([]delta.AddFile, error) {
+	var out []delta.AddFile
+	for v := from + 1; v <= to; v++ {
+		data, err := r.l.Get(ctx, delta.CommitName(table, v))
+		if errors.Is(err, lake.ErrNotFound) {
+			r.log.Warn("rollup: source commit gone (log cleaned up); late rows in it are not corrected", "table", table, "version", v)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading commit %d of %s: %w", v, table, err)
+		}
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			var a delta.Action
+			if err := json.Unmarshal(line, &a); err != nil {
+				return nil, fmt.Errorf("reading commit %d of %s: %w", v, table, err)
+			}
+			if a.Add != nil && a.Add.DataChange {
+				out = append(out, *a.Add)
+			}
+		}
+	}
+	return out, nil
+}
+
+// fileSpan returns f's window_start span from its statistics (all time
+// when it has none: such a file is read whenever it could matter).
+func fileSpan(f delta.AddFile) span {
+	sp := span{min: 0, max: 1<<62 - 1}
+	st, err := f.ParsedStats()
+	if err != nil {
+		return sp
+	}
+	if v, ok := st.MinValues["window_start"]; ok {
+		if t, err := delta.ParseStatsTime(v); err == nil {
+			sp.min = t
+		}
+	}
+	if v, ok := st.MaxValues["window_start"]; ok {
+		if t, err := delta.ParseStatsTime(v); err == nil {
+			sp.max = t + 999 // stats are truncated to milliseconds
+		}
+	}
+	return sp
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// Aggregate rolls rows up into buckets of width µs: one row per device and
+// bucket, sorted by device and time, with the summed counts, the least
+// minimum, the greatest maximum and the count-weighted mean of each
+// quantity. Rows are folded in (device, window_start) order, so the result
+// does not depend on the input's order.
+func Aggregate(rows []schema.SilverRow, width int64) []schema.SilverRow {
+	if len(rows) == 0 {
+		return nil
+	}
+	rows = slices.Clone(rows)
+	slices.SortFunc(rows, func(a, b schema.SilverRow) int {
+		return cmp.Or(cmp.Compare(a.Device, b.Device), cmp.Compare(a.WindowStart, b.WindowStart))
+	})
+	var out []schema.SilverRow
+	var acc accum
+	for i := range rows {
+		x := &rows[i]
+		b := floorDiv(x.WindowStart, width) * width
+		if acc.n > 0 && (acc.row.Device != x.Device || acc.row.WindowStart != b) {
+			out = append(out, acc.done())
+			acc = accum{}
+		}
+		if acc.n == 0 {
+			acc.row = schema.SilverRow{Device: x.Device, WindowStart: b, WindowEnd: b + width}
+		}
+		acc.add(x)
+	}
+	return append(out, acc.done())
+}
+
+type accum struct {
+	row        schema.SilverRow
+	n          int
+	st, sh, sp float64 // Σ avg·count
+	ut, uh, up float64 // Σ avg (for count 0 rows)
+}
+
+func (a *accum) add(x *schema.SilverRow) {
+	r := &a.row
+	if a.n == 0 {
+		r.TempMin, r.TempMax = x.TempMin, x.TempMax
+		r.HumidityMin, r.HumidityMax = x.HumidityMin, x.HumidityMax
+		r.PressureMin, r.PressureMax = x.PressureMin, x.PressureMax
+	}
+	a.n++
+	r.Count += x.Count
+	r.FreshCount += x.FreshCount
+	c := float64(x.Count)
+	a.st += x.TempAvg * c
+	a.sh += x.HumidityAvg * c
+	a.sp += x.PressureAvg * c
+	a.ut += x.TempAvg
+	a.uh += x.HumidityAvg
+	a.up += x.PressureAvg
+	r.TempMin, r.TempMax = min(r.TempMin, x.TempMin), max(r.TempMax, x.TempMax)
+	r.HumidityMin, r.HumidityMax = min(r.HumidityMin, x.HumidityMin), max(r.HumidityMax, x.HumidityMax)
+	r.PressureMin, r.PressureMax = min(r.PressureMin, x.PressureMin), max(r.PressureMax, x.PressureMax)
+}
+
+func (a *accum) done() schema.SilverRow {
+	r := a.row
+	if r.Count > 0 {
+		c := float64(r.Count)
+		r.TempAvg, r.HumidityAvg, r.PressureAvg = a.st/c, a.sh/c, a.sp/c
+	} else {
+		n := float64(a.n)
+		r.TempAvg, r.HumidityAvg, r.PressureAvg = a.ut/n, a.uh/n, a.up/n
+	}
+	return r
+}

@@ -1,0 +1,236 @@
+package rollup_test
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/rollup"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+const sec = int64(1e6)
+
+func silverRow(r *rand.Rand, dev string, ws int64) schema.SilverRow {
+	t := 20 + r.Float64()*5
+	h := 40 + r.Float64()*10
+	p := 101000 + r.Float64()*500
+	c := int64(r.IntN(400))
+	return schema.SilverRow{Device: dev, WindowStart: ws, WindowEnd: ws + sec, Count: c, FreshCount: c / 4,
+		TempAvg: t, TempMin: t - r.Float64(), TempMax: t + r.Float64(),
+		HumidityAvg: h, HumidityMin: h - r.Float64(), HumidityMax: h + r.Float64(),
+		PressureAvg: p, PressureMin: p - r.Float64()*10, PressureMax: p + r.Float64()*10}
+}
+
+type combined struct {
+	count, fresh  int64
+	min, max, sum [3]float64
+	rows          int
+}
+
+func combine(rows []schema.SilverRow, width int64, before int64) map[[2]int64]map[string]*combined {
+	_ = width
+	out := map[[2]int64]map[string]*combined{}
+	for _, x := range rows {
+		b := x.WindowStart / width * width
+		if b+width > before {
+			continue
+		}
+		k := [2]int64{b, 0}
+		if out[k] == nil {
+			out[k] = map[string]*combined{}
+		}
+		c := out[k][x.Device]
+		v := [3]float64{x.TempAvg, x.HumidityAvg, x.PressureAvg}
+		lo := [3]float64{x.TempMin, x.HumidityMin, x.PressureMin}
+		hi := [3]float64{x.TempMax, x.HumidityMax, x.PressureMax}
+		if c == nil {
+			c = &combined{min: lo, max: hi}
+			out[k][x.Device] = c
+		}
+		c.rows++
+		c.count += x.Count
+		c.fresh += x.FreshCount
+		for i := range 3 {
+			c.sum[i] += v[i] * float64(x.Count)
+			c.min[i] = math.Min(c.min[i], lo[i])
+			c.max[i] = math.Max(c.max[i], hi[i])
+		}
+	}
+	return out
+}
+
+// TestTiersMatchSilver: silver committed in epochs, with a device replaying
+// an old stretch after the tiers passed it; every tier's rows, combined per
+// bucket, equal the aggregate of the silver rows behind them: counts, min
+// and max exactly, the mean to float rounding.
+func TestTiersMatchSilver(t *testing.T) {
+	ctx := context.Background()
+	l := lake.NewMemory()
+	silver, err := delta.Open[schema.SilverRow](ctx, l, schema.Silver, delta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	t0 := int64(1_790_000_000) * sec / (3600 * sec) * (3600 * sec) // an hour boundary
+	roller := rollup.New(l, rollup.Options{Grace: 30 * time.Second, CompactEvery: 5})
+	var all []schema.SilverRow
+	commit := func(rows []schema.SilverRow) {
+		t.Helper()
+		if len(rows) == 0 {
+			return
+		}
+		add, err := delta.WriteFile(ctx, silver, rows, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := silver.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, rows...)
+		if _, err := roller.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	devs := []string{"dev-a", "dev-b", "dev-c"}
+	const span = 2*3600 + 300                // seconds of windows
+	gapFrom, gapTo := int64(605), int64(695) // dev-c's outage: replayed at the end
+	for s := int64(0); s < span; s += 60 {
+		var rows []schema.SilverRow
+		for _, d := range devs {
+			for k := s; k < s+60; k++ {
+				if d == "dev-c" && k >= gapFrom && k < gapTo {
+					continue
+				}
+				if d == "dev-b" && k%97 == 0 {
+					continue // a missing window
+				}
+				rows = append(rows, silverRow(r, d, t0+k*sec))
+			}
+		}
+		commit(rows)
+		if s == 1800 { // the spool replay, long after its buckets were written
+			var late []schema.SilverRow
+			for k := gapFrom; k < gapTo; k++ {
+				late = append(late, silverRow(r, "dev-c", t0+k*sec))
+			}
+			commit(late)
+		}
+	}
+	// A restarted roller resumes from the lake's txns and writes nothing twice.
+	roller = rollup.New(l, rollup.Options{Grace: 30 * time.Second})
+	if _, err := roller.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	commit([]schema.SilverRow{silverRow(r, "dev-a", t0+span*sec+40*sec)})
+
+	for _, tier := range rollup.DefaultTiers() {
+		t.Run(tier.Table, func(t *testing.T) {
+			snap, err := delta.Load(ctx, l, tier.Table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frontier, ok := rollup.Frontier(snap)
+			if !ok {
+				t.Fatal("no frontier")
+			}
+			rows, err := delta.ReadFiles[schema.SilverRow](ctx, l, tier.Table, snap.Files(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := tier.Width.Microseconds()
+			want := combine(all, w, frontier)
+			got := map[[2]int64]map[string]*combined{}
+			for _, x := range rows {
+				if x.WindowEnd-x.WindowStart != w || x.WindowStart%w != 0 {
+					t.Fatalf("row %+v is not a %v bucket", x, tier.Width)
+				}
+				if x.WindowEnd > frontier {
+					t.Errorf("row %+v beyond the frontier %d", x, frontier)
+				}
+			}
+			got = combineTier(rows, w)
+			if len(want) == 0 || len(got) != len(want) {
+				t.Fatalf("%d buckets, want %d (frontier %v)", len(got), len(want), time.Duration(frontier-t0)*time.Microsecond)
+			}
+			multi := 0
+			for k, devs := range want {
+				for d, wc := range devs {
+					gc := got[k][d]
+					if gc == nil {
+						t.Fatalf("bucket %v of %s missing", k, d)
+					}
+					if gc.rows > 1 {
+						multi++
+					}
+					if gc.count != wc.count || gc.fresh != wc.fresh || gc.min != wc.min || gc.max != wc.max {
+						t.Fatalf("bucket %v of %s: got %+v want %+v", k, d, gc, wc)
+					}
+					for i := range 3 {
+						if math.Abs(gc.sum[i]-wc.sum[i]) > 1e-9*math.Abs(wc.sum[i]) {
+							t.Fatalf("bucket %v of %s: weighted sum %v want %v", k, d, gc.sum[i], wc.sum[i])
+						}
+					}
+				}
+			}
+			if tier.Table == schema.Silver10s && multi == 0 {
+				t.Error("the replayed stretch made no correction rows")
+			}
+		})
+	}
+}
+
+func combineTier(rows []schema.SilverRow, w int64) map[[2]int64]map[string]*combined {
+	out := map[[2]int64]map[string]*combined{}
+	for _, x := range rows {
+		k := [2]int64{x.WindowStart, 0}
+		if out[k] == nil {
+			out[k] = map[string]*combined{}
+		}
+		c := out[k][x.Device]
+		lo := [3]float64{x.TempMin, x.HumidityMin, x.PressureMin}
+		hi := [3]float64{x.TempMax, x.HumidityMax, x.PressureMax}
+		v := [3]float64{x.TempAvg, x.HumidityAvg, x.PressureAvg}
+		if c == nil {
+			c = &combined{min: lo, max: hi}
+			out[k][x.Device] = c
+		}
+		c.rows++
+		c.count += x.Count
+		c.fresh += x.FreshCount
+		for i := range 3 {
+			c.sum[i] += v[i] * float64(x.Count)
+			c.min[i] = math.Min(c.min[i], lo[i])
+			c.max[i] = math.Max(c.max[i], hi[i])
+		}
+	}
+	return out
+}
+
+// TestAggregateExact: one bucket's row from silver rows in any order.
+func TestAggregateExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var rows []schema.SilverRow
+	for k := int64(0); k < 60; k++ {
+		rows = append(rows, silverRow(r, "d", k*sec))
+	}
+	a := rollup.Aggregate(rows, 60*sec)
+	r.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+	b := rollup.Aggregate(rows, 60*sec)
+	if len(a) != 1 || a[0] != b[0] {
+		t.Fatalf("%+v vs %+v", a, b)
+	}
+	var n int64
+	mn, mx := math.Inf(1), math.Inf(-1)
+	for _, x := range rows {
+		n += x.Count
+		mn, mx = math.Min(mn, x.TempMin), math.Max(mx, x.TempMax)
+	}
+	if a[0].Count != n || a[0].TempMin != mn || a[0].TempMax != mx || a[0].WindowEnd != 60*sec {
+		t.Errorf("%+v", a[0])
+	}
+}
