@@ -58,9 +58,8 @@
 // The epoch's commit is an ordered list of idempotent steps with a cursor
 // (committer.go); a failed lake operation is retried from the step that
 // failed, and recovery resumes an interrupted epoch after its bronze commit;
-// a commit
-// that landed although the lake reported an error is recognised by its
-// commitInfo.txnId.
+// a commit that landed although the lake reported an error is recognised by
+// its commitInfo.txnId.
 //
 // # Goroutines
 //
