@@ -21,6 +21,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -82,6 +83,7 @@ type day struct {
 	bytes      map[string]int64
 	logBytes   map[string]int64
 	cpBytes    map[string]int64
+	lastCP     map[string]int64 // size of the latest checkpoint
 	tombstones map[string]int64
 	liveFiles  map[string]int64
 	loadMS     map[string]float64
@@ -111,7 +113,7 @@ func run(ctx context.Context, c config) error {
 			defer os.RemoveAll(dir)
 		}
 	}
-	lk, err := lake.NewLocal(dir)
+	local, err := lake.NewLocal(dir)
 	if err != nil {
 		return err
 	}
@@ -119,6 +121,7 @@ func run(ctx context.Context, c config) error {
 	var simNow atomic.Int64
 	simNow.Store(start.UnixMicro())
 	now := func() time.Time { return time.UnixMicro(simNow.Load()).UTC() }
+	lk := &simLake{Local: local, marks: []mark{{real: time.Now(), sim: start}}}
 	level := slog.LevelWarn
 	if c.verbose {
 		level = slog.LevelInfo
@@ -190,6 +193,7 @@ func run(ctx context.Context, c config) error {
 		for e := 0; e < epochsPerDay; e++ {
 			t0 := start.Add(time.Duration(epoch) * c.epoch)
 			simNow.Store(t0.Add(c.epoch).UnixMicro())
+			lk.mark(t0.Add(c.epoch))
 			var wg sync.WaitGroup
 			var landErr atomic.Value
 			for i := range devs {
@@ -263,13 +267,49 @@ func run(ctx context.Context, c config) error {
 	return nil
 }
 
+// simLake is the local lake with modification times on the simulated
+// clock: vacuum, log cleanup and landing expiry compare them with Now. An
+// object's time is the simulated time of the epoch during which it was
+// written (the embedded *lake.Local keeps its group commit).
+type simLake struct {
+	*lake.Local
+	mu    sync.Mutex
+	marks []mark // real time at which each epoch began, in order
+}
+
+type mark struct{ real, sim time.Time }
+
+func (l *simLake) mark(sim time.Time) {
+	l.mu.Lock()
+	l.marks = append(l.marks, mark{real: time.Now(), sim: sim})
+	l.mu.Unlock()
+}
+
+func (l *simLake) simTime(real time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := sort.Search(len(l.marks), func(i int) bool { return l.marks[i].real.After(real) })
+	if i == 0 {
+		return l.marks[0].sim
+	}
+	return l.marks[i-1].sim
+}
+
+func (l *simLake) List(ctx context.Context, prefix string) ([]lake.Object, error) {
+	objs, err := l.Local.List(ctx, prefix)
+	for i := range objs {
+		objs[i].ModTime = l.simTime(objs[i].ModTime)
+	}
+	return objs, err
+}
+
 var tables = []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold}
 
 // measure reads the lake as an operator would: object counts and sizes from
 // the directory, tombstones and load time from delta.Load.
 func measure(ctx context.Context, lk lake.Lake, dir string, n int) (day, error) {
 	d := day{n: n, files: map[string]int64{}, bytes: map[string]int64{}, logBytes: map[string]int64{}, cpBytes: map[string]int64{},
-		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, loadMS: map[string]float64{}}
+		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, loadMS: map[string]float64{}, lastCP: map[string]int64{}}
 	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -315,6 +355,14 @@ func measure(ctx context.Context, lk lake.Lake, dir string, n int) (day, error) 
 		d.loadMS[t] = float64(time.Since(t0).Microseconds()) / 1000
 		d.tombstones[t] = int64(len(snap.Tombstones()))
 		d.liveFiles[t] = int64(snap.NumFiles())
+		if data, err := lk.Get(ctx, delta.LastCheckpointName(t)); err == nil {
+			var lc delta.LastCheckpoint
+			if json.Unmarshal(data, &lc) == nil {
+				if st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(delta.CheckpointName(t, lc.Version)))); err == nil {
+					d.lastCP[t] = st.Size()
+				}
+			}
+		}
 	}
 	return d, nil
 }
@@ -327,6 +375,14 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+func sumLoad(d day) float64 {
+	var s float64
+	for _, v := range d.loadMS {
+		s += v
+	}
+	return s
+}
+
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func printDay(d day, days []day) {
@@ -337,9 +393,9 @@ func printDay(d day, days []day) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "day=%d", d.n)
 	for _, t := range tables {
-		fmt.Fprintf(&b, " %s_files=%d %s_mib=%.1f %s_live_files=%d %s_added_mib=%.2f %s_log_mib=%.2f %s_cp_mib=%.2f %s_tombstones=%d %s_load_ms=%.1f",
+		fmt.Fprintf(&b, " %s_files=%d %s_mib=%.1f %s_live_files=%d %s_added_mib=%.2f %s_log_mib=%.2f %s_cp_mib=%.2f %s_last_cp_kib=%.0f %s_tombstones=%d %s_load_ms=%.1f",
 			t, d.files[t], t, mib(d.bytes[t]), t, d.liveFiles[t], t, mib(d.bytes[t]-prev.bytes[t]), t, mib(d.logBytes[t]), t, mib(d.cpBytes[t]),
-			t, d.tombstones[t], t, d.loadMS[t])
+			t, float64(d.lastCP[t])/1024, t, d.tombstones[t], t, d.loadMS[t])
 	}
 	fmt.Fprintf(&b, " landing_objects=%d state_kib=%.0f heap_mib=%.1f heap_live_mib=%.1f cpu_ms_per_epoch=%.2f",
 		d.landing, float64(d.state)/1024, d.heapMiB, d.liveMiB, d.cpuMS)
@@ -378,6 +434,7 @@ func summarize(days []day, heapPeak float64) {
 		fig{"landing_objects", float64(ref.landing), float64(last.landing)},
 		fig{"state_bytes", float64(ref.state), float64(last.state)},
 		fig{"heap_live", ref.liveMiB, last.liveMiB},
+		fig{"load_ms", max(5, sumLoad(ref)), max(5, sumLoad(last))}, // ms are noisy: 5 ms floor
 	)
 	worst, worstName := 0.0, ""
 	sort.Slice(figs, func(i, j int) bool { return figs[i].name < figs[j].name })
