@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -57,6 +58,7 @@ type config struct {
 	dir     string
 	keep    bool
 	verbose bool
+	profile string // CPU profile of each day, to this prefix
 }
 
 func main() {
@@ -70,6 +72,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "lake directory (default: a new one under /dev/shm or the temp dir, removed at the end)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the lake")
 	flag.BoolVar(&c.verbose, "v", false, "log the stages' info messages")
+	flag.StringVar(&c.profile, "cpuprofile", "", "write each day's CPU profile to this prefix + day number")
 	flag.Parse()
 	if err := run(context.Background(), c); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
@@ -188,6 +191,15 @@ func run(ctx context.Context, c config) error {
 				devs[slot] = device{id: fmt.Sprintf("soak-%04d-g%d", slot, gen[slot]), boot: 1}
 			}
 		}
+		if c.profile != "" {
+			f, err := os.Create(fmt.Sprintf("%s%d", c.profile, d))
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+		}
 		cpu0 := cpuTime()
 		dayPeak := 0.0
 		for e := 0; e < epochsPerDay; e++ {
@@ -245,6 +257,9 @@ func run(ctx context.Context, c config) error {
 			}
 		}
 		cpu := cpuTime() - cpu0
+		if c.profile != "" {
+			pprof.StopCPUProfile()
+		}
 		dm, err := measure(ctx, lk, dir, d)
 		if err != nil {
 			return err
@@ -347,12 +362,20 @@ func measure(ctx context.Context, lk lake.Lake, dir string, n int) (day, error) 
 		return d, err
 	}
 	for _, t := range tables {
-		t0 := time.Now()
-		snap, err := delta.Load(ctx, lk, t)
-		if err != nil {
-			return d, err
+		// The fastest of three loads: the machine is shared, the figure is the load's own cost.
+		var snap *delta.Snapshot
+		for i := range 3 {
+			t0 := time.Now()
+			s, err := delta.Load(ctx, lk, t)
+			if err != nil {
+				return d, err
+			}
+			ms := float64(time.Since(t0).Microseconds()) / 1000
+			if i == 0 || ms < d.loadMS[t] {
+				d.loadMS[t] = ms
+			}
+			snap = s
 		}
-		d.loadMS[t] = float64(time.Since(t0).Microseconds()) / 1000
 		d.tombstones[t] = int64(len(snap.Tombstones()))
 		d.liveFiles[t] = int64(snap.NumFiles())
 		if data, err := lk.Get(ctx, delta.LastCheckpointName(t)); err == nil {
@@ -405,8 +428,10 @@ func printDay(d day, days []day) {
 // summarize prints the growth ratio: for every figure that must be flat
 // once the retention windows have filled, last day / day 8 (day 8 onwards:
 // the longest window, landing's 7 days, has filled). Figures that grow with
-// the data itself (a table's live bytes) are compared by their daily
-// increase instead.
+// the data itself are compared by what is not data: a table's bytes by
+// their daily increase, its files by those that are not live (garbage kept
+// for the retention); live files grow with the history (an hour or day
+// file each), which the per-day lines show.
 func summarize(days []day, heapPeak float64) {
 	last := days[len(days)-1]
 	ref := days[min(7, len(days)-1)]
@@ -423,7 +448,8 @@ func summarize(days []day, heapPeak float64) {
 	}
 	for _, t := range tables {
 		figs = append(figs,
-			fig{t + "_files", float64(ref.files[t]), float64(last.files[t])},
+			// Files on disk that are not live: compacted away, kept for the retention.
+			fig{t + "_garbage_files", float64(ref.files[t] - ref.liveFiles[t]), float64(last.files[t] - last.liveFiles[t])},
 			fig{t + "_added_bytes", added(days, ref.n-1, t), added(days, last.n-1, t)},
 			fig{t + "_log_bytes", float64(ref.logBytes[t]), float64(last.logBytes[t])},
 			fig{t + "_cp_bytes", float64(ref.cpBytes[t]), float64(last.cpBytes[t])},
@@ -433,7 +459,7 @@ func summarize(days []day, heapPeak float64) {
 	figs = append(figs,
 		fig{"landing_objects", float64(ref.landing), float64(last.landing)},
 		fig{"state_bytes", float64(ref.state), float64(last.state)},
-		fig{"heap_live", ref.liveMiB, last.liveMiB},
+		fig{"heap_peak", ref.heapMiB, last.heapMiB},
 		fig{"load_ms", max(5, sumLoad(ref)), max(5, sumLoad(last))}, // ms are noisy: 5 ms floor
 	)
 	worst, worstName := 0.0, ""
