@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -47,27 +46,15 @@ func newCommitter(p *Pipeline) *committer {
 // a permanent error, or ctx's end, goes to errc and the rest of commits is
 // dropped.
 func (c *committer) run(ctx context.Context, commits <-chan *epoch, errc chan<- error) {
-	backoff := c.opts.RetryBackoff
+	countRetry := func(error) { c.m.count(func(s *Stats) { s.CommitRetries++ }) }
 	for e := range commits {
-		for {
-			err := c.commitEpoch(ctx, e)
-			if err == nil {
-				backoff = c.opts.RetryBackoff
-				break
+		err := retry(ctx, c.log, c.opts.RetryBackoff, "committing epoch", 0, countRetry,
+			func(ctx context.Context) error { return c.commitEpoch(ctx, e) }, slog.Int64("epoch", e.n))
+		if err != nil {
+			errc <- fmt.Errorf("committing epoch %d: %w", e.n, err)
+			for range commits {
 			}
-			c.m.count(func(s *Stats) { s.CommitRetries++ })
-			if errors.Is(err, delta.ErrConflict) || errors.Is(err, delta.ErrUnsupported) || ctx.Err() != nil {
-				errc <- fmt.Errorf("committing epoch %d: %w", e.n, err)
-				for range commits {
-				}
-				return
-			}
-			c.log.Warn("committing epoch failed; retrying", slog.Int64("epoch", e.n), slog.Any("error", err), slog.Duration("backoff", backoff))
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 10*time.Second)
+			return
 		}
 	}
 }
