@@ -222,7 +222,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load))
+			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load).withAcker(acker))
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })

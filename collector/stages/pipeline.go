@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,9 @@ type Stats struct {
 	Duplicates       int64 // submitted batches already in bronze (ignored)
 	Late             int64 // readings sent to silver_late
 	Quarantined      int64 // readings quarantined (timestamp skew)
+	ClockCorrected   int64 // batches re-based by the clock policy
+	ClockRejected    int64 // batches quarantined by the clock policy (absurd offsets)
+	Ahead            int64 // readings quarantined as ahead of their receive time (in Quarantined too)
 	QuarantinedFiles int64 // landing objects quarantined (undecodable)
 	SilverRows       int64
 	GoldRows         int64
@@ -77,6 +81,7 @@ type Pipeline struct {
 	tables map[string]*delta.Table
 	f      *folder
 	landed map[string]landing.SeqRanges
+	clock  *clockPolicy
 	// segments holds, per Lander instance, the counters of the segments
 	// whose every batch is processed; segSeen counts the batches processed
 	// of segments not complete yet.
@@ -119,7 +124,8 @@ func New(l lake.Lake, opts Options) (*Pipeline, error) {
 	opts = opts.withDefaults()
 	return &Pipeline{
 		l: l, opts: opts, log: opts.Logger.With(slog.String("component", "stages")), instance: newInstanceID(),
-		in: make(chan Landed, opts.QueueLen), done: make(chan struct{}), ready: make(chan struct{}),
+		clock: newClockPolicy(opts.MaxAhead, opts.MaxSkew, opts.MaxSkew < 0),
+		in:    make(chan Landed, opts.QueueLen), done: make(chan struct{}), ready: make(chan struct{}),
 		watermarks: map[string]int64{},
 	}, nil
 }
@@ -343,23 +349,52 @@ func (p *Pipeline) process(b Landed) {
 	if src == "" {
 		src = "unknown"
 	}
-	// Skew check.
 	good := b.Batch.Readings
 	var bad []wire.Reading
-	if p.opts.MaxSkew > 0 {
+	// Clock policy: re-base a wrong clock from the batch's monotonic offset.
+	v := p.clock.correct(b.Batch, recv)
+	switch {
+	case v.reject != "":
+		bad, good = b.Batch.Readings, nil
+		p.quar = append(p.quar, quarantined{name: b.Name, batch: *b.Batch, readings: bad, recv: b.ReceivedAt, source: src, reason: v.reject})
+		p.count(func(s *Stats) { s.ClockRejected++ })
+	case v.shiftUS != 0:
+		p.count(func(s *Stats) { s.ClockCorrected++ })
+	}
+	// Skew check, and no reading ahead of the receive time by more than
+	// MaxAhead: one batch cannot move the device's watermark ahead of time.
+	if bad == nil && (p.opts.MaxSkew > 0 || p.clock.maxAhead > 0) {
 		skew := p.opts.MaxSkew.Microseconds()
+		ahead := int64(math.MaxInt64)
+		if p.clock.maxAhead > 0 {
+			ahead = recv + p.clock.maxAhead
+		}
+		nskew := 0
 		p.good = p.good[:0]
 		for _, r := range b.Batch.Readings {
-			if r.TimeUS > recv+skew || r.TimeUS < recv-skew {
+			switch {
+			case skew > 0 && (r.TimeUS > recv+skew || r.TimeUS < recv-skew):
+				nskew++
 				bad = append(bad, r)
-			} else {
+			case r.TimeUS > ahead:
+				bad = append(bad, r)
+			default:
 				p.good = append(p.good, r)
 			}
 		}
 		if bad != nil {
 			good = p.good
+			var why []string
+			if nskew > 0 {
+				why = append(why, fmt.Sprintf("%d readings captured more than %v from the receive time %s", nskew, p.opts.MaxSkew, b.ReceivedAt.UTC().Format(time.RFC3339Nano)))
+			}
+			if n := len(bad) - nskew; n > 0 {
+				why = append(why, fmt.Sprintf("%d readings captured more than %v ahead of the receive time %s (a clock ahead of time; refused so the device's watermark is not moved)",
+					n, time.Duration(p.clock.maxAhead)*time.Microsecond, b.ReceivedAt.UTC().Format(time.RFC3339Nano)))
+				p.count(func(s *Stats) { s.Ahead += int64(n) })
+			}
 			p.quar = append(p.quar, quarantined{name: b.Name, batch: *b.Batch, readings: bad, recv: b.ReceivedAt, source: src,
-				reason: fmt.Sprintf("%d readings captured more than %v from the receive time %s", len(bad), p.opts.MaxSkew, b.ReceivedAt.UTC().Format(time.RFC3339Nano))})
+				reason: strings.Join(why, "; ")})
 		}
 	}
 	tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq), ReceivedAt: recv, Source: src}
