@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	pprofhttp "net/http/pprof"
@@ -25,6 +26,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,9 +157,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		onDurable = acker.Landed
 	}
 	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger), Instance: instance,
-		OnDurable: onDurable,
+		ForgetAfter: cfg.ForgetAfter,
+		OnDurable:   onDurable,
 		QuarantineLimit: landing.QuarantineLimit{PerSecond: cfg.QuarantineRate, Burst: int(max(1, 10*cfg.QuarantineRate)),
-			BytesPerSecond: cfg.QuarantineBytesRate, BurstBytes: int(max(1, 16*cfg.QuarantineBytesRate))}})
+			BytesPerSecond: cfg.QuarantineBytesRate, BurstBytes: int(max(1, 16*cfg.QuarantineBytesRate))},
+		NewDeviceLimit: landing.NewDeviceLimit{PerSecond: cfg.NewDeviceRate, Burst: max(1, cfg.NewDeviceBurst)}})
 	if err != nil {
 		return err
 	}
@@ -221,8 +225,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	stagesRunning.Store(true)
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load).withAcker(acker))
+		coll := newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load).withAcker(acker)
+		coll.routingLimited = func() uint64 {
+			if r := routing.Load(); r != nil {
+				return r.Limited()
+			}
+			return 0
+		}
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), coll)
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -262,6 +272,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		log.Info("waiting for the stages to recover and scan landing/")
 		select {
 		case <-pipeline.Ready():
+			// The devices the stages know are not new to the landing's
+			// new-device rate limit.
+			lander.KnowDevices(slices.Collect(maps.Keys(pipeline.Watermarks())))
 		case <-pipeline.Done():
 			// Run failed during recovery; its error is in stagesDone.
 			stopIngest()
@@ -346,13 +359,20 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		}
 		r, err := ingest.NewRouting(ctx, ingest.RoutingOptions{
 			Files: files, Prefix: cfg.IoTHubRoutingPrefix, State: lk, PollInterval: cfg.IoTHubPollInterval, Logger: log,
+			Limits: ingest.RoutingLimits{MaxFileBytes: cfg.IoTHubMaxFileBytes, MaxBlockBytes: cfg.IoTHubMaxBlockBytes, MaxMapEntries: cfg.IoTHubMaxMapEntries},
 			Handler: func(ctx context.Context, file string, rec ingest.RoutingRecord) error {
 				m := landing.Message{Data: rec.Body, Source: "iothub", Topic: fmt.Sprintf("%s#%d", file, rec.Index),
 					Device: rec.DeviceID, ReceivedAt: rec.EnqueuedTime}
 				if rec.Err != nil {
 					return lander.Quarantine(ctx, m, landing.KindEnvelope, rec.Err.Error())
 				}
-				_, err := lander.Land(ctx, m)
+				// pilake batches as they are; the Raspberry Pi simulator's messages converted
+				data, device, err := ingest.RoutedBatch(rec, wire.NewEncoder(wire.Binary))
+				if err != nil {
+					return lander.Quarantine(ctx, m, landing.KindEnvelope, "IoT Hub simulator message: "+err.Error())
+				}
+				m.Data, m.Device = data, device
+				_, err = lander.Land(ctx, m)
 				return err
 			},
 			Quarantine: func(ctx context.Context, file string, data []byte, reason string) error {

@@ -19,6 +19,8 @@ import (
 
 	_ "github.com/databricks/databricks-sql-go" // registers the "databricks" driver
 	dbsqllog "github.com/databricks/databricks-sql-go/logger"
+	"github.com/rs/zerolog"
+	zlog "github.com/rs/zerolog/log"
 
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/collector/hostcheck"
@@ -58,6 +60,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hub := live.NewHub(cfg.Ring, nil)
+	hub.SetMaxBytes(cfg.RingBytes)
 	done := make(chan error, 2)
 	workers := 0
 
@@ -73,9 +76,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		hist = lh
 		log.Info("history from the lake", "lake", where)
 		if cfg.Broker != "" {
+			mqttTLS, err := cfg.mqttTLS()
+			if err != nil {
+				return err
+			}
 			workers++
 			go func() {
-				done <- live.RunMQTT(ctx, live.MQTTConfig{Broker: cfg.Broker, GoldN: int32(cfg.GoldN), Log: log}, hub, nil)
+				done <- live.RunMQTT(ctx, live.MQTTConfig{Broker: cfg.Broker, GoldN: int32(cfg.GoldN), Log: log,
+					Username: cfg.MQTTUsername, Password: string(cfg.MQTTPassword), TLS: mqttTLS}, hub, nil)
 			}()
 		} else {
 			hub.SetStatus("offline", "none", "no --broker: live feed disabled")
@@ -216,6 +224,8 @@ func databricksDSN(d Databricks) string {
 // the token), and the driver's own logger is silenced for the same reason.
 func openDatabricks(d Databricks) (*sql.DB, error) {
 	_ = dbsqllog.SetLogLevel("disabled")
+	// Its OAuth code logs through zerolog's global logger, not the one above.
+	zlog.Logger = zlog.Logger.Level(zerolog.Disabled)
 	db, err := sql.Open("databricks", databricksDSN(d))
 	if err != nil {
 		return nil, fmt.Errorf("configuring Databricks SQL connection to %s: %s", d.Host, publicError(err))

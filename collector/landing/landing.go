@@ -119,6 +119,14 @@ type Options struct {
 	Instance string
 	// QuarantineLimit bounds quarantined input per source.
 	QuarantineLimit QuarantineLimit
+	// ForgetAfter: a stream (device and boot) nothing was landed in for
+	// this long is forgotten, so a fleet whose devices reboot and come and
+	// go does not grow the Lander's memory [24h; negative: never]. A batch
+	// of a forgotten stream redelivered later lands again; the stages keep
+	// one copy in bronze.
+	ForgetAfter time.Duration
+	// NewDeviceLimit bounds how fast device ids not seen before are taken.
+	NewDeviceLimit NewDeviceLimit
 }
 
 // NewInstance returns a new random Lander instance id.
@@ -127,6 +135,9 @@ func NewInstance() string {
 	_, _ = rand.Read(id[:])
 	return hex.EncodeToString(id[:])
 }
+
+// DefaultForgetAfter is Options.ForgetAfter's default.
+const DefaultForgetAfter = 24 * time.Hour
 
 // DefaultSegmentLinger is Options.SegmentLinger's default.
 const DefaultSegmentLinger = 5 * time.Millisecond
@@ -138,10 +149,14 @@ type Stats struct {
 	Bytes      atomic.Uint64 // bytes of landed batches (as received)
 	Segments   atomic.Uint64 // segments written durably
 	Duplicates atomic.Uint64 // redeliveries of batches this process landed
+	Forgotten  atomic.Uint64 // streams forgotten after Options.ForgetAfter without a batch
 	LakeErrors atomic.Uint64 // landing or quarantine writes that failed (the message was not acknowledged)
 	// QuarantineDropped counts inputs beyond the quarantine limit:
 	// acknowledged and dropped without a record.
 	QuarantineDropped atomic.Uint64
+	// NewDeviceRefused counts batches refused (not acknowledged) because
+	// their device id was new and NewDeviceLimit was reached.
+	NewDeviceRefused atomic.Uint64
 	// LastLagUS is receive time minus the newest reading's capture time of the
 	// last landed batch, in µs.
 	LastLagUS atomic.Int64
@@ -167,6 +182,7 @@ type Lander struct {
 	seen  seenSet
 	stats Stats
 	qlim  *qLimiter
+	gate  *deviceGate
 	// lastDropLog is the unix second a dropped quarantine was last logged.
 	lastDropLog atomic.Int64
 }
@@ -182,7 +198,7 @@ func New(opts Options) (*Lander, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Lander{opts: opts, log: opts.Logger, qlim: newQLimiter(opts.QuarantineLimit)}
+	l := &Lander{opts: opts, log: opts.Logger, qlim: newQLimiter(opts.QuarantineLimit), gate: newDeviceGate(opts.NewDeviceLimit)}
 	l.stats.quarantined = map[string]*atomic.Uint64{}
 	for _, k := range Kinds {
 		l.stats.quarantined[k] = new(atomic.Uint64)
@@ -202,6 +218,9 @@ func New(opts Options) (*Lander, error) {
 	}
 	if opts.SegmentLinger == 0 {
 		opts.SegmentLinger = DefaultSegmentLinger
+	}
+	if opts.ForgetAfter == 0 {
+		opts.ForgetAfter = DefaultForgetAfter
 	}
 	l.opts = opts
 	if group {
@@ -248,6 +267,11 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 		reason := fmt.Sprintf("batch of device %q arrived as device %q", b.DeviceID, m.Device)
 		ReleaseBatch(b) // after its last use: the pool may hand it out at once
 		return l.quarantine(ctx, m, KindDeviceMismatch, reason)
+	}
+	if m.Peer == "" && !l.gate.admit(b.DeviceID, m.ReceivedAt) {
+		ReleaseBatch(b)
+		l.stats.NewDeviceRefused.Add(1)
+		return 0, ErrNewDeviceRate
 	}
 	key := streamSeq{device: b.DeviceID, boot: b.BootID, seq: b.Seq}
 	for {
