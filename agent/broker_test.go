@@ -93,10 +93,12 @@ func (r *recorder) waitFor(t *testing.T, what string, cond func([]message) bool)
 }
 
 // startBroker runs an in-process mochi broker on addr (testenv.Mochi: limits
-// raised so it never drops messages) with the given hooks.
+// raised so it never drops messages) with the given hooks. It stands for the
+// collector's embedded broker, so it announces that its PUBACK means landed
+// (agents run in ack mode auto).
 func startBroker(t *testing.T, addr string, tlsCfg *tls.Config, hooks ...mqtt.Hook) (stop func()) {
 	t.Helper()
-	_, _, stop = testenv.Mochi(t, testenv.MochiConfig{Addr: addr, TLS: tlsCfg, Hooks: hooks})
+	_, _, stop = testenv.Mochi(t, testenv.MochiConfig{Addr: addr, TLS: tlsCfg, Hooks: hooks, AnnouncePuback: true})
 	return stop
 }
 

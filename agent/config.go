@@ -15,6 +15,7 @@ import (
 	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/iothub"
 	"github.com/pilake/pilake/agent/spool"
+	"github.com/pilake/pilake/agent/uplink"
 	"github.com/pilake/pilake/agent/wire"
 )
 
@@ -50,13 +51,16 @@ type Config struct {
 	IoTHub        string
 	IoTHubTTL     time.Duration
 
-	SpoolDir      string
-	SpoolMax      byteSize
-	SpoolFsync    string
-	SpoolFsyncInt time.Duration
-	BacklogRate   float64
-	MaxInflight   int
-	ReconnectMax  time.Duration
+	SpoolDir       string
+	SpoolMax       byteSize
+	SpoolFsync     string
+	SpoolFsyncInt  time.Duration
+	BacklogRate    float64
+	MaxInflight    int
+	ReconnectMax   time.Duration
+	AckMode        string
+	LandingTimeout time.Duration
+	MaxUnlanded    int
 
 	MetricsAddr     string
 	ShutdownTimeout time.Duration
@@ -151,8 +155,11 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Var(&c.SpoolMax, "spool-max-bytes", "spool byte cap; the oldest batches are dropped beyond it (e.g. 256MiB)")
 	fs.StringVar(&c.SpoolFsync, "spool-fsync", "interval", "spool fsync policy: always, interval or never")
 	fs.DurationVar(&c.SpoolFsyncInt, "spool-fsync-interval", spool.DefaultFsyncInterval, "fsync interval of the interval policy")
-	fs.Float64Var(&c.BacklogRate, "backlog-rate", 20, "backlog batches sent per second at most after an outage (live batches go first)")
+	fs.Float64Var(&c.BacklogRate, "backlog-rate", 20, "batches sent per second at most while a backlog drains (oldest first)")
 	fs.IntVar(&c.MaxInflight, "max-inflight", 16, "batches published and not yet acknowledged at most")
+	fs.StringVar(&c.AckMode, "ack-mode", "auto", "what deletes a batch from the spool: landed (the collector's landing ack, for external brokers), puback, or auto (landed unless the broker says its PUBACK means landed, as the collector's embedded broker does; puback for IoT Hub)")
+	fs.DurationVar(&c.LandingTimeout, "landing-timeout", 30*time.Second, "a PUBACKed batch with no landing ack after this is sent again (doubling per resend)")
+	fs.IntVar(&c.MaxUnlanded, "max-unlanded", 128, "batches PUBACKed and not yet acknowledged as landed at most")
 	fs.DurationVar(&c.ReconnectMax, "reconnect-max", 30*time.Second, "longest wait between reconnection attempts (the backoff doubles from 1s up to this)")
 
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9101", `address of /metrics and /healthz ("" disables)`)
@@ -288,6 +295,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInflight < 1 || c.MaxInflight > 1000 {
 		errs = append(errs, fmt.Errorf("max-inflight %d: want 1..1000", c.MaxInflight))
+	}
+	if _, err := uplink.ParseAckMode(c.AckMode); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LandingTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("landing-timeout %v: want at least 100ms", c.LandingTimeout))
+	}
+	if c.MaxUnlanded < 1 || c.MaxUnlanded > 100000 {
+		errs = append(errs, fmt.Errorf("max-unlanded %d: want 1..100000", c.MaxUnlanded))
 	}
 	if c.BacklogRate <= 0 {
 		errs = append(errs, fmt.Errorf("backlog-rate %g: want > 0", c.BacklogRate))

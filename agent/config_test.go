@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	_ "embed"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,5 +131,15 @@ func TestEncodingOf(t *testing.T) {
 		if got != enc {
 			t.Fatalf("encodingOf(%s batch) = %s", enc, got)
 		}
+	}
+}
+
+func TestLoggerHidesBrokerPassword(t *testing.T) {
+	var buf bytes.Buffer
+	cfg := &Config{LogLevel: "info", LogFormat: "json"}
+	log := newLogger(cfg, &buf)
+	log.With(slog.String("broker", "tcp://pi:BROKERSECRET@collector:1883")).Info("connecting", "err", errors.New(`dial "ssl://pi:BROKERSECRET@collector:8883": refused`))
+	if strings.Contains(buf.String(), "BROKERSECRET") || !strings.Contains(buf.String(), "collector:1883") {
+		t.Errorf("log line: %s", buf.String())
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/pilake/pilake/agent/clock"
 	"github.com/pilake/pilake/agent/iothub"
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/sample"
 	"github.com/pilake/pilake/agent/spool"
 	"github.com/pilake/pilake/agent/uplink"
@@ -92,7 +93,7 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 		if a.Value.Kind() == slog.KindDuration { // "5s", not 5000000000
 			return slog.String(a.Key, a.Value.Duration().String())
 		}
-		return a
+		return redact.ReplaceAttr(nil, a) // no broker password in any log line
 	}}
 	useJSON := cfg.LogFormat == "json"
 	if cfg.LogFormat == "auto" {
@@ -384,6 +385,14 @@ func (a *Agent) setupUplink() error {
 		Logger: a.log.With(slog.String("component", "mqtt")),
 	}
 	a.topic = func(*spool.Record) string { return wire.TelemetryTopic(cfg.DeviceID) }
+	ackMode, err := uplink.ParseAckMode(cfg.AckMode)
+	if err != nil {
+		return err
+	}
+	if ackMode != uplink.AckPuback {
+		mc.AckTopic = wire.AckTopic(cfg.DeviceID)
+		mc.OnAck = func(p []byte) { a.fwd.HandleAck(p) }
+	}
 	if cfg.IoTHub != "" {
 		cs, err := iothub.ParseConnectionString(cfg.IoTHub)
 		if err != nil {
@@ -404,6 +413,9 @@ func (a *Agent) setupUplink() error {
 		mc.Username, mc.Password = "", ""
 		mc.RenewEvery = ttl * 8 / 10
 		mc.StatusTopic = ""
+		// IoT Hub keeps what it acknowledged (and routes it to storage);
+		// it has no ack topic to subscribe to.
+		ackMode, mc.AckTopic, mc.OnAck = uplink.AckPuback, "", nil
 		a.topic = func(rec *spool.Record) string { return iothub.Topic(cs.DeviceID, encodingOf(rec.Data, a.enc)) }
 		a.log.Info("sending to Azure IoT Hub", "hub", cs.HostName, "device", cs.DeviceID, "address", mc.Broker, "token_ttl", ttl)
 	}
@@ -415,6 +427,7 @@ func (a *Agent) setupUplink() error {
 	a.fwd, err = uplink.NewForwarder(uplink.ForwarderConfig{
 		Spool: a.spool, Pub: conn, Topic: a.topic,
 		MaxInflight: cfg.MaxInflight, BacklogRate: cfg.BacklogRate,
+		AckMode: ackMode, LandingTimeout: cfg.LandingTimeout, MaxUnlanded: cfg.MaxUnlanded,
 		OnAck:  a.onAck,
 		Logger: a.log.With(slog.String("component", "forwarder")),
 	})
@@ -467,7 +480,7 @@ func (a *Agent) writer(smp *sample.Sampler) {
 		switch {
 		case err != nil:
 			a.mu.Lock()
-			a.encodeErrors++
+			a.encodeErrors += int64(n) // readings, like every dropped count
 			a.mu.Unlock()
 			a.log.Error("encoding a batch; dropping it", "seq", b.Seq, "readings", n, "err", err)
 		case a.cfg.IoTHub != "" && len(buf) > iothub.MaxMessageBytes:
@@ -478,7 +491,7 @@ func (a *Agent) writer(smp *sample.Sampler) {
 		default:
 			if _, err := a.spool.Append(b.BootID, b.Seq, n, buf); err != nil {
 				a.mu.Lock()
-				a.spoolErrors++
+				a.spoolErrors += int64(n)
 				a.mu.Unlock()
 				a.log.Error("appending a batch to the spool; dropping it", "seq", b.Seq, "readings", n, "err", err)
 			}
@@ -548,7 +561,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	st, ss, fc := a.samplerStats(), a.spool.Stats(), a.fwd.Counters()
 	a.log.Info("agent stopped", "readings", st.Readings, "missed_ticks", st.MissedTicks, "not_ready", st.NotReady,
 		"read_errors", st.ReadErrors, "batches", st.Batches, "acked_batches", fc.Acked,
-		"spool_batches_left", ss.Records, "dropped_readings", ss.DroppedReadings+st.DroppedRdg)
+		"spool_batches_left", ss.Records, "dropped_readings", a.summaryDropped())
 	return errors.Join(sampleErr, fwdErr)
 }
 

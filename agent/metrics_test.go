@@ -42,7 +42,9 @@ func TestMetricsParseWithPrometheus(t *testing.T) {
 		"lateness_p50_seconds": g, "lateness_p99_seconds": g, "lateness_seconds": h,
 		"batches_total": c, "batches_published_total": c, "batches_acked_total": c, "readings_acked_total": c,
 		"publish_failures_total": c, "backlog_batches_sent_total": c, "inflight_batches": g,
-		"spool_bytes": g, "spool_batches": g, "spool_readings": g, "dropped_readings_total": c,
+		"batches_resent_total": c, "unlanded_batches": g, "puback_means_landed": g, "bad_acks_total": c,
+		"mqtt_short_connections_total": c,
+		"spool_bytes":                  g, "spool_batches": g, "spool_readings": g, "dropped_readings_total": c,
 		"mqtt_connected": g, "mqtt_reconnects_total": c, "clock_synced": g,
 		"max_rss_bytes": g, "goroutines": g, "heap_bytes": g,
 	}

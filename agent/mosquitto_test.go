@@ -45,7 +45,8 @@ func TestRealMosquitto(t *testing.T) {
 	dir := t.TempDir()
 	summary := filepath.Join(dir, "summary.json")
 	ra := startAgent(t, "--simulate", "--device-id", device, "--broker", broker,
-		"--spool-dir", filepath.Join(dir, "spool"), "--metrics-addr", "", "--summary-file", summary, "--batch-interval", "250ms")
+		"--spool-dir", filepath.Join(dir, "spool"), "--metrics-addr", "", "--summary-file", summary, "--batch-interval", "250ms",
+		"--ack-mode", "puback") // no collector behind this broker: its PUBACK is the test's subject
 	deadline := time.After(30 * time.Second)
 	for count() < 4 {
 		select {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/conf"
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/collector/broker"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
@@ -72,13 +73,16 @@ type Config struct {
 
 	// Operations.
 	MetricsAddr string
-	LogFormat   string
-	LogLevel    string
-	Live        bool
-	CPUProfile  string
-	Pprof       bool
-	Stages      bool
-	Rollups     bool
+	// MetricsAllowedHosts: Host header names /metrics answers to besides
+	// the loopback names and the metrics-addr host (DNS-rebinding defence).
+	MetricsAllowedHosts string
+	LogFormat           string
+	LogLevel            string
+	Live                bool
+	CPUProfile          string
+	Pprof               bool
+	Stages              bool
+	Rollups             bool
 }
 
 func newFlagSet(c *Config) *flag.FlagSet {
@@ -121,6 +125,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.CommitInterval, "commit-interval", 2*time.Second, "longest time between Delta commits")
 	fs.DurationVar(&c.LandingLinger, "landing-linger", landing.DefaultSegmentLinger, "how long a landing segment waits for more batches before it is written (0: not at all); adds at most this to the acknowledgement time")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9102", "HTTP address for /metrics, /healthz, /readyz (empty: off)")
+	fs.StringVar(&c.MetricsAllowedHosts, "metrics-allowed-hosts", "", "comma-separated host names that may reach /metrics, /healthz and /readyz besides localhost and the --metrics-addr host; other Host headers get 421")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, or auto (text on a terminal)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.CPUProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file")
@@ -276,7 +281,9 @@ func readFleetKey(name string) ([]byte, error) {
 func (c Config) logger(w *os.File) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(c.LogLevel))
-	ho := &slog.HandlerOptions{Level: lv}
+	// No credential (a SAS signature in an Azure error's URL, a password in
+	// a broker URL) reaches the log.
+	ho := &slog.HandlerOptions{Level: lv, ReplaceAttr: redact.ReplaceAttr}
 	format := c.LogFormat
 	if format == "auto" {
 		format = "json"

@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
@@ -143,7 +145,17 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		// later, whose recovery lands everything in landing/ into bronze.
 		submit = nil
 	}
+	// With an external broker, agents learn what landed from landing acks
+	// (the broker's PUBACK says nothing about the lake); the embedded
+	// broker's PUBACK is sent after landing and is enough.
+	var acker *ingest.Acker
+	var onDurable func(string, uint64, uint64)
+	if cfg.Broker != "" {
+		acker = &ingest.Acker{Logger: log}
+		onDurable = acker.Landed
+	}
 	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger), Instance: instance,
+		OnDurable: onDurable,
 		QuarantineLimit: landing.QuarantineLimit{PerSecond: cfg.QuarantineRate, Burst: int(max(1, 10*cfg.QuarantineRate)),
 			BytesPerSecond: cfg.QuarantineBytesRate, BurstBytes: int(max(1, 16*cfg.QuarantineBytesRate))}})
 	if err != nil {
@@ -191,6 +203,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	// scan (/readyz 503 until ingest runs).
 	var routing atomic.Pointer[ingest.Routing]
 	var brokerRef atomic.Pointer[broker.Broker]
+	var hostRefused atomic.Uint64
 	var routingStats func() (uint64, uint64, uint64)
 	if cfg.IoTHubRoutingPrefix != "" {
 		routingStats = func() (uint64, uint64, uint64) {
@@ -208,8 +221,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	stagesRunning.Store(true)
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load))
+		coll := newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load)
+		coll.routingLimited = func() uint64 {
+			if r := routing.Load(); r != nil {
+				return r.Limited()
+			}
+			return 0
+		}
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), coll)
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -230,7 +249,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		if ln, err := net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			log.Error("metrics, /healthz and /readyz unavailable", "addr", cfg.MetricsAddr, "err", err)
 		} else {
-			srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+			allowed := hostcheck.Allowed(cfg.MetricsAddr, strings.Split(cfg.MetricsAllowedHosts, ","))
+			srv = &http.Server{Handler: hostcheck.Handler(allowed, mux, func() { hostRefused.Add(1) }), ReadHeaderTimeout: 5 * time.Second}
 			go func() { _ = srv.Serve(ln) }()
 			st.Metrics = "http://" + ln.Addr().String()
 			log.Info("metrics listening", "addr", ln.Addr().String())
@@ -305,6 +325,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		// payload after a publish timed out.
 		publish = func(topic string, payload []byte) error { return q.Publish(topic, bytes.Clone(payload)) }
 		publishMu.Unlock()
+		acker.Publish = q.PublishAck
+		ingestWG.Add(1)
+		go func() {
+			defer ingestWG.Done()
+			acker.Run(ingestCtx)
+		}()
 		ingestWG.Add(1)
 		go func() {
 			defer ingestWG.Done()
@@ -332,7 +358,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 				if rec.Err != nil {
 					return lander.Quarantine(ctx, m, landing.KindEnvelope, rec.Err.Error())
 				}
-				_, err := lander.Land(ctx, m)
+				// pilake batches as they are; the Raspberry Pi simulator's messages converted
+				data, device, err := ingest.RoutedBatch(rec, wire.NewEncoder(wire.Binary))
+				if err != nil {
+					return lander.Quarantine(ctx, m, landing.KindEnvelope, "IoT Hub simulator message: "+err.Error())
+				}
+				m.Data, m.Device = data, device
+				_, err = lander.Land(ctx, m)
 				return err
 			},
 			Quarantine: func(ctx context.Context, file string, data []byte, reason string) error {

@@ -22,6 +22,9 @@ type collector struct {
 	routing     func() (files, records, quarantined uint64)
 	rate        func() float64
 	broker      func() *broker.Broker // nil, or returning nil: no embedded broker (yet)
+	hostRefused func() uint64
+	// routingLimited counts IoT Hub routing files quarantined for a limit.
+	routingLimited func() uint64
 
 	batches, readings, bytes, duplicates, lakeErrors, lag                                   *prometheus.Desc
 	quarantined, bronzeReadings, bronzeBatches, late, silverRows, goldRows                  *prometheus.Desc
@@ -31,14 +34,15 @@ type collector struct {
 }
 
 func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, lakeRetries func() uint64,
-	routing func() (uint64, uint64, uint64), rate func() float64, brk func() *broker.Broker) *collector {
+	routing func() (uint64, uint64, uint64), rate func() float64, brk func() *broker.Broker, hostRefused func() uint64) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("pilake_collector_"+name, help, labels, nil)
 	}
 	return &collector{
-		lander: l, pipeline: p, live: live, lakeRetries: lakeRetries, routing: routing, rate: rate, broker: brk,
+		lander: l, pipeline: p, live: live, lakeRetries: lakeRetries, routing: routing, rate: rate, broker: brk, hostRefused: hostRefused,
 		limited: d("limited_total", "Inputs refused or dropped by a limit or policy: auth (CONNECT refused), acl, "+
-			"connections (total cap), connections_per_source, retained (not retained), quarantine (rejected input dropped without a record).", "limit"),
+			"connections (total cap), connections_per_source, retained (not retained), quarantine (rejected input dropped without a record), "+
+			"host (HTTP request with an unknown Host header), routing_file (IoT Hub routing file beyond a size, block or map limit).", "limit"),
 		readingsPerSec: d("readings_per_second", "Readings landed per second, averaged over the last 10 s."),
 		batches:        d("batches_in_total", "Batches landed in landing/ (redeliveries not counted)."),
 		readings:       d("readings_in_total", "Readings in landed batches; rate() gives readings/s."),
@@ -85,6 +89,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.readingsPerSec, c.rate())
 	}
 	counter(c.limited, float64(s.QuarantineDropped.Load()), "quarantine")
+	if c.routingLimited != nil {
+		counter(c.limited, float64(c.routingLimited()), "routing_file")
+	}
+	if c.hostRefused != nil {
+		counter(c.limited, float64(c.hostRefused()), "host")
+	}
 	if c.broker != nil {
 		if b := c.broker(); b != nil {
 			bs := b.Stats()

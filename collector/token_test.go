@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,5 +61,31 @@ func TestExposedListenNeedsTLSAndAuth(t *testing.T) {
 	}
 	if _, err := loadConfig([]string{"--listen", "0.0.0.0:8883", "--tls-cert", "c", "--tls-key", "k", "--fleet-key-file", "f"}, env, &bytes.Buffer{}); err != nil {
 		t.Errorf("0.0.0.0 with TLS and a fleet key: %v", err)
+	}
+}
+
+// TestMetricsHostCheck: /metrics refuses a Host header that is not one of
+// its names (DNS rebinding) and counts it.
+func TestMetricsHostCheck(t *testing.T) {
+	rc := startCollector(t, testConfig(t))
+	get := func(host string) (int, string) {
+		req, _ := http.NewRequest("GET", rc.st.Metrics+"/metrics", nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("rebound.attacker.example"); code != http.StatusMisdirectedRequest {
+		t.Errorf("foreign Host: %d, want 421", code)
+	}
+	code, body := get("")
+	if code != 200 || !strings.Contains(body, `pilake_collector_limited_total{limit="host"} 1`) {
+		t.Errorf("own Host: %d, host refusals not counted", code)
 	}
 }

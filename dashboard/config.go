@@ -39,7 +39,9 @@ type Config struct {
 	Coalesce time.Duration
 	Ring     int
 	MaxLive  int
-	LogLevel string
+	// AllowedHosts: Host header names served besides the loopback names and the listen host.
+	AllowedHosts string
+	LogLevel     string
 
 	// Azure lake (used when AzureContainer is set).
 	AzureContainer, AzureConnectionString, AzureAccount, AzureEndpoint, AzurePrefix string
@@ -91,6 +93,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, e
 	fs.IntVar(&c.MaxPts, "max-points", 1500, "most points per series in a history response (server-side decimation)")
 	fs.DurationVar(&c.Coalesce, "coalesce", 100*time.Millisecond, "least time between two live messages to one browser")
 	fs.IntVar(&c.Ring, "ring", 16384, "live updates kept for browsers that reconnect (Last-Event-ID) and to fill the newest history the lake has not committed yet")
+	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated host names browsers use to reach the dashboard, besides localhost and the --listen host; other Host headers get 421 (DNS-rebinding defence)")
 	fs.IntVar(&c.MaxLive, "max-live-clients", 1000, "most concurrent live streams (browsers); more get 503")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.AzureContainer, "azure-container", "", "read the lake from this Azure Blob / ADLS Gen2 container instead of --lake")

@@ -20,6 +20,8 @@ import (
 	_ "github.com/databricks/databricks-sql-go" // registers the "databricks" driver
 	dbsqllog "github.com/databricks/databricks-sql-go/logger"
 
+	"github.com/pilake/pilake/agent/redact"
+	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/live"
@@ -49,7 +51,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// ReplaceAttr: no credential (a SAS signature in an Azure error's URL, a
+	// password in a broker URL) reaches the log.
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: redact.ReplaceAttr}))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -115,6 +119,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		Auth:         cfg.Auth,
 		Log:          log,
 		QueryTimeout: cfg.SQLTimeout,
+		AllowedHosts: hostcheck.Allowed(cfg.Listen, strings.Split(cfg.AllowedHosts, ",")),
+	}
+	if len(srv.AllowedHosts) == 0 {
+		log.Warn("serving any Host header: give --allowed-hosts (the names browsers use) to refuse DNS-rebinding requests")
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -13,8 +13,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/live"
 	"github.com/pilake/pilake/dashboard/series"
@@ -30,8 +32,13 @@ type Server struct {
 	Auth      Auth
 	Now       func() time.Time
 	Log       *slog.Logger
+	// AllowedHosts are the Host header names served (hostcheck.Allowed);
+	// empty: any.
+	AllowedHosts []string
 	// QueryTimeout bounds one history read (default 30 s).
 	QueryTimeout time.Duration
+	// HostRefused counts requests refused for their Host header.
+	HostRefused atomic.Uint64
 }
 
 // Handler returns the routes, behind authentication when it is configured.
@@ -40,7 +47,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/series", s.series)
 	mux.HandleFunc("GET /api/devices", s.devices)
 	mux.Handle("GET /api/live", s.SSE)
-	files := http.FileServerFS(s.Assets)
+	files := hostcheck.NoListing(http.FileServerFS(s.Assets))
 	mux.Handle("GET /static/", files)
 	mux.Handle("GET /vendor/", files)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -50,7 +57,11 @@ func (s *Server) Handler() http.Handler {
 	protected := s.Auth.wrap(secureHeaders(mux))
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.healthz) // no secrets in it; probes need no credentials
-	root.Handle("/", protected)
+	root.Handle("/", hostcheck.Handler(s.AllowedHosts, protected, func() {
+		if n := s.HostRefused.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th, ... refusal
+			s.log().Warn("requests refused for their Host header (not in --allowed-hosts)", "refused_total", n)
+		}
+	}))
 	return root
 }
 

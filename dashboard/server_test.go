@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/internal/laketest"
@@ -435,5 +436,49 @@ func TestExampleConfigParses(t *testing.T) {
 	}
 	if c.Listen != "127.0.0.1:8050" || c.Ring != 16384 || c.SQLTimeout != 30*time.Second {
 		t.Errorf("%+v", c)
+	}
+}
+
+// TestHardening: issue 16 item 13. Unknown Host headers are refused (DNS
+// rebinding), a span that overflowed the 31-day check is refused, and the
+// asset directories are not listed.
+func TestHardening(t *testing.T) {
+	l, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := live.NewHub(64, nil)
+	s := &Server{History: history.NewLake(l, 8), Hub: hub, SSE: &live.SSE{Hub: hub}, Assets: web.FS(), MaxPoints: 1500,
+		AllowedHosts: hostcheck.Allowed("127.0.0.1:8050", []string{"dash.example.com"})}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	for _, tc := range []struct {
+		path, host string
+		want       int
+	}{
+		{"/api/devices", "", 200},
+		{"/api/devices", "dash.example.com", 200},
+		{"/api/devices", "attacker.example", 421},
+		{"/", "rebound.attacker.example:8050", 421},
+		{"/api/series?from=0&to=18446744073710", "", 400},
+		{"/api/series?from=1&to=9223372036854775807", "", 400},
+		{"/static/", "", 404},
+		{"/vendor/", "", 404},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+tc.path, nil)
+		if tc.host != "" {
+			req.Host = tc.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s (Host %q): %d, want %d", tc.path, tc.host, resp.StatusCode, tc.want)
+		}
+	}
+	if n := s.HostRefused.Load(); n != 2 {
+		t.Errorf("host refusals %d, want 2", n)
 	}
 }

@@ -143,3 +143,42 @@ func ExampleConversionRate() {
 	// Output:
 	// t_measure 8ms + standby 500µs: 117.6/s typical, 102.0/s at worst
 }
+
+// A part whose humidity trimming dig_H5 is negative (bit 11 set, which the
+// datasheet allows): periph's bmxx80 reads it as unsigned and reports wrong
+// humidity; hw.Sensor decodes it signed, in Sense and ReadFixed alike.
+func ExampleFakeConfig_calibration() {
+	clk := &manualClock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	cal := hw.DefaultCalibration
+	cal.H5 = -30 // registers 0xE5, 0xE6 hold 0x2_, 0xFE
+	bus := hw.NewFake(hw.FakeConfig{Seed: hw.SeedFor("pi-cellar"), Now: clk.Now, Calibration: &cal})
+	dev, err := bmxx80.NewI2C(bus, bus.Addr(), &opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := hw.NewSensor(bus, bus.Addr(), &opts, false)
+	if err != nil {
+		log.Fatal(err)
+	}
+	clk.Add(10 * time.Millisecond)
+	var bare, e physic.Env
+	var fx hw.Fixed
+	if err := dev.Sense(&bare); err != nil {
+		log.Fatal(err)
+	}
+	if err := s.Sense(&e); err != nil {
+		log.Fatal(err)
+	}
+	if err := s.ReadFixed(&fx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("bmxx80:    %s\n", bare.Humidity)
+	fmt.Printf("Sensor:    %s\n", e.Humidity)
+	fmt.Printf("ReadFixed: %.2f%%rH\n", float64(fx.Hum)/1024)
+	fmt.Printf("model:     %.2f%%rH\n", bus.Truth().HumRH)
+	// Output:
+	// bmxx80:    0%rH
+	// Sensor:    41.7%rH
+	// ReadFixed: 41.74%rH
+	// model:     41.73%rH
+}

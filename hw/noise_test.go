@@ -111,17 +111,20 @@ func FuzzTx(f *testing.F) {
 	f.Add(uint16(0x77), []byte{0xD0}, 1)
 	f.Add(uint16(0x76), []byte{0xFF}, 2)
 	f.Add(uint16(0x76), []byte{0xF4, 0x25}, 0)
+	f.Add(uint16(0x76), []byte{0xF4, 0x27, 0xF5, 0xF0}, 0) // config written in normal mode
 	f.Fuzz(func(t *testing.T, addr uint16, w []byte, n int) {
-		clk := newTestClock()
-		fk := NewFake(FakeConfig{Now: clk.Now})
 		n = n & 0x1FF
 		r := make([]byte, n)
-		for range 3 {
-			fk.Tx(addr, w, r)
-			clk.Add(3 * time.Millisecond)
-			var d [8]byte
-			if err := fk.Tx(0x76, []byte{regData}, d[:]); err != nil {
-				t.Fatalf("data read after %x: %v", w, err)
+		for _, accept := range []bool{false, true} { // config writes in normal mode dropped or taken
+			clk := newTestClock()
+			fk := NewFake(FakeConfig{Now: clk.Now, AcceptConfigInNormalMode: accept})
+			for range 3 {
+				fk.Tx(addr, w, r)
+				clk.Add(3 * time.Millisecond)
+				var d [8]byte
+				if err := fk.Tx(0x76, []byte{regData}, d[:]); err != nil {
+					t.Fatalf("data read after %x: %v", w, err)
+				}
 			}
 		}
 	})

@@ -31,6 +31,9 @@ race=()
 [ "$RACE" = 1 ] && race=(-race)
 go test "${race[@]}" -count=1 -shuffle=on -timeout 5m ./...
 
+step "python3: scripts/databricks (the pure-Python fold against the Go fold's vectors; stdlib only)"
+(cd scripts/databricks && python3 -m unittest discover -p 'test_*.py')
+
 step "32-bit: GOARCH=386 go test ./agent/... ./hw/..."
 GOARCH=386 CGO_ENABLED=0 go test -count=1 ./agent/... ./hw/...
 

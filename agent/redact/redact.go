@@ -6,6 +6,7 @@ package redact
 
 import (
 	"fmt"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
@@ -113,4 +114,34 @@ func Error(err error) string {
 		return ""
 	}
 	return String(err.Error())
+}
+
+// ReplaceAttr is a slog.HandlerOptions.ReplaceAttr that removes credentials
+// (see String) from every string, error and Stringer logged, so that no
+// code path can log a URL with a password or a SAS signature.
+func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		if s := v.String(); maybeSecret(s) {
+			return slog.String(a.Key, String(s))
+		}
+	case slog.KindAny:
+		switch x := v.Any().(type) {
+		case error:
+			if s := x.Error(); maybeSecret(s) {
+				return slog.String(a.Key, String(s))
+			}
+		case fmt.Stringer:
+			if s := x.String(); maybeSecret(s) {
+				return slog.String(a.Key, String(s))
+			}
+		}
+	}
+	return a
+}
+
+// maybeSecret is a cheap filter before the regular expressions.
+func maybeSecret(s string) bool {
+	return strings.IndexByte(s, '=') >= 0 || strings.Contains(s, "@")
 }

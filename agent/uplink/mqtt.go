@@ -42,6 +42,12 @@ type Config struct {
 	// StatusTopic, if set, gets a retained "online" on every connect and is
 	// the will topic, with a retained "offline".
 	StatusTopic string
+	// AckTopic, if set, is subscribed to (QoS 1) on every connect; what
+	// arrives on it goes to OnAck (landing acks, wire.AckTopic).
+	AckTopic string
+	// OnAck receives the payloads published on AckTopic (from paho's
+	// goroutines; it may block briefly).
+	OnAck func(payload []byte)
 	// KeepAlive is the MQTT keep-alive (default 30 s).
 	KeepAlive time.Duration
 	// MaxReconnectInterval caps the reconnect backoff (default 30 s).
@@ -69,12 +75,13 @@ type MQTT struct {
 	broker *url.URL
 	tlsCfg *tls.Config
 
-	connected atomic.Bool
-	epoch     atomic.Uint64
-	connects  atomic.Int64
-	dialFails atomic.Int64
-	changed   chan struct{}
-	renew     chan struct{}
+	connected  atomic.Bool
+	epoch      atomic.Uint64
+	connects   atomic.Int64
+	dialFails  atomic.Int64
+	shortLived atomic.Int64
+	changed    chan struct{}
+	renew      chan struct{}
 
 	mu      sync.Mutex
 	client  mqtt.Client // the current connection's client, nil while down
@@ -173,6 +180,15 @@ func (m *MQTT) options(lost func(error)) *mqtt.ClientOptions {
 		opts.SetUsername(user).SetPassword(pass)
 	} else {
 		opts.SetUsername(m.cfg.Username).SetPassword(m.cfg.Password)
+	}
+	if m.cfg.AckTopic != "" && m.cfg.OnAck != nil {
+		// The session is persistent: acks queued while the agent was away
+		// arrive before Subscribe is called again.
+		opts.SetDefaultPublishHandler(func(_ mqtt.Client, msg mqtt.Message) {
+			if msg.Topic() == m.cfg.AckTopic {
+				m.cfg.OnAck(msg.Payload())
+			}
+		})
 	}
 	if m.cfg.StatusTopic != "" {
 		opts.SetBinaryWill(m.cfg.StatusTopic, []byte("offline"), 1, true)
@@ -295,7 +311,7 @@ func (m *MQTT) loop(ctx context.Context, stop, done chan struct{}) {
 			backoff = min(2*backoff, m.cfg.MaxReconnectInterval)
 			continue
 		}
-		backoff = time.Second
+		connectedAt := time.Now()
 		m.dialFails.Store(0)
 		m.mu.Lock()
 		m.client = c
@@ -307,6 +323,14 @@ func (m *MQTT) loop(ctx context.Context, stop, done chan struct{}) {
 		if m.cfg.StatusTopic != "" {
 			c.Publish(m.cfg.StatusTopic, 1, true, []byte("online"))
 		}
+		if m.cfg.AckTopic != "" && m.cfg.OnAck != nil {
+			stok := c.Subscribe(m.cfg.AckTopic, 1, func(_ mqtt.Client, msg mqtt.Message) { m.cfg.OnAck(msg.Payload()) })
+			go func() {
+				if stok.WaitTimeout(30*time.Second) && stok.Error() != nil {
+					m.log.Warn("subscribing to the landing ack topic failed", "topic", m.cfg.AckTopic, "err", stok.Error())
+				}
+			}()
+		}
 		m.signal()
 
 		var renewC <-chan time.Time
@@ -315,13 +339,15 @@ func (m *MQTT) loop(ctx context.Context, stop, done chan struct{}) {
 			renewT = time.NewTimer(m.cfg.RenewEvery)
 			renewC = renewT.C
 		}
-		quit := false
+		quit, renewing := false, false
 		select {
 		case err := <-lost:
 			m.log.Warn("mqtt connection lost; reconnecting", "err", err)
 		case <-renewC:
+			renewing = true
 			m.log.Info("mqtt renewing the connection (fresh credentials)")
 		case <-m.renew:
+			renewing = true
 			m.log.Info("mqtt renewing the connection (fresh credentials)")
 		case <-ctx.Done():
 			quit = true
@@ -341,8 +367,29 @@ func (m *MQTT) loop(ctx context.Context, stop, done chan struct{}) {
 			return
 		}
 		c.Disconnect(250)
+		// A connection that ends soon after it began (a broker that
+		// disconnects on every failed landing, a full lake) is retried with
+		// the same growing backoff as a failed dial, not at once: failures
+		// slow the client down instead of making it storm the broker.
+		if !renewing && time.Since(connectedAt) < stableAfter {
+			m.shortLived.Add(1)
+			if !wait(backoff) {
+				return
+			}
+			backoff = min(2*backoff, m.cfg.MaxReconnectInterval)
+		} else {
+			backoff = time.Second
+		}
 	}
 }
+
+// stableAfter is how long a connection must last for the reconnect backoff
+// to start again from 1 s.
+var stableAfter = 10 * time.Second
+
+// ShortLived counts connections that ended within 10 s of their start and
+// were followed by a backoff.
+func (m *MQTT) ShortLived() int64 { return m.shortLived.Load() }
 
 // Renew closes the current connection gracefully and connects again, asking
 // Credentials for fresh ones.

@@ -55,6 +55,12 @@ func (r *recorder) got() []uint64 {
 
 func broker(t *testing.T, hooks ...mochi.Hook) string {
 	t.Helper()
+	_, addr := brokerServer(t, hooks...)
+	return addr
+}
+
+func brokerServer(t *testing.T, hooks ...mochi.Hook) (*mochi.Server, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +70,7 @@ func broker(t *testing.T, hooks ...mochi.Hook) string {
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = 1 << 20
 	caps.MaximumInflight = 65535
-	s := mochi.New(&mochi.Options{Capabilities: caps, Logger: quiet})
+	s := mochi.New(&mochi.Options{Capabilities: caps, Logger: quiet, InlineClient: true})
 	for _, h := range hooks {
 		if err := s.AddHook(h, nil); err != nil {
 			t.Fatal(err)
@@ -77,7 +83,7 @@ func broker(t *testing.T, hooks ...mochi.Hook) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	return addr
+	return s, addr
 }
 
 func payload(seq uint64) []byte {
@@ -111,9 +117,10 @@ func waitEmpty(t *testing.T, f *Forwarder) {
 	}
 }
 
-// TestLiveFirstThenBacklogOldestFirst: with one message in flight at a time,
-// the newest batch goes first, then the backlog from the oldest.
-func TestLiveFirstThenBacklogOldestFirst(t *testing.T) {
+// TestBacklogOldestFirst: with one message in flight at a time, the backlog
+// goes oldest first, the newest batch last (so a device's watermark never
+// passes its own backlog); all but the last count as backlog.
+func TestBacklogOldestFirst(t *testing.T) {
 	rec := &recorder{notify: make(chan struct{}, 1)}
 	addr := broker(t, new(auth.AllowHook), rec)
 	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Logger: quiet})
@@ -135,8 +142,8 @@ func TestLiveFirstThenBacklogOldestFirst(t *testing.T) {
 	f := runForwarder(t, sp, conn, 1)
 	waitEmpty(t, f)
 	got := rec.got()
-	want := []uint64{30}
-	for s := uint64(1); s < 30; s++ {
+	var want []uint64
+	for s := uint64(1); s <= 30; s++ {
 		want = append(want, s)
 	}
 	if len(got) != len(want) {

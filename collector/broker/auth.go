@@ -59,6 +59,9 @@ type policy struct {
 	ids   sync.Map // *mqtt.Client → identity
 	deny  denyList
 	stats *Stats
+
+	retainedMu sync.Mutex
+	retained   map[string]struct{} // status topics retained
 }
 
 func (p *policy) ID() string { return "pilake-policy" }
@@ -177,10 +180,14 @@ func parseIdentityURI(u *url.URL) (Role, string, bool) {
 	return role, id, ValidRole(role) && wire.ValidDeviceID(id)
 }
 
+// OnDisconnect forgets the client's identity: the ACL then refuses
+// deliveries to its session while it is away, so a disconnected
+// persistent session ("ghost") queues nothing; when it reconnects, its new
+// connection authenticates again.
 func (p *policy) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { p.ids.Delete(cl) }
 
 // OnACLCheck: devices publish their own telemetry and status topics,
-// exactly, and subscribe to nothing; dashboard and ops identities read live
+// exactly, and subscribe only to their own landing ack topic; dashboard and ops identities read live
 // updates and status and publish nothing. Anonymous clients (loopback, no
 // authentication configured) may read anything but publish only
 // well-formed telemetry and status topics (or topics outside pilake/v1/).
@@ -203,6 +210,9 @@ func (p *policy) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		allowed = id.role == RoleDevice && (topic == wire.TelemetryTopic(id.id) || topic == wire.StatusTopic(id.id))
 	case id.anon:
 		allowed = true
+	case id.role == RoleDevice:
+		// Its own landing ack topic, exactly (see AnnounceHook).
+		allowed = topic == wire.AckTopic(id.id)
 	default:
 		allowed = (id.role == RoleDashboard || id.role == RoleOps) &&
 			(strings.HasPrefix(topic, wire.LiveTopic("")) || strings.HasPrefix(topic, wire.StatusTopic("")))
@@ -246,9 +256,19 @@ func (p *policy) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	}
 	dev, ok := wire.DeviceFromTopic(pk.TopicName)
 	keep := ok && pk.TopicName == wire.StatusTopic(dev) && len(pk.Payload) <= p.lim.MaxRetainedBytes
-	if keep && p.lim.MaxRetained > 0 && p.b.srv.Topics.Retained.Len() >= p.lim.MaxRetained {
-		_, exists := p.b.srv.Topics.Retained.Get(pk.TopicName)
-		keep = exists
+	if keep {
+		p.retainedMu.Lock()
+		_, exists := p.retained[pk.TopicName]
+		switch {
+		case len(pk.Payload) == 0: // clears the retained message
+			delete(p.retained, pk.TopicName)
+		case exists:
+		case len(p.retained) >= p.lim.MaxRetained:
+			keep = false
+		default:
+			p.retained[pk.TopicName] = struct{}{}
+		}
+		p.retainedMu.Unlock()
 	}
 	if !keep {
 		p.stats.RetainRefused.Add(1)

@@ -350,11 +350,26 @@ func TestACLs(t *testing.T) {
 		{token(t, broker.RoleDashboard, "dash", time.Hour), "$share/g/" + wire.TelemetryFilter, false},
 		{token(t, broker.RoleOps, "ops", time.Hour), "pilake/v1/status/#", true},
 		{token(t, broker.RoleDashboard, "dash", time.Hour), wire.LiveFilter, true},
+		{token(t, broker.RoleDevice, "dev-a", time.Hour), wire.AckTopic("dev-a"), true},
+		{token(t, broker.RoleDevice, "dev-a", time.Hour), wire.AckTopic("dev-b"), false},
+		{token(t, broker.RoleDevice, "dev-a", time.Hour), wire.AckTopic("+"), false},
+		{token(t, broker.RoleDashboard, "dash", time.Hour), wire.AckTopic("dev-a"), false},
 	} {
 		_, _, code := sub(tc.who, tc.who.user+":s", tc.filter)
 		if got := code < 0x80; got != tc.ok {
 			t.Errorf("%s subscribing to %q: SUBACK 0x%02x, want allowed=%v", tc.who.user, tc.filter, code, tc.ok)
 		}
+	}
+	// A device subscribing to its landing ack topic hears that this broker's
+	// PUBACK means landed (ack mode auto).
+	_, acks, _ := sub(token(t, broker.RoleDevice, "dev-a", time.Hour), "dev-a:acks", wire.AckTopic("dev-a"))
+	select {
+	case m := <-acks:
+		if a, err := wire.DecodeAck(m.Payload()); err != nil || a.Mode != wire.AckModePuback {
+			t.Errorf("ack topic message %q (%v), want the puback announcement", m.Payload(), err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no announcement on the ack topic")
 	}
 	// The dashboard receives the collector's live updates and retained status.
 	_, live, _ := sub(token(t, broker.RoleDashboard, "dash", time.Hour), "dash:live", wire.LiveFilter)

@@ -150,7 +150,7 @@ func New(opts Options) (*Broker, error) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{srv: srv, log: opts.Logger, ctx: ctx, cancel: cancel, tls: tf != nil}
-	b.policy = &policy{b: b, opts: opts.Auth, anon: !authOn, lim: lim, stats: &b.stats}
+	b.policy = &policy{b: b, opts: opts.Auth, anon: !authOn, lim: lim, stats: &b.stats, retained: map[string]struct{}{}}
 	b.policy.deny.file = opts.Auth.DenyFile
 	b.policy.deny.onLoad = b.dropDenied
 	b.policy.deny.refresh(opts.Logger)
@@ -161,6 +161,10 @@ func New(opts Options) (*Broker, error) {
 	if err := srv.AddHook(&landHook{b: b, prefix: opts.TopicPrefix, handle: opts.Handler}, nil); err != nil {
 		cancel()
 		return nil, fmt.Errorf("broker: adding landing hook: %w", err)
+	}
+	if err := srv.AddHook(&AnnounceHook{Server: srv}, nil); err != nil {
+		cancel()
+		return nil, fmt.Errorf("broker: adding ack announcement hook: %w", err)
 	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
@@ -309,6 +313,37 @@ func (h *landHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, packets.CodeSuccessIgnore
 	}
 	return pk, nil
+}
+
+// AnnounceHook answers a subscription to a device's landing ack topic
+// (wire.AckTopic) with the announcement that this broker's PUBACK means
+// "landed" (wire.AckModePuback): the embedded broker acknowledges a batch
+// only once it is durable in the lake, so an agent in ack mode "auto"
+// deletes on PUBACK and needs no landing acks. Server must have its
+// inline client enabled.
+type AnnounceHook struct {
+	mqtt.HookBase
+	Server *mqtt.Server
+}
+
+// ID implements mqtt.Hook.
+func (h *AnnounceHook) ID() string { return "pilake-ack-announce" }
+
+// Provides implements mqtt.Hook: only OnSubscribed.
+func (h *AnnounceHook) Provides(b byte) bool { return b == mqtt.OnSubscribed }
+
+var pubackAnnouncement = wire.EncodeAck(nil, &wire.Ack{Mode: wire.AckModePuback})
+
+// OnSubscribed publishes the announcement on each ack topic subscribed to.
+func (h *AnnounceHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] >= 0x80 {
+			continue // refused
+		}
+		if _, ok := wire.DeviceFromAckTopic(f.Filter); ok {
+			_ = h.Server.Publish(f.Filter, pubackAnnouncement, false, 1)
+		}
+	}
 }
 
 // levelFloor drops records below a level (mochi logs every connection at Info).

@@ -26,6 +26,10 @@
 //   - retention from the table's properties (delta.deletedFileRetentionDuration,
 //     delta.logRetentionDuration, delta.checkpointInterval).
 //
+// BronzeWriter writes bronze's data files column by column straight from
+// decoded readings (bronze.go); the other tables' files go through
+// parquet-go's row writer (WriteFile, EncodeParquet).
+//
 // Data files never contain partition columns (as in the reference
 // implementation); readers take them from the add action's partitionValues.
 // Timestamps are Parquet INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true) and

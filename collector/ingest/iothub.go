@@ -47,6 +47,8 @@ type RoutingOptions struct {
 	Quarantine func(ctx context.Context, file string, data []byte, reason string) error
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Limits bound what one file may cost (size, blocks, maps).
+	Limits RoutingLimits
 }
 
 // Routing discovers new IoT Hub routing files incrementally, like Databricks
@@ -63,6 +65,7 @@ type Routing struct {
 	cp   routingCheckpoint
 
 	files, records, quarantined atomic.Uint64
+	limited                     atomic.Uint64 // files quarantined for a RoutingLimits bound
 }
 
 type routingCheckpoint struct {
@@ -115,6 +118,9 @@ func (r *Routing) Stats() (files, records, quarantined uint64) {
 	return r.files.Load(), r.records.Load(), r.quarantined.Load()
 }
 
+// Limited returns the number of files quarantined for a RoutingLimits bound.
+func (r *Routing) Limited() uint64 { return r.limited.Load() }
+
 // Poll lists the prefix once and processes every file not yet processed, in
 // name order (time order for IoT Hub's names). It returns how many files it
 // processed. On an error the files before it stay processed and the rest are
@@ -144,6 +150,18 @@ func (r *Routing) Poll(ctx context.Context) (int, error) {
 }
 
 func (r *Routing) process(ctx context.Context, o lake.Object) error {
+	lim := r.opts.Limits.withDefaults()
+	if o.Size > lim.MaxFileBytes {
+		// Not read at all: set aside by name, with the reason.
+		reason := fmt.Sprintf("routing file of %d bytes is larger than the limit of %d; not read", o.Size, lim.MaxFileBytes)
+		r.log.Warn("routing file too large; quarantined unread", "file", o.Name, "bytes", o.Size, "max", lim.MaxFileBytes)
+		if qerr := r.opts.Quarantine(ctx, o.Name, nil, reason); qerr != nil {
+			return fmt.Errorf("quarantining routing file %s: %w", o.Name, qerr)
+		}
+		r.quarantined.Add(1)
+		r.limited.Add(1)
+		return nil
+	}
 	data, err := r.opts.Files.Get(ctx, o.Name)
 	if err != nil {
 		return fmt.Errorf("reading routing file: %w", err)
@@ -156,7 +174,7 @@ func (r *Routing) process(ctx context.Context, o lake.Object) error {
 	var wg sync.WaitGroup
 	var records atomic.Int64
 	var failed atomic.Pointer[error]
-	err = ParseRoutingFile(data, func(rec RoutingRecord) error {
+	err = ParseRoutingFileLimits(data, lim, func(rec RoutingRecord) error {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -195,6 +213,9 @@ func (r *Routing) process(ctx context.Context, o lake.Object) error {
 			return fmt.Errorf("quarantining routing file %s: %w", o.Name, qerr)
 		}
 		r.quarantined.Add(1)
+		if errors.Is(err, ErrRoutingLimit) {
+			r.limited.Add(1)
+		}
 		return nil
 	}
 	if err != nil {

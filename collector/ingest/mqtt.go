@@ -127,6 +127,19 @@ func (q *MQTT) Publish(topic string, payload []byte) error {
 	return tok.Error()
 }
 
+// PublishAck sends a QoS 1 message (a landing ack) on the ingest connection
+// without waiting for its PUBACK; it fails at once if not connected.
+func (q *MQTT) PublishAck(topic string, payload []byte) error {
+	q.mu.Lock()
+	c := q.client
+	q.mu.Unlock()
+	if c == nil || !c.IsConnectionOpen() {
+		return errors.New("mqtt ingest: not connected")
+	}
+	c.Publish(topic, 1, false, payload)
+	return nil
+}
+
 // RunMQTT is NewMQTT followed by Run.
 func RunMQTT(ctx context.Context, opts MQTTOptions) error {
 	q, err := NewMQTT(opts)
@@ -186,6 +199,7 @@ func (q *MQTT) Run(ctx context.Context) error {
 		}
 	})
 	client := paho.NewClient(co)
+	log.Info("connecting to the broker (retrying until it answers)", "client_id", opts.ClientID)
 	q.mu.Lock()
 	q.client = client
 	q.mu.Unlock()
@@ -218,6 +232,15 @@ func (q *MQTT) Run(ctx context.Context) error {
 		}()
 	}
 	<-ctx.Done()
+	if opts.ShareGroup != "" {
+		// Leave the group: a member that is gone but still subscribed
+		// (a persistent session) keeps getting its share of the messages,
+		// which then wait for it instead of reaching the other members.
+		// Agents resend what no member landed (landing acks).
+		if tok := client.Unsubscribe(filter); !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
+			log.Warn("leaving the shared subscription", "filter", filter, "err", tok.Error())
+		}
+	}
 	stopping.Do(func() { close(stopped) })
 	wg.Wait()
 	// Disconnect without waiting for the broker: unacknowledged messages

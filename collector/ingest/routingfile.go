@@ -31,6 +31,9 @@ type RoutingRecord struct {
 	DeviceID string
 	// EnqueuedTime is when IoT Hub received the message (zero if absent or unparseable).
 	EnqueuedTime time.Time
+	// SystemProperties are the record's IoT Hub system properties
+	// (connectionDeviceId, connectionDeviceGenerationId, enqueuedTime, …).
+	SystemProperties map[string]string
 	// Err, if set, says why this record cannot be used (its envelope is broken);
 	// the other fields may be partial.
 	Err error
@@ -66,7 +69,6 @@ const RoutingSchema = `{"type":"record","name":"Message","namespace":"Microsoft.
 // Limits for untrusted routing files.
 const (
 	maxRecordBytes = wire.MaxEncodedSize + 64*1024 // a body plus its envelope
-	maxBlockBytes  = 64 << 20                      // one decompressed Avro block
 	maxMetaEntries = 64
 )
 
@@ -83,8 +85,20 @@ var avroMagic = []byte{'O', 'b', 'j', 1}
 // if the file as a whole cannot be read (records before the damage have been
 // passed to fn), or fn's error.
 func ParseRoutingFile(data []byte, fn func(RoutingRecord) error) error {
+	return ParseRoutingFileLimits(data, RoutingLimits{}, fn)
+}
+
+// ParseRoutingFileLimits is ParseRoutingFile within lim (zero fields: the
+// defaults). An Avro writer schema is validated (no recursion, bounded
+// depth and size) before anything is decoded with it, and every block is
+// walked within the limits before hamba/avro decodes it.
+func ParseRoutingFileLimits(data []byte, lim RoutingLimits, fn func(RoutingRecord) error) error {
+	lim = lim.withDefaults()
+	if int64(len(data)) > lim.MaxFileBytes {
+		return fmt.Errorf("%w: %w: %d bytes (max %d)", ErrRoutingFile, ErrRoutingLimit, len(data), lim.MaxFileBytes)
+	}
 	if bytes.HasPrefix(data, avroMagic) {
-		return parseAvro(data, fn)
+		return parseAvro(data, lim, fn)
 	}
 	return parseJSONLines(data, fn)
 }
@@ -116,7 +130,7 @@ func (r *avroReader) bytes(n int64) ([]byte, error) {
 // parseAvro walks the container framing itself (so every length is checked
 // against the file before anything is allocated) and uses hamba/avro to
 // parse the schema and decode the records.
-func parseAvro(data []byte, fn func(RoutingRecord) error) error {
+func parseAvro(data []byte, lim RoutingLimits, fn func(RoutingRecord) error) error {
 	r := &avroReader{b: data, off: len(avroMagic)}
 	meta := map[string][]byte{}
 	for {
@@ -160,8 +174,14 @@ func parseAvro(data []byte, fn func(RoutingRecord) error) error {
 	if err != nil {
 		return err
 	}
+	if err := checkSchemaJSON(meta["avro.schema"]); err != nil {
+		return fmt.Errorf("%w: schema: %v", ErrRoutingFile, err)
+	}
 	schema, err := parseSchema(meta["avro.schema"])
 	if err != nil {
+		return fmt.Errorf("%w: schema: %v", ErrRoutingFile, err)
+	}
+	if err := validateSchema(schema); err != nil {
 		return fmt.Errorf("%w: schema: %v", ErrRoutingFile, err)
 	}
 	if schema.Type() != avro.Record {
@@ -170,6 +190,7 @@ func parseAvro(data []byte, fn func(RoutingRecord) error) error {
 	codec := string(meta["avro.codec"])
 	var zdec *zstd.Decoder
 	index := 0
+	var inflated int64
 	for r.off < len(r.b) {
 		count, err := r.long()
 		if err != nil {
@@ -193,9 +214,20 @@ func parseAvro(data []byte, fn func(RoutingRecord) error) error {
 		if count < 0 || count > int64(len(raw))+1 {
 			return fmt.Errorf("%w: block claims %d records in %d bytes", ErrRoutingFile, count, len(raw))
 		}
-		block, err := decompress(codec, raw, &zdec)
+		block, err := decompress(codec, raw, &zdec, lim.MaxBlockBytes)
 		if err != nil {
 			return err
+		}
+		if inflated += int64(len(block)); inflated > lim.MaxFileDecompressedBytes {
+			return fmt.Errorf("%w: %w: blocks decompress past %d bytes", ErrRoutingFile, ErrRoutingLimit, lim.MaxFileDecompressedBytes)
+		}
+		// Walk the block's records first: lengths, unions and map sizes
+		// checked without allocating.
+		scan := &avroReader{b: block}
+		for i := range count {
+			if err := scanDatum(scan, schema, lim.MaxMapEntries); err != nil {
+				return fmt.Errorf("record %d: %w", index+int(i), err)
+			}
 		}
 		dec := avroAPI.NewDecoder(schema, bytes.NewReader(block))
 		for range count {
@@ -234,17 +266,17 @@ func safeDecode(dec *avro.Decoder, v any) (err error) {
 	return dec.Decode(v)
 }
 
-func decompress(codec string, raw []byte, zdec **zstd.Decoder) ([]byte, error) {
+func decompress(codec string, raw []byte, zdec **zstd.Decoder, maxBlockBytes int) ([]byte, error) {
 	switch codec {
 	case "", "null":
 		return raw, nil
 	case "deflate":
-		out, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(raw)), maxBlockBytes+1))
+		out, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(raw)), int64(maxBlockBytes)+1))
 		if err != nil {
 			return nil, fmt.Errorf("%w: deflate block: %v", ErrRoutingFile, err)
 		}
 		if len(out) > maxBlockBytes {
-			return nil, fmt.Errorf("%w: block inflates past %d bytes", ErrRoutingFile, maxBlockBytes)
+			return nil, fmt.Errorf("%w: %w: block inflates past %d bytes", ErrRoutingFile, ErrRoutingLimit, maxBlockBytes)
 		}
 		return out, nil
 	case "snappy":
@@ -253,8 +285,11 @@ func decompress(codec string, raw []byte, zdec **zstd.Decoder) ([]byte, error) {
 		}
 		body, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
 		n, err := snappy.DecodedLen(body)
-		if err != nil || n > maxBlockBytes {
+		if err != nil {
 			return nil, fmt.Errorf("%w: snappy block: bad length", ErrRoutingFile)
+		}
+		if n > maxBlockBytes {
+			return nil, fmt.Errorf("%w: %w: snappy block of %d bytes (max %d)", ErrRoutingFile, ErrRoutingLimit, n, maxBlockBytes)
 		}
 		out, err := snappy.Decode(nil, body)
 		if err != nil {
@@ -266,7 +301,7 @@ func decompress(codec string, raw []byte, zdec **zstd.Decoder) ([]byte, error) {
 		return out, nil
 	case "zstandard":
 		if *zdec == nil {
-			d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockBytes), zstd.WithDecoderConcurrency(1))
+			d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(uint64(maxBlockBytes)), zstd.WithDecoderConcurrency(1))
 			if err != nil {
 				return nil, fmt.Errorf("%w: zstd: %v", ErrRoutingFile, err)
 			}
@@ -275,6 +310,9 @@ func decompress(codec string, raw []byte, zdec **zstd.Decoder) ([]byte, error) {
 		out, err := (*zdec).DecodeAll(raw, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%w: zstd block: %v", ErrRoutingFile, err)
+		}
+		if len(out) > maxBlockBytes {
+			return nil, fmt.Errorf("%w: %w: block inflates past %d bytes", ErrRoutingFile, ErrRoutingLimit, maxBlockBytes)
 		}
 		return out, nil
 	}
@@ -349,7 +387,7 @@ func jsonBody(m jsonMessage) ([]byte, error) {
 }
 
 func toRecord(index int, m routingMessage, body []byte, missing bool) RoutingRecord {
-	rec := RoutingRecord{Index: index, Body: body, DeviceID: m.SystemProperties["connectionDeviceId"]}
+	rec := RoutingRecord{Index: index, Body: body, DeviceID: m.SystemProperties["connectionDeviceId"], SystemProperties: m.SystemProperties}
 	if t, err := time.Parse(time.RFC3339Nano, m.EnqueuedTimeUtc); err == nil {
 		rec.EnqueuedTime = t
 	} else if t, err := time.Parse("2006-01-02T15:04:05.9999999Z", m.EnqueuedTimeUtc); err == nil {

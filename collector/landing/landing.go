@@ -89,6 +89,10 @@ type Options struct {
 	Submit func(context.Context, Landed) error
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// OnDurable, if set, is told each batch Land found durable in landing/
+	// (landed, or a duplicate of one landed): what the collector's landing
+	// acks (ingest.Acker) report to the agents. It must not block.
+	OnDurable func(device string, boot, seq uint64)
 	// Now is the clock for ReceivedAt; default time.Now.
 	Now func() time.Time
 	// NoGroupCommit makes every write durable on its own (PutIfAbsent) even
@@ -252,6 +256,9 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 			// A redelivery of a batch this process made durable.
 			ReleaseBatch(b)
 			l.stats.Duplicates.Add(1)
+			if l.opts.OnDurable != nil {
+				l.opts.OnDurable(key.device, key.boot, key.seq)
+			}
 			return OutcomeDuplicate, nil
 		}
 		if wait == nil {
@@ -323,6 +330,9 @@ func (l *Lander) finish(ctx context.Context, seg *segment, key streamSeq, b *wir
 	l.stats.Readings.Add(uint64(n))
 	l.stats.Bytes.Add(uint64(len(m.Data)))
 	l.stats.LastLagUS.Store(m.ReceivedAt.UnixMicro() - b.Readings[n-1].TimeUS)
+	if l.opts.OnDurable != nil {
+		l.opts.OnDurable(key.device, key.boot, key.seq)
+	}
 	if l.opts.Submit == nil {
 		ReleaseBatch(b)
 		return OutcomeLanded, nil

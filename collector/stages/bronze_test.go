@@ -46,17 +46,17 @@ func (in bronzeInput) rows() []schema.BronzeRow {
 
 // encode writes the input through encodeBronze, as the pipeline does, and
 // returns the writer, closed, and its file.
-func (in bronzeInput) encode(t testing.TB, compatible bool) (*bronzeWriter, []byte) {
+func (in bronzeInput) encode(t testing.TB, compatible bool) (*delta.BronzeWriter, []byte) {
 	t.Helper()
 	jobs := make(chan bronzeJob, len(in.readings)+1)
 	var released []*wire.Batch
-	bw := newBronzeWriter(0, compatible)
+	bw := delta.NewBronzeWriter(compatible)
 	for k := range in.readings {
 		b := &wire.Batch{}
 		jobs <- bronzeJob{readings: in.readings[k], tmpl: in.tmpls[k], batch: b}
 	}
-	reply := make(chan *bronzeWriter, 1)
-	jobs <- bronzeJob{cut: reply, next: newBronzeWriter(0, compatible)}
+	reply := make(chan *delta.BronzeWriter, 1)
+	jobs <- bronzeJob{cut: reply, next: delta.NewBronzeWriter(compatible)}
 	close(jobs)
 	encodeBronze(jobs, bw, func(b *wire.Batch) { released = append(released, b) })
 	if got := <-reply; got != bw {
@@ -65,7 +65,7 @@ func (in bronzeInput) encode(t testing.TB, compatible bool) (*bronzeWriter, []by
 	if len(released) != len(in.readings) {
 		t.Fatalf("%d batches released, want %d", len(released), len(in.readings))
 	}
-	data, err := bw.close()
+	data, err := bw.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func testBronzeInputs() map[string]bronzeInput {
 // Arrow's Go reader: every row must come back as it went in, the schema
 // must be schema.BronzeRow's, every file must pass delta.CheckPortable
 // (DataPageV1; PLAIN, dictionary, DELTA_BINARY_PACKED), a compatible file
-// must hold only PLAIN and dictionary encodings, and stats() must be the
+// must hold only PLAIN and dictionary encodings, and Stats() must be the
 // input's bounds.
 func TestBronzeRoundTrip(t *testing.T) {
 	for name, in := range testBronzeInputs() {
@@ -129,8 +129,8 @@ func TestBronzeRoundTrip(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/compatible=%v", name, compatible), func(t *testing.T) {
 				want := in.rows()
 				bw, data := in.encode(t, compatible)
-				if bw.n != int64(len(want)) {
-					t.Fatalf("writer counted %d rows, want %d", bw.n, len(want))
+				if bw.Rows() != int64(len(want)) {
+					t.Fatalf("writer counted %d rows, want %d", bw.Rows(), len(want))
 				}
 
 				f, err := delta.OpenParquet(data)
@@ -160,8 +160,8 @@ func TestBronzeRoundTrip(t *testing.T) {
 
 				compareBronzeRows(t, "arrow-go", readBronzeArrow(t, data), want)
 
-				if got, w := bw.stats(), bronzeStatsOf(want); !reflect.DeepEqual(got, w) {
-					t.Errorf("stats() = %+v\nwant %+v", got, w)
+				if got, w := bw.Stats(), bronzeStatsOf(want); !reflect.DeepEqual(got, w) {
+					t.Errorf("Stats() = %+v\nwant %+v", got, w)
 				}
 			})
 		}
@@ -332,7 +332,7 @@ func simBatches(n, per int, t0 int64) ([][]wire.Reading, []schema.BronzeRow) {
 }
 
 // BenchmarkBronzeEncode measures the bronze encoder (encodeBronze and
-// bronzeWriter) on its own: b.N batches of 400 readings, cut into files of
+// delta.BronzeWriter) on its own: b.N batches of 400 readings, cut into files of
 // 2,500 batches (1M readings, MaxEpochRows' default), each closed.
 func BenchmarkBronzeEncode(b *testing.B) {
 	const per, perFile = 400, 2500
@@ -341,22 +341,22 @@ func BenchmarkBronzeEncode(b *testing.B) {
 		b.Run(fmt.Sprintf("compatible=%v", compatible), func(b *testing.B) {
 			jobs := make(chan bronzeJob, 64)
 			done := make(chan struct{})
-			bw := newBronzeWriter(perFile*per*4, compatible)
+			bw := delta.NewBronzeWriter(compatible)
 			go func() {
 				encodeBronze(jobs, bw, func(*wire.Batch) {})
 				close(done)
 			}()
 			var size, rows int64
 			cut := func() {
-				reply := make(chan *bronzeWriter, 1)
-				jobs <- bronzeJob{cut: reply, next: newBronzeWriter(perFile*per*4, compatible)}
+				reply := make(chan *delta.BronzeWriter, 1)
+				jobs <- bronzeJob{cut: reply, next: delta.NewBronzeWriter(compatible)}
 				w := <-reply
-				data, err := w.close()
+				data, err := w.Close()
 				if err != nil {
 					b.Fatal(err)
 				}
 				size += int64(len(data))
-				rows += w.n
+				rows += w.Rows()
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -23,10 +23,10 @@ func TestDatabricksScriptsMatchDefaults(t *testing.T) {
 		return string(b)
 	}
 	sql := read("silver_gold.sql")
-	py := read("pipeline_per_device_watermark.py")
+	py := read("pilake_fold.py") // the per-device fold's constants (pipeline_per_device_watermark.py is its Spark edge)
 	window, lateness := stages.DefaultWindow, stages.DefaultAllowedLateness
 	if window != time.Second || lateness != 10*time.Second ||
-		!strings.Contains(sql, "window(ts, '1 second')") || !strings.Contains(sql, "DELAY OF INTERVAL 10 SECONDS") {
+		!strings.Contains(sql, "window(ts, '1 second')") || !strings.Contains(sql, "max(ts) - INTERVAL 10 SECONDS") {
 		t.Error("silver_gold.sql: window or watermark differ from 1 s / 10 s")
 	}
 	for _, n := range stages.DefaultMovingAverages {
@@ -37,15 +37,15 @@ func TestDatabricksScriptsMatchDefaults(t *testing.T) {
 	num := func(name string) int64 {
 		m := regexp.MustCompile(`(?m)^` + name + ` = ([0-9_]+)`).FindStringSubmatch(py)
 		if m == nil {
-			t.Fatalf("pipeline_per_device_watermark.py: no %s", name)
+			t.Fatalf("pilake_fold.py: no %s", name)
 		}
 		v, _ := strconv.ParseInt(strings.ReplaceAll(m[1], "_", ""), 10, 64)
 		return v
 	}
 	if num("WINDOW_US") != window.Microseconds() || num("LATENESS_US") != lateness.Microseconds() {
-		t.Error("pipeline_per_device_watermark.py: window or lateness differ")
+		t.Error("pilake_fold.py: window or lateness differ")
 	}
 	if !strings.Contains(py, "MOVING_AVERAGES = [8, 15, 60]") {
-		t.Error("pipeline_per_device_watermark.py: moving averages differ")
+		t.Error("pilake_fold.py: moving averages differ")
 	}
 }

@@ -59,6 +59,16 @@
 // that landed although the lake reported an error is recognised by its
 // commitInfo.txnId.
 //
+// # Goroutines
+//
+// Pipeline is a thin front over one type per goroutine: the runner (dedup,
+// skew check, fold, live feed, epoch cuts; Run's goroutine, after recovery
+// and the start-up scan), the bronze encoder, the committer (the tables,
+// gold, quarantine, each epoch's commits and their retries) and the scanner
+// (other collectors' recent segments, read off the runner's goroutine). They
+// share channels and the counters only; README.md walks one batch through
+// them.
+//
 // One Pipeline writes a lake's tables at a time: a second one fails with
 // delta.ErrConflict at its first commit rather than duplicating rows.
 package stages

@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"slices"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +15,6 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
-	"github.com/pilake/pilake/collector/landing"
-	"github.com/pilake/pilake/collector/schema"
 )
 
 // AppID is the Delta txn application id the pipeline commits epochs under.
@@ -61,7 +57,13 @@ type Stats struct {
 	LastCommit       time.Time
 }
 
-// Pipeline runs bronze, silver and gold over landed batches.
+// Pipeline runs bronze, silver and gold over landed batches. It is the front
+// of the goroutines Run starts, each with its own type and state: the runner
+// (runner.go: dedup, skew check, fold, live feed, epoch cuts) on Run's
+// goroutine after recovery (recovery.go) and the start-up scan (scan.go); the
+// bronze encoder (encoder.go); the committer (committer.go: tables, gold,
+// quarantine, the epoch's commit steps, the retry policy); and the periodic
+// landing scanner (scan.go). They share only channels and the counters.
 type Pipeline struct {
 	l        lake.Lake
 	opts     Options
@@ -73,42 +75,21 @@ type Pipeline struct {
 	ready   chan struct{}
 	running atomic.Bool
 
-	// Owned by Run's goroutine.
-	tables map[string]*delta.Table
-	f      *folder
-	landed map[string]landing.SeqRanges
-	// segments holds, per Lander instance, the counters of the segments
-	// whose every batch is processed; segSeen counts the batches processed
-	// of segments not complete yet.
-	segments map[string]landing.SeqRanges
-	segSeen  map[string]*segProgress
-	epochN   int64
-	bw       *bronzeWriter // the first epoch's, until the encoder takes it
-	jobs     chan bronzeJob
-	rows     int64
-	batches  int64
-	quar     []quarantined
-	good     []wire.Reading
-	live     schema.LiveUpdate
-	dirty    bool
+	m meters
+}
 
-	commits   chan *epoch
-	commitErr chan error
-	stopping  func()          // starts the shutdown clock for commits
-	runDone   <-chan struct{} // Run's ctx.Done()
-
-	// Owned by the committer (and recover, before it starts): gold rows
-	// staged since the last gold commit.
-	goldStaged []string
-	goldRows   []schema.GoldRow
-	goldDue    time.Time
-
-	devStateSize int // size of the last encoded devices' state
-	compactions  int // compaction rounds (committer)
-
+// meters are the counters and watermarks the goroutines update and Stats
+// and Watermarks read.
+type meters struct {
 	mu         sync.Mutex
 	stats      Stats
 	watermarks map[string]int64
+}
+
+func (m *meters) count(fn func(*Stats)) {
+	m.mu.Lock()
+	fn(&m.stats)
+	m.mu.Unlock()
 }
 
 // New returns a pipeline writing the tables of l. Call Run to start it.
@@ -120,7 +101,7 @@ func New(l lake.Lake, opts Options) (*Pipeline, error) {
 	return &Pipeline{
 		l: l, opts: opts, log: opts.Logger.With(slog.String("component", "stages")), instance: newInstanceID(),
 		in: make(chan Landed, opts.QueueLen), done: make(chan struct{}), ready: make(chan struct{}),
-		watermarks: map[string]int64{},
+		m: meters{watermarks: map[string]int64{}},
 	}, nil
 }
 
@@ -163,27 +144,17 @@ func (p *Pipeline) Queued() int { return len(p.in) }
 
 // Stats returns a snapshot of the counters.
 func (p *Pipeline) Stats() Stats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stats
+	p.m.mu.Lock()
+	defer p.m.mu.Unlock()
+	return p.m.stats
 }
 
 // Watermarks returns each device's watermark (µs since the epoch) as of the
 // last epoch.
 func (p *Pipeline) Watermarks() map[string]int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[string]int64, len(p.watermarks))
-	for k, v := range p.watermarks {
-		out[k] = v
-	}
-	return out
-}
-
-func (p *Pipeline) count(fn func(*Stats)) {
-	p.mu.Lock()
-	fn(&p.stats)
-	p.mu.Unlock()
+	p.m.mu.Lock()
+	defer p.m.mu.Unlock()
+	return maps.Clone(p.m.watermarks)
 }
 
 // Run recovers (completes the last epoch's commits, then lands into bronze
@@ -200,317 +171,80 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	// Recovery must complete even if ctx ends meanwhile (a clean shutdown
 	// needs the state): it gets ShutdownTimeout after ctx ends.
 	rctx, rcancel := detach(ctx, p.opts.ShutdownTimeout)
-	err = p.retry(rctx, "recovering", p.recover)
+	var r *runner
+	var c *committer
+	err = p.retry(rctx, "recovering", func(ctx context.Context) (err error) {
+		r, c, err = p.recover(ctx)
+		return err
+	})
 	rcancel()
 	if err != nil {
 		return err
 	}
 	// Bronze rows are built and encoded on their own goroutine, so folding
 	// (and the live feed) runs beside the Parquet encoding.
-	p.jobs = make(chan bronzeJob, 256)
+	r.jobs = make(chan bronzeJob, 256)
 	encoderDone := make(chan struct{})
-	go func(bw *bronzeWriter) {
+	go func() {
 		defer close(encoderDone)
-		encodeBronze(p.jobs, bw, p.opts.Release)
-	}(p.bw)
-	p.bw = nil
+		encodeBronze(r.jobs, delta.NewBronzeWriter(p.opts.CompatibleBronze), p.opts.Release)
+	}()
 	commitCtx, cancelCommit := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelCommit()
-	p.commits = make(chan *epoch, p.opts.MaxPendingEpochs)
-	p.commitErr = make(chan error, 1)
+	commits := make(chan *epoch, p.opts.MaxPendingEpochs)
+	r.commits, r.commitErr = commits, make(chan error, 1)
 	committerDone := make(chan struct{})
 	go func() {
 		defer close(committerDone)
-		p.committer(commitCtx)
+		c.run(commitCtx, commits, r.commitErr)
 	}()
 	// Once stopping, commits get ShutdownTimeout in all; then the committer
 	// gives up (and a cut waiting for it returns its error).
 	var stopOnce sync.Once
-	stopping := func() {
+	r.stopping = func() {
 		stopOnce.Do(func() {
 			t := time.AfterFunc(p.opts.ShutdownTimeout, cancelCommit)
 			context.AfterFunc(commitCtx, func() { t.Stop() })
 		})
 	}
-	p.stopping, p.runDone = stopping, ctx.Done()
+	r.runDone = ctx.Done()
+	scanCtx, cancelScan := context.WithCancel(ctx)
+	scannerDone := make(chan struct{})
 	finish := func(err error) error {
-		close(p.jobs)
+		cancelScan()
+		<-scannerDone
+		close(r.jobs)
 		<-encoderDone
-		close(p.commits)
-		stopping()
+		close(commits)
+		r.stopping()
 		<-committerDone
 		select {
-		case cerr := <-p.commitErr:
+		case cerr := <-r.commitErr:
 			err = errors.Join(err, cerr)
 		default:
 		}
 		return err
 	}
 
-	if err := p.retry(ctx, "scanning landing", p.scanLanding); err != nil && ctx.Err() == nil {
+	if err := p.retry(ctx, "scanning landing", r.scanLanding); err != nil && ctx.Err() == nil {
+		close(scannerDone)
 		return finish(err)
+	}
+	// Other collectors' recent segments are fetched off the runner's
+	// goroutine: it only folds what the scanner read.
+	if p.opts.ScanInterval > 0 {
+		scanned := make(chan segmentObject)
+		r.scanned = scanned
+		s := &scanner{l: p.l, opts: p.opts, log: p.log, done: r.segmentProcessed}
+		go func() {
+			defer close(scannerDone)
+			s.run(scanCtx, scanned)
+		}()
+	} else {
+		close(scannerDone)
 	}
 	close(p.ready)
-	ticker := time.NewTicker(p.opts.CommitInterval)
-	defer ticker.Stop()
-	var scan <-chan time.Time // other collectors' recent segments
-	if p.opts.ScanInterval > 0 {
-		t := time.NewTicker(p.opts.ScanInterval)
-		defer t.Stop()
-		scan = t.C
-	}
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case b := <-p.in:
-			p.process(b)
-			if p.rows >= int64(p.opts.MaxEpochRows) {
-				if err := p.cutEpoch(); err != nil {
-					return finish(err)
-				}
-			}
-		case <-scan:
-			if err := p.scanRecent(ctx); err != nil && ctx.Err() == nil {
-				p.log.Warn("scanning landing for other collectors' segments", slog.Any("error", err))
-			}
-			if p.rows >= int64(p.opts.MaxEpochRows) {
-				if err := p.cutEpoch(); err != nil {
-					return finish(err)
-				}
-			}
-		case <-ticker.C:
-			if p.dirty {
-				if err := p.cutEpoch(); err != nil {
-					return finish(err)
-				}
-			}
-		case err := <-p.commitErr:
-			p.commitErr <- err
-			return finish(nil)
-		}
-	}
-	// Clean shutdown: take what is queued, what is landed but was never
-	// submitted, close every window, commit.
-	stopping()
-	for drained := false; !drained; {
-		select {
-		case b := <-p.in:
-			p.process(b)
-			if p.rows >= int64(p.opts.MaxEpochRows) {
-				if err := p.cutEpoch(); err != nil {
-					return finish(err)
-				}
-			}
-		default:
-			drained = true
-		}
-	}
-	if !p.opts.SkipShutdownScan {
-		// At most half the shutdown budget: the final commit needs the rest.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.ShutdownTimeout/2)
-		err := p.scanLanding(sctx)
-		cancel()
-		if err != nil {
-			p.log.Warn("scanning landing at shutdown", slog.Any("error", err))
-		}
-	}
-	p.f.closeAll()
-	p.dirty = true
-	if err := p.cut(true); err != nil {
-		return finish(err)
-	}
-	return finish(nil)
-}
-
-// process folds one landed batch into the current epoch.
-func (p *Pipeline) process(b Landed) {
-	if b.Segment != "" {
-		p.segmentRecord(b.Segment, b.SegmentRecords)
-	}
-	stream := batchStream(b.Batch)
-	set := p.landed[stream]
-	if set.Has(b.Batch.Seq) {
-		p.count(func(s *Stats) { s.Duplicates++ })
-		p.opts.Release(b.Batch)
-		return
-	}
-	p.landed[stream] = set.Add(b.Batch.Seq)
-	p.dirty = true
-	recv := b.ReceivedAt.UnixMicro()
-	src := b.Source
-	if src == "" {
-		src = "unknown"
-	}
-	// Skew check.
-	good := b.Batch.Readings
-	var bad []wire.Reading
-	if p.opts.MaxSkew > 0 {
-		skew := p.opts.MaxSkew.Microseconds()
-		p.good = p.good[:0]
-		for _, r := range b.Batch.Readings {
-			if r.TimeUS > recv+skew || r.TimeUS < recv-skew {
-				bad = append(bad, r)
-			} else {
-				p.good = append(p.good, r)
-			}
-		}
-		if bad != nil {
-			good = p.good
-			p.quar = append(p.quar, quarantined{name: b.Name, batch: *b.Batch, readings: bad, recv: b.ReceivedAt, source: src,
-				reason: fmt.Sprintf("%d readings captured more than %v from the receive time %s", len(bad), p.opts.MaxSkew, b.ReceivedAt.UTC().Format(time.RFC3339Nano))})
-		}
-	}
-	tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq), ReceivedAt: recv, Source: src}
-	var live *schema.LiveUpdate
-	if p.opts.Live != nil && len(good) > 0 {
-		live = &p.live
-	}
-	nlate := 0
-	if len(good) > 0 {
-		nlate = p.f.fold(b.Batch, good, tmpl, live)
-	}
-	p.rows += int64(len(good))
-	p.batches++
-	p.count(func(s *Stats) {
-		s.Batches++
-		s.Readings += int64(len(good))
-		s.Late += int64(nlate)
-		s.Quarantined += int64(len(bad))
-	})
-	if live != nil {
-		live.PublishedUS = p.opts.Now().UnixMicro()
-		p.opts.Live(*live)
-	}
-	// The encoder is the batch's last reader: it releases it.
-	switch {
-	case bad != nil: // held for quarantine (which copied the batch header): not released
-		if len(good) > 0 {
-			p.jobs <- bronzeJob{readings: slices.Clone(good), tmpl: tmpl} // p.good is scratch
-		}
-	case len(good) > 0:
-		p.jobs <- bronzeJob{readings: good, tmpl: tmpl, batch: b.Batch}
-	default:
-		p.opts.Release(b.Batch)
-	}
-}
-
-// segmentRecord counts one processed batch of segment name holding records.
-func (p *Pipeline) segmentRecord(name string, records int) {
-	sp := p.segSeen[name]
-	if sp == nil {
-		inst, n, ok := landing.ParseSegmentName(name)
-		if !ok || p.segments[inst].Has(n) {
-			return // processed already (by a recovery scan)
-		}
-		sp = &segProgress{inst: inst, n: n}
-		p.segSeen[name] = sp
-	}
-	if sp.seen++; sp.seen >= records {
-		p.segmentDone(name, sp.inst, sp.n)
-	}
-}
-
-// segProgress counts the processed batches of a segment not complete yet.
-type segProgress struct {
-	inst string
-	n    uint64
-	seen int
-}
-
-// segmentDone records segment name (instance inst, counter n) as processed.
-func (p *Pipeline) segmentDone(name, inst string, n uint64) {
-	delete(p.segSeen, name)
-	p.segments[inst] = p.segments[inst].Add(n)
-	p.dirty = true
-}
-
-type quarantined struct {
-	name     string
-	batch    wire.Batch
-	readings []wire.Reading
-	raw      []byte // set for undecodable landing objects
-	recv     time.Time
-	source   string
-	reason   string
-}
-
-// epoch is the work of one epoch, handed to the committer.
-type epoch struct {
-	n        int64
-	bronze   *bronzeWriter
-	rows     int64
-	silver   []schema.SilverRow
-	late     []schema.SilverLateRow
-	gold     []schema.GoldRow
-	quar     []quarantined
-	landed   json.RawMessage
-	segments json.RawMessage
-	devices  []byte
-	final    bool // the shutdown epoch: commit gold
-	goldN    int64
-
-	goldFlushed []string
-	goldDone    bool
-	bronzeData  []byte
-
-	// Progress, so a retry resumes where the last attempt failed.
-	adds     map[string][]delta.AddFile
-	filesOK  bool
-	cpOK     bool
-	quarOK   bool
-	tableOK  map[string]bool
-	attempts int
-}
-
-func (p *Pipeline) cutEpoch() error { return p.cut(false) }
-
-func (p *Pipeline) cut(final bool) error {
-	p.epochN++
-	landed, err := json.Marshal(p.landed)
-	if err != nil {
-		return fmt.Errorf("encoding stage state: %w", err)
-	}
-	segments, err := json.Marshal(p.segments)
-	if err != nil {
-		return fmt.Errorf("encoding stage state: %w", err)
-	}
-	devices := appendDevices(make([]byte, 0, p.devStateSize+p.devStateSize/8), p.f.devices)
-	p.devStateSize = len(devices)
-	// The encoder hands over this epoch's bronze file once it has written
-	// every batch folded before the cut.
-	reply := make(chan *bronzeWriter, 1)
-	p.jobs <- bronzeJob{cut: reply, next: newBronzeWriter(int(p.rows)*4, p.opts.CompatibleBronze)} // at most ~4 bytes a reading compressed
-	bw := <-reply
-	e := &epoch{n: p.epochN, bronze: bw, rows: p.rows, silver: p.f.silver, late: p.f.late, gold: p.f.gold,
-		quar: p.quar, landed: landed, segments: segments, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(p.f.gold))}
-	p.f.silver, p.f.late, p.f.gold = nil, nil, nil
-	p.quar = nil
-	p.rows, p.batches, p.dirty = 0, 0, false
-	wm := make(map[string]int64, len(p.f.devices))
-	for id, d := range p.f.devices {
-		if d.MaxEvent != math.MinInt64 {
-			wm[id] = d.MaxEvent - p.f.lateness
-		}
-	}
-	p.mu.Lock()
-	p.watermarks = wm
-	p.mu.Unlock()
-	stop := p.runDone
-	for {
-		select {
-		case p.commits <- e:
-			return nil
-		case err := <-p.commitErr:
-			return err
-		case <-stop:
-			// Shutting down while the committer is behind (a lake outage):
-			// give it ShutdownTimeout, then it gives up and reports.
-			p.stopping()
-			stop = nil
-		}
-	}
+	return finish(r.run(ctx))
 }
 
 // detach returns a context that ignores ctx's end for timeout after it.
@@ -518,31 +252,6 @@ func detach(ctx context.Context, timeout time.Duration) (context.Context, contex
 	d, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(timeout, cancel) })
 	return d, func() { stop(); cancel() }
-}
-
-// permanent marks errors that retrying cannot fix.
-func permanent(err error) bool {
-	return errors.Is(err, delta.ErrConflict) || errors.Is(err, delta.ErrUnsupported) ||
-		errors.Is(err, delta.ErrCorruptLog) || errors.Is(err, errSettings) || errors.Is(err, errState)
-}
-
-// retry runs fn until it succeeds, fails permanently, fails 8 times (with
-// backoff from RetryBackoff to 5 s: about 15 s of lake outage), or ctx ends.
-func (p *Pipeline) retry(ctx context.Context, what string, fn func(context.Context) error) error {
-	backoff := p.opts.RetryBackoff
-	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
-		if err == nil || permanent(err) || attempt == 8 || ctx.Err() != nil {
-			return err
-		}
-		p.log.Warn(what+" failed; retrying", slog.Any("error", err), slog.Int("attempt", attempt), slog.Duration("backoff", backoff))
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
 }
 
 func newInstanceID() string {

@@ -85,7 +85,10 @@ func ParseQuery(v url.Values, now time.Time, maxPoints int) (Query, error) {
 		if t <= f {
 			return q, fmt.Errorf("%w: to must be after from", ErrBadQuery)
 		}
-		if time.Duration(t-f)*time.Millisecond > MaxSpan || f < 0 {
+		// f ≥ 0 first: then t-f cannot overflow, and the span is compared
+		// in milliseconds (converting it to a Duration overflowed for
+		// to=18446744073710 and let any span through).
+		if f < 0 || t-f > MaxSpan.Milliseconds() {
 			return q, fmt.Errorf("%w: range longer than %v", ErrBadQuery, MaxSpan)
 		}
 		q.FromMS, q.ToMS = f, t

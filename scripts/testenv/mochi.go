@@ -5,12 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // MochiConfig configures an in-process broker for a test.
@@ -24,6 +26,26 @@ type MochiConfig struct {
 	Hooks []mochi.Hook
 	// InlineClient enables the server's in-process client (Server.Publish).
 	InlineClient bool
+	// AnnouncePuback makes the broker behave as the collector's embedded
+	// broker towards agents in ack mode "auto": a subscription to a landing
+	// ack topic is answered with {"v":1,"mode":"puback"} (see
+	// collector/broker.AnnounceHook, which this copies to stay import-free).
+	AnnouncePuback bool
+}
+
+type announceHook struct {
+	mochi.HookBase
+	srv *mochi.Server
+}
+
+func (h *announceHook) ID() string           { return "testenv-announce" }
+func (h *announceHook) Provides(b byte) bool { return b == mochi.OnSubscribed }
+func (h *announceHook) OnSubscribed(_ *mochi.Client, pk packets.Packet, _ []byte) {
+	for _, f := range pk.Filters {
+		if strings.HasPrefix(f.Filter, "pilake/v1/ack/") {
+			_ = h.srv.Publish(f.Filter, []byte(`{"v":1,"mode":"puback"}`), false, 1)
+		}
+	}
 }
 
 // Mochi runs an in-process mochi broker — the one the collector embeds —
@@ -43,12 +65,15 @@ func Mochi(t testing.TB, cfg MochiConfig) (s *mochi.Server, url string, stop fun
 	caps.MaximumInflight = 65535
 	s = mochi.New(&mochi.Options{
 		Capabilities: caps,
-		InlineClient: cfg.InlineClient,
+		InlineClient: cfg.InlineClient || cfg.AnnouncePuback,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	hooks := cfg.Hooks
 	if len(hooks) == 0 {
 		hooks = []mochi.Hook{new(auth.AllowHook)}
+	}
+	if cfg.AnnouncePuback {
+		hooks = append(hooks[:len(hooks):len(hooks)], &announceHook{srv: s})
 	}
 	for _, h := range hooks {
 		if err := s.AddHook(h, nil); err != nil {

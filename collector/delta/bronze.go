@@ -1,4 +1,4 @@
-package stages
+package delta
 
 import (
 	"bytes"
@@ -10,45 +10,15 @@ import (
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress"
-	"github.com/parquet-go/parquet-go/compress/zstd"
-	"github.com/parquet-go/parquet-go/encoding/delta"
+	deltaenc "github.com/parquet-go/parquet-go/encoding/delta"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/pilake/pilake/agent/wire"
-	deltalake "github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/schema"
 )
 
-// bronzeJob is work for the bronze encoder: a batch's readings (folded
-// already; the encoder is their last reader), or, with cut set, the end of an
-// epoch: the encoder sends the epoch's writer on cut and goes on with next.
-type bronzeJob struct {
-	readings []wire.Reading
-	tmpl     schema.BronzeRow
-	batch    *wire.Batch // released once the readings are encoded, if set
-	cut      chan<- *bronzeWriter
-	next     *bronzeWriter
-}
-
-// encodeBronze writes the readings of jobs to bw (then to each cut's next
-// writer), in order, until jobs is closed.
-func encodeBronze(jobs <-chan bronzeJob, bw *bronzeWriter, release func(*wire.Batch)) {
-	for j := range jobs {
-		if j.cut != nil {
-			j.cut <- bw
-			bw = j.next
-			continue
-		}
-		bw.write(j.readings, &j.tmpl)
-		if j.batch != nil {
-			release(j.batch)
-		}
-	}
-}
-
-// bronzeWriter writes a bronze Parquet file in memory, column by column,
+// BronzeWriter writes a bronze Parquet file in memory, column by column,
 // straight from the batches' readings: no row structs, no reflection.
 // Everything Parquet-specific is parquet-go's (the schema, taken from the file
 // its writer makes for schema.BronzeRow; the DELTA_BINARY_PACKED encoder;
@@ -70,10 +40,10 @@ func encodeBronze(jobs <-chan bronzeJob, bw *bronzeWriter, release func(*wire.Ba
 // Runtime 13.3+ decode (no BYTE_STREAM_SPLIT: released Spark cannot read
 // it). Pages are v1 data pages (PROTOCOL.md: writers SHOULD use DataPageV1
 // for tables other engines read), compressed with zstd (the fastest level,
-// as delta.DefaultCompression). The columns are required, so the pages hold
+// the codec DefaultCompression shares). The columns are required, so the pages hold
 // no levels. The pages carry no statistics: the writer keeps the file's
-// bounds itself, for stats().
-type bronzeWriter struct {
+// bounds itself, for Stats().
+type BronzeWriter struct {
 	compatible bool
 	n          int64 // readings written
 	err        error
@@ -192,15 +162,9 @@ type bronzeChunk struct {
 	numPages     int32
 }
 
-// bronzeCodec compresses bronze pages: zstd's fastest level, as
-// delta.DefaultCompression.
-var bronzeCodec compress.Codec = &zstd.Codec{Level: zstd.SpeedFastest}
-
-// newBronzeWriter starts a bronze file. See bronzeWriter for compatible.
-// sizeHint is not needed: the file's buffer is sized exactly at close.
-func newBronzeWriter(sizeHint int, compatible bool) *bronzeWriter {
-	_ = sizeHint
-	bw := &bronzeWriter{compatible: compatible}
+// NewBronzeWriter starts a bronze file. See BronzeWriter for compatible.
+func NewBronzeWriter(compatible bool) *BronzeWriter {
+	bw := &BronzeWriter{compatible: compatible}
 	for _, c := range []int{colDevice, colSource} {
 		bw.dicts[c] = &bronzeDict{str: map[string]uint32{}}
 	}
@@ -210,9 +174,9 @@ func newBronzeWriter(sizeHint int, compatible bool) *bronzeWriter {
 	return bw
 }
 
-// write appends a batch's readings, each with tmpl's device, boot, seq,
+// Write appends a batch's readings, each with tmpl's device, boot, seq,
 // received_at and source.
-func (bw *bronzeWriter) write(rs []wire.Reading, tmpl *schema.BronzeRow) {
+func (bw *BronzeWriter) Write(rs []wire.Reading, tmpl *schema.BronzeRow) {
 	if bw.err != nil || len(rs) == 0 {
 		return
 	}
@@ -304,7 +268,7 @@ func (pg *bronzePage) addRun(col int, idx uint32, n int) {
 
 // flushPage encodes and compresses the page being built, a data page per
 // column.
-func (bw *bronzeWriter) flushPage() {
+func (bw *BronzeWriter) flushPage() {
 	pg := bw.page
 	if pg == nil || pg.rows == 0 || bw.err != nil {
 		return
@@ -319,7 +283,7 @@ func (bw *bronzeWriter) flushPage() {
 				enc, body = format.Plain, append(body, le64(pg.ts)...)
 			} else {
 				enc = format.DeltaBinaryPacked
-				body, _ = new(delta.BinaryPackedEncoding).EncodeInt64(body, pg.ts)
+				body, _ = new(deltaenc.BinaryPackedEncoding).EncodeInt64(body, pg.ts)
 			}
 		case colTemp, colPress, colHum:
 			v := pg.temp
@@ -389,9 +353,9 @@ func le64[T int64 | float64](s []T) []byte {
 var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // writePage compresses body and appends it to ch with its header.
-func (bw *bronzeWriter) writePage(ch *bronzeChunk, typ format.PageType, enc format.Encoding, n int, body []byte) {
+func (bw *BronzeWriter) writePage(ch *bronzeChunk, typ format.PageType, enc format.Encoding, n int, body []byte) {
 	var err error
-	bw.compressed, err = bronzeCodec.Encode(bw.compressed[:0], body)
+	bw.compressed, err = zstdFastest.Encode(bw.compressed[:0], body)
 	if err != nil {
 		bw.err = err
 		return
@@ -425,34 +389,34 @@ var bronzeFileTemplate = sync.OnceValues(func() (*format.FileMetaData, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	f, err := deltalake.OpenParquet(buf.Bytes())
+	f, err := OpenParquet(buf.Bytes())
 	if err != nil {
 		return nil, err
 	}
 	return f.Metadata(), nil
 })
 
-// stats returns the Delta statistics of the file written.
-func (bw *bronzeWriter) stats() deltalake.Stats {
+// Stats returns the Delta statistics of the file written.
+func (bw *BronzeWriter) Stats() Stats {
 	vals := func(dev, src string, ts int64, temp int32, press, hum uint32, boot, seq, recv int64) map[string]any {
 		r := wire.Reading{Temp: temp, Press: press, Hum: hum}
-		return map[string]any{"device": dev, "ts": deltalake.FormatStatsTime(ts), "temp_c": r.TempC(),
+		return map[string]any{"device": dev, "ts": FormatStatsTime(ts), "temp_c": r.TempC(),
 			"pressure_pa": r.PressurePa(), "humidity_rh": r.HumidityRH(), "boot": boot, "seq": seq,
-			"received_at": deltalake.FormatStatsTime(recv), "source": src}
+			"received_at": FormatStatsTime(recv), "source": src}
 	}
 	nulls := map[string]int64{}
 	for _, c := range bronzeColumns {
 		nulls[c] = 0
 	}
-	return deltalake.Stats{NumRecords: bw.n,
+	return Stats{NumRecords: bw.n,
 		MinValues: vals(bw.devLo, bw.srcLo, bw.tsLo, bw.tempLo, bw.pressLo, bw.humLo, bw.bootLo, bw.seqLo, bw.recvLo),
 		MaxValues: vals(bw.devHi, bw.srcHi, bw.tsHi, bw.tempHi, bw.pressHi, bw.humHi, bw.bootHi, bw.seqHi, bw.recvHi),
 		NullCount: nulls}
 }
 
-// close finishes the file and returns it. Calling it again returns the same
+// Close finishes the file and returns it. Calling it again returns the same
 // file.
-func (bw *bronzeWriter) close() ([]byte, error) {
+func (bw *BronzeWriter) Close() ([]byte, error) {
 	if bw.err == nil && !bw.closed {
 		bw.flushPage()
 		if bw.page != nil && bw.err == nil { // flushed: empty again
@@ -471,8 +435,11 @@ func (bw *bronzeWriter) close() ([]byte, error) {
 	return bw.data, nil
 }
 
+// Rows returns the number of readings written.
+func (bw *BronzeWriter) Rows() int64 { return bw.n }
+
 // assemble lays the column chunks out in a file and appends the footer.
-func (bw *bronzeWriter) assemble() ([]byte, error) {
+func (bw *BronzeWriter) assemble() ([]byte, error) {
 	tmpl, err := bronzeFileTemplate()
 	if err != nil {
 		return nil, err
@@ -493,7 +460,7 @@ func (bw *bronzeWriter) assemble() ([]byte, error) {
 		leaves := tmpl.Schema[1:]
 		for c, name := range bronzeColumns {
 			ch := &bw.cols[c]
-			md := format.ColumnMetaData{Type: leaves[c].Type.V, PathInSchema: []string{name}, Codec: bronzeCodec.CompressionCodec(), NumValues: bw.n}
+			md := format.ColumnMetaData{Type: leaves[c].Type.V, PathInSchema: []string{name}, Codec: zstdFastest.CompressionCodec(), NumValues: bw.n}
 			start := int64(len(out))
 			var uncompressed int64
 			var dataEnc format.Encoding

@@ -1,0 +1,327 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+// runner owns the fold: it takes landed batches in order (submitted ones,
+// and those the scans read), drops duplicates, quarantines skewed readings,
+// folds the rest into windows and gold, publishes live updates, hands bronze
+// rows to the encoder, and cuts epochs for the committer. Everything in it
+// belongs to Run's goroutine, except segments, which the scanner reads
+// under segMu.
+type runner struct {
+	l    lake.Lake // read by the start-up and shutdown scans
+	opts Options
+	log  *slog.Logger
+	m    *meters
+
+	in      <-chan Landed
+	scanned <-chan segmentObject // other collectors' segments, read by the scanner; nil without one
+
+	f      *folder
+	landed map[string]landing.SeqRanges
+	// segments holds, per Lander instance, the counters of the segments
+	// whose every batch is processed; segSeen counts the batches processed
+	// of segments not complete yet.
+	segMu    sync.Mutex // held to write segments, and by other goroutines to read it
+	segments map[string]landing.SeqRanges
+	segSeen  map[string]*segProgress
+	epochN   int64
+	jobs     chan bronzeJob // to the encoder
+	rows     int64
+	batches  int64
+	quar     []quarantined
+	good     []wire.Reading
+	live     schema.LiveUpdate
+	dirty    bool
+
+	devStateSize int // size of the last encoded devices' state
+
+	commits   chan<- *epoch
+	commitErr chan error      // the committer's fatal error
+	stopping  func()          // starts the shutdown clock for commits
+	runDone   <-chan struct{} // Run's ctx.Done()
+}
+
+func newRunner(p *Pipeline) *runner {
+	return &runner{
+		l: p.l, opts: p.opts, log: p.log, m: &p.m, in: p.in,
+		f:        newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages),
+		landed:   map[string]landing.SeqRanges{},
+		segments: map[string]landing.SeqRanges{}, segSeen: map[string]*segProgress{},
+	}
+}
+
+// run processes batches until ctx is done, then processes what is queued,
+// what is landed but was never submitted, finalises every open window and
+// cuts the final epoch. It returns the error that stopped it, or nil; a
+// committer's error is left in commitErr.
+func (r *runner) run(ctx context.Context) error {
+	ticker := time.NewTicker(r.opts.CommitInterval)
+	defer ticker.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case b := <-r.in:
+			r.process(b)
+			if err := r.cutIfFull(); err != nil {
+				return err
+			}
+		case so := <-r.scanned:
+			if _, err := r.takeSegment(so.obj, so.data); err != nil {
+				return err
+			}
+			if err := r.cutIfFull(); err != nil {
+				return err
+			}
+		case <-ticker.C:
+			if r.dirty {
+				if err := r.cut(false); err != nil {
+					return err
+				}
+			}
+		case err := <-r.commitErr:
+			r.commitErr <- err
+			return nil
+		}
+	}
+	// Clean shutdown: take what is queued, what is landed but was never
+	// submitted, close every window, commit.
+	r.stopping()
+	for drained := false; !drained; {
+		select {
+		case b := <-r.in:
+			r.process(b)
+			if err := r.cutIfFull(); err != nil {
+				return err
+			}
+		default:
+			drained = true
+		}
+	}
+	if !r.opts.SkipShutdownScan {
+		// At most half the shutdown budget: the final commit needs the rest.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.ShutdownTimeout/2)
+		err := r.scanLanding(sctx)
+		cancel()
+		if err != nil {
+			r.log.Warn("scanning landing at shutdown", slog.Any("error", err))
+		}
+	}
+	r.f.closeAll()
+	r.dirty = true
+	return r.cut(true)
+}
+
+// process folds one landed batch into the current epoch.
+func (r *runner) process(b Landed) {
+	if b.Segment != "" {
+		r.segmentRecord(b.Segment, b.SegmentRecords)
+	}
+	stream := batchStream(b.Batch)
+	set := r.landed[stream]
+	if set.Has(b.Batch.Seq) {
+		r.m.count(func(s *Stats) { s.Duplicates++ })
+		r.opts.Release(b.Batch)
+		return
+	}
+	r.landed[stream] = set.Add(b.Batch.Seq)
+	r.dirty = true
+	recv := b.ReceivedAt.UnixMicro()
+	src := b.Source
+	if src == "" {
+		src = "unknown"
+	}
+	// Skew check.
+	good := b.Batch.Readings
+	var bad []wire.Reading
+	if r.opts.MaxSkew > 0 {
+		skew := r.opts.MaxSkew.Microseconds()
+		r.good = r.good[:0]
+		for _, rd := range b.Batch.Readings {
+			if rd.TimeUS > recv+skew || rd.TimeUS < recv-skew {
+				bad = append(bad, rd)
+			} else {
+				r.good = append(r.good, rd)
+			}
+		}
+		if bad != nil {
+			good = r.good
+			r.quar = append(r.quar, quarantined{name: b.Name, batch: *b.Batch, readings: bad, recv: b.ReceivedAt, source: src,
+				reason: fmt.Sprintf("%d readings captured more than %v from the receive time %s", len(bad), r.opts.MaxSkew, b.ReceivedAt.UTC().Format(time.RFC3339Nano))})
+		}
+	}
+	tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq), ReceivedAt: recv, Source: src}
+	var live *schema.LiveUpdate
+	if r.opts.Live != nil && len(good) > 0 {
+		live = &r.live
+	}
+	nlate := 0
+	if len(good) > 0 {
+		nlate = r.f.fold(b.Batch, good, tmpl, live)
+	}
+	r.rows += int64(len(good))
+	r.batches++
+	r.m.count(func(s *Stats) {
+		s.Batches++
+		s.Readings += int64(len(good))
+		s.Late += int64(nlate)
+		s.Quarantined += int64(len(bad))
+	})
+	if live != nil {
+		live.PublishedUS = r.opts.Now().UnixMicro()
+		r.opts.Live(*live)
+	}
+	// The encoder is the batch's last reader: it releases it.
+	switch {
+	case bad != nil: // held for quarantine (which copied the batch header): not released
+		if len(good) > 0 {
+			r.jobs <- bronzeJob{readings: slices.Clone(good), tmpl: tmpl} // r.good is scratch
+		}
+	case len(good) > 0:
+		r.jobs <- bronzeJob{readings: good, tmpl: tmpl, batch: b.Batch}
+	default:
+		r.opts.Release(b.Batch)
+	}
+}
+
+// segmentRecord counts one processed batch of segment name holding records.
+func (r *runner) segmentRecord(name string, records int) {
+	sp := r.segSeen[name]
+	if sp == nil {
+		inst, n, ok := landing.ParseSegmentName(name)
+		if !ok || r.segments[inst].Has(n) {
+			return // processed already (by a recovery scan)
+		}
+		sp = &segProgress{inst: inst, n: n}
+		r.segSeen[name] = sp
+	}
+	if sp.seen++; sp.seen >= records {
+		r.segmentDone(name, sp.inst, sp.n)
+	}
+}
+
+// segProgress counts the processed batches of a segment not complete yet.
+type segProgress struct {
+	inst string
+	n    uint64
+	seen int
+}
+
+// segmentDone records segment name (instance inst, counter n) as processed.
+func (r *runner) segmentDone(name, inst string, n uint64) {
+	delete(r.segSeen, name)
+	r.segMu.Lock()
+	r.segments[inst] = r.segments[inst].Add(n)
+	r.segMu.Unlock()
+	r.dirty = true
+}
+
+// segmentProcessed reports whether segment n of Lander instance inst is
+// processed whole. Other goroutines may call it.
+func (r *runner) segmentProcessed(inst string, n uint64) bool {
+	r.segMu.Lock()
+	defer r.segMu.Unlock()
+	return r.segments[inst].Has(n)
+}
+
+// epoch is the work of one epoch, handed to the committer.
+type epoch struct {
+	n        int64
+	bronze   *delta.BronzeWriter
+	rows     int64
+	silver   []schema.SilverRow
+	late     []schema.SilverLateRow
+	gold     []schema.GoldRow
+	quar     []quarantined
+	landed   json.RawMessage
+	segments json.RawMessage
+	devices  []byte
+	final    bool // the shutdown epoch: commit gold
+	goldN    int64
+
+	goldFlushed []string
+	goldDone    bool
+	bronzeData  []byte
+
+	// Progress, so a retry resumes where the last attempt failed.
+	adds     map[string][]delta.AddFile
+	filesOK  bool
+	cpOK     bool
+	quarOK   bool
+	tableOK  map[string]bool
+	attempts int
+}
+
+// cutIfFull cuts the epoch once it holds MaxEpochRows readings.
+func (r *runner) cutIfFull() error {
+	if r.rows >= int64(r.opts.MaxEpochRows) {
+		return r.cut(false)
+	}
+	return nil
+}
+
+// cut ends the current epoch and hands it to the committer, waiting while
+// MaxPendingEpochs wait for it (back-pressure).
+func (r *runner) cut(final bool) error {
+	r.epochN++
+	landed, err := json.Marshal(r.landed)
+	if err != nil {
+		return fmt.Errorf("encoding stage state: %w", err)
+	}
+	segments, err := json.Marshal(r.segments)
+	if err != nil {
+		return fmt.Errorf("encoding stage state: %w", err)
+	}
+	devices := appendDevices(make([]byte, 0, r.devStateSize+r.devStateSize/8), r.f.devices)
+	r.devStateSize = len(devices)
+	// The encoder hands over this epoch's bronze file once it has written
+	// every batch folded before the cut.
+	reply := make(chan *delta.BronzeWriter, 1)
+	r.jobs <- bronzeJob{cut: reply, next: delta.NewBronzeWriter(r.opts.CompatibleBronze)}
+	bw := <-reply
+	e := &epoch{n: r.epochN, bronze: bw, rows: r.rows, silver: r.f.silver, late: r.f.late, gold: r.f.gold,
+		quar: r.quar, landed: landed, segments: segments, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(r.f.gold))}
+	r.f.silver, r.f.late, r.f.gold = nil, nil, nil
+	r.quar = nil
+	r.rows, r.batches, r.dirty = 0, 0, false
+	wm := make(map[string]int64, len(r.f.devices))
+	for id, d := range r.f.devices {
+		if d.MaxEvent != math.MinInt64 {
+			wm[id] = d.MaxEvent - r.f.lateness
+		}
+	}
+	r.m.mu.Lock()
+	r.m.watermarks = wm
+	r.m.mu.Unlock()
+	stop := r.runDone
+	for {
+		select {
+		case r.commits <- e:
+			return nil
+		case err := <-r.commitErr:
+			return err
+		case <-stop:
+			// Shutting down while the committer is behind (a lake outage):
+			// give it ShutdownTimeout, then it gives up and reports.
+			r.stopping()
+			stop = nil
+		}
+	}
+}

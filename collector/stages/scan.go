@@ -1,0 +1,212 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+// scanLanding lands into bronze every batch in landing/ not yet in it, in
+// name order: the batches of segments not yet processed whole, and legacy
+// per-batch objects.
+func (r *runner) scanLanding(ctx context.Context) error {
+	objs, err := r.l.List(ctx, schema.Landing)
+	if err != nil {
+		return fmt.Errorf("scanning landing: %w", err)
+	}
+	n := 0
+	for _, o := range objs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if strings.HasPrefix(o.Name, landing.SegmentDir) {
+			k, err := r.scanSegment(ctx, o)
+			if err != nil {
+				return err
+			}
+			n += k
+			continue
+		}
+		stream, seq, err := landingKey(o.Name)
+		if err != nil {
+			r.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.Any("error", err))
+			continue
+		}
+		if r.landed[stream].Has(seq) {
+			continue
+		}
+		data, err := r.l.Get(ctx, o.Name)
+		if err != nil {
+			return fmt.Errorf("scanning landing: %w", err)
+		}
+		b := &wire.Batch{}
+		reason := ""
+		if err := wire.Decode(data, b); err != nil {
+			reason = fmt.Sprintf("decoding landing object: %v", err)
+		} else if got := batchStream(b); got != stream || b.Seq != seq {
+			reason = fmt.Sprintf("landing object %s holds batch %s", o.Name, b.Key())
+		}
+		if reason != "" {
+			r.landed[stream] = r.landed[stream].Add(seq)
+			r.dirty = true
+			r.quar = append(r.quar, quarantined{name: o.Name, raw: data, recv: o.ModTime, source: "landing", reason: reason})
+			r.m.count(func(s *Stats) { s.QuarantinedFiles++ })
+			continue
+		}
+		r.process(Landed{Name: o.Name, Batch: b, ReceivedAt: o.ModTime, Source: "recovered"})
+		n++
+		if err := r.cutIfFull(); err != nil {
+			return err
+		}
+	}
+	if n > 0 {
+		r.log.Info("landed objects found in landing/ into bronze", slog.Int("batches", n))
+	}
+	return nil
+}
+
+// scanner finds, every ScanInterval, the segments other Landers wrote in the
+// previous, current and next hour (by this clock; the next for a writer
+// whose clock is ahead) that are not processed whole, reads them, and hands
+// them to the runner: ingest-only collectors sharing the MQTT load. Older
+// ones are found by the scan at the next start. It does the lake I/O on its
+// own goroutine so that folding and the live feed never wait for it.
+type scanner struct {
+	l    lake.Lake
+	opts Options
+	log  *slog.Logger
+	done func(inst string, n uint64) bool // whether a segment is processed whole (the runner's)
+}
+
+// segmentObject is a segment the scanner read.
+type segmentObject struct {
+	obj  lake.Object
+	data []byte
+}
+
+// run scans every ScanInterval until ctx ends.
+func (s *scanner) run(ctx context.Context, out chan<- segmentObject) {
+	t := time.NewTicker(s.opts.ScanInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.scanRecent(ctx, out); err != nil && ctx.Err() == nil {
+			s.log.Warn("scanning landing for other collectors' segments", slog.Any("error", err))
+		}
+	}
+}
+
+func (s *scanner) scanRecent(ctx context.Context, out chan<- segmentObject) error {
+	now := s.opts.Now()
+	n := 0
+	for _, t := range []time.Time{now.Add(-time.Hour), now, now.Add(time.Hour)} {
+		objs, err := s.l.List(ctx, landing.SegmentHourPrefix(t))
+		if err != nil {
+			return fmt.Errorf("scanning landing: %w", err)
+		}
+		for _, o := range objs {
+			inst, counter, ok := landing.ParseSegmentName(o.Name)
+			if ok && inst == s.opts.LocalInstance || ok && s.done(inst, counter) {
+				continue
+			}
+			var data []byte
+			if ok {
+				if data, err = s.l.Get(ctx, o.Name); err != nil {
+					return fmt.Errorf("scanning landing: %w", err)
+				}
+			}
+			select {
+			case out <- segmentObject{obj: o, data: data}:
+				n++
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	if n > 0 {
+		s.log.Debug("segments from other collectors read for bronze", slog.Int("segments", n))
+	}
+	return nil
+}
+
+// scanSegment processes the batches of segment o not yet in bronze (see
+// takeSegment), reading it unless it is processed whole already.
+func (r *runner) scanSegment(ctx context.Context, o lake.Object) (int, error) {
+	inst, counter, ok := landing.ParseSegmentName(o.Name)
+	if !ok {
+		return r.takeSegment(o, nil)
+	}
+	if r.segments[inst].Has(counter) {
+		return 0, nil
+	}
+	data, err := r.l.Get(ctx, o.Name)
+	if err != nil {
+		return 0, fmt.Errorf("scanning landing: %w", err)
+	}
+	return r.takeSegment(o, data)
+}
+
+// takeSegment processes the batches of segment o (its content data) not yet
+// in bronze, with their recorded receive time and source, and records the
+// segment as processed. A record that cannot be read, and the rest of a
+// segment after damage, are quarantined; the good records are kept.
+func (r *runner) takeSegment(o lake.Object, data []byte) (int, error) {
+	inst, counter, ok := landing.ParseSegmentName(o.Name)
+	if !ok {
+		r.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.String("error", "not a segment name"))
+		return 0, nil
+	}
+	if r.segments[inst].Has(counter) {
+		return 0, nil
+	}
+	recs, derr := landing.DecodeSegment(data)
+	n := 0
+	for i, rec := range recs {
+		b := &wire.Batch{}
+		if err := wire.Decode(rec.Payload, b); err != nil {
+			r.quar = append(r.quar, quarantined{name: fmt.Sprintf("%s@record-%d", o.Name, i), raw: bytes.Clone(rec.Payload), recv: rec.ReceivedAt,
+				source: "landing", reason: fmt.Sprintf("decoding record %d of segment %s: %v", i, o.Name, err)})
+			r.m.count(func(s *Stats) { s.QuarantinedFiles++ })
+			r.dirty = true
+			continue
+		}
+		if r.landed[batchStream(b)].Has(b.Seq) {
+			continue
+		}
+		src := rec.Source
+		if src == "" {
+			src = "recovered"
+		}
+		r.process(Landed{Name: o.Name, Batch: b, ReceivedAt: rec.ReceivedAt, Source: src})
+		n++
+		if err := r.cutIfFull(); err != nil {
+			return n, err
+		}
+	}
+	if derr != nil {
+		var se *landing.SegmentError
+		tail := 0
+		if errors.As(derr, &se) {
+			tail = se.Offset
+		}
+		r.quar = append(r.quar, quarantined{name: fmt.Sprintf("%s@offset-%d", o.Name, tail), raw: bytes.Clone(data[tail:]), recv: o.ModTime,
+			source: "landing", reason: fmt.Sprintf("reading segment %s: %v (%d records before it kept)", o.Name, derr, len(recs))})
+		r.m.count(func(s *Stats) { s.QuarantinedFiles++ })
+		r.log.Warn("damaged segment in landing/: quarantined its unreadable part", slog.String("name", o.Name), slog.Any("error", derr))
+	}
+	r.segmentDone(o.Name, inst, counter)
+	return n, nil
+}
