@@ -34,13 +34,30 @@ type committer struct {
 	goldStaged []string
 	goldRows   []schema.GoldRow
 	goldDue    time.Time
+	// goldPartitioned: the lake's gold is partitioned by device (its old
+	// layout): a file per device per commit, so commits are spaced by
+	// goldInterval; otherwise gold is committed with every epoch.
+	goldPartitioned bool
+	goldInterval    time.Duration
 
 	compactions int // compaction rounds
 }
 
 func newCommitter(p *Pipeline) *committer {
 	return &committer{l: p.l, opts: p.opts, log: p.log, m: &p.m, instance: p.instance,
-		tables: map[string]*delta.Table{}, goldDue: p.opts.Now().Add(p.opts.GoldInterval)}
+		tables: map[string]*delta.Table{}}
+}
+
+// setGoldLayout sets how gold is written: partitioned by device (a lake
+// made so before: commits every GoldInterval, default 1 min) or one
+// time-ordered file per commit (every epoch unless GoldInterval says more).
+func (c *committer) setGoldLayout(partitioned bool) {
+	c.goldPartitioned = partitioned
+	c.goldInterval = c.opts.GoldInterval
+	if c.goldInterval == 0 && partitioned {
+		c.goldInterval = time.Minute
+	}
+	c.goldDue = c.opts.Now().Add(c.goldInterval)
 }
 
 // run commits epochs in order, retrying each until it succeeds or ctx ends;
@@ -131,7 +148,11 @@ func (c *committer) commitEpoch(ctx context.Context, e *epoch) error {
 			}
 			e.adds[schema.SilverLate] = []delta.AddFile{add}
 		}
-		if len(e.gold) > 0 {
+		// Gold due now and nothing staged: this epoch's rows go straight
+		// into the gold file, not through a staging object.
+		due := e.final || len(c.goldRows)+len(e.gold) >= c.opts.GoldMaxRows || !c.opts.Now().Before(c.goldDue)
+		direct := due && len(c.goldStaged) == 0
+		if len(e.gold) > 0 && !direct {
 			name := goldStageName(e.n)
 			data, _, err := delta.EncodeParquet(e.gold, nil, nil)
 			if err != nil {
@@ -145,15 +166,19 @@ func (c *committer) commitEpoch(ctx context.Context, e *epoch) error {
 			e.gold = nil
 		}
 		if !e.goldDone {
-			if e.final || len(c.goldRows) >= c.opts.GoldMaxRows || !c.opts.Now().Before(c.goldDue) {
-				adds, err := c.writeGold(ctx)
+			if due {
+				rows := c.goldRows
+				if direct {
+					rows = e.gold
+				}
+				adds, err := c.writeGold(ctx, rows)
 				if err != nil {
 					return err
 				}
 				e.adds[schema.Gold] = adds
 				e.goldFlushed = c.goldStaged
-				c.goldStaged, c.goldRows = nil, nil
-				c.goldDue = c.opts.Now().Add(c.opts.GoldInterval)
+				c.goldStaged, c.goldRows, e.gold = nil, nil, nil
+				c.goldDue = c.opts.Now().Add(c.goldInterval)
 			}
 			e.goldDone = true
 		}
