@@ -57,6 +57,8 @@ type Config struct {
 	MaxInflight                  int
 	QuarantineRate               float64
 	QuarantineBytesRate          float64
+	NewDeviceRate                float64
+	NewDeviceBurst               int
 
 	// IoT Hub message routing files.
 	IoTHubRoutingPrefix    string
@@ -114,6 +116,8 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.SessionExpiry, "session-expiry", time.Hour, "embedded broker: how long a disconnected persistent session and its queued messages are kept")
 	fs.IntVar(&c.MaxInflight, "max-inflight", 1024, "embedded broker: most QoS 1 messages queued for one client")
 	fs.Float64Var(&c.QuarantineRate, "quarantine-rate", 20, "quarantined inputs a second per source (a burst of 10 s allowed); beyond it rejected input is dropped and counted (negative: no limit)")
+	fs.Float64Var(&c.NewDeviceRate, "new-device-rate", 100, "device ids not seen before taken a second (beyond --new-device-burst); their batches wait (not acknowledged) beyond it (negative: no limit)")
+	fs.IntVar(&c.NewDeviceBurst, "new-device-burst", 10000, "new device ids taken at once")
 	fs.Float64Var(&c.QuarantineBytesRate, "quarantine-bytes-rate", 1<<20, "quarantined bytes a second per source (a burst of 16 s allowed)")
 	fs.StringVar(&c.IoTHubRoutingPrefix, "iothub-routing-prefix", "", "ingest Azure IoT Hub message-routing files under this prefix (e.g. myhub/)")
 	fs.StringVar(&c.IoTHubRoutingContainer, "iothub-routing-container", "", "container of the routing files, if not the lake's (same credentials)")

@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	pprofhttp "net/http/pprof"
@@ -25,6 +26,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,7 +159,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger), Instance: instance,
 		OnDurable: onDurable,
 		QuarantineLimit: landing.QuarantineLimit{PerSecond: cfg.QuarantineRate, Burst: int(max(1, 10*cfg.QuarantineRate)),
-			BytesPerSecond: cfg.QuarantineBytesRate, BurstBytes: int(max(1, 16*cfg.QuarantineBytesRate))}})
+			BytesPerSecond: cfg.QuarantineBytesRate, BurstBytes: int(max(1, 16*cfg.QuarantineBytesRate))},
+		NewDeviceLimit: landing.NewDeviceLimit{PerSecond: cfg.NewDeviceRate, Burst: max(1, cfg.NewDeviceBurst)}})
 	if err != nil {
 		return err
 	}
@@ -268,6 +271,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		log.Info("waiting for the stages to recover and scan landing/")
 		select {
 		case <-pipeline.Ready():
+			// The devices the stages know are not new to the landing's
+			// new-device rate limit.
+			lander.KnowDevices(slices.Collect(maps.Keys(pipeline.Watermarks())))
 		case <-pipeline.Done():
 			// Run failed during recovery; its error is in stagesDone.
 			stopIngest()

@@ -42,7 +42,7 @@ func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, la
 		lander: l, pipeline: p, live: live, lakeRetries: lakeRetries, routing: routing, rate: rate, broker: brk, hostRefused: hostRefused,
 		limited: d("limited_total", "Inputs refused or dropped by a limit or policy: auth (CONNECT refused), acl, "+
 			"connections (total cap), connections_per_source, retained (not retained), quarantine (rejected input dropped without a record), "+
-			"host (HTTP request with an unknown Host header), routing_file (IoT Hub routing file beyond a size, block or map limit).", "limit"),
+			"host (HTTP request with an unknown Host header), new_devices (batch of a new device id beyond the rate; not acknowledged), routing_file (IoT Hub routing file beyond a size, block or map limit).", "limit"),
 		readingsPerSec: d("readings_per_second", "Readings landed per second, averaged over the last 10 s."),
 		batches:        d("batches_in_total", "Batches landed in landing/ (redeliveries not counted)."),
 		readings:       d("readings_in_total", "Readings in landed batches; rate() gives readings/s."),
@@ -89,6 +89,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.readingsPerSec, c.rate())
 	}
 	counter(c.limited, float64(s.QuarantineDropped.Load()), "quarantine")
+	counter(c.limited, float64(s.NewDeviceRefused.Load()), "new_devices")
 	if c.routingLimited != nil {
 		counter(c.limited, float64(c.routingLimited()), "routing_file")
 	}

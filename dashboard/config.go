@@ -1,16 +1,20 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/dashboard/history"
+	"github.com/pilake/pilake/dashboard/live"
 )
 
 // Secret is a string that never shows itself in logs, fmt or JSON.
@@ -41,7 +45,14 @@ type Config struct {
 	MaxLive  int
 	// AllowedHosts: Host header names served besides the loopback names and the listen host.
 	AllowedHosts string
-	LogLevel     string
+	// MQTT credentials for the live feed (the collector's embedded broker
+	// beyond loopback needs a dashboard identity: a token or a certificate).
+	MQTTUsername                       string
+	MQTTPassword                       Secret
+	MQTTTLSCA, MQTTTLSCert, MQTTTLSKey string
+	// RingBytes bounds the live ring's memory.
+	RingBytes int64
+	LogLevel  string
 
 	// Azure lake (used when AzureContainer is set).
 	AzureContainer, AzureConnectionString, AzureAccount, AzureEndpoint, AzurePrefix string
@@ -79,6 +90,33 @@ type Auth struct {
 // Enabled reports whether any credential is set.
 func (a Auth) Enabled() bool { return a.Token != "" || a.User != "" }
 
+// mqttTLS builds the live feed's TLS configuration from the --mqtt-tls-*
+// files (nil when none is given).
+func (c Config) mqttTLS() (*tls.Config, error) {
+	if c.MQTTTLSCA == "" && c.MQTTTLSCert == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.MQTTTLSCA != "" {
+		pem, err := os.ReadFile(c.MQTTTLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("reading --mqtt-tls-ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--mqtt-tls-ca %s: no PEM certificates", c.MQTTTLSCA)
+		}
+	}
+	if c.MQTTTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.MQTTTLSCert, c.MQTTTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading --mqtt-tls-cert/--mqtt-tls-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
 // loadConfig parses flags (with agent/conf's file and PILAKE_* layers) and
 // the secrets that only come from the environment.
 func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, error) {
@@ -94,6 +132,12 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, e
 	fs.DurationVar(&c.Coalesce, "coalesce", 100*time.Millisecond, "least time between two live messages to one browser")
 	fs.IntVar(&c.Ring, "ring", 16384, "live updates kept for browsers that reconnect (Last-Event-ID) and to fill the newest history the lake has not committed yet")
 	fs.StringVar(&c.AllowedHosts, "allowed-hosts", "", "comma-separated host names browsers use to reach the dashboard, besides localhost and the --listen host; other Host headers get 421 (DNS-rebinding defence)")
+	fs.StringVar(&c.MQTTUsername, "mqtt-username", "", "MQTT username for the live feed (the dashboard identity of a 'collector device-token --role dashboard')")
+	fs.Func("mqtt-password", "MQTT password for the live feed (prefer PILAKE_MQTT_PASSWORD)", func(v string) error { c.MQTTPassword = Secret(v); return nil })
+	fs.StringVar(&c.MQTTTLSCA, "mqtt-tls-ca", "", "PEM CA bundle to verify the broker's certificate (ssl:// brokers; default: the system's)")
+	fs.StringVar(&c.MQTTTLSCert, "mqtt-tls-cert", "", "PEM client certificate for the broker (mutual TLS; identity in its URI SAN pilake://dashboard/NAME)")
+	fs.StringVar(&c.MQTTTLSKey, "mqtt-tls-key", "", "PEM client key (with --mqtt-tls-cert)")
+	fs.Int64Var(&c.RingBytes, "ring-bytes", live.DefaultRingBytes, "most bytes of live updates kept in the ring (the oldest go first); bounds memory whatever the updates' size")
 	fs.IntVar(&c.MaxLive, "max-live-clients", 1000, "most concurrent live streams (browsers); more get 503")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.AzureContainer, "azure-container", "", "read the lake from this Azure Blob / ADLS Gen2 container instead of --lake")
@@ -205,6 +249,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ring < 1 {
 		errs = append(errs, errors.New("--ring must be at least 1"))
+	}
+	if c.RingBytes < 1<<20 {
+		errs = append(errs, errors.New("--ring-bytes must be at least 1 MiB"))
 	}
 	return errors.Join(errs...)
 }

@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hub := live.NewHub(cfg.Ring, nil)
+	hub.SetMaxBytes(cfg.RingBytes)
 	done := make(chan error, 2)
 	workers := 0
 
@@ -73,9 +74,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		hist = lh
 		log.Info("history from the lake", "lake", where)
 		if cfg.Broker != "" {
+			mqttTLS, err := cfg.mqttTLS()
+			if err != nil {
+				return err
+			}
 			workers++
 			go func() {
-				done <- live.RunMQTT(ctx, live.MQTTConfig{Broker: cfg.Broker, GoldN: int32(cfg.GoldN), Log: log}, hub, nil)
+				done <- live.RunMQTT(ctx, live.MQTTConfig{Broker: cfg.Broker, GoldN: int32(cfg.GoldN), Log: log,
+					Username: cfg.MQTTUsername, Password: string(cfg.MQTTPassword), TLS: mqttTLS}, hub, nil)
 			}()
 		} else {
 			hub.SetStatus("offline", "none", "no --broker: live feed disabled")

@@ -68,6 +68,8 @@ type Broker struct {
 	stats  Stats
 	policy *policy
 	tls    bool
+	// landFailures counts landings that failed (logged at powers of two).
+	landFailures atomic.Uint64
 }
 
 // MaxPacketSize is the largest MQTT packet the broker accepts: the largest
@@ -137,7 +139,7 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumSessionExpiryInterval = uint32(lim.SessionExpiry / time.Second)
 	// A batch is at most wire.MaxEncodedSize; refuse bigger packets before
 	// mochi allocates them (an untrusted client could announce 256 MB).
-	caps.MaximumPacketSize = MaxPacketSize
+	caps.MaximumPacketSize = uint32(lim.MaxPacketSize)
 	mochiLog := opts.Logger.With(slog.String("component", "mochi"))
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
@@ -298,9 +300,9 @@ func (h *landHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		device = v.(identity).id
 	}
 	if err := h.handle(h.b.ctx, device, pk.TopicName, pk.Payload); err != nil {
-		if h.b.ctx.Err() == nil {
+		if n := h.b.landFailures.Add(1); h.b.ctx.Err() == nil && n&(n-1) == 0 { // the 1st, 2nd, 4th, ... failure
 			h.b.log.Warn("landing failed; disconnecting the client so it resends", "client", redact.Clean(cl.ID, 80),
-				"topic", redact.Clean(pk.TopicName, 120), "err", err)
+				"topic", redact.Clean(pk.TopicName, 120), "err", err, "failures_total", n)
 		}
 		// No PUBACK; dropping the connection makes the client resend its
 		// unacknowledged messages when it reconnects.

@@ -37,6 +37,9 @@ type Limits struct {
 	MaxRetained int
 	// MaxRetainedBytes is the largest retained payload [256].
 	MaxRetainedBytes int
+	// MaxPacketSize is the largest MQTT packet accepted [MaxPacketSize];
+	// mochi refuses a bigger one before allocating it.
+	MaxPacketSize int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -50,6 +53,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxInflight, 1024)
 	def(&l.MaxRetained, 20000)
 	def(&l.MaxRetainedBytes, 256)
+	def(&l.MaxPacketSize, MaxPacketSize)
 	if l.ConnectTimeout == 0 {
 		l.ConnectTimeout = 10 * time.Second
 	}

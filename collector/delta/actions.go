@@ -11,8 +11,31 @@ import (
 // Protocol is the protocol action: the reader and writer versions a client
 // needs to read or write the table.
 type Protocol struct {
-	MinReaderVersion int `json:"minReaderVersion"`
-	MinWriterVersion int `json:"minWriterVersion"`
+	MinReaderVersion int      `json:"minReaderVersion"`
+	MinWriterVersion int      `json:"minWriterVersion"`
+	ReaderFeatures   []string `json:"readerFeatures,omitempty"` // reader version 3
+	WriterFeatures   []string `json:"writerFeatures,omitempty"` // writer version 7
+}
+
+// DeletionVector is a deletion vector descriptor: the rows of a data file
+// that are no longer in the table (PROTOCOL.md, Deletion Vectors).
+type DeletionVector struct {
+	StorageType    string `json:"storageType"` // "u" (relative, by UUID), "i" (inline), "p" (absolute path)
+	PathOrInlineDv string `json:"pathOrInlineDv"`
+	Offset         *int32 `json:"offset,omitempty"`
+	SizeInBytes    int32  `json:"sizeInBytes"`
+	Cardinality    int64  `json:"cardinality"`
+}
+
+// UniqueID is the descriptor's uniqueId (what tells two DVs of one file apart).
+func (dv *DeletionVector) UniqueID() string {
+	if dv == nil {
+		return ""
+	}
+	if dv.Offset == nil {
+		return dv.StorageType + dv.PathOrInlineDv
+	}
+	return fmt.Sprintf("%s%s@%d", dv.StorageType, dv.PathOrInlineDv, *dv.Offset)
 }
 
 // Format names the data files' format.
@@ -42,6 +65,11 @@ type AddFile struct {
 	DataChange       bool              `json:"dataChange"`
 	Stats            string            `json:"stats,omitempty"` // JSON, see Stats
 	Tags             map[string]string `json:"tags,omitempty"`
+	DeletionVector   *DeletionVector   `json:"deletionVector,omitempty"`
+
+	// read is how the table's files are read (column mapping), set by
+	// Snapshot.Files; nil: by column name.
+	read *readInfo
 }
 
 // Stats are the per-file statistics carried (as a JSON string) in AddFile.Stats.
@@ -91,6 +119,7 @@ type RemoveFile struct {
 	ExtendedFileMetadata bool              `json:"extendedFileMetadata,omitempty"`
 	PartitionValues      map[string]string `json:"partitionValues,omitempty"`
 	Size                 int64             `json:"size,omitempty"`
+	DeletionVector       *DeletionVector   `json:"deletionVector,omitempty"`
 }
 
 // MarshalJSON writes r; with ExtendedFileMetadata set, partitionValues
@@ -112,7 +141,8 @@ func (r RemoveFile) MarshalJSON() ([]byte, error) {
 		ExtendedFileMetadata bool              `json:"extendedFileMetadata"`
 		PartitionValues      map[string]string `json:"partitionValues"`
 		Size                 int64             `json:"size"`
-	}{r.Path, r.DeletionTimestamp, r.DataChange, true, pv, r.Size})
+		DeletionVector       *DeletionVector   `json:"deletionVector,omitempty"`
+	}{r.Path, r.DeletionTimestamp, r.DataChange, true, pv, r.Size, r.DeletionVector})
 }
 
 // Txn is an application transaction identifier: the latest version of an
@@ -123,6 +153,24 @@ type Txn struct {
 	LastUpdated int64  `json:"lastUpdated,omitempty"`
 }
 
+// DomainMetadata is a domainMetadata action: a named configuration other
+// writers keep (PROTOCOL.md, Domain Metadata). pilake writes none; it keeps
+// those of others in its snapshots and checkpoints.
+type DomainMetadata struct {
+	Domain        string `json:"domain"`
+	Configuration string `json:"configuration"`
+	Removed       bool   `json:"removed"`
+}
+
+// Sidecar is a sidecar action of a V2-spec checkpoint: a file in
+// _delta_log/_sidecars holding some of the checkpoint's add and remove
+// actions.
+type Sidecar struct {
+	Path             string `json:"path"`
+	SizeInBytes      int64  `json:"sizeInBytes"`
+	ModificationTime int64  `json:"modificationTime"`
+}
+
 // Action is one line of a commit: exactly one field is set.
 type Action struct {
 	Add        *AddFile       `json:"add,omitempty"`
@@ -131,6 +179,8 @@ type Action struct {
 	Protocol   *Protocol      `json:"protocol,omitempty"`
 	Txn        *Txn           `json:"txn,omitempty"`
 	CommitInfo map[string]any `json:"commitInfo,omitempty"`
+	Domain     *DomainMetadata `json:"domainMetadata,omitempty"`
+	Sidecar    *Sidecar        `json:"sidecar,omitempty"` // V2 checkpoints only
 }
 
 // Errors.
@@ -145,6 +195,10 @@ var (
 	ErrCorruptFile = errors.New("corrupt data file")
 	// ErrNoStats means an add action carries no statistics.
 	ErrNoStats = errors.New("no statistics")
+	// ErrCannotCompact means compaction left a file alone because it could
+	// not rewrite it exactly (a deletion vector, a column needing
+	// conversion): never a rewrite that changes values.
+	ErrCannotCompact = errors.New("file cannot be compacted exactly")
 	// ErrUnsupported means the table needs a protocol feature this package does not implement.
 	ErrUnsupported = errors.New("unsupported delta protocol")
 )
@@ -167,6 +221,12 @@ func (a *Action) count() int {
 		n++
 	}
 	if a.CommitInfo != nil {
+		n++
+	}
+	if a.Domain != nil {
+		n++
+	}
+	if a.Sidecar != nil {
 		n++
 	}
 	return n

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -121,6 +120,7 @@ func (t *Table) Checkpoint(ctx context.Context) error {
 	}
 	t.lastCP, t.lastCPBytes, t.tailBytes, t.lastCPTime = v, int64(buf.Len()), 0, t.opts.Now()
 	t.snap.checkpoint, t.snap.checkpointBytes = v, int64(buf.Len())
+	t.snap.checkpointFiles = []string{CheckpointName(t.name, v)}
 	if t.snap.lean {
 		// Everything is in the checkpoint now: memory keeps the count.
 		t.snap.carried = tombs
@@ -133,70 +133,55 @@ func (t *Table) Checkpoint(ctx context.Context) error {
 // checkpoint into w, except those of files added again or removed again
 // since (the snapshot's own tombstones win), and returns how many.
 func (t *Table) carryTombstones(ctx context.Context, w *parquet.GenericWriter[cpRow], cutoff int64) (n int64, err error) {
-	v := t.snap.checkpoint
-	data, err := t.l.Get(ctx, CheckpointName(t.name, v))
-	if err != nil {
-		return 0, fmt.Errorf("reading checkpoint %d: %w", v, err)
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("reading checkpoint %d: %w: %v", v, ErrCorruptLog, r)
-		}
-	}()
-	f, err := OpenParquet(data)
-	if err != nil {
-		return 0, fmt.Errorf("reading checkpoint %d: %w: %v", v, ErrCorruptLog, err)
-	}
-	r := parquet.NewGenericReader[cpRow](f)
-	defer r.Close()
-	buf := make([]cpRow, 256)
 	out := make([]cpRow, 0, 256)
-	for {
-		k, rerr := r.Read(buf)
-		out = out[:0]
-		for _, row := range buf[:k] {
-			rm := row.Remove
-			if rm == nil || rm.DeletionTimestamp == nil || *rm.DeletionTimestamp < cutoff {
-				continue
-			}
-			p := canonicalOrRaw(rm.Path)
-			if _, ok := t.snap.files[p]; ok {
-				continue
-			}
-			if _, ok := t.snap.tombstones[p]; ok {
-				continue
-			}
-			rm.DataChange = false
-			out = append(out, cpRow{Remove: rm})
-		}
+	flush := func() error {
 		if _, err := w.Write(out); err != nil {
-			return n, fmt.Errorf("encoding checkpoint: %w", err)
+			return fmt.Errorf("encoding checkpoint: %w", err)
 		}
 		n += int64(len(out))
-		if errors.Is(rerr, io.EOF) {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, fmt.Errorf("reading checkpoint %d: %w: %v", v, ErrCorruptLog, rerr)
-		}
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
+		out = out[:0]
+		return ctx.Err()
 	}
+	err = t.snap.eachCheckpointAction(ctx, t.l, func(a Action) error {
+		rm := a.Remove
+		if rm == nil || rm.DeletionTimestamp < cutoff {
+			return nil
+		}
+		p, err := fileKey(rm.Path, rm.DeletionVector)
+		if err != nil {
+			return err
+		}
+		if _, ok := t.snap.files[p]; ok {
+			return nil
+		}
+		if _, ok := t.snap.tombstones[p]; ok {
+			return nil
+		}
+		out = append(out, removeRow(*rm))
+		if len(out) == cap(out) {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, flush()
 }
 
 func removeRow(r RemoveFile) cpRow {
 	ext := r.ExtendedFileMetadata
 	ts := r.DeletionTimestamp
 	return cpRow{Remove: &cpRemove{Path: r.Path, DeletionTimestamp: &ts, DataChange: false,
-		ExtendedFileMetadata: &ext, PartitionValues: r.PartitionValues, Size: optInt(r.Size)}}
+		ExtendedFileMetadata: &ext, PartitionValues: r.PartitionValues, Size: optInt(r.Size), DeletionVector: cpDVOf(r.DeletionVector)}}
 }
 
 // headRows are a checkpoint's rows other than tombstones: protocol,
 // metadata, txns and the live files.
 func (s *Snapshot) headRows() []cpRow {
 	rows := []cpRow{
-		{Protocol: &cpProtocol{MinReaderVersion: int32(s.Protocol.MinReaderVersion), MinWriterVersion: int32(s.Protocol.MinWriterVersion)}},
+		{Protocol: &cpProtocol{MinReaderVersion: int32(s.Protocol.MinReaderVersion), MinWriterVersion: int32(s.Protocol.MinWriterVersion),
+			ReaderFeatures: s.Protocol.ReaderFeatures, WriterFeatures: s.Protocol.WriterFeatures}},
 		{MetaData: &cpMetadata{
 			ID: s.Metadata.ID, Name: optStr(s.Metadata.Name), Description: optStr(s.Metadata.Description),
 			Format:       cpFormat{Provider: s.Metadata.Format.Provider, Options: nonNil(s.Metadata.Format.Options)},
@@ -210,7 +195,11 @@ func (s *Snapshot) headRows() []cpRow {
 	}
 	for _, a := range s.Files() {
 		rows = append(rows, cpRow{Add: &cpAdd{Path: a.Path, PartitionValues: nonNil(a.PartitionValues), Size: a.Size,
-			ModificationTime: a.ModificationTime, DataChange: false, Stats: optStr(a.Stats), Tags: a.Tags}})
+			ModificationTime: a.ModificationTime, DataChange: false, Stats: optStr(a.Stats), Tags: a.Tags, DeletionVector: cpDVOf(a.DeletionVector)}})
+	}
+	for _, d := range slices.Sorted(maps.Keys(s.domains)) {
+		dm := s.domains[d]
+		rows = append(rows, cpRow{Domain: &cpDomain{Domain: dm.Domain, Configuration: dm.Configuration}})
 	}
 	return rows
 }

@@ -44,6 +44,11 @@ type CompactOptions struct {
 	// Grace: a bucket is compacted once its end is this far behind the
 	// table's clock, so that its files are complete; 0 means 10 min.
 	Grace time.Duration
+	// Skipped, if set, is called for each file compaction leaves alone
+	// because it cannot rewrite it exactly (a deletion vector):
+	// ErrCannotCompact. Files whose columns would need conversion make
+	// Compact fail with ErrCannotCompact instead.
+	Skipped func(f AddFile, reason error)
 }
 
 // TagCompaction is the add action tag (add.tags) that marks a file Compact
@@ -119,6 +124,13 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 		if f.Tags[TagCompaction] == TierDay {
 			continue
 		}
+		if f.DeletionVector != nil {
+			// Rewriting it would have to apply the DV; compaction steps aside.
+			if o.Skipped != nil {
+				o.Skipped(f, ErrCannotCompact)
+			}
+			continue
+		}
 		st, err := f.ParsedStats()
 		if err != nil || st.NumRecords >= o.SmallFileRows {
 			continue
@@ -170,7 +182,7 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 	// Hour buckets of the current day that have closed.
 	hours := map[string]*group{}
 	for _, f := range t.snap.files {
-		if f.Tags[TagCompaction] != "" {
+		if f.Tags[TagCompaction] != "" || f.DeletionVector != nil {
 			continue
 		}
 		st, err := f.ParsedStats()
@@ -338,6 +350,16 @@ func copyFile[T any](ctx context.Context, t *Table, f AddFile, w *parquet.Generi
 	pf, err := OpenParquet(data)
 	if err != nil {
 		return fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, t.name, ErrCorruptFile, err)
+	}
+	// Only a file parquet-go reads exactly as it is (no conversion, no
+	// nulls, no column mapping) is rewritten: anything else could change
+	// values for good.
+	plan, err := planFile[T](pf, f.read, f.PartitionValues)
+	if err != nil {
+		return fmt.Errorf("compacting data file %s of %s: %w: %w", f.Path, t.name, ErrCannotCompact, err)
+	}
+	if !plan.fast {
+		return fmt.Errorf("compacting data file %s of %s: %w: its columns need conversion", f.Path, t.name, ErrCannotCompact)
 	}
 	r := parquet.NewGenericReader[T](pf)
 	defer r.Close()

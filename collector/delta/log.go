@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/parquet-go/parquet-go"
 
 	"github.com/pilake/pilake/collector/lake"
 )
@@ -24,29 +22,38 @@ type Snapshot struct {
 	Protocol Protocol
 	Metadata Metadata
 
-	files      map[string]AddFile    // by CanonicalPath
-	tombstones map[string]RemoveFile // by CanonicalPath
+	files      map[string]AddFile    // by fileKey: canonical path and DV
+	tombstones map[string]RemoveFile // by fileKey
 	txns       map[string]Txn
+	domains    map[string]DomainMetadata
 
 	// A lean snapshot (a writer's: Table) does not hold the tombstones of
 	// the checkpoint it started from, only their number (carried); its
 	// tombstones map holds those of the commits after that checkpoint.
 	// The next checkpoint streams the carried ones from the file.
 	lean    bool
+	// read is how the files of this protocol and metadata are read
+	// (column mapping), made when Files first needs it.
+	read *readInfo
 	carried int64
 	// checkpoint is the version of the checkpoint the snapshot was read
 	// from or last written (-1: none), checkpointBytes its size.
 	checkpoint      int64
 	checkpointBytes int64
+	checkpointFiles []string // the objects it was read from, sidecars included
 }
 
 func newSnapshot() *Snapshot {
-	return &Snapshot{Version: -1, files: map[string]AddFile{}, tombstones: map[string]RemoveFile{}, txns: map[string]Txn{}, checkpoint: -1}
+	return &Snapshot{Version: -1, files: map[string]AddFile{}, tombstones: map[string]RemoveFile{}, txns: map[string]Txn{}, domains: map[string]DomainMetadata{}, checkpoint: -1}
 }
 
 // Files returns the live data files, sorted by path.
 func (s *Snapshot) Files() []AddFile {
 	out := slices.Collect(maps.Values(s.files))
+	ri := s.readInfo()
+	for i := range out {
+		out[i].read = ri
+	}
 	slices.SortFunc(out, func(a, b AddFile) int { return strings.Compare(a.Path, b.Path) })
 	return out
 }
@@ -80,24 +87,26 @@ func (s *Snapshot) apply(actions []Action) error {
 	for _, a := range actions {
 		switch {
 		case a.Protocol != nil:
-			if a.Protocol.MinReaderVersion > 1 || a.Protocol.MinWriterVersion > 2 {
-				return fmt.Errorf("table needs reader v%d writer v%d: %w", a.Protocol.MinReaderVersion, a.Protocol.MinWriterVersion, ErrUnsupported)
+			if err := checkReadable(*a.Protocol); err != nil {
+				return err
 			}
 			s.Protocol = *a.Protocol
+			s.read = nil
 		case a.MetaData != nil:
 			s.Metadata = *a.MetaData
+			s.read = nil
 		case a.Add != nil:
 			if a.Add.Path == "" {
 				return fmt.Errorf("%w: add action without path", ErrCorruptLog)
 			}
-			p, err := CanonicalPath(a.Add.Path)
+			p, err := fileKey(a.Add.Path, a.Add.DeletionVector)
 			if err != nil {
 				return err
 			}
 			s.files[p] = *a.Add
 			delete(s.tombstones, p)
 		case a.Remove != nil:
-			p, err := CanonicalPath(a.Remove.Path)
+			p, err := fileKey(a.Remove.Path, a.Remove.DeletionVector)
 			if err != nil {
 				return err
 			}
@@ -105,9 +114,41 @@ func (s *Snapshot) apply(actions []Action) error {
 			s.tombstones[p] = *a.Remove
 		case a.Txn != nil:
 			s.txns[a.Txn.AppID] = *a.Txn
+		case a.Domain != nil:
+			if a.Domain.Removed {
+				delete(s.domains, a.Domain.Domain)
+			} else {
+				s.domains[a.Domain.Domain] = *a.Domain
+			}
 		}
 	}
 	return nil
+}
+
+// complete returns an error unless the snapshot has a protocol and a
+// metadata action (a log without them is not a table, whatever it adds).
+func (s *Snapshot) complete() error {
+	if s.Protocol.MinReaderVersion == 0 {
+		return fmt.Errorf("%w: no protocol action", ErrCorruptLog)
+	}
+	if s.Metadata.SchemaString == "" {
+		return fmt.Errorf("%w: no metaData action", ErrCorruptLog)
+	}
+	return nil
+}
+
+// fileKey is the key of a logical file: its canonical path and, with a
+// deletion vector, the DV's uniqueId (PROTOCOL.md: the primary key of a
+// logical file is (path, dvId)).
+func fileKey(path string, dv *DeletionVector) (string, error) {
+	p, err := CanonicalPath(path)
+	if err != nil {
+		return "", err
+	}
+	if dv != nil {
+		p += "\x00" + dv.UniqueID()
+	}
+	return p, nil
 }
 
 func (s *Snapshot) clone() *Snapshot {
@@ -115,6 +156,7 @@ func (s *Snapshot) clone() *Snapshot {
 	c.files = maps.Clone(s.files)
 	c.tombstones = maps.Clone(s.tombstones)
 	c.txns = maps.Clone(s.txns)
+	c.domains = maps.Clone(s.domains)
 	return &c
 }
 
@@ -136,6 +178,7 @@ func LastCheckpointName(table string) string { return LogDir(table) + "_last_che
 type LastCheckpoint struct {
 	Version int64 `json:"version"`
 	Size    int64 `json:"size"`
+	Parts   int   `json:"parts,omitempty"` // of a multi-part checkpoint
 }
 
 // Load replays table's log (latest checkpoint, then the JSON commits after
@@ -179,10 +222,30 @@ func loadFromLastCheckpoint(ctx context.Context, l lake.Lake, table string, lean
 	}
 	s := newSnapshot()
 	s.lean = lean
-	if err := s.readCheckpoint(ctx, l, table, lc.Version); err != nil {
+	var files []string
+	if lc.Parts > 1 {
+		files = multiPartNames(table, lc.Version, lc.Parts)
+	} else if _, err := l.Get(ctx, CheckpointName(table, lc.Version)); errors.Is(err, lake.ErrNotFound) {
+		// Not a classic checkpoint: a UUID-named (V2) one, found by listing
+		// that version's checkpoint files.
+		objs, err := l.List(ctx, fmt.Sprintf("%s%020d.checkpoint.", LogDir(table), lc.Version))
+		if err != nil {
+			return nil, false
+		}
+		var cp checkpointParts
+		for _, o := range objs {
+			if base := strings.TrimPrefix(o.Name, LogDir(table)); !strings.Contains(base, "/") {
+				cp.add(base)
+			}
+		}
+		if files = cp.files(table, lc.Version); files == nil {
+			return nil, false
+		}
+	}
+	if err := s.readCheckpoint(ctx, l, table, lc.Version, files); err != nil {
 		return nil, false
 	}
-	if _, err := s.update(ctx, l, table); err != nil || s.Metadata.SchemaString == "" {
+	if _, err := s.update(ctx, l, table); err != nil || s.complete() != nil {
 		return nil, false
 	}
 	return s, true
@@ -219,7 +282,7 @@ func loadVersion(ctx context.Context, l lake.Lake, table string, maxV int64, lea
 		return nil, fmt.Errorf("loading delta table %s: %w", table, err)
 	}
 	var commits []int64
-	cp := int64(-1)
+	cps := map[int64]*checkpointParts{}
 	for _, o := range objs {
 		base := strings.TrimPrefix(o.Name, LogDir(table))
 		if strings.Contains(base, "/") {
@@ -229,20 +292,30 @@ func loadVersion(ctx context.Context, l lake.Lake, table string, maxV int64, lea
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 && n <= maxV {
 				commits = append(commits, n)
 			}
-		} else if v, ok := strings.CutSuffix(base, ".checkpoint.parquet"); ok && len(v) == 20 {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > cp && n <= maxV {
-				cp = n
+		} else if v, ok := isCheckpointName(base); ok && v <= maxV {
+			if cps[v] == nil {
+				cps[v] = &checkpointParts{}
 			}
+			cps[v].add(base)
 		}
 	}
 	slices.Sort(commits)
+	// The newest complete checkpoint (a multi-part one with a part missing
+	// is ignored, as the protocol says).
+	cp, cpFiles := int64(-1), []string(nil)
+	for _, v := range slices.Backward(slices.Sorted(maps.Keys(cps))) {
+		if f := cps[v].files(table, v); f != nil {
+			cp, cpFiles = v, f
+			break
+		}
+	}
 	if len(commits) == 0 && cp < 0 {
 		return nil, fmt.Errorf("loading delta table %s: %w", table, ErrNoTable)
 	}
 	s := newSnapshot()
 	s.lean = lean
 	if cp >= 0 {
-		if err := s.readCheckpoint(ctx, l, table, cp); err != nil {
+		if err := s.readCheckpoint(ctx, l, table, cp, cpFiles); err != nil {
 			return nil, err
 		}
 	}
@@ -259,8 +332,8 @@ func loadVersion(ctx context.Context, l lake.Lake, table string, maxV int64, lea
 		}
 		want++
 	}
-	if s.Metadata.SchemaString == "" {
-		return nil, fmt.Errorf("loading delta table %s: %w: no metaData action", table, ErrCorruptLog)
+	if err := s.complete(); err != nil {
+		return nil, fmt.Errorf("loading delta table %s: %w", table, err)
 	}
 	return s, nil
 }
@@ -312,6 +385,7 @@ type cpRow struct {
 	Remove   *cpRemove   `parquet:"remove,optional"`
 	MetaData *cpMetadata `parquet:"metaData,optional"`
 	Protocol *cpProtocol `parquet:"protocol,optional"`
+	Domain   *cpDomain   `parquet:"domainMetadata,optional"`
 }
 
 type cpTxn struct {
@@ -328,6 +402,7 @@ type cpAdd struct {
 	DataChange       bool              `parquet:"dataChange"`
 	Stats            *string           `parquet:"stats,optional"`
 	Tags             map[string]string `parquet:"tags,optional"`
+	DeletionVector   *cpDV             `parquet:"deletionVector,optional"`
 }
 
 type cpRemove struct {
@@ -337,6 +412,7 @@ type cpRemove struct {
 	ExtendedFileMetadata *bool             `parquet:"extendedFileMetadata,optional"`
 	PartitionValues      map[string]string `parquet:"partitionValues,optional"`
 	Size                 *int64            `parquet:"size,optional"`
+	DeletionVector       *cpDV             `parquet:"deletionVector,optional"`
 }
 
 type cpFormat struct {
@@ -356,8 +432,40 @@ type cpMetadata struct {
 }
 
 type cpProtocol struct {
-	MinReaderVersion int32 `parquet:"minReaderVersion"`
-	MinWriterVersion int32 `parquet:"minWriterVersion"`
+	MinReaderVersion int32    `parquet:"minReaderVersion"`
+	MinWriterVersion int32    `parquet:"minWriterVersion"`
+	ReaderFeatures   []string `parquet:"readerFeatures,optional,list"`
+	WriterFeatures   []string `parquet:"writerFeatures,optional,list"`
+}
+
+// cpDV is a deletion vector descriptor in a checkpoint.
+type cpDV struct {
+	StorageType    string `parquet:"storageType"`
+	PathOrInlineDv string `parquet:"pathOrInlineDv"`
+	Offset         *int32 `parquet:"offset,optional"`
+	SizeInBytes    int32  `parquet:"sizeInBytes"`
+	Cardinality    int64  `parquet:"cardinality"`
+}
+
+func (d *cpDV) dv() *DeletionVector {
+	if d == nil {
+		return nil
+	}
+	return &DeletionVector{StorageType: d.StorageType, PathOrInlineDv: d.PathOrInlineDv, Offset: d.Offset, SizeInBytes: d.SizeInBytes, Cardinality: d.Cardinality}
+}
+
+func cpDVOf(d *DeletionVector) *cpDV {
+	if d == nil {
+		return nil
+	}
+	return &cpDV{StorageType: d.StorageType, PathOrInlineDv: d.PathOrInlineDv, Offset: d.Offset, SizeInBytes: d.SizeInBytes, Cardinality: d.Cardinality}
+}
+
+// cpDomain is a domainMetadata action in a checkpoint.
+type cpDomain struct {
+	Domain        string `parquet:"domain"`
+	Configuration string `parquet:"configuration"`
+	Removed       bool   `parquet:"removed"`
 }
 
 func optStr(s string) *string {
@@ -379,90 +487,6 @@ func nonNil(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
-}
-
-func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string, v int64) (err error) {
-	data, err := l.Get(ctx, CheckpointName(table, v))
-	if err != nil {
-		return fmt.Errorf("reading checkpoint %d of %s: %w", v, table, err)
-	}
-	// The checkpoint comes from the lake: parquet-go may panic on a corrupt one.
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("reading checkpoint %d of %s: %w: %v", v, table, ErrCorruptLog, r)
-		}
-	}()
-	f, err := OpenParquet(data)
-	if err != nil {
-		return fmt.Errorf("reading checkpoint %d of %s: %w: %v", v, table, ErrCorruptLog, err)
-	}
-	r := parquet.NewGenericReader[cpRow](f)
-	defer r.Close()
-	buf := make([]cpRow, 256)
-	for {
-		n, err := r.Read(buf)
-		for _, row := range buf[:n] {
-			var a Action
-			switch {
-			case row.Protocol != nil:
-				a.Protocol = &Protocol{MinReaderVersion: int(row.Protocol.MinReaderVersion), MinWriterVersion: int(row.Protocol.MinWriterVersion)}
-			case row.MetaData != nil:
-				m := row.MetaData
-				a.MetaData = &Metadata{ID: m.ID, Format: Format{Provider: m.Format.Provider, Options: m.Format.Options},
-					SchemaString: m.SchemaString, PartitionColumns: m.PartitionColumns, Configuration: m.Configuration}
-				if m.Name != nil {
-					a.MetaData.Name = *m.Name
-				}
-				if m.Description != nil {
-					a.MetaData.Description = *m.Description
-				}
-				if m.CreatedTime != nil {
-					a.MetaData.CreatedTime = *m.CreatedTime
-				}
-			case row.Txn != nil:
-				a.Txn = &Txn{AppID: row.Txn.AppID, Version: row.Txn.Version}
-				if row.Txn.LastUpdated != nil {
-					a.Txn.LastUpdated = *row.Txn.LastUpdated
-				}
-			case row.Add != nil:
-				ad := row.Add
-				a.Add = &AddFile{Path: ad.Path, PartitionValues: ad.PartitionValues, Size: ad.Size,
-					ModificationTime: ad.ModificationTime, DataChange: ad.DataChange, Tags: ad.Tags}
-				if ad.Stats != nil {
-					a.Add.Stats = *ad.Stats
-				}
-			case row.Remove != nil && s.lean:
-				s.carried++
-				continue
-			case row.Remove != nil:
-				rm := row.Remove
-				a.Remove = &RemoveFile{Path: rm.Path, DataChange: rm.DataChange, PartitionValues: rm.PartitionValues}
-				if rm.DeletionTimestamp != nil {
-					a.Remove.DeletionTimestamp = *rm.DeletionTimestamp
-				}
-				if rm.Size != nil {
-					a.Remove.Size = *rm.Size
-				}
-				if rm.ExtendedFileMetadata != nil {
-					a.Remove.ExtendedFileMetadata = *rm.ExtendedFileMetadata
-				}
-			default:
-				continue
-			}
-			if err := s.apply([]Action{a}); err != nil {
-				return fmt.Errorf("reading checkpoint %d of %s: %w", v, table, err)
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("reading checkpoint %d of %s: %w: %v", v, table, ErrCorruptLog, err)
-		}
-	}
-	s.Version = v
-	s.checkpoint, s.checkpointBytes = v, int64(len(data))
-	return nil
 }
 
 func encodeLastCheckpoint(lc LastCheckpoint) []byte {

@@ -2,13 +2,11 @@ package delta
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strings"
 
-	"github.com/parquet-go/parquet-go"
+	"github.com/RoaringBitmap/roaring/v2/roaring64"
 
 	"github.com/pilake/pilake/collector/lake"
 )
@@ -63,6 +61,12 @@ func readFile[T any](ctx context.Context, l lake.Lake, table string, f AddFile, 
 	if err != nil {
 		return nil, err
 	}
+	var dv *roaring64.Bitmap
+	if f.DeletionVector != nil {
+		if dv, err = loadDV(ctx, l, table, f.DeletionVector); err != nil {
+			return nil, fmt.Errorf("reading data file %s of %s: %w", f.Path, table, err)
+		}
+	}
 	data, err := l.Get(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("reading data file of %s: %w", table, err)
@@ -77,23 +81,22 @@ func readFile[T any](ctx context.Context, l lake.Lake, table string, f AddFile, 
 	if err != nil {
 		return nil, fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, table, ErrCorruptFile, err)
 	}
-	r := parquet.NewGenericReader[T](pf)
-	defer r.Close()
-	// Read in chunks: the footer's row count is not trusted for an allocation.
-	buf := make([]T, 1024)
-	for {
-		n, err := r.Read(buf)
-		out = append(out, buf[:n]...)
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, table, ErrCorruptFile, err)
-		}
-		if n == 0 {
-			return nil, fmt.Errorf("reading data file %s of %s: %w: no progress", f.Path, table, ErrCorruptFile)
+	plan, err := planFile[T](pf, f.read, f.PartitionValues)
+	if err != nil {
+		return nil, fmt.Errorf("reading data file %s of %s: %w", f.Path, table, err)
+	}
+	n := len(out)
+	out, err = readRows(pf, plan, dv, out)
+	if err != nil {
+		return nil, fmt.Errorf("reading data file %s of %s: %w", f.Path, table, err)
+	}
+	if dv != nil {
+		if want := pf.NumRows() - int64(dv.GetCardinality()); int64(len(out)-n) != want {
+			return nil, fmt.Errorf("reading data file %s of %s: %d rows left after the deletion vector, want %d: %w",
+				f.Path, table, len(out)-n, want, ErrCorruptFile)
 		}
 	}
+	return out, nil
 }
 
 // dataPath maps an add action's (URI-encoded, relative) path to an object

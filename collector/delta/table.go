@@ -106,11 +106,14 @@ func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (
 			if err != nil {
 				return nil, fmt.Errorf("opening delta table %s: %w", table, err)
 			}
-			if !sameSchema(got, schema) || !slices.Equal(snap.Metadata.PartitionColumns, opts.PartitionColumns) {
+			if schemaWritable(got, schema) != nil || !slices.Equal(snap.Metadata.PartitionColumns, opts.PartitionColumns) {
 				return nil, fmt.Errorf("opening delta table %s: existing schema %s partitioned by %v differs from %s partitioned by %v",
 					table, snap.Metadata.SchemaString, snap.Metadata.PartitionColumns, schema, opts.PartitionColumns)
 			}
 			t.snap = snap
+			if err := t.writable(nil); err != nil {
+				return nil, fmt.Errorf("opening delta table %s: %w", table, err)
+			}
 			t.lastCP = snap.checkpoint
 			if t.lastCP < 0 {
 				t.lastCP = snap.Version - snap.Version%int64(opts.CheckpointInterval)
@@ -248,6 +251,9 @@ func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id st
 	if err := t.SyncFiles(ctx); err != nil {
 		return 0, fmt.Errorf("committing to %s: %w", t.name, err)
 	}
+	if err := t.writable(actions); err != nil {
+		return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+	}
 	for attempt := 0; ; attempt++ {
 		v := t.snap.Version + 1
 		err := t.l.PutIfAbsent(ctx, CommitName(t.name, v), data)
@@ -279,13 +285,79 @@ func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id st
 		if err := conflicts(actions, winners); err != nil {
 			return 0, fmt.Errorf("committing to %s: %w", t.name, err)
 		}
+		// Another writer may have changed the protocol or metadata (a
+		// table feature, a constraint, a new column): commit only if this
+		// commit still honours them.
+		if err := t.writable(actions); err != nil {
+			return 0, fmt.Errorf("committing to %s after version %d: %w", t.name, t.snap.Version, err)
+		}
 	}
+}
+
+// writable returns an error unless actions may be committed on the
+// table's current state: the protocol and metadata ask nothing pilake does
+// not honour (checkWritable), the table's schema still holds this Table's
+// columns (added columns are nullable), an append-only table loses no data,
+// and every added file provably satisfies the table's constraints.
+func (t *Table) writable(actions []Action) error {
+	s := t.snap
+	if err := checkWritable(s.Protocol, s.Metadata); err != nil {
+		return err
+	}
+	got, err := s.Schema()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCorruptLog, err)
+	}
+	if err := schemaWritable(got, t.schema); err != nil {
+		return err
+	}
+	if !slices.Equal(s.Metadata.PartitionColumns, t.opts.PartitionColumns) {
+		return fmt.Errorf("table partitioned by %v now, not %v: %w", s.Metadata.PartitionColumns, t.opts.PartitionColumns, ErrUnsupported)
+	}
+	if s.Metadata.Configuration["delta.appendOnly"] == "true" {
+		for _, a := range actions {
+			if a.Remove != nil && a.Remove.DataChange {
+				return fmt.Errorf("table is append-only (delta.appendOnly): removing %s: %w", a.Remove.Path, ErrUnsupported)
+			}
+		}
+	}
+	cs, err := tableConstraints(s.Metadata)
+	if err != nil {
+		return err
+	}
+	return checkConstraints(cs, got, actions)
+}
+
+// schemaWritable returns an error unless files with schema ours can be
+// appended to a table with schema table: every column of ours is in the
+// table with the same type, and every other column of the table is
+// nullable (the new files hold nulls for it).
+func schemaWritable(table, ours StructType) error {
+	for _, f := range ours.Fields {
+		tf, ok := table.Field(f.Name)
+		if !ok {
+			return fmt.Errorf("column %s no longer in the table: %w", f.Name, ErrUnsupported)
+		}
+		if tf.Type != f.Type {
+			return fmt.Errorf("column %s is %s in the table, %s here: %w", f.Name, tf.Type, f.Type, ErrUnsupported)
+		}
+	}
+	for _, tf := range table.Fields {
+		if _, ok := ours.Field(tf.Name); !ok && !tf.Nullable {
+			return fmt.Errorf("table column %s is not nullable and pilake does not write it: %w", tf.Name, ErrUnsupported)
+		}
+	}
+	return nil
 }
 
 func conflicts(ours []Action, winners [][]Action) error {
 	apps := map[string]bool{}
 	removes := map[string]bool{}
+	changesMetadata := false
 	for _, a := range ours {
+		if a.MetaData != nil || a.Protocol != nil {
+			changesMetadata = true
+		}
 		if a.Txn != nil {
 			apps[a.Txn.AppID] = true
 		}
@@ -296,7 +368,7 @@ func conflicts(ours []Action, winners [][]Action) error {
 	for _, w := range winners {
 		for _, a := range w {
 			switch {
-			case a.MetaData != nil || a.Protocol != nil:
+			case (a.MetaData != nil || a.Protocol != nil) && changesMetadata:
 				return fmt.Errorf("%w: metadata or protocol changed", ErrConflict)
 			case a.Txn != nil && apps[a.Txn.AppID]:
 				return fmt.Errorf("%w: application %s committed concurrently", ErrConflict, a.Txn.AppID)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,17 +39,32 @@ func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error
 	if err != nil {
 		return 0, fmt.Errorf("vacuuming %s: %w", t.name, err)
 	}
+	// vacuumProtocolCheck: Vacuum is a write; the table must ask nothing
+	// of writers that pilake does not honour.
+	if err := checkWritable(snap.Protocol, snap.Metadata); err != nil {
+		return 0, fmt.Errorf("vacuuming %s: %w", t.name, err)
+	}
 	cutoff := t.opts.Now().Add(-retention)
 	keep := map[string]bool{}
-	for p, f := range snap.files {
+	for _, f := range snap.files {
 		if isAbsolute(f.Path) {
 			return 0, fmt.Errorf("vacuuming %s: live file with absolute path %q: %w", t.name, f.Path, ErrUnsupported)
 		}
-		keep[p] = true
+		keep[canonicalOrRaw(f.Path)] = true
+		if dv := f.DeletionVector; dv != nil && dv.StorageType == "u" {
+			if p, err := dvRelPath(dv.PathOrInlineDv); err == nil {
+				keep[p] = true
+			}
+		}
 	}
-	for p, r := range snap.tombstones {
+	for _, r := range snap.tombstones {
 		if r.DeletionTimestamp == 0 || r.DeletionTimestamp >= cutoff.UnixMilli() {
-			keep[p] = true
+			keep[canonicalOrRaw(r.Path)] = true
+			if dv := r.DeletionVector; dv != nil && dv.StorageType == "u" {
+				if p, err := dvRelPath(dv.PathOrInlineDv); err == nil {
+					keep[p] = true
+				}
+			}
 		}
 	}
 	objs, err := t.l.List(ctx, t.name+"/")
@@ -136,7 +150,7 @@ func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, e
 	cutoff := t.opts.Now().Add(-retention)
 	var entries []logEntry
 	cutoffCommit := int64(-1)
-	checkpoints := map[int64][]string{} // version → its checkpoint files
+	checkpoints := map[int64]*checkpointParts{}
 	for _, o := range objs {
 		rel := strings.TrimPrefix(o.Name, LogDir(t.name))
 		if strings.Contains(rel, "/") {
@@ -153,24 +167,28 @@ func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, e
 				cutoffCommit = v
 			}
 		case "checkpoint":
-			checkpoints[v] = append(checkpoints[v], path.Base(o.Name))
+			if checkpoints[v] == nil {
+				checkpoints[v] = &checkpointParts{}
+			}
+			checkpoints[v].add(rel)
 		}
 	}
 	if cutoffCommit < 0 {
 		return 0, nil
 	}
-	cutoffCP := int64(-1)
+	cutoffCP, cpFiles := int64(-1), []string(nil)
 	for _, v := range slices.Backward(slices.Sorted(maps.Keys(checkpoints))) {
-		if v <= cutoffCommit && checkpointComplete(checkpoints[v]) {
-			cutoffCP = v
+		if f := checkpoints[v].files(t.name, v); v <= cutoffCommit && f != nil {
+			cutoffCP, cpFiles = v, f
 			break
 		}
 	}
 	if cutoffCP < 0 {
 		return 0, nil
 	}
-	// The cutoff checkpoint must be readable before anything it replaces goes.
-	if err := checkCheckpointReadable(ctx, t.l, t.name, cutoffCP, checkpoints[cutoffCP]); err != nil {
+	// The cutoff checkpoint must be readable before anything it replaces
+	// goes.
+	if err := newSnapshot().readCheckpoint(ctx, t.l, t.name, cutoffCP, cpFiles); err != nil {
 		return 0, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
 	}
 	n := 0
@@ -188,46 +206,4 @@ func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, e
 		n++
 	}
 	return n, nil
-}
-
-// checkpointComplete reports whether a version's checkpoint files hold a
-// whole checkpoint: a classic one, a UUID-named (v2) one, or every part
-// of a multi-part one.
-func checkpointComplete(files []string) bool {
-	parts := map[int]map[int]bool{} // part count → parts present
-	for _, f := range files {
-		rest := f[len("00000000000000000000.checkpoint."):]
-		if rest == "parquet" {
-			return true
-		}
-		fields := strings.Split(rest, ".")
-		if len(fields) == 2 { // UUID.json or UUID.parquet
-			return true
-		}
-		if len(fields) == 3 && fields[2] == "parquet" {
-			p, err1 := strconv.Atoi(fields[0])
-			n, err2 := strconv.Atoi(fields[1])
-			if err1 != nil || err2 != nil || p < 1 || n < 1 || p > n {
-				continue
-			}
-			if parts[n] == nil {
-				parts[n] = map[int]bool{}
-			}
-			parts[n][p] = true
-			if len(parts[n]) == n {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// checkCheckpointReadable reads the classic checkpoint at v, if that is what
-// v has (other kinds are checked by their presence only).
-func checkCheckpointReadable(ctx context.Context, l lake.Lake, table string, v int64, files []string) error {
-	if !slices.Contains(files, path.Base(CheckpointName(table, v))) {
-		return nil
-	}
-	s := newSnapshot()
-	return s.readCheckpoint(ctx, l, table, v)
 }

@@ -119,6 +119,8 @@ type Options struct {
 	Instance string
 	// QuarantineLimit bounds quarantined input per source.
 	QuarantineLimit QuarantineLimit
+	// NewDeviceLimit bounds how fast device ids not seen before are taken.
+	NewDeviceLimit NewDeviceLimit
 }
 
 // NewInstance returns a new random Lander instance id.
@@ -142,6 +144,9 @@ type Stats struct {
 	// QuarantineDropped counts inputs beyond the quarantine limit:
 	// acknowledged and dropped without a record.
 	QuarantineDropped atomic.Uint64
+	// NewDeviceRefused counts batches refused (not acknowledged) because
+	// their device id was new and NewDeviceLimit was reached.
+	NewDeviceRefused atomic.Uint64
 	// LastLagUS is receive time minus the newest reading's capture time of the
 	// last landed batch, in µs.
 	LastLagUS atomic.Int64
@@ -167,6 +172,7 @@ type Lander struct {
 	seen  seenSet
 	stats Stats
 	qlim  *qLimiter
+	gate  *deviceGate
 	// lastDropLog is the unix second a dropped quarantine was last logged.
 	lastDropLog atomic.Int64
 }
@@ -182,7 +188,7 @@ func New(opts Options) (*Lander, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Lander{opts: opts, log: opts.Logger, qlim: newQLimiter(opts.QuarantineLimit)}
+	l := &Lander{opts: opts, log: opts.Logger, qlim: newQLimiter(opts.QuarantineLimit), gate: newDeviceGate(opts.NewDeviceLimit)}
 	l.stats.quarantined = map[string]*atomic.Uint64{}
 	for _, k := range Kinds {
 		l.stats.quarantined[k] = new(atomic.Uint64)
@@ -248,6 +254,11 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 		reason := fmt.Sprintf("batch of device %q arrived as device %q", b.DeviceID, m.Device)
 		ReleaseBatch(b) // after its last use: the pool may hand it out at once
 		return l.quarantine(ctx, m, KindDeviceMismatch, reason)
+	}
+	if m.Peer == "" && !l.gate.admit(b.DeviceID, m.ReceivedAt) {
+		ReleaseBatch(b)
+		l.stats.NewDeviceRefused.Add(1)
+		return 0, ErrNewDeviceRate
 	}
 	key := streamSeq{device: b.DeviceID, boot: b.BootID, seq: b.Seq}
 	for {

@@ -1,6 +1,8 @@
 package landing_test
 
 import (
+	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -145,5 +147,45 @@ func TestQuarantineRecordTopicCleaned(t *testing.T) {
 	rec := newestRecord(t, lk, before, quarantined(t, lk))
 	if len(rec.Topic) > 300 || strings.ContainsAny(rec.Topic, "\u202e\n") || !strings.Contains(rec.Topic, `\u202e\x0a`) {
 		t.Errorf("record topic (%d bytes) %q", len(rec.Topic), rec.Topic[:min(len(rec.Topic), 80)])
+	}
+}
+
+// TestNewDeviceFlood: issue 16 item 7. Invented device ids beyond the
+// burst are refused (not acknowledged: ErrNewDeviceRate) and counted;
+// known devices keep landing; the rate refills.
+func TestNewDeviceFlood(t *testing.T) {
+	lk, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Now: func() time.Time { return now },
+		NewDeviceLimit: landing.NewDeviceLimit{PerSecond: 10, Burst: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld.KnowDevices([]string{"pi-known"})
+	refused := 0
+	for i := range 1000 {
+		dev := "flood-" + strconv.Itoa(i)
+		err := ld.LandTopic(t.Context(), "", wire.TelemetryTopic(dev), encode(t, wire.Binary, batch(dev, 1, 2)))
+		switch {
+		case errors.Is(err, landing.ErrNewDeviceRate):
+			refused++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	if refused != 900 || ld.Stats().NewDeviceRefused.Load() != 900 || ld.Stats().Batches.Load() != 100 {
+		t.Errorf("refused %d (counted %d), landed %d; want 900, 900, 100", refused, ld.Stats().NewDeviceRefused.Load(), ld.Stats().Batches.Load())
+	}
+	for seq := range 3 {
+		if err := ld.LandTopic(t.Context(), "", wire.TelemetryTopic("pi-known"), encode(t, wire.Binary, batch("pi-known", uint64(seq+1), 2))); err != nil {
+			t.Fatalf("a known device during the flood: %v", err)
+		}
+	}
+	now = now.Add(time.Second)
+	if err := ld.LandTopic(t.Context(), "", wire.TelemetryTopic("flood-999"), encode(t, wire.Binary, batch("flood-999", 1, 2))); err != nil {
+		t.Errorf("after the refill: %v", err)
 	}
 }

@@ -59,9 +59,11 @@
 // batch is in two segments, and silver equals that of an uninterrupted run.
 // A segment that cannot be read whole has its good records landed and the
 // rest quarantined under _quarantine/landing/ with the reason.
-// A failed lake operation is retried from the step that failed; a commit
-// that landed although the lake reported an error is recognised by its
-// commitInfo.txnId.
+// The epoch's commit is an ordered list of idempotent steps with a cursor
+// (committer.go); a failed lake operation is retried from the step that
+// failed, and recovery resumes an interrupted epoch after its bronze commit;
+// a commit that landed although the lake reported an error is recognised by
+// its commitInfo.txnId.
 //
 // # Goroutines
 //

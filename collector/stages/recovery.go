@@ -93,15 +93,19 @@ func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
 		c.goldRows = append(c.goldRows, rows...)
 	}
 	c.goldStaged = cp.GoldStaged
+	// Bronze's commit is the epoch's atomic point: resume its commit steps
+	// after it (each skips a table that has the epoch's txn).
+	ep := &epoch{n: e, adds: cp.Pending, recovered: true, step: stepCommitDerived}
+	if ep.adds == nil {
+		ep.adds = map[string][]delta.AddFile{}
+	}
 	for _, name := range derived {
-		t := c.tables[name]
-		if v, ok := t.Snapshot().TxnVersion(AppID); ok && v >= e {
-			continue
+		if v, ok := c.tables[name].Snapshot().TxnVersion(AppID); !ok || v < e {
+			p.log.Info("completing interrupted epoch", slog.Int64("epoch", e), slog.String("table", name), slog.Int("files", len(cp.Pending[name])))
 		}
-		if err := c.commitTable(ctx, t, e, cp.Pending[name]); err != nil {
-			return nil, nil, fmt.Errorf("recovering stages: completing epoch %d: %w", e, err)
-		}
-		p.log.Info("completed interrupted epoch", slog.Int64("epoch", e), slog.String("table", name), slog.Int("files", len(cp.Pending[name])))
+	}
+	if err := c.runSteps(ctx, ep, stepAfterCommits); err != nil {
+		return nil, nil, fmt.Errorf("recovering stages: completing epoch %d: %w", e, err)
 	}
 	p.log.Info("stages recovered", slog.Int64("epoch", e), slog.Int("devices", len(r.f.devices)), slog.Int("streams", len(r.landed)), slog.Int("segment_writers", len(r.segments)))
 	return r, c, nil

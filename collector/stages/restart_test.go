@@ -23,6 +23,16 @@ import (
 // =finish recovers, lands everything and shuts down cleanly.
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("PILAKE_STAGES_CHILD"); mode != "" {
+		if step := os.Getenv("PILAKE_STAGES_CRASH_AFTER"); step != "" {
+			// Die (SIGKILL: nothing flushed, no deferred code) right after
+			// that commit step of epoch crashEpoch.
+			stages.SetAfterStep(func(epoch int64, s string) {
+				if epoch == crashEpoch && s == step {
+					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					select {}
+				}
+			})
+		}
 		os.Exit(child(mode, os.Getenv("PILAKE_STAGES_LAKE")))
 	}
 	os.Exit(m.Run())
@@ -55,10 +65,11 @@ func child(mode, dir string) int {
 	return 0
 }
 
-func startChild(t *testing.T, mode, dir string) *exec.Cmd {
+func startChild(t *testing.T, mode, dir string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "PILAKE_STAGES_CHILD="+mode, "PILAKE_STAGES_LAKE="+dir)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -68,6 +79,12 @@ func startChild(t *testing.T, mode, dir string) *exec.Cmd {
 
 func landSet(t *testing.T, dir string) int {
 	t.Helper()
+	return landDevices(t, dir, 3)
+}
+
+// landDevices lands the set of landSet for that many devices.
+func landDevices(t *testing.T, dir string, devices int) int {
+	t.Helper()
 	l, err := lake.NewLocal(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +92,7 @@ func landSet(t *testing.T, dir string) int {
 	rng := rand.New(rand.NewPCG(5, 6))
 	total := 0
 	var counter uint64
-	for d := range 3 {
+	for d := range devices {
 		for boot := range uint64(2) {
 			// A second boot resumes later, as after an agent restart.
 			bs := makeBatches(fmt.Sprintf("dev-%d", d), 0xb000+boot, 60, 100, t0+int64(boot)*100_000_000+int64(d)*333, rng)
@@ -186,22 +203,7 @@ func TestRestartSIGKILL(t *testing.T) {
 		t.Fatalf("final run: %v", err)
 	}
 	got := readTables(t, killed)
-	type rk struct {
-		dev       string
-		boot, seq int64
-		ts        int64
-	}
-	seen := map[rk]bool{}
-	for _, r := range got.bronze {
-		k := rk{r.Device, r.Boot, r.Seq, r.TS}
-		if seen[k] {
-			t.Fatalf("reading %+v twice in bronze", k)
-		}
-		seen[k] = true
-	}
-	if len(got.bronze) != total {
-		t.Fatalf("bronze %d rows, want %d", len(got.bronze), total)
-	}
+	checkBronzeOnce(t, got.bronze, total)
 	if !slices.Equal(got.silver, want.silver) {
 		t.Fatalf("silver after kills differs from the uninterrupted run (%d vs %d rows)", len(got.silver), len(want.silver))
 	}
@@ -213,5 +215,26 @@ func TestRestartSIGKILL(t *testing.T) {
 	}
 	if interrupted == 0 {
 		t.Log("warning: no kill landed mid-run this time")
+	}
+}
+
+// checkBronzeOnce fails unless bronze holds total readings, none twice.
+func checkBronzeOnce(t *testing.T, bronze []schema.BronzeRow, total int) {
+	t.Helper()
+	type rk struct {
+		dev       string
+		boot, seq int64
+		ts        int64
+	}
+	seen := map[rk]bool{}
+	for _, r := range bronze {
+		k := rk{r.Device, r.Boot, r.Seq, r.TS}
+		if seen[k] {
+			t.Fatalf("reading %+v twice in bronze", k)
+		}
+		seen[k] = true
+	}
+	if len(bronze) != total {
+		t.Fatalf("bronze %d rows, want %d", len(bronze), total)
 	}
 }

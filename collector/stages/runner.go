@@ -256,17 +256,17 @@ type epoch struct {
 	final    bool // the shutdown epoch: commit gold
 	goldN    int64
 
+	recovered bool // rebuilt by recovery from the epoch's state object
+
+	// Results of the commit steps, so a step run again changes nothing.
+	adds        map[string][]delta.AddFile
 	goldFlushed []string
 	goldDone    bool
-	bronzeData  []byte
+	goldDirect  bool // gold due with nothing staged: e.gold is written as it is, not staged
+	counted     bool
+	maintained  bool
 
-	// Progress, so a retry resumes where the last attempt failed.
-	adds     map[string][]delta.AddFile
-	filesOK  bool
-	cpOK     bool
-	quarOK   bool
-	tableOK  map[string]bool
-	attempts int
+	step int // the cursor: the first of commitSteps not done
 }
 
 // cutIfFull cuts the epoch once it holds MaxEpochRows readings.
@@ -297,7 +297,7 @@ func (r *runner) cut(final bool) error {
 	r.jobs <- bronzeJob{cut: reply, next: delta.NewBronzeWriter(r.opts.CompatibleBronze)}
 	bw := <-reply
 	e := &epoch{n: r.epochN, bronze: bw, rows: r.rows, silver: r.f.silver, late: r.f.late, gold: r.f.gold,
-		quar: r.quar, landed: landed, segments: segments, devices: devices, tableOK: map[string]bool{}, final: final, goldN: int64(len(r.f.gold))}
+		quar: r.quar, landed: landed, segments: segments, devices: devices, adds: map[string][]delta.AddFile{}, final: final, goldN: int64(len(r.f.gold))}
 	r.f.silver, r.f.late, r.f.gold = nil, nil, nil
 	r.quar = nil
 	r.rows, r.batches, r.dirty = 0, 0, false

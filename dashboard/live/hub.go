@@ -45,6 +45,47 @@ type Hub struct {
 	status  Status
 	devices map[string]int64 // device → unix ms of its newest capture
 	subs    map[chan struct{}]struct{}
+
+	maxBytes int64 // bound on the ring's bytes (entryBytes of each)
+	bytes    int64
+	// evicted counts entries dropped early to keep the ring under maxBytes.
+	evicted uint64
+}
+
+// DefaultRingBytes bounds the bytes a hub's ring holds unless SetMaxBytes
+// says otherwise: the updates come from the network, and a count bound alone
+// let large updates take the ring to gigabytes.
+const DefaultRingBytes = 64 << 20
+
+// entryBytes estimates what an entry holds: its JSON, and the decoded
+// Update (columns of about the same size as the JSON's numbers).
+func entryBytes(e Entry) int64 { return 2*int64(len(e.JSON)) + 128 }
+
+// SetMaxBytes bounds the bytes the ring holds (at least one entry is kept).
+func (h *Hub) SetMaxBytes(n int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.maxBytes = n
+	h.trimLocked()
+}
+
+// Evicted returns the number of updates dropped from the ring early to keep
+// it under its byte bound.
+func (h *Hub) Evicted() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.evicted
+}
+
+// trimLocked drops the oldest entries while the ring is over its byte bound.
+func (h *Hub) trimLocked() {
+	for h.n > 1 && h.maxBytes > 0 && h.bytes > h.maxBytes {
+		h.bytes -= entryBytes(h.ring[h.first])
+		h.ring[h.first] = Entry{}
+		h.first = (h.first + 1) % len(h.ring)
+		h.n--
+		h.evicted++
+	}
 }
 
 // NewHub returns a hub that keeps the newest size updates for resuming
@@ -57,11 +98,12 @@ func NewHub(size int, now func() time.Time) *Hub {
 		now = time.Now
 	}
 	return &Hub{
-		now:     now,
-		ring:    make([]Entry, size),
-		status:  Status{Live: "connecting"},
-		devices: map[string]int64{},
-		subs:    map[chan struct{}]struct{}{},
+		now:      now,
+		ring:     make([]Entry, size),
+		status:   Status{Live: "connecting"},
+		devices:  map[string]int64{},
+		subs:     map[chan struct{}]struct{}{},
+		maxBytes: DefaultRingBytes,
 	}
 }
 
@@ -81,9 +123,12 @@ func (h *Hub) Publish(u Update) (uint64, error) {
 		h.ring[(h.first+h.n)%len(h.ring)] = e
 		h.n++
 	} else {
+		h.bytes -= entryBytes(h.ring[h.first])
 		h.ring[h.first] = e
 		h.first = (h.first + 1) % len(h.ring)
 	}
+	h.bytes += entryBytes(e)
+	h.trimLocked()
 	if _, ok := h.devices[u.Device]; ok || len(h.devices) < maxDevices {
 		h.devices[u.Device] = int64(u.CaptureMS)
 	}

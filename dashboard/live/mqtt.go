@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -21,6 +22,8 @@ type MQTTConfig struct {
 	ClientID string
 	// Username and Password authenticate to the broker if set.
 	Username, Password string
+	// TLS configures ssl:// brokers (CA, client certificate); nil: defaults.
+	TLS *tls.Config
 	// GoldN is the moving-average length to forward (default 8).
 	GoldN int32
 	Log   *slog.Logger
@@ -52,6 +55,11 @@ func RunMQTT(ctx context.Context, cfg MQTTConfig, hub *Hub, stats *MQTTStats) er
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		clientID = "pilake-dashboard-" + hex.EncodeToString(b[:])
+		if cfg.Username != "" {
+			// The collector's broker takes an identity's client id as the
+			// identity, or the identity followed by ':'.
+			clientID = cfg.Username + ":" + hex.EncodeToString(b[:])
+		}
 	}
 	source := "mqtt " + cfg.Broker
 	hub.SetStatus("connecting", source, "")
@@ -105,6 +113,9 @@ func RunMQTT(ctx context.Context, cfg MQTTConfig, hub *Hub, stats *MQTTStats) er
 		})
 	if cfg.Username != "" {
 		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
+	}
+	if cfg.TLS != nil {
+		opts.SetTLSConfig(cfg.TLS)
 	}
 	c := mqtt.NewClient(opts)
 	tok := c.Connect() // with ConnectRetry, retries in the background until it works

@@ -64,6 +64,10 @@ type SSE struct {
 
 var _ http.Handler = (*SSE)(nil)
 
+// replayChunk is the most a live stream buffers before writing: a replay
+// of the whole ring goes out in pieces of about this size.
+const replayChunk = 256 << 10
+
 // ServeHTTP streams events until the client goes away.
 func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	interval, heartbeat, writeTimeout, gather := s.Interval, s.Heartbeat, s.WriteTimeout, s.Gather
@@ -128,14 +132,21 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 
 	var buf bytes.Buffer
-	send := func() bool {
+	// write sends what buf holds; flush also pushes it out of the server's
+	// buffers. A replay is written in chunks of about replayChunk, so a
+	// client costs that much at most, not the whole ring.
+	write := func(flush bool) bool {
 		if buf.Len() == 0 {
 			return true
 		}
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // a network deadline: wall clock
 		_, err := w.Write(buf.Bytes())
-		buf.Reset()
-		if err == nil {
+		if buf.Cap() > 2*replayChunk {
+			buf = bytes.Buffer{} // do not keep a large buffer per client
+		} else {
+			buf.Reset()
+		}
+		if err == nil && flush {
 			err = rc.Flush()
 		}
 		if err != nil {
@@ -144,6 +155,7 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	}
+	send := func() bool { return write(true) }
 
 	buf.WriteString("retry: 2000\n\n")
 	var lastStatus Status
@@ -171,6 +183,9 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					buf.WriteByte(',')
 				}
 				buf.Write(e.JSON)
+				if buf.Len() >= replayChunk && !write(false) {
+					return
+				}
 			}
 			buf.WriteString("]}\n\n")
 			lastSend = clock.Now()

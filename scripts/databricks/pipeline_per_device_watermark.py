@@ -54,7 +54,7 @@ p.add_argument("--schema", default="pilake")
 p.add_argument("--bronze", default=None, help="bronze table (default CATALOG.SCHEMA.bronze, as unity_catalog.sql registers it)")
 p.add_argument("--trigger", default="availableNow")
 p.add_argument("--idle-close-seconds", type=int, default=300)
-args, _ = p.parse_known_args([a for a in sys.argv[1:] if a.startswith("--")])
+args, _ = p.parse_known_args(sys.argv[1:])  # a notebook's own arguments are ignored
 if not args.lake:
     raise SystemExit("set --lake or the Spark conf pilake.lake")
 

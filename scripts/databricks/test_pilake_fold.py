@@ -129,5 +129,13 @@ class FoldVectorsTest(unittest.TestCase):
         self.assertEqual([g["n"] for g in f.gold], [8, 15, 60])
 
 
+class EdgesTest(unittest.TestCase):
+    def test_spark_edges_compile(self):
+        # pyspark is not here: the edges are only compiled (syntax), never run
+        for name in ("pipeline_per_device_watermark.py", "register_tables.py"):
+            with open(os.path.join(HERE, name)) as f:
+                compile(f.read(), name, "exec")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -69,10 +69,16 @@ type Warehouse struct {
 // New starts a warehouse (plain HTTP on 127.0.0.1) that runs statements on db
 // and requires token. It stops when the test ends.
 func New(t testing.TB, db *sql.DB, token string) *Warehouse {
-	w := &Warehouse{HTTPPath: "/sql/1.0/warehouses/test", Token: token, db: db, t: t, sessions: map[string]bool{}}
+	w := NewHandler(t, db, token)
 	w.Server = httptest.NewServer(w)
 	t.Cleanup(w.Close)
 	return w
+}
+
+// NewHandler is New without a server: the caller serves w (ServeHTTP), e.g.
+// over TLS under a workspace's host name. Server is nil.
+func NewHandler(t testing.TB, db *sql.DB, token string) *Warehouse {
+	return &Warehouse{HTTPPath: "/sql/1.0/warehouses/test", Token: token, db: db, t: t, sessions: map[string]bool{}}
 }
 
 // DSN is a databricks-sql-go DSN for this warehouse (token auth, plain HTTP,
