@@ -358,6 +358,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		}
 		r, err := ingest.NewRouting(ctx, ingest.RoutingOptions{
 			Files: files, Prefix: cfg.IoTHubRoutingPrefix, State: lk, PollInterval: cfg.IoTHubPollInterval, Logger: log,
+			Limits: ingest.RoutingLimits{MaxFileBytes: cfg.IoTHubMaxFileBytes, MaxBlockBytes: cfg.IoTHubMaxBlockBytes, MaxMapEntries: cfg.IoTHubMaxMapEntries},
 			Handler: func(ctx context.Context, file string, rec ingest.RoutingRecord) error {
 				m := landing.Message{Data: rec.Body, Source: "iothub", Topic: fmt.Sprintf("%s#%d", file, rec.Index),
 					Device: rec.DeviceID, ReceivedAt: rec.EnqueuedTime}

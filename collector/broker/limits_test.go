@@ -220,3 +220,21 @@ func TestGhostSessionsBounded(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestKeepaliveBounded: a client that asks for no keep-alive (and then
+// says nothing) is dropped after 1.5 × MaxKeepalive.
+func TestKeepaliveBounded(t *testing.T) {
+	b, ld := limitedBroker(t, broker.Limits{MaxKeepalive: 1})
+	lost := make(chan error, 1)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("silent").SetKeepAlive(0).
+		SetAutoReconnect(false).SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err }))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	select {
+	case <-lost:
+	case <-time.After(15 * time.Second):
+		t.Fatal("a silent client without keep-alive was kept")
+	}
+	agentStillLands(t, b, ld, "pi-6", 1)
+}
