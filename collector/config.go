@@ -78,6 +78,12 @@ type Config struct {
 	CommitInterval  time.Duration
 	LandingLinger   time.Duration
 
+	// Lifecycle.
+	LandingRetention time.Duration
+	VacuumRetention  time.Duration
+	LogRetention     time.Duration
+	ForgetAfter      time.Duration
+
 	// Operations.
 	MetricsAddr string
 	// MetricsAllowedHosts: Host header names /metrics answers to besides
@@ -137,6 +143,10 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.MovingAverages, "moving-averages", "8,15,60", "gold moving-average lengths, in windows")
 	fs.DurationVar(&c.MaxSkew, "max-skew", 24*time.Hour, "quarantine readings whose time is further than this from the receive time (negative: off)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", 2*time.Second, "longest time between Delta commits")
+	fs.DurationVar(&c.LandingRetention, "landing-retention", stages.DefaultLandingRetention, "delete landing/ segments of hours older than this once bronze holds all their batches (0: keep forever)")
+	fs.DurationVar(&c.VacuumRetention, "vacuum-retention", stages.DefaultVacuumRetention, "delta.deletedFileRetentionDuration written into new tables: how long removed files stay (negative: no vacuum)")
+	fs.DurationVar(&c.LogRetention, "log-retention", stages.DefaultLogRetention, "delta.logRetentionDuration written into new tables: how far back time travel reaches (negative: no log cleanup)")
+	fs.DurationVar(&c.ForgetAfter, "forget-after", stages.DefaultForgetAfter, "devices and boots unseen this long leave memory, state and metrics (negative: never)")
 	fs.DurationVar(&c.LandingLinger, "landing-linger", landing.DefaultSegmentLinger, "how long a landing segment waits for more batches before it is written (0: not at all); adds at most this to the acknowledgement time")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9102", "HTTP address for /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&c.MetricsAllowedHosts, "metrics-allowed-hosts", "", "comma-separated host names that may reach /metrics, /healthz and /readyz besides localhost and the --metrics-addr host; other Host headers get 421")
@@ -257,7 +267,17 @@ func (c Config) stageOptions(log *slog.Logger) stages.Options {
 	return stages.Options{
 		Window: c.Window, AllowedLateness: c.AllowedLateness, MovingAverages: mas,
 		MaxSkew: c.MaxSkew, CommitInterval: c.CommitInterval, Logger: log,
+		LandingRetention: c.landingRetention(), VacuumRetention: c.VacuumRetention, LogRetention: c.LogRetention,
+		ForgetAfter: c.ForgetAfter,
 	}
+}
+
+// landingRetention maps the flag's 0 (keep forever) to the stages' negative.
+func (c Config) landingRetention() time.Duration {
+	if c.LandingRetention == 0 {
+		return -1
+	}
+	return c.LandingRetention
 }
 
 // brokerOptions returns the embedded broker's security and limits.

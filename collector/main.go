@@ -157,7 +157,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		onDurable = acker.Landed
 	}
 	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger), Instance: instance,
-		OnDurable: onDurable,
+		ForgetAfter: cfg.ForgetAfter,
+		OnDurable:   onDurable,
 		QuarantineLimit: landing.QuarantineLimit{PerSecond: cfg.QuarantineRate, Burst: int(max(1, 10*cfg.QuarantineRate)),
 			BytesPerSecond: cfg.QuarantineBytesRate, BurstBytes: int(max(1, 16*cfg.QuarantineBytesRate))},
 		NewDeviceLimit: landing.NewDeviceLimit{PerSecond: cfg.NewDeviceRate, Burst: max(1, cfg.NewDeviceBurst)}})
