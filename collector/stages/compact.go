@@ -14,7 +14,18 @@ import (
 // goroutine): compaction of small files, and every 10th round vacuum and
 // Delta log cleanup. Failures are logged; the next round tries again.
 func (c *committer) compact(ctx context.Context) {
-	o := delta.CompactOptions{}
+	o := delta.CompactOptions{Skipped: func(f delta.AddFile, reason error) {
+		// A file with a deletion vector (another writer's): compaction
+		// steps aside rather than rewrite it.
+		c.m.count(func(s *Stats) { s.CompactSkipped++ })
+		if c.skipLogged == nil {
+			c.skipLogged = map[string]bool{}
+		}
+		if !c.skipLogged[f.Path] {
+			c.skipLogged[f.Path] = true
+			c.log.Info("compaction leaves a file alone", slog.String("file", f.Path), slog.Any("reason", reason))
+		}
+	}}
 	var n int
 	var err error
 	for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
