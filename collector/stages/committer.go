@@ -35,7 +35,9 @@ type committer struct {
 	goldRows   []schema.GoldRow
 	goldDue    time.Time
 
-	compactions int             // compaction rounds
+	compactions int       // compaction rounds
+	maintained  time.Time // last vacuum, log cleanup and landing lifecycle round
+	landing     landingPositions
 	skipLogged  map[string]bool // files compaction stepped aside from, logged once
 }
 
@@ -289,7 +291,10 @@ func (c *committer) writeDevices(ctx context.Context, e *epoch) error {
 }
 
 func (c *committer) writeEpochState(ctx context.Context, e *epoch) error {
-	cp := checkpoint{Epoch: e.n, WindowUS: c.opts.Window.Microseconds(), LatenessUS: c.opts.AllowedLateness.Microseconds(), MovingAverages: c.opts.MovingAverages,
+	if c.landing.From.IsZero() && !e.landingHint.IsZero() {
+		c.landing.From = e.landingHint
+	}
+	cp := checkpoint{LandingFrom: unixOrZero(c.landing.From), LandingKept: unixOrZero(c.landing.Kept), Epoch: e.n, WindowUS: c.opts.Window.Microseconds(), LatenessUS: c.opts.AllowedLateness.Microseconds(), MovingAverages: c.opts.MovingAverages,
 		Landed: e.landed, Segments: e.segments, DevicesObject: devicesName(e.n), Pending: map[string][]delta.AddFile{}, GoldStaged: c.goldStaged}
 	for _, name := range derived {
 		cp.Pending[name] = e.adds[name]
@@ -374,7 +379,21 @@ func (c *committer) maintain(ctx context.Context, e *epoch) error {
 	}
 	e.maintained = true
 	if c.opts.CompactEvery > 0 && e.n%int64(c.opts.CompactEvery) == 0 {
-		c.compact(ctx)
+		c.compact(ctx, e.segments)
 	}
 	return nil
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func timeOrZero(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
 }

@@ -47,17 +47,41 @@ type Options struct {
 	// CompactEvery runs compaction of small files every this many epochs [30];
 	// negative disables it.
 	CompactEvery int
-	// VacuumRetention: data files no longer in a table (compacted away, or
-	// written by an epoch that never committed) are deleted once older than
-	// this [168h, Delta's default]; checked every 10 compactions. Negative
-	// disables it.
+	// VacuumRetention is the delta.deletedFileRetentionDuration written into
+	// new tables (and tables without it) [48h]: how long a removed file's
+	// tombstone is kept and when vacuum deletes the data files no longer in
+	// the table (compacted away, or written by an epoch that never
+	// committed). The table's property is what counts: change it there
+	// (ALTER TABLE ... SET TBLPROPERTIES) for an existing table. Negative
+	// disables vacuum.
 	VacuumRetention time.Duration
-	// LogRetention: Delta log commits and checkpoints older than this and
-	// covered by a newer checkpoint are deleted, at vacuum time [720h,
-	// Delta's default]. Negative disables it.
+	// LogRetention is the delta.logRetentionDuration written into new
+	// tables [72h]: Delta log commits and checkpoints older than the table's
+	// value and covered by a newer checkpoint are deleted at vacuum time.
+	// Negative disables log cleanup.
 	LogRetention time.Duration
-	// CheckpointInterval is the number of commits between Delta checkpoints [10].
+	// CheckpointInterval is the delta.checkpointInterval written into new
+	// tables [100]: the fewest commits between Delta checkpoints. A
+	// checkpoint also waits until the commits since the last one weigh as
+	// many bytes as it, unless the last is older than CheckpointMaxAge.
 	CheckpointInterval int
+	// CheckpointMaxAge: a table whose last checkpoint is older than this
+	// gets one at its next commit [1h].
+	CheckpointMaxAge time.Duration
+	// MaintenanceInterval is how often (by Now) vacuum, log cleanup and the
+	// landing lifecycle run, after a compaction round [1h].
+	MaintenanceInterval time.Duration
+	// LandingRetention: landing segments are deleted, a whole hour prefix
+	// at a time, once the hour is older than this and bronze holds every
+	// batch in it [168h; negative: kept forever].
+	LandingRetention time.Duration
+	// ForgetAfter: a device, or a stream (device and boot), nothing was
+	// received from for this long leaves memory, the stage state and the
+	// watermark metric [48h, or twice MaxSkew plus AllowedLateness if
+	// longer]. It must be longer than MaxSkew plus AllowedLateness.
+	// Negative, or the skew check off (MaxSkew negative): never, since a
+	// batch older than its device's forgotten state could then come in twice.
+	ForgetAfter time.Duration
 	// ShutdownTimeout bounds the final flush and commit after Run's context
 	// ends [30s].
 	ShutdownTimeout time.Duration
@@ -110,6 +134,12 @@ const (
 	DefaultAllowedLateness = 10 * time.Second
 	DefaultMaxSkew         = 24 * time.Hour
 	DefaultCommitInterval  = 2 * time.Second
+
+	DefaultVacuumRetention    = 48 * time.Hour
+	DefaultLogRetention       = 72 * time.Hour
+	DefaultCheckpointInterval = 100
+	DefaultLandingRetention   = 7 * 24 * time.Hour
+	DefaultForgetAfter        = 48 * time.Hour
 )
 
 // DefaultMovingAverages are gold's default moving-average lengths.
@@ -156,13 +186,28 @@ func (o Options) withDefaults() Options {
 		o.CompactEvery = 30
 	}
 	if o.VacuumRetention == 0 {
-		o.VacuumRetention = 7 * 24 * time.Hour
+		o.VacuumRetention = DefaultVacuumRetention
 	}
 	if o.LogRetention == 0 {
-		o.LogRetention = 30 * 24 * time.Hour
+		o.LogRetention = DefaultLogRetention
 	}
 	if o.CheckpointInterval == 0 {
-		o.CheckpointInterval = 10
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if o.CheckpointMaxAge == 0 {
+		o.CheckpointMaxAge = time.Hour
+	}
+	if o.MaintenanceInterval == 0 {
+		o.MaintenanceInterval = time.Hour
+	}
+	if o.LandingRetention == 0 {
+		o.LandingRetention = DefaultLandingRetention
+	}
+	if o.ForgetAfter == 0 {
+		o.ForgetAfter = max(DefaultForgetAfter, 2*(o.MaxSkew+o.AllowedLateness))
+	}
+	if o.MaxSkew < 0 {
+		o.ForgetAfter = -1 // without the skew check, forgetting could let old batches in twice
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
@@ -208,6 +253,13 @@ func (o Options) Validate() error {
 	}
 	if o.LogRetention > 0 && o.LogRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("log retention %v: want at least 1h (or negative to disable)", o.LogRetention))
+	}
+	if o.ForgetAfter > 0 && o.ForgetAfter <= o.MaxSkew+o.AllowedLateness {
+		errs = append(errs, fmt.Errorf("forget after %v: want more than max skew %v plus allowed lateness %v (or negative to never forget)",
+			o.ForgetAfter, o.MaxSkew, o.AllowedLateness))
+	}
+	if o.LandingRetention > 0 && o.LandingRetention < 3*time.Hour {
+		errs = append(errs, fmt.Errorf("landing retention %v: want at least 3h (or negative to keep landing/ forever)", o.LandingRetention))
 	}
 	if o.MaxEpochRows < 1 || o.QueueLen < 1 || o.MaxPendingEpochs < 1 {
 		errs = append(errs, errors.New("max epoch rows, queue length and max pending epochs must be positive"))

@@ -54,6 +54,9 @@ type Stats struct {
 	CommitRetries    int64 // failed epoch commit attempts (lake errors)
 	Compactions      int64 // files removed by compaction
 	Vacuumed         int64 // data files deleted by vacuum
+	LandingExpired   int64 // landing segments deleted after LandingRetention
+	DevicesForgotten int64 // devices unseen for ForgetAfter, dropped from state
+	StreamsForgotten int64 // streams (device, boot) unseen for ForgetAfter, dropped from state
 	// Refusals counts attempts refused because a table asks what pilake
 	// cannot honour (a table feature, a constraint); Refusing is set while
 	// the stages wait for that to change (see the log for which table and

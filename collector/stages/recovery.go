@@ -21,8 +21,11 @@ var errSettings = errors.New("stage settings differ from the lake's")
 // runner and the committer that go on from that state; it runs before
 // either starts.
 func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
+	props := delta.Retention{CheckpointInterval: p.opts.CheckpointInterval,
+		DeletedFiles: max(0, p.opts.VacuumRetention), Log: max(0, p.opts.LogRetention)}.Properties()
 	dopts := func(parts ...string) delta.Options {
-		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Now}
+		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Now,
+			Properties: props, CheckpointBySize: true, CheckpointMaxAge: p.opts.CheckpointMaxAge}
 	}
 	r, c := newRunner(p), newCommitter(p)
 	var err error
@@ -74,6 +77,8 @@ func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
 		return nil, nil, fmt.Errorf("recovering stages: state of epoch %d: %w", e, err)
 	}
 	r.epochN = e
+	c.landing = landingPositions{From: timeOrZero(cp.LandingFrom), Kept: timeOrZero(cp.LandingKept)}
+	r.landing = c.landing
 	for _, name := range cp.GoldStaged {
 		rows, err := readStaged(ctx, p.l, name)
 		if err != nil {

@@ -51,6 +51,18 @@ type runner struct {
 
 	devStateSize int // size of the last encoded devices' state
 
+	// landing is the lifecycle's position from the state (From: where the
+	// start-up scan begins); landingHint, after a full scan of landing/,
+	// the oldest segment hour it saw, for the committer (see lifecycle.go).
+	landing      landingPositions
+	landingHint  time.Time
+	startScanned bool // the start-up scan is done
+
+	// Last receive time (unix µs) per stream and per device, for forget.
+	streamSeen map[string]int64
+	devSeen    map[string]int64
+	forgotAt   int64
+
 	commits   chan<- *epoch
 	commitErr chan error      // the committer's fatal error
 	stopping  func()          // starts the shutdown clock for commits
@@ -63,6 +75,7 @@ func newRunner(p *Pipeline) *runner {
 		f:        newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages),
 		landed:   map[string]landing.SeqRanges{},
 		segments: map[string]landing.SeqRanges{}, segSeen: map[string]*segProgress{},
+		streamSeen: map[string]int64{}, devSeen: map[string]int64{},
 	}
 }
 
@@ -144,6 +157,10 @@ func (r *runner) process(b Landed) {
 	r.landed[stream] = set.Add(b.Batch.Seq)
 	r.dirty = true
 	recv := b.ReceivedAt.UnixMicro()
+	if r.opts.ForgetAfter > 0 {
+		r.streamSeen[stream] = recv
+		r.devSeen[b.Batch.DeviceID] = recv
+	}
 	src := b.Source
 	if src == "" {
 		src = "unknown"
@@ -254,7 +271,9 @@ type epoch struct {
 	segments json.RawMessage
 	devices  []byte
 	final    bool // the shutdown epoch: commit gold
-	goldN    int64
+	// landingHint: the landing lifecycle's first position, after a full scan.
+	landingHint time.Time
+	goldN       int64
 
 	recovered bool // rebuilt by recovery from the epoch's state object
 
@@ -279,6 +298,7 @@ func (r *runner) cutIfFull() error {
 // cut ends the current epoch and hands it to the committer, waiting while
 // MaxPendingEpochs wait for it (back-pressure).
 func (r *runner) cut(final bool) error {
+	r.forget()
 	r.epochN++
 	landed, err := json.Marshal(r.landed)
 	if err != nil {
@@ -296,7 +316,9 @@ func (r *runner) cut(final bool) error {
 	r.jobs <- bronzeJob{cut: reply, next: delta.NewBronzeWriter(r.opts.CompatibleBronze)}
 	bw := <-reply
 	e := &epoch{n: r.epochN, bronze: bw, rows: r.rows, silver: r.f.silver, late: r.f.late, gold: r.f.gold,
-		quar: r.quar, landed: landed, segments: segments, devices: devices, adds: map[string][]delta.AddFile{}, final: final, goldN: int64(len(r.f.gold))}
+		quar: r.quar, landed: landed, segments: segments, devices: devices, adds: map[string][]delta.AddFile{}, final: final, goldN: int64(len(r.f.gold)),
+		landingHint: r.landingHint}
+	r.landingHint = time.Time{}
 	r.f.silver, r.f.late, r.f.gold = nil, nil, nil
 	r.quar = nil
 	r.rows, r.batches, r.dirty = 0, 0, false
