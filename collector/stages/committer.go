@@ -34,6 +34,11 @@ type committer struct {
 	goldStaged []string
 	goldRows   []schema.GoldRow
 	goldDue    time.Time
+	// goldPartitioned: the lake's gold is partitioned by device (its old
+	// layout): a file per device per commit, so commits are spaced by
+	// goldInterval; otherwise gold is committed with every epoch.
+	goldPartitioned bool
+	goldInterval    time.Duration
 
 	compactions int       // compaction rounds
 	maintained  time.Time // last vacuum, log cleanup and landing lifecycle round
@@ -43,7 +48,24 @@ type committer struct {
 
 func newCommitter(p *Pipeline) *committer {
 	return &committer{l: p.l, opts: p.opts, log: p.log, m: &p.m, instance: p.instance,
-		tables: map[string]*delta.Table{}, goldDue: p.opts.Now().Add(p.opts.GoldInterval)}
+		tables: map[string]*delta.Table{}}
+}
+
+// setGoldLayout sets how gold is written: partitioned by device (a lake
+// made so before: commits every GoldInterval, default 1 min) or one
+// time-ordered file per commit (every epoch unless GoldInterval says more).
+func (c *committer) setGoldLayout(partitioned bool) {
+	c.goldPartitioned = partitioned
+	c.goldInterval = c.opts.GoldInterval
+	if c.goldInterval == 0 && partitioned {
+		c.goldInterval = time.Minute
+	}
+	c.goldDue = c.opts.Now().Add(c.goldInterval)
+}
+
+// goldIsDue reports whether gold is committed with e.
+func (c *committer) goldIsDue(e *epoch) bool {
+	return e.final || len(c.goldRows)+len(e.gold) >= c.opts.GoldMaxRows || !c.opts.Now().Before(c.goldDue)
 }
 
 // run commits epochs in order, retrying each until it succeeds or ctx ends;
@@ -235,8 +257,15 @@ func writeRows[T any](ctx context.Context, t *delta.Table, e *epoch, rows []T) e
 // stageGold stores the epoch's gold rows in one Parquet object under
 // _checkpoints/stages/gold/ (named after the epoch: a redo overwrites it)
 // and adds them to those waiting for the next gold commit.
+// When gold is due with this epoch and nothing is staged, the rows go
+// straight into the gold file instead (the common case: gold is committed
+// with every epoch).
 func (c *committer) stageGold(ctx context.Context, e *epoch) error {
-	if len(e.gold) == 0 {
+	if len(e.gold) == 0 || e.goldDone {
+		return nil
+	}
+	if e.goldDirect || (len(c.goldStaged) == 0 && c.goldIsDue(e)) {
+		e.goldDirect = true
 		return nil
 	}
 	name := goldStageName(e.n)
@@ -259,15 +288,19 @@ func (c *committer) writeGoldFiles(ctx context.Context, e *epoch) error {
 	if e.goldDone {
 		return nil
 	}
-	if e.final || len(c.goldRows) >= c.opts.GoldMaxRows || !c.opts.Now().Before(c.goldDue) {
-		adds, err := c.writeGold(ctx)
+	if e.goldDirect || c.goldIsDue(e) {
+		rows := c.goldRows
+		if e.goldDirect {
+			rows = e.gold
+		}
+		adds, err := c.writeGold(ctx, rows)
 		if err != nil {
 			return err
 		}
 		e.adds[schema.Gold] = adds
 		e.goldFlushed = c.goldStaged
-		c.goldStaged, c.goldRows = nil, nil
-		c.goldDue = c.opts.Now().Add(c.opts.GoldInterval)
+		c.goldStaged, c.goldRows, e.gold = nil, nil, nil
+		c.goldDue = c.opts.Now().Add(c.goldInterval)
 	}
 	e.goldDone = true
 	return nil

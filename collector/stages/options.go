@@ -27,9 +27,10 @@ type Options struct {
 	CommitInterval time.Duration
 	// MaxEpochRows cuts an epoch early when it holds this many readings [1<<20].
 	MaxEpochRows int
-	// GoldInterval is the longest time between gold commits [1m]; gold is
-	// also committed when GoldMaxRows rows wait, and at shutdown. Gold is
-	// partitioned by device, so each gold commit writes a file per device; in
+	// GoldInterval is the longest time between gold commits [0: every
+	// epoch; 1m on a lake whose gold is partitioned by device, its layout
+	// before, where each gold commit writes a file per device]. Gold is
+	// also committed when GoldMaxRows rows wait, and at shutdown. In
 	// between, each epoch's gold rows are staged in one Parquet object under
 	// _checkpoints/stages/gold/, so a restart loses none. (The live feed
 	// carries gold at once; this only delays gold in the lake.)
@@ -169,9 +170,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxEpochRows == 0 {
 		o.MaxEpochRows = 1 << 20
-	}
-	if o.GoldInterval == 0 {
-		o.GoldInterval = time.Minute
 	}
 	if o.GoldMaxRows == 0 {
 		o.GoldMaxRows = 1 << 20

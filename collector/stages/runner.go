@@ -281,6 +281,7 @@ type epoch struct {
 	adds        map[string][]delta.AddFile
 	goldFlushed []string
 	goldDone    bool
+	goldDirect  bool // gold due with nothing staged: e.gold is written as it is, not staged
 	counted     bool
 	maintained  bool
 
