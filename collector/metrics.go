@@ -31,6 +31,7 @@ type collector struct {
 	readingsPerSec, limited                                                                 *prometheus.Desc
 	syncs, syncSeconds, segments                                                            *prometheus.Desc
 	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
+	refusals, refusing, compactSkipped                                                      *prometheus.Desc
 }
 
 func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, lakeRetries func() uint64,
@@ -58,6 +59,10 @@ func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, la
 		silverRows:     d("silver_rows_total", "Final silver windows written."),
 		goldRows:       d("gold_rows_total", "Gold rows written."),
 		syncs:          d("landing_syncs_total", "Group-commit rounds (one syncfs each) making landing writes durable."),
+		refusals: d("table_refusals_total", "Commits (or start-ups) refused because a Delta table asks what pilake cannot honour "+
+			"(a table feature or property another writer enabled, rows a CHECK constraint does not accept); the batches wait in landing/."),
+		refusing:       d("table_refusing", "1 while the stages wait because a table asks what pilake cannot honour (see the log)."),
+		compactSkipped: d("compaction_skipped_total", "Data files compaction left alone because it cannot rewrite them exactly (deletion vectors)."),
 		syncSeconds:    d("landing_sync_seconds_total", "Time spent in landing group-commit rounds."),
 		epochs:         d("epochs_total", "Epochs (Delta commits across tables) committed."),
 		commitRetries:  d("commit_retries_total", "Failed epoch commit attempts."),
@@ -131,6 +136,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.goldRows, float64(ps.GoldRows))
 	counter(c.epochs, float64(ps.Epochs))
 	counter(c.commitRetries, float64(ps.CommitRetries))
+	counter(c.refusals, float64(ps.Refusals))
+	counter(c.compactSkipped, float64(ps.CompactSkipped))
+	if ps.Refusing {
+		gauge(c.refusing, 1)
+	} else {
+		gauge(c.refusing, 0)
+	}
 	if !ps.LastCommit.IsZero() {
 		gauge(c.lastCommit, float64(ps.LastCommit.UnixNano())/1e9)
 	}

@@ -103,6 +103,13 @@ type Options struct {
 	// bronze already holds only what Spark 3.3+ decodes: DataPageV1,
 	// PLAIN, dictionary and DELTA_BINARY_PACKED.
 	CompatibleBronze bool
+	// RefusedRetry is how long the stages wait before trying again when a
+	// table asks what pilake cannot honour (delta.ErrUnsupported: a table
+	// feature or property another writer enabled; delta.ErrConstraint: rows
+	// a CHECK constraint does not accept) [1m]. Meanwhile the epochs wait:
+	// their batches stay in landing/, nothing acknowledged is lost, and the
+	// process keeps running (no crash loop).
+	RefusedRetry time.Duration
 	// RetryBackoff is the first wait before retrying a failed lake operation
 	// (commits, recovery); it doubles up to 10 s [100ms].
 	RetryBackoff time.Duration
@@ -202,6 +209,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.RefusedRetry <= 0 {
+		o.RefusedRetry = time.Minute
 	}
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 100 * time.Millisecond

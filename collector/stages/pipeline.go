@@ -57,7 +57,14 @@ type Stats struct {
 	LandingExpired   int64 // landing segments deleted after LandingRetention
 	DevicesForgotten int64 // devices unseen for ForgetAfter, dropped from state
 	StreamsForgotten int64 // streams (device, boot) unseen for ForgetAfter, dropped from state
-	LastCommit       time.Time
+	// Refusals counts attempts refused because a table asks what pilake
+	// cannot honour (a table feature, a constraint); Refusing is set while
+	// the stages wait for that to change (see the log for which table and
+	// why).
+	Refusals       int64
+	Refusing       bool
+	CompactSkipped int64 // files compaction left alone (a deletion vector)
+	LastCommit     time.Time
 }
 
 // Pipeline runs bronze, silver and gold over landed batches. It is the front
@@ -181,6 +188,27 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		return err
 	})
 	rcancel()
+	// A table that asks what pilake cannot honour: wait for it to change
+	// (landing keeps every batch), without exiting into a crash loop.
+	for refused(err) && ctx.Err() == nil {
+		p.refusing(err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(p.opts.RefusedRetry):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		rctx, rcancel := detach(ctx, p.opts.ShutdownTimeout)
+		err = p.retry(rctx, "recovering", func(ctx context.Context) (err error) {
+			r, c, err = p.recover(ctx)
+			return err
+		})
+		rcancel()
+	}
+	if err == nil {
+		p.m.count(func(s *Stats) { s.Refusing = false })
+	}
 	if err != nil {
 		return err
 	}
@@ -248,6 +276,19 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	}
 	close(p.ready)
 	return finish(r.run(ctx))
+}
+
+// refused reports whether err means a table asks what pilake cannot
+// honour: waiting, not exiting, is the answer.
+func refused(err error) bool {
+	return errors.Is(err, delta.ErrUnsupported) || errors.Is(err, delta.ErrConstraint)
+}
+
+// refusing logs a refusal and counts it.
+func (p *Pipeline) refusing(err error) {
+	p.m.count(func(s *Stats) { s.Refusals++; s.Refusing = true })
+	p.log.Error("a table asks what pilake cannot honour; the stages wait (batches stay in landing/) and try again",
+		slog.Any("error", err), slog.Duration("retry", p.opts.RefusedRetry))
 }
 
 // detach returns a context that ignores ctx's end for timeout after it.
