@@ -190,6 +190,9 @@ func TestDatabricksOAuthM2M(t *testing.T) {
 	if len(stmts) < 3 {
 		t.Errorf("%d statements reached the warehouse with the M2M token, want devices and both series", len(stmts))
 	}
+	if strings.Contains(stderr.String(), `"message":`) {
+		t.Errorf("the driver's zerolog output reached stderr:\n%s", stderr.String())
+	}
 	for what, s := range map[string]string{"responses": seen.String(), "logs": stderr.String()} {
 		if strings.Contains(s, secret) || strings.Contains(s, access) {
 			t.Errorf("the client secret or access token leaked into the %s", what)

@@ -19,6 +19,8 @@ import (
 
 	_ "github.com/databricks/databricks-sql-go" // registers the "databricks" driver
 	dbsqllog "github.com/databricks/databricks-sql-go/logger"
+	"github.com/rs/zerolog"
+	zlog "github.com/rs/zerolog/log"
 
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/collector/hostcheck"
@@ -222,6 +224,8 @@ func databricksDSN(d Databricks) string {
 // the token), and the driver's own logger is silenced for the same reason.
 func openDatabricks(d Databricks) (*sql.DB, error) {
 	_ = dbsqllog.SetLogLevel("disabled")
+	// Its OAuth code logs through zerolog's global logger, not the one above.
+	zlog.Logger = zlog.Logger.Level(zerolog.Disabled)
 	db, err := sql.Open("databricks", databricksDSN(d))
 	if err != nil {
 		return nil, fmt.Errorf("configuring Databricks SQL connection to %s: %s", d.Host, publicError(err))

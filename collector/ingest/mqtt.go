@@ -11,6 +11,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/internal/backoff"
 )
@@ -261,7 +262,7 @@ func landWithRetry(ctx context.Context, log *slog.Logger, opts MQTTOptions, m pa
 		if ctx.Err() != nil {
 			return false
 		}
-		log.Warn("landing failed; retrying", "topic", m.Topic(), "attempt", attempt, "err", err)
+		log.Warn("landing failed; retrying", "topic", redact.Clean(m.Topic(), 120), "attempt", attempt, "err", err)
 		if backoff.Wait(ctx, b.Next()) != nil {
 			return false
 		}

@@ -19,10 +19,13 @@ const retryCap = 10 * time.Second
 // retried until it succeeds, fails permanently or the shutdown clock ends.
 const startAttempts = 8
 
-// permanent marks errors that retrying cannot fix. It is the one predicate
-// for every retry in the stages (recovery, the start-up scan, commits).
+// permanent marks errors that retrying with backoff cannot fix. It is the
+// one predicate for every retry in the stages (recovery, the start-up scan,
+// commits): retry returns them at once. Of those, the refused ones (a table
+// asks what pilake cannot honour) are tried again by the caller after
+// RefusedRetry; the others stop Run.
 func permanent(err error) bool {
-	return errors.Is(err, delta.ErrConflict) || errors.Is(err, delta.ErrUnsupported) ||
+	return errors.Is(err, delta.ErrConflict) || refused(err) ||
 		errors.Is(err, delta.ErrCorruptLog) || errors.Is(err, errSettings) || errors.Is(err, errState)
 }
 
