@@ -27,6 +27,7 @@ type config struct {
 	devices                             int
 	rate                                float64
 	batch, warmup, duration             time.Duration
+	freshness                           string // a lake directory: measure table freshness instead of the page
 }
 
 func main() {
@@ -51,6 +52,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.batch, "batch", time.Second, "batch interval (the agent's default is 1 s)")
 	fs.DurationVar(&c.warmup, "warmup", 5*time.Second, "time before measuring")
 	fs.DurationVar(&c.duration, "seconds", 30*time.Second, "measuring time")
+	fs.StringVar(&c.freshness, "freshness", "", "the collector's lake directory: instead of the page, measure how far behind now the newest event time in bronze, silver and gold is, reading their Delta logs as another engine would")
 	if err := conf.Load(fs, args, "PILAKE_BENCH_", os.LookupEnv); err != nil {
 		return err
 	}
@@ -74,6 +76,9 @@ func run(ctx context.Context, args []string) error {
 		go generate(ctx, c, clients, &stats)
 	}
 
+	if c.freshness != "" {
+		return freshness(ctx, c)
+	}
 	bctx, err := openBrowser(ctx, c.chromium)
 	if err != nil {
 		return err
