@@ -358,3 +358,8 @@ func AppendFloat(b []byte, f float64, decimals int) []byte {
 	}
 	return b
 }
+
+// MarshalJSON encodes c as AppendJSON does: the live feed's updates are
+// marshalled once per update and written to every browser, so their size
+// is the live path's cost per client.
+func (c Columns) MarshalJSON() ([]byte, error) { return c.AppendJSON(nil), nil }
