@@ -43,6 +43,7 @@ type committer struct {
 	compactions int       // compaction rounds
 	maintained  time.Time // last vacuum, log cleanup and landing lifecycle round
 	landing     landingPositions
+	skipLogged  map[string]bool // files compaction stepped aside from, logged once
 }
 
 func newCommitter(p *Pipeline) *committer {
@@ -77,9 +78,26 @@ func (c *committer) run(ctx context.Context, commits <-chan *epoch, errc chan<- 
 			err := c.commitEpoch(ctx, e)
 			if err == nil {
 				backoff = c.opts.RetryBackoff
+				c.m.count(func(s *Stats) { s.Refusing = false })
 				break
 			}
 			c.m.count(func(s *Stats) { s.CommitRetries++ })
+			if refused(err) && ctx.Err() == nil {
+				// Another writer enabled what pilake cannot honour (or rows
+				// break a constraint): wait and try again; the epoch's
+				// batches stay in landing/.
+				c.m.count(func(s *Stats) { s.Refusals++; s.Refusing = true })
+				c.log.Error("a table asks what pilake cannot honour; the epoch waits (its batches stay in landing/) and is tried again",
+					slog.Int64("epoch", e.n), slog.Any("error", err), slog.Duration("retry", c.opts.RefusedRetry))
+				select {
+				case <-ctx.Done():
+				case <-time.After(c.opts.RefusedRetry):
+				}
+				for _, t := range c.tables {
+					_ = t.Refresh(ctx)
+				}
+				continue
+			}
 			if errors.Is(err, delta.ErrConflict) || errors.Is(err, delta.ErrUnsupported) || ctx.Err() != nil {
 				errc <- fmt.Errorf("committing epoch %d: %w", e.n, err)
 				for range commits {
