@@ -79,6 +79,13 @@ func (s *Snapshot) TxnVersion(appID string) (int64, bool) {
 	return t.Version, ok
 }
 
+// Domain returns the live domainMetadata of domain d (another writer's;
+// pilake keeps them).
+func (s *Snapshot) Domain(d string) (DomainMetadata, bool) {
+	dm, ok := s.domains[d]
+	return dm, ok
+}
+
 // Schema parses the table's schema.
 func (s *Snapshot) Schema() (StructType, error) { return ParseSchema(s.Metadata.SchemaString) }
 

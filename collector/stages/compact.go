@@ -18,7 +18,18 @@ import (
 // tables' own retention properties, and the landing lifecycle. Failures
 // are logged; the next round tries again.
 func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
-	o := delta.CompactOptions{}
+	o := delta.CompactOptions{Skipped: func(f delta.AddFile, reason error) {
+		// A file with a deletion vector (another writer's): compaction
+		// steps aside rather than rewrite it.
+		c.m.count(func(s *Stats) { s.CompactSkipped++ })
+		if c.skipLogged == nil {
+			c.skipLogged = map[string]bool{}
+		}
+		if !c.skipLogged[f.Path] {
+			c.skipLogged[f.Path] = true
+			c.log.Info("compaction leaves a file alone", slog.String("file", f.Path), slog.Any("reason", reason))
+		}
+	}}
 	var n int
 	var err error
 	for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {

@@ -21,15 +21,25 @@ type Options struct {
 	// MovingAverages are gold's moving-average lengths, in windows [8, 15, 60].
 	MovingAverages []int
 	// MaxSkew: readings whose capture time is more than this before or after
-	// the batch's receive time are quarantined [24h]. Negative disables the check.
+	// the batch's receive time are quarantined [24h]. Negative disables the
+	// check and the clock policy (MaxAhead).
 	MaxSkew time.Duration
+	// MaxAhead: how far after its receive time a reading may be [2m]. A
+	// batch from a synchronised clock beyond it is quarantined (it would
+	// move the device's watermark ahead of time); one from an
+	// unsynchronised clock is re-based from its monotonic offset (see
+	// clockPolicy, which also corrects batches more than MaxSkew behind).
+	// Negative disables the clock policy; so does a negative MaxSkew (no
+	// time checks at all).
+	MaxAhead time.Duration
 	// CommitInterval is the longest time between epochs (Delta commits) [2s].
 	CommitInterval time.Duration
 	// MaxEpochRows cuts an epoch early when it holds this many readings [1<<20].
 	MaxEpochRows int
-	// GoldInterval is the longest time between gold commits [1m]; gold is
-	// also committed when GoldMaxRows rows wait, and at shutdown. Gold is
-	// partitioned by device, so each gold commit writes a file per device; in
+	// GoldInterval is the longest time between gold commits [0: every
+	// epoch; 1m on a lake whose gold is partitioned by device, its layout
+	// before, where each gold commit writes a file per device]. Gold is
+	// also committed when GoldMaxRows rows wait, and at shutdown. In
 	// between, each epoch's gold rows are staged in one Parquet object under
 	// _checkpoints/stages/gold/, so a restart loses none. (The live feed
 	// carries gold at once; this only delays gold in the lake.)
@@ -103,6 +113,13 @@ type Options struct {
 	// bronze already holds only what Spark 3.3+ decodes: DataPageV1,
 	// PLAIN, dictionary and DELTA_BINARY_PACKED.
 	CompatibleBronze bool
+	// RefusedRetry is how long the stages wait before trying again when a
+	// table asks what pilake cannot honour (delta.ErrUnsupported: a table
+	// feature or property another writer enabled; delta.ErrConstraint: rows
+	// a CHECK constraint does not accept) [1m]. Meanwhile the epochs wait:
+	// their batches stay in landing/, nothing acknowledged is lost, and the
+	// process keeps running (no crash loop).
+	RefusedRetry time.Duration
 	// RetryBackoff is the first wait before retrying a failed lake operation
 	// (commits, recovery); it doubles up to 10 s [100ms].
 	RetryBackoff time.Duration
@@ -127,6 +144,7 @@ const (
 	DefaultWindow          = time.Second
 	DefaultAllowedLateness = 10 * time.Second
 	DefaultMaxSkew         = 24 * time.Hour
+	DefaultMaxAhead        = 2 * time.Minute
 	DefaultCommitInterval  = 2 * time.Second
 
 	DefaultVacuumRetention    = 48 * time.Hour
@@ -155,6 +173,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxSkew == 0 {
 		o.MaxSkew = DefaultMaxSkew
 	}
+	if o.MaxAhead == 0 {
+		o.MaxAhead = DefaultMaxAhead
+	}
 	if o.ScanInterval == 0 {
 		o.ScanInterval = 30 * time.Second
 	}
@@ -163,9 +184,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxEpochRows == 0 {
 		o.MaxEpochRows = 1 << 20
-	}
-	if o.GoldInterval == 0 {
-		o.GoldInterval = time.Minute
 	}
 	if o.GoldMaxRows == 0 {
 		o.GoldMaxRows = 1 << 20
@@ -205,6 +223,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.RefusedRetry <= 0 {
+		o.RefusedRetry = time.Minute
 	}
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 100 * time.Millisecond
