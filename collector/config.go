@@ -59,6 +59,11 @@ type Config struct {
 	QuarantineRate               float64
 	QuarantineBytesRate          float64
 	NewDeviceRate                float64
+	MaxKeepalive                 int
+	MaxRetained                  int
+	IoTHubMaxFileBytes           int64
+	IoTHubMaxBlockBytes          int
+	IoTHubMaxMapEntries          int
 	NewDeviceBurst               int
 
 	// IoT Hub message routing files.
@@ -71,8 +76,15 @@ type Config struct {
 	AllowedLateness time.Duration
 	MovingAverages  string
 	MaxSkew         time.Duration
+	MaxAhead        time.Duration
 	CommitInterval  time.Duration
 	LandingLinger   time.Duration
+
+	// Lifecycle.
+	LandingRetention time.Duration
+	VacuumRetention  time.Duration
+	LogRetention     time.Duration
+	ForgetAfter      time.Duration
 
 	// Operations.
 	MetricsAddr string
@@ -119,6 +131,11 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.MaxInflight, "max-inflight", 1024, "embedded broker: most QoS 1 messages queued for one client")
 	fs.Float64Var(&c.QuarantineRate, "quarantine-rate", 20, "quarantined inputs a second per source (a burst of 10 s allowed); beyond it rejected input is dropped and counted (negative: no limit)")
 	fs.Float64Var(&c.NewDeviceRate, "new-device-rate", 100, "device ids not seen before taken a second (beyond --new-device-burst); their batches wait (not acknowledged) beyond it (negative: no limit)")
+	fs.IntVar(&c.MaxKeepalive, "max-keepalive", 120, "embedded broker: keep-alive (s) imposed on clients asking for none or a longer one; a connection silent for 1.5 times it is dropped")
+	fs.IntVar(&c.MaxRetained, "max-retained", 20000, "embedded broker: most retained topics (device status only, 256 bytes each at most)")
+	fs.Int64Var(&c.IoTHubMaxFileBytes, "iothub-max-file-bytes", 64<<20, "IoT Hub routing files larger than this are quarantined unread")
+	fs.IntVar(&c.IoTHubMaxBlockBytes, "iothub-max-block-bytes", 16<<20, "most bytes one Avro block of a routing file may decompress to")
+	fs.IntVar(&c.IoTHubMaxMapEntries, "iothub-max-map-entries", 256, "most entries in one Avro map (Properties, SystemProperties) of a routing record")
 	fs.IntVar(&c.NewDeviceBurst, "new-device-burst", 10000, "new device ids taken at once")
 	fs.Float64Var(&c.QuarantineBytesRate, "quarantine-bytes-rate", 1<<20, "quarantined bytes a second per source (a burst of 16 s allowed)")
 	fs.StringVar(&c.IoTHubRoutingPrefix, "iothub-routing-prefix", "", "ingest Azure IoT Hub message-routing files under this prefix (e.g. myhub/)")
@@ -127,8 +144,13 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.Window, "window", time.Second, "silver tumbling window")
 	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", 10*time.Second, "per-device watermark lag behind its newest reading")
 	fs.StringVar(&c.MovingAverages, "moving-averages", "8,15,60", "gold moving-average lengths, in windows")
-	fs.DurationVar(&c.MaxSkew, "max-skew", 24*time.Hour, "quarantine readings whose time is further than this from the receive time (negative: off)")
+	fs.DurationVar(&c.MaxSkew, "max-skew", 24*time.Hour, "quarantine readings whose time is further than this from the receive time, after clock correction (negative: off)")
+	fs.DurationVar(&c.MaxAhead, "max-ahead", 2*time.Minute, "a synchronised clock's batch with a reading further than this after its receive time is quarantined, an unsynchronised one re-based from its monotonic offset (negative: no clock policy)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", 2*time.Second, "longest time between Delta commits")
+	fs.DurationVar(&c.LandingRetention, "landing-retention", stages.DefaultLandingRetention, "delete landing/ segments of hours older than this once bronze holds all their batches (0: keep forever)")
+	fs.DurationVar(&c.VacuumRetention, "vacuum-retention", stages.DefaultVacuumRetention, "delta.deletedFileRetentionDuration written into new tables: how long removed files stay (negative: no vacuum)")
+	fs.DurationVar(&c.LogRetention, "log-retention", stages.DefaultLogRetention, "delta.logRetentionDuration written into new tables: how far back time travel reaches (negative: no log cleanup)")
+	fs.DurationVar(&c.ForgetAfter, "forget-after", stages.DefaultForgetAfter, "devices and boots unseen this long leave memory, state and metrics (negative: never)")
 	fs.DurationVar(&c.LandingLinger, "landing-linger", landing.DefaultSegmentLinger, "how long a landing segment waits for more batches before it is written (0: not at all); adds at most this to the acknowledgement time")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9102", "HTTP address for /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&c.MetricsAllowedHosts, "metrics-allowed-hosts", "", "comma-separated host names that may reach /metrics, /healthz and /readyz besides localhost and the --metrics-addr host; other Host headers get 421")
@@ -190,6 +212,9 @@ func (c Config) Validate() error {
 	if c.MaxConnections < 1 || c.MaxConnectionsPerSource < 1 || c.MaxInflight < 1 || c.MaxInflight > 65535 {
 		errs = append(errs, errors.New("--max-connections, --max-connections-per-source and --max-inflight (at most 65535) must be positive"))
 	}
+	if c.MaxKeepalive < 1 || c.MaxKeepalive > 65535 || c.MaxRetained < 1 || c.IoTHubMaxFileBytes < 1 || c.IoTHubMaxBlockBytes < 1 || c.IoTHubMaxMapEntries < 1 {
+		errs = append(errs, errors.New("--max-keepalive (1-65535), --max-retained and the --iothub-max-* limits must be positive"))
+	}
 	if c.ConnectTimeout <= 0 || c.SessionExpiry < time.Second {
 		errs = append(errs, errors.New("--connect-timeout must be positive and --session-expiry at least 1s"))
 	}
@@ -249,8 +274,18 @@ func (c Config) stageOptions(log *slog.Logger) stages.Options {
 	mas, _ := c.movingAverages()
 	return stages.Options{
 		Window: c.Window, AllowedLateness: c.AllowedLateness, MovingAverages: mas,
-		MaxSkew: c.MaxSkew, CommitInterval: c.CommitInterval, Logger: log,
+		MaxSkew: c.MaxSkew, MaxAhead: c.MaxAhead, CommitInterval: c.CommitInterval, Logger: log,
+		LandingRetention: c.landingRetention(), VacuumRetention: c.VacuumRetention, LogRetention: c.LogRetention,
+		ForgetAfter: c.ForgetAfter,
 	}
+}
+
+// landingRetention maps the flag's 0 (keep forever) to the stages' negative.
+func (c Config) landingRetention() time.Duration {
+	if c.LandingRetention == 0 {
+		return -1
+	}
+	return c.LandingRetention
 }
 
 // brokerOptions returns the embedded broker's security and limits.
@@ -269,7 +304,8 @@ func (c Config) brokerOptions() (*broker.TLSOptions, broker.AuthOptions, broker.
 		tlsOpts = &broker.TLSOptions{CertFile: c.TLSCert, KeyFile: c.TLSKey, ClientCAFile: c.TLSClientCA}
 	}
 	lim := broker.Limits{MaxConnections: c.MaxConnections, MaxConnectionsPerSource: c.MaxConnectionsPerSource,
-		ConnectTimeout: c.ConnectTimeout, SessionExpiry: c.SessionExpiry, MessageExpiry: c.SessionExpiry, MaxInflight: c.MaxInflight}
+		ConnectTimeout: c.ConnectTimeout, SessionExpiry: c.SessionExpiry, MessageExpiry: c.SessionExpiry, MaxInflight: c.MaxInflight,
+		MaxKeepalive: uint16(min(c.MaxKeepalive, 65535)), MaxRetained: c.MaxRetained}
 	return tlsOpts, auth, lim, nil
 }
 

@@ -170,7 +170,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		onDurable = acker.Landed
 	}
 	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Submit: submit, SegmentLinger: linger(cfg.LandingLinger), Instance: instance,
-		OnDurable: onDurable,
+		ForgetAfter: cfg.ForgetAfter,
+		OnDurable:   onDurable,
 		QuarantineLimit: landing.QuarantineLimit{PerSecond: cfg.QuarantineRate, Burst: int(max(1, 10*cfg.QuarantineRate)),
 			BytesPerSecond: cfg.QuarantineBytesRate, BurstBytes: int(max(1, 16*cfg.QuarantineBytesRate))},
 		NewDeviceLimit: landing.NewDeviceLimit{PerSecond: cfg.NewDeviceRate, Burst: max(1, cfg.NewDeviceBurst)}})
@@ -245,7 +246,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	stagesRunning.Store(true)
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
-		coll := newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load)
+		coll := newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load).withAcker(acker)
 		coll.routingLimited = func() uint64 {
 			if r := routing.Load(); r != nil {
 				return r.Limited()
@@ -379,6 +380,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		}
 		r, err := ingest.NewRouting(ctx, ingest.RoutingOptions{
 			Files: files, Prefix: cfg.IoTHubRoutingPrefix, State: lk, PollInterval: cfg.IoTHubPollInterval, Logger: log,
+			Limits: ingest.RoutingLimits{MaxFileBytes: cfg.IoTHubMaxFileBytes, MaxBlockBytes: cfg.IoTHubMaxBlockBytes, MaxMapEntries: cfg.IoTHubMaxMapEntries},
 			Handler: func(ctx context.Context, file string, rec ingest.RoutingRecord) error {
 				m := landing.Message{Data: rec.Body, Source: "iothub", Topic: fmt.Sprintf("%s#%d", file, rec.Index),
 					Device: rec.DeviceID, ReceivedAt: rec.EnqueuedTime}

@@ -280,7 +280,9 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	st := s.Hub.Status()
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "live": st.Live, "last_update_ms": st.LastUpdateMS})
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "live": st.Live, "last_update_ms": st.LastUpdateMS,
+		// What the dashboard's limits refused (it has no /metrics).
+		"limited": map[string]uint64{"ring_evicted": s.Hub.Evicted(), "host_refused": s.HostRefused.Load()}})
 }
 
 func (s *Server) timeout(r *http.Request) (context.Context, context.CancelFunc) {

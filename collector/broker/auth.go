@@ -207,7 +207,7 @@ func (p *policy) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	case write && id.anon:
 		allowed = anonymousMayPublish(topic)
 	case write:
-		allowed = id.role == RoleDevice && (topic == wire.TelemetryTopic(id.id) || topic == wire.StatusTopic(id.id))
+		allowed = id.role == RoleDevice && ownTopic(topic, id.id)
 	case id.anon:
 		allowed = true
 	case id.role == RoleDevice:
@@ -222,6 +222,22 @@ func (p *policy) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		p.logDenied(cl, id, topic, write)
 	}
 	return allowed
+}
+
+// ownTopic reports whether topic is exactly device's telemetry or status
+// topic (without building the topic strings: this runs for every batch).
+func ownTopic(topic, device string) bool {
+	rest, ok := strings.CutPrefix(topic, wire.TopicPrefix)
+	if !ok {
+		return false
+	}
+	if r, ok := strings.CutPrefix(rest, "telemetry/"); ok {
+		return r == device
+	}
+	if r, ok := strings.CutPrefix(rest, "status/"); ok {
+		return r == device
+	}
+	return false
 }
 
 // anonymousMayPublish: a well-formed telemetry or status topic, or a topic

@@ -95,6 +95,11 @@ func (p *pki) issue(cn string, uris []*url.URL, server bool, serial int64) (stri
 // landing through a Lander.
 func secureBroker(t *testing.T, deny string) (*broker.Broker, *pki, lake.Lake, *landing.Lander) {
 	t.Helper()
+	return secureBrokerWith(t, broker.AuthOptions{FleetKey: fleetKey, DenyFile: deny})
+}
+
+func secureBrokerWith(t *testing.T, auth broker.AuthOptions) (*broker.Broker, *pki, lake.Lake, *landing.Lander) {
+	t.Helper()
 	ca := newPKI(t, "fleet")
 	certFile, keyFile, _ := ca.issue("collector", nil, true, 2)
 	lk, err := lake.NewLocal(t.TempDir())
@@ -107,7 +112,7 @@ func secureBroker(t *testing.T, deny string) (*broker.Broker, *pki, lake.Lake, *
 	}
 	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "pilake/v1/telemetry/", Logger: quiet,
 		TLS:  &broker.TLSOptions{CertFile: certFile, KeyFile: keyFile, ClientCAFile: filepath.Join(ca.dir, "fleet-ca.pem")},
-		Auth: broker.AuthOptions{FleetKey: fleetKey, DenyFile: deny},
+		Auth: auth,
 		Handler: func(ctx context.Context, device, topic string, payload []byte) error {
 			return ld.LandTopic(ctx, device, topic, payload)
 		}})

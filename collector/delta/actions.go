@@ -173,12 +173,12 @@ type Sidecar struct {
 
 // Action is one line of a commit: exactly one field is set.
 type Action struct {
-	Add        *AddFile       `json:"add,omitempty"`
-	Remove     *RemoveFile    `json:"remove,omitempty"`
-	MetaData   *Metadata      `json:"metaData,omitempty"`
-	Protocol   *Protocol      `json:"protocol,omitempty"`
-	Txn        *Txn           `json:"txn,omitempty"`
-	CommitInfo map[string]any `json:"commitInfo,omitempty"`
+	Add        *AddFile        `json:"add,omitempty"`
+	Remove     *RemoveFile     `json:"remove,omitempty"`
+	MetaData   *Metadata       `json:"metaData,omitempty"`
+	Protocol   *Protocol       `json:"protocol,omitempty"`
+	Txn        *Txn            `json:"txn,omitempty"`
+	CommitInfo map[string]any  `json:"commitInfo,omitempty"`
 	Domain     *DomainMetadata `json:"domainMetadata,omitempty"`
 	Sidecar    *Sidecar        `json:"sidecar,omitempty"` // V2 checkpoints only
 }

@@ -143,7 +143,10 @@ func eachParquetAction(ctx context.Context, data []byte, fn func(Action) error) 
 // child named key_value (what parquet-go's reader of Go maps looks for),
 // whatever the writer named it (entries, map): the columns are found by the
 // MAP's structure, not by the name of its middle group.
-func normalizeMapGroups(data []byte) ([]byte, error) {
+func normalizeMapGroups(data []byte) ([]byte, error) { return renameMapGroups(data, "key_value") }
+
+// renameMapGroups names the repeated child of every MAP group to.
+func renameMapGroups(data []byte, to string) ([]byte, error) {
 	if len(data) < 12 || string(data[len(data)-4:]) != "PAR1" {
 		return nil, fmt.Errorf("%w: not a Parquet file", ErrCorruptLog)
 	}
@@ -183,9 +186,9 @@ func normalizeMapGroups(data []byte) ([]byte, error) {
 		for c := 0; c < n; c++ {
 			if isMap && c == 0 && next < len(md.Schema) {
 				child := &md.Schema[next]
-				if child.NumChildren.V == 2 && child.Name != "key_value" {
+				if child.NumChildren.V == 2 && child.Name != to {
 					renames = append(renames, rename{parent: here, from: child.Name})
-					child.Name = "key_value"
+					child.Name = to
 				}
 			}
 			var err error
@@ -209,7 +212,7 @@ func normalizeMapGroups(data []byte) ([]byte, error) {
 			p := md.RowGroups[g].Columns[c].MetaData.PathInSchema
 			for _, r := range renames {
 				if len(p) > len(r.parent) && slices.Equal(p[:len(r.parent)], r.parent) && p[len(r.parent)] == r.from {
-					p[len(r.parent)] = "key_value"
+					p[len(r.parent)] = to
 				}
 			}
 		}

@@ -74,11 +74,49 @@ func dvRelPath(pathOrInlineDv string) (string, error) {
 	return name, nil
 }
 
-// decodeDV parses a serialized deletion vector (magic number and portable
-// 64-bit RoaringBitmap) with the RoaringBitmap library.
+// dvNativeMagic starts a deletion vector in the older "native" format of
+// Delta's RoaringBitmapArray (a 4-byte bitmap count, then each 32-bit
+// bitmap's size and bytes; the key is the bitmap's index). Delta's readers
+// read both.
+const dvNativeMagic = 1681511376
+
+// decodeDV parses a serialized deletion vector (magic number and a 64-bit
+// RoaringBitmap, portable or native) with the RoaringBitmap library.
 func decodeDV(b []byte) (*roaring64.Bitmap, error) {
-	if len(b) < 4 || binary.LittleEndian.Uint32(b) != dvMagic {
-		return nil, fmt.Errorf("%w: deletion vector without its magic number", ErrCorruptFile)
+	if len(b) < 4 {
+		return nil, fmt.Errorf("%w: deletion vector of %d bytes", ErrCorruptFile, len(b))
+	}
+	switch binary.LittleEndian.Uint32(b) {
+	case dvMagic:
+	case dvNativeMagic:
+		// Rewrite the header into the portable one the library reads:
+		// numBuckets (8 bytes), then each bucket's key before its bitmap.
+		rest := b[4:]
+		if len(rest) < 4 {
+			return nil, fmt.Errorf("%w: native deletion vector without a count", ErrCorruptFile)
+		}
+		n := binary.LittleEndian.Uint32(rest)
+		rest = rest[4:]
+		if int64(n) > int64(len(rest))/4 {
+			return nil, fmt.Errorf("%w: native deletion vector claims %d bitmaps", ErrCorruptFile, n)
+		}
+		p := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint64(nil, 0), dvMagic)[8:]
+		p = binary.LittleEndian.AppendUint64(p, uint64(n))
+		for i := range n {
+			if len(rest) < 4 {
+				return nil, fmt.Errorf("%w: native deletion vector ends early", ErrCorruptFile)
+			}
+			size := int64(binary.LittleEndian.Uint32(rest))
+			if size > int64(len(rest)-4) {
+				return nil, fmt.Errorf("%w: native deletion vector bitmap of %d bytes", ErrCorruptFile, size)
+			}
+			p = binary.LittleEndian.AppendUint32(p, i)
+			p = append(p, rest[4:4+size]...)
+			rest = rest[4+size:]
+		}
+		b = p
+	default:
+		return nil, fmt.Errorf("%w: deletion vector magic number %d", ErrCorruptFile, binary.LittleEndian.Uint32(b))
 	}
 	bm := roaring64.New()
 	if _, err := bm.ReadFrom(bytes.NewReader(b[4:])); err != nil {

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-
 	"github.com/pilake/pilake/collector/lake"
 )
 
@@ -31,10 +30,10 @@ type Snapshot struct {
 	// the checkpoint it started from, only their number (carried); its
 	// tombstones map holds those of the commits after that checkpoint.
 	// The next checkpoint streams the carried ones from the file.
-	lean    bool
+	lean bool
 	// read is how the files of this protocol and metadata are read
 	// (column mapping), made when Files first needs it.
-	read *readInfo
+	read    *readInfo
 	carried int64
 	// checkpoint is the version of the checkpoint the snapshot was read
 	// from or last written (-1: none), checkpointBytes its size.
@@ -78,6 +77,13 @@ func (s *Snapshot) Tombstones() []RemoveFile {
 func (s *Snapshot) TxnVersion(appID string) (int64, bool) {
 	t, ok := s.txns[appID]
 	return t.Version, ok
+}
+
+// Domain returns the live domainMetadata of domain d (another writer's;
+// pilake keeps them).
+func (s *Snapshot) Domain(d string) (DomainMetadata, bool) {
+	dm, ok := s.domains[d]
+	return dm, ok
 }
 
 // Schema parses the table's schema.

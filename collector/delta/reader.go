@@ -52,13 +52,13 @@ func (s *Snapshot) readInfo() *readInfo {
 type conv int
 
 const (
-	convSame    conv = iota // the same type: as parquet-go reads it
-	convInt96               // INT96 (Julian day, nanoseconds) → µs; exact only for whole µs
-	convMillis              // TIMESTAMP(MILLIS) → µs
-	convNanos               // TIMESTAMP(NANOS) → µs; exact only for whole µs
-	convMicros              // TIMESTAMP(MICROS) not UTC-adjusted (timestamp_ntz) → µs
-	convInt32To64           // INT32 → int64
-	convFloatTo64           // FLOAT → float64
+	convSame      conv = iota // the same type: as parquet-go reads it
+	convInt96                 // INT96 (Julian day, nanoseconds) → µs; exact only for whole µs
+	convMillis                // TIMESTAMP(MILLIS) → µs
+	convNanos                 // TIMESTAMP(NANOS) → µs; exact only for whole µs
+	convMicros                // TIMESTAMP(MICROS) not UTC-adjusted (timestamp_ntz) → µs
+	convInt32To64             // INT32 → int64
+	convFloatTo64             // FLOAT → float64
 )
 
 // colPlan reads one field of the row type.

@@ -386,6 +386,7 @@ func canonicalOrRaw(p string) string {
 	}
 	return p
 }
+
 // PutFile stores an encoded Parquet data file (see EncodeParquet) under a new
 // unique name in the table and returns its add action (dataChange=true).
 func (t *Table) PutFile(ctx context.Context, data []byte, st Stats, partitionValues map[string]string) (AddFile, error) {

@@ -11,6 +11,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/wire"
 )
 
@@ -260,7 +261,7 @@ func landWithRetry(ctx context.Context, log *slog.Logger, opts MQTTOptions, m pa
 		if ctx.Err() != nil {
 			return false
 		}
-		log.Warn("landing failed; retrying", "topic", m.Topic(), "attempt", attempt, "err", err)
+		log.Warn("landing failed; retrying", "topic", redact.Clean(m.Topic(), 120), "attempt", attempt, "err", err)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

@@ -271,12 +271,20 @@ func decompress(codec string, raw []byte, zdec **zstd.Decoder, maxBlockBytes int
 	case "", "null":
 		return raw, nil
 	case "deflate":
-		out, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(raw)), int64(maxBlockBytes)+1))
+		// Two passes: measure (into nothing, stopping at the limit), then
+		// inflate into a buffer of exactly that size. A bomb costs no
+		// memory, and a block no more than its size (a growing buffer
+		// allocated about twice).
+		n, err := io.Copy(io.Discard, io.LimitReader(flate.NewReader(bytes.NewReader(raw)), int64(maxBlockBytes)+1))
 		if err != nil {
 			return nil, fmt.Errorf("%w: deflate block: %v", ErrRoutingFile, err)
 		}
-		if len(out) > maxBlockBytes {
+		if n > int64(maxBlockBytes) {
 			return nil, fmt.Errorf("%w: %w: block inflates past %d bytes", ErrRoutingFile, ErrRoutingLimit, maxBlockBytes)
+		}
+		out := make([]byte, n)
+		if _, err := io.ReadFull(flate.NewReader(bytes.NewReader(raw)), out); err != nil {
+			return nil, fmt.Errorf("%w: deflate block: %v", ErrRoutingFile, err)
 		}
 		return out, nil
 	case "snappy":

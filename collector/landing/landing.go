@@ -119,6 +119,12 @@ type Options struct {
 	Instance string
 	// QuarantineLimit bounds quarantined input per source.
 	QuarantineLimit QuarantineLimit
+	// ForgetAfter: a stream (device and boot) nothing was landed in for
+	// this long is forgotten, so a fleet whose devices reboot and come and
+	// go does not grow the Lander's memory [24h; negative: never]. A batch
+	// of a forgotten stream redelivered later lands again; the stages keep
+	// one copy in bronze.
+	ForgetAfter time.Duration
 	// NewDeviceLimit bounds how fast device ids not seen before are taken.
 	NewDeviceLimit NewDeviceLimit
 }
@@ -130,6 +136,9 @@ func NewInstance() string {
 	return hex.EncodeToString(id[:])
 }
 
+// DefaultForgetAfter is Options.ForgetAfter's default.
+const DefaultForgetAfter = 24 * time.Hour
+
 // DefaultSegmentLinger is Options.SegmentLinger's default.
 const DefaultSegmentLinger = 5 * time.Millisecond
 
@@ -140,6 +149,7 @@ type Stats struct {
 	Bytes      atomic.Uint64 // bytes of landed batches (as received)
 	Segments   atomic.Uint64 // segments written durably
 	Duplicates atomic.Uint64 // redeliveries of batches this process landed
+	Forgotten  atomic.Uint64 // streams forgotten after Options.ForgetAfter without a batch
 	LakeErrors atomic.Uint64 // landing or quarantine writes that failed (the message was not acknowledged)
 	// QuarantineDropped counts inputs beyond the quarantine limit:
 	// acknowledged and dropped without a record.
@@ -208,6 +218,9 @@ func New(opts Options) (*Lander, error) {
 	}
 	if opts.SegmentLinger == 0 {
 		opts.SegmentLinger = DefaultSegmentLinger
+	}
+	if opts.ForgetAfter == 0 {
+		opts.ForgetAfter = DefaultForgetAfter
 	}
 	l.opts = opts
 	if group {

@@ -170,7 +170,9 @@ func (l *Lander) writeSegment(s *segment) error {
 		return err
 	}
 	l.stats.Segments.Add(1)
-	l.seen.addAll(s.keys)
+	now := l.opts.Now().UnixMicro()
+	l.seen.addAll(s.keys, now)
+	l.maybeForget(now)
 	return nil
 }
 
@@ -189,13 +191,42 @@ type stream struct {
 // seenSet holds the batches this process landed durably, per stream as a
 // few ranges of sequence numbers (a stream's batches arrive mostly in order,
 // so usually one range): a redelivery to this process is recognised without
-// asking the lake. Streams are kept for the life of the process; a device
-// starts one per boot. It also knows which batches are being landed, so a
-// redelivery waits for the first copy rather than landing again.
+// asking the lake. A device starts a stream per boot; a stream nothing was
+// landed in for Options.ForgetAfter is forgotten (a redelivery after that
+// lands again, and the stages keep one copy). It also knows which batches
+// are being landed, so a redelivery waits for the first copy rather than
+// landing again.
 type seenSet struct {
 	mu      sync.Mutex
-	m       map[stream]SeqRanges
+	m       map[stream]seenStream
 	landing map[streamSeq]chan struct{} // closed when the first copy is settled
+	swept   int64                       // when forget last ran, unix µs
+}
+
+type seenStream struct {
+	seqs SeqRanges
+	last int64 // unix µs of the last batch landed
+}
+
+// forget drops the streams nothing was landed in since cutoff (unix µs).
+func (s *seenSet) forget(cutoff int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, st := range s.m {
+		if st.last < cutoff {
+			delete(s.m, k)
+			n++
+		}
+	}
+	return n
+}
+
+// streams returns how many streams the set holds.
+func (s *seenSet) streams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }
 
 // claim reports whether k is landed (dup), or else returns a channel to
@@ -204,7 +235,7 @@ type seenSet struct {
 func (s *seenSet) claim(k streamSeq) (dup bool, wait <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m[stream{k.device, k.boot}].Has(k.seq) {
+	if s.m[stream{k.device, k.boot}].seqs.Has(k.seq) {
 		return true, nil
 	}
 	if ch, ok := s.landing[k]; ok {
@@ -225,14 +256,38 @@ func (s *seenSet) settle(k streamSeq) {
 	delete(s.landing, k)
 }
 
-func (s *seenSet) addAll(keys []streamSeq) {
+func (s *seenSet) addAll(keys []streamSeq, now int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[stream]SeqRanges{}
+		s.m = map[stream]seenStream{}
 	}
 	for _, k := range keys {
 		st := stream{k.device, k.boot}
-		s.m[st] = s.m[st].Add(k.seq)
+		s.m[st] = seenStream{seqs: s.m[st].seqs.Add(k.seq), last: now}
 	}
 }
+
+// maybeForget forgets the streams idle for ForgetAfter, at most every
+// ForgetAfter/8.
+func (l *Lander) maybeForget(now int64) {
+	fa := l.opts.ForgetAfter.Microseconds()
+	if fa <= 0 {
+		return
+	}
+	l.seen.mu.Lock()
+	due := now-l.seen.swept >= fa/8
+	if due {
+		l.seen.swept = now
+	}
+	l.seen.mu.Unlock()
+	if due {
+		if n := l.seen.forget(now - fa); n > 0 {
+			l.stats.Forgotten.Add(uint64(n))
+		}
+	}
+}
+
+// Streams returns how many (device, boot) streams the Lander remembers the
+// landed batches of.
+func (l *Lander) Streams() int { return l.seen.streams() }

@@ -268,6 +268,11 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 		}
 	}
 	out := append(Aggregate(rows, ts.width), Aggregate(late, ts.width)...)
+	// Time-major in the file, so a reader prunes pages (Parquet page index)
+	// by window_start: the newest minutes of a file are a page or two.
+	slices.SortStableFunc(out, func(a, b schema.SilverRow) int {
+		return cmp.Or(cmp.Compare(a.WindowStart, b.WindowStart), cmp.Compare(a.Device, b.Device))
+	})
 	if len(out) == 0 && to == from {
 		// Nothing to write; the source version is recorded with the next rows.
 		ts.src = snap

@@ -99,10 +99,10 @@ func TestTiersMatchSilver(t *testing.T) {
 	devs := []string{"dev-a", "dev-b", "dev-c"}
 	const span = 2*3600 + 300                // seconds of windows
 	gapFrom, gapTo := int64(605), int64(695) // dev-c's outage: replayed at the end
-	for s := int64(0); s < span; s += 60 {
+	for s := int64(0); s < span; s += 120 {
 		var rows []schema.SilverRow
 		for _, d := range devs {
-			for k := s; k < s+60; k++ {
+			for k := s; k < s+120; k++ {
 				if d == "dev-c" && k >= gapFrom && k < gapTo {
 					continue
 				}

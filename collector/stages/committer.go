@@ -34,13 +34,38 @@ type committer struct {
 	goldStaged []string
 	goldRows   []schema.GoldRow
 	goldDue    time.Time
+	// goldPartitioned: the lake's gold is partitioned by device (its old
+	// layout): a file per device per commit, so commits are spaced by
+	// goldInterval; otherwise gold is committed with every epoch.
+	goldPartitioned bool
+	goldInterval    time.Duration
 
-	compactions int // compaction rounds
+	compactions int       // compaction rounds
+	maintained  time.Time // last vacuum, log cleanup and landing lifecycle round
+	landing     landingPositions
+	skipLogged  map[string]bool // files compaction stepped aside from, logged once
 }
 
 func newCommitter(p *Pipeline) *committer {
 	return &committer{l: p.l, opts: p.opts, log: p.log, m: &p.m, instance: p.instance,
-		tables: map[string]*delta.Table{}, goldDue: p.opts.Now().Add(p.opts.GoldInterval)}
+		tables: map[string]*delta.Table{}}
+}
+
+// setGoldLayout sets how gold is written: partitioned by device (a lake
+// made so before: commits every GoldInterval, default 1 min) or one
+// time-ordered file per commit (every epoch unless GoldInterval says more).
+func (c *committer) setGoldLayout(partitioned bool) {
+	c.goldPartitioned = partitioned
+	c.goldInterval = c.opts.GoldInterval
+	if c.goldInterval == 0 && partitioned {
+		c.goldInterval = time.Minute
+	}
+	c.goldDue = c.opts.Now().Add(c.goldInterval)
+}
+
+// goldIsDue reports whether gold is committed with e.
+func (c *committer) goldIsDue(e *epoch) bool {
+	return e.final || len(c.goldRows)+len(e.gold) >= c.opts.GoldMaxRows || !c.opts.Now().Before(c.goldDue)
 }
 
 // run commits epochs in order, retrying each until it succeeds or ctx ends;
@@ -53,9 +78,26 @@ func (c *committer) run(ctx context.Context, commits <-chan *epoch, errc chan<- 
 			err := c.commitEpoch(ctx, e)
 			if err == nil {
 				backoff = c.opts.RetryBackoff
+				c.m.count(func(s *Stats) { s.Refusing = false })
 				break
 			}
 			c.m.count(func(s *Stats) { s.CommitRetries++ })
+			if refused(err) && ctx.Err() == nil {
+				// Another writer enabled what pilake cannot honour (or rows
+				// break a constraint): wait and try again; the epoch's
+				// batches stay in landing/.
+				c.m.count(func(s *Stats) { s.Refusals++; s.Refusing = true })
+				c.log.Error("a table asks what pilake cannot honour; the epoch waits (its batches stay in landing/) and is tried again",
+					slog.Int64("epoch", e.n), slog.Any("error", err), slog.Duration("retry", c.opts.RefusedRetry))
+				select {
+				case <-ctx.Done():
+				case <-time.After(c.opts.RefusedRetry):
+				}
+				for _, t := range c.tables {
+					_ = t.Refresh(ctx)
+				}
+				continue
+			}
 			if errors.Is(err, delta.ErrConflict) || errors.Is(err, delta.ErrUnsupported) || ctx.Err() != nil {
 				errc <- fmt.Errorf("committing epoch %d: %w", e.n, err)
 				for range commits {
@@ -215,8 +257,15 @@ func writeRows[T any](ctx context.Context, t *delta.Table, e *epoch, rows []T) e
 // stageGold stores the epoch's gold rows in one Parquet object under
 // _checkpoints/stages/gold/ (named after the epoch: a redo overwrites it)
 // and adds them to those waiting for the next gold commit.
+// When gold is due with this epoch and nothing is staged, the rows go
+// straight into the gold file instead (the common case: gold is committed
+// with every epoch).
 func (c *committer) stageGold(ctx context.Context, e *epoch) error {
-	if len(e.gold) == 0 {
+	if len(e.gold) == 0 || e.goldDone {
+		return nil
+	}
+	if e.goldDirect || (len(c.goldStaged) == 0 && c.goldIsDue(e)) {
+		e.goldDirect = true
 		return nil
 	}
 	name := goldStageName(e.n)
@@ -239,15 +288,19 @@ func (c *committer) writeGoldFiles(ctx context.Context, e *epoch) error {
 	if e.goldDone {
 		return nil
 	}
-	if e.final || len(c.goldRows) >= c.opts.GoldMaxRows || !c.opts.Now().Before(c.goldDue) {
-		adds, err := c.writeGold(ctx)
+	if e.goldDirect || c.goldIsDue(e) {
+		rows := c.goldRows
+		if e.goldDirect {
+			rows = e.gold
+		}
+		adds, err := c.writeGold(ctx, rows)
 		if err != nil {
 			return err
 		}
 		e.adds[schema.Gold] = adds
 		e.goldFlushed = c.goldStaged
-		c.goldStaged, c.goldRows = nil, nil
-		c.goldDue = c.opts.Now().Add(c.opts.GoldInterval)
+		c.goldStaged, c.goldRows, e.gold = nil, nil, nil
+		c.goldDue = c.opts.Now().Add(c.goldInterval)
 	}
 	e.goldDone = true
 	return nil
@@ -271,7 +324,10 @@ func (c *committer) writeDevices(ctx context.Context, e *epoch) error {
 }
 
 func (c *committer) writeEpochState(ctx context.Context, e *epoch) error {
-	cp := checkpoint{Epoch: e.n, WindowUS: c.opts.Window.Microseconds(), LatenessUS: c.opts.AllowedLateness.Microseconds(), MovingAverages: c.opts.MovingAverages,
+	if c.landing.From.IsZero() && !e.landingHint.IsZero() {
+		c.landing.From = e.landingHint
+	}
+	cp := checkpoint{LandingFrom: unixOrZero(c.landing.From), LandingKept: unixOrZero(c.landing.Kept), Epoch: e.n, WindowUS: c.opts.Window.Microseconds(), LatenessUS: c.opts.AllowedLateness.Microseconds(), MovingAverages: c.opts.MovingAverages,
 		Landed: e.landed, Segments: e.segments, DevicesObject: devicesName(e.n), Pending: map[string][]delta.AddFile{}, GoldStaged: c.goldStaged}
 	for _, name := range derived {
 		cp.Pending[name] = e.adds[name]
@@ -356,7 +412,21 @@ func (c *committer) maintain(ctx context.Context, e *epoch) error {
 	}
 	e.maintained = true
 	if c.opts.CompactEvery > 0 && e.n%int64(c.opts.CompactEvery) == 0 {
-		c.compact(ctx)
+		c.compact(ctx, e.segments)
 	}
 	return nil
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func timeOrZero(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
 }

@@ -2,8 +2,10 @@ package stages
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
@@ -11,10 +13,23 @@ import (
 )
 
 // compact runs the tables' maintenance after an epoch (on the committer's
-// goroutine): compaction of small files, and every 10th round vacuum and
-// Delta log cleanup. Failures are logged; the next round tries again.
-func (c *committer) compact(ctx context.Context) {
-	o := delta.CompactOptions{}
+// goroutine): compaction by time (delta.Compact: closed hours and days),
+// and every MaintenanceInterval vacuum and Delta log cleanup with the
+// tables' own retention properties, and the landing lifecycle. Failures
+// are logged; the next round tries again.
+func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
+	o := delta.CompactOptions{Skipped: func(f delta.AddFile, reason error) {
+		// A file with a deletion vector (another writer's): compaction
+		// steps aside rather than rewrite it.
+		c.m.count(func(s *Stats) { s.CompactSkipped++ })
+		if c.skipLogged == nil {
+			c.skipLogged = map[string]bool{}
+		}
+		if !c.skipLogged[f.Path] {
+			c.skipLogged[f.Path] = true
+			c.log.Info("compaction leaves a file alone", slog.String("file", f.Path), slog.Any("reason", reason))
+		}
+	}}
 	var n int
 	var err error
 	for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
@@ -38,20 +53,30 @@ func (c *committer) compact(ctx context.Context) {
 	}
 	c.m.count(func(s *Stats) { s.Compactions += int64(n) })
 	c.compactions++
-	if c.opts.VacuumRetention > 0 && c.compactions%10 == 0 {
+	now := c.opts.Now()
+	if c.maintained.IsZero() {
+		c.maintained = now // the first round an interval after the start
+	}
+	if now.Sub(c.maintained) < c.opts.MaintenanceInterval {
+		return
+	}
+	c.maintained = now
+	// Retention is the tables' own (their Delta properties).
+	if c.opts.VacuumRetention > 0 {
 		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
-			k, err := c.tables[name].Vacuum(ctx, c.opts.VacuumRetention)
+			k, err := c.tables[name].Vacuum(ctx, max(time.Hour, c.tables[name].Snapshot().Retention().DeletedFiles))
 			if err != nil {
 				c.log.Warn("vacuuming", slog.String("table", name), slog.Any("error", err))
 			}
 			c.m.count(func(s *Stats) { s.Vacuumed += int64(k) })
 		}
 	}
-	if c.opts.LogRetention > 0 && c.compactions%10 == 0 {
+	if c.opts.LogRetention > 0 {
 		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
-			if _, err := c.tables[name].CleanupLog(ctx, c.opts.LogRetention); err != nil && !errors.Is(err, lake.ErrNotFound) {
+			if _, err := c.tables[name].CleanupLog(ctx, max(time.Hour, c.tables[name].Snapshot().Retention().Log)); err != nil && !errors.Is(err, lake.ErrNotFound) {
 				c.log.Warn("cleaning the Delta log", slog.String("table", name), slog.Any("error", err))
 			}
 		}
 	}
+	c.landingLifecycle(ctx, processed)
 }

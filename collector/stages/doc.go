@@ -28,7 +28,11 @@
 // temperature, pressure and humidity over the device's last N final windows
 // (fewer at the start of its history: GoldRow.Windows says how many) — the
 // SQL `AVG(x) OVER (PARTITION BY device ORDER BY window_start ROWS BETWEEN
-// N-1 PRECEDING AND CURRENT ROW)`. Gold is partitioned by device.
+// N-1 PRECEDING AND CURRENT ROW)`. Gold is committed with every epoch, one
+// file a commit clustered by time (rows in window_start, device, n order; no
+// partitions), so it is as fresh as silver; a lake whose gold was created
+// partitioned by device keeps that layout and its commits every
+// GoldInterval (1 min), a file per device each.
 //
 // # Exactly once and restarts
 //

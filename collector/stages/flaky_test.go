@@ -130,8 +130,10 @@ func TestSecondWriterConflicts(t *testing.T) {
 	bs := makeBatches("w-1", 1, 4, 100, t0, rng)
 	a := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
 	b := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
-	for _, bt := range bs {
-		land(t, l, bt)
+	// Segments of another collector (the only kind a running Lander
+	// writes), in the clock's hour: their shutdown scans find them.
+	for i, bt := range bs {
+		landSegment(t, l, inst2, uint64(i+1), time.UnixMicro(t0), "mqtt", bt)
 	}
 	// Both land everything at shutdown (their scans); only one may commit epoch 1.
 	a.cancel()

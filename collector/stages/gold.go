@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,12 +17,28 @@ import (
 	"github.com/pilake/pilake/collector/schema"
 )
 
-// writeGold writes the staged gold rows as one file per device (the table is
-// partitioned by device), several at a time, and returns their add actions
-// in device order.
-func (c *committer) writeGold(ctx context.Context) ([]delta.AddFile, error) {
+// writeGold writes gold rows as one file, in window_start, device, n order
+// (clustered by time, so readers prune files by their statistics and pages
+// by the page index), or, on a lake whose gold is partitioned by device, as
+// one file per device, several at a time; it returns the add actions (in
+// device order).
+func (c *committer) writeGold(ctx context.Context, rows []schema.GoldRow) ([]delta.AddFile, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	if !c.goldPartitioned {
+		rows = slices.Clone(rows)
+		slices.SortStableFunc(rows, func(a, b schema.GoldRow) int {
+			return cmp.Or(cmp.Compare(a.WindowStart, b.WindowStart), cmp.Compare(a.Device, b.Device), cmp.Compare(a.N, b.N))
+		})
+		add, err := delta.WriteFile(ctx, c.tables[schema.Gold], rows, nil)
+		if err != nil {
+			return nil, fmt.Errorf("writing gold: %w", err)
+		}
+		return []delta.AddFile{add}, nil
+	}
 	byDev := map[string][]schema.GoldRow{}
-	for _, g := range c.goldRows {
+	for _, g := range rows {
 		byDev[g.Device] = append(byDev[g.Device], g)
 	}
 	devs := slices.Sorted(maps.Keys(byDev))

@@ -21,15 +21,25 @@ type Options struct {
 	// MovingAverages are gold's moving-average lengths, in windows [8, 15, 60].
 	MovingAverages []int
 	// MaxSkew: readings whose capture time is more than this before or after
-	// the batch's receive time are quarantined [24h]. Negative disables the check.
+	// the batch's receive time are quarantined [24h]. Negative disables the
+	// check and the clock policy (MaxAhead).
 	MaxSkew time.Duration
+	// MaxAhead: how far after its receive time a reading may be [2m]. A
+	// batch from a synchronised clock beyond it is quarantined (it would
+	// move the device's watermark ahead of time); one from an
+	// unsynchronised clock is re-based from its monotonic offset (see
+	// clockPolicy, which also corrects batches more than MaxSkew behind).
+	// Negative disables the clock policy; so does a negative MaxSkew (no
+	// time checks at all).
+	MaxAhead time.Duration
 	// CommitInterval is the longest time between epochs (Delta commits) [2s].
 	CommitInterval time.Duration
 	// MaxEpochRows cuts an epoch early when it holds this many readings [1<<20].
 	MaxEpochRows int
-	// GoldInterval is the longest time between gold commits [1m]; gold is
-	// also committed when GoldMaxRows rows wait, and at shutdown. Gold is
-	// partitioned by device, so each gold commit writes a file per device; in
+	// GoldInterval is the longest time between gold commits [0: every
+	// epoch; 1m on a lake whose gold is partitioned by device, its layout
+	// before, where each gold commit writes a file per device]. Gold is
+	// also committed when GoldMaxRows rows wait, and at shutdown. In
 	// between, each epoch's gold rows are staged in one Parquet object under
 	// _checkpoints/stages/gold/, so a restart loses none. (The live feed
 	// carries gold at once; this only delays gold in the lake.)
@@ -47,17 +57,41 @@ type Options struct {
 	// CompactEvery runs compaction of small files every this many epochs [30];
 	// negative disables it.
 	CompactEvery int
-	// VacuumRetention: data files no longer in a table (compacted away, or
-	// written by an epoch that never committed) are deleted once older than
-	// this [168h, Delta's default]; checked every 10 compactions. Negative
-	// disables it.
+	// VacuumRetention is the delta.deletedFileRetentionDuration written into
+	// new tables (and tables without it) [48h]: how long a removed file's
+	// tombstone is kept and when vacuum deletes the data files no longer in
+	// the table (compacted away, or written by an epoch that never
+	// committed). The table's property is what counts: change it there
+	// (ALTER TABLE ... SET TBLPROPERTIES) for an existing table. Negative
+	// disables vacuum.
 	VacuumRetention time.Duration
-	// LogRetention: Delta log commits and checkpoints older than this and
-	// covered by a newer checkpoint are deleted, at vacuum time [720h,
-	// Delta's default]. Negative disables it.
+	// LogRetention is the delta.logRetentionDuration written into new
+	// tables [72h]: Delta log commits and checkpoints older than the table's
+	// value and covered by a newer checkpoint are deleted at vacuum time.
+	// Negative disables log cleanup.
 	LogRetention time.Duration
-	// CheckpointInterval is the number of commits between Delta checkpoints [10].
+	// CheckpointInterval is the delta.checkpointInterval written into new
+	// tables [100]: the fewest commits between Delta checkpoints. A
+	// checkpoint also waits until the commits since the last one weigh as
+	// many bytes as it, unless the last is older than CheckpointMaxAge.
 	CheckpointInterval int
+	// CheckpointMaxAge: a table whose last checkpoint is older than this
+	// gets one at its next commit [1h].
+	CheckpointMaxAge time.Duration
+	// MaintenanceInterval is how often (by Now) vacuum, log cleanup and the
+	// landing lifecycle run, after a compaction round [1h].
+	MaintenanceInterval time.Duration
+	// LandingRetention: landing segments are deleted, a whole hour prefix
+	// at a time, once the hour is older than this and bronze holds every
+	// batch in it [168h; negative: kept forever].
+	LandingRetention time.Duration
+	// ForgetAfter: a device, or a stream (device and boot), nothing was
+	// received from for this long leaves memory, the stage state and the
+	// watermark metric [48h, or twice MaxSkew plus AllowedLateness if
+	// longer]. It must be longer than MaxSkew plus AllowedLateness.
+	// Negative, or the skew check off (MaxSkew negative): never, since a
+	// batch older than its device's forgotten state could then come in twice.
+	ForgetAfter time.Duration
 	// ShutdownTimeout bounds the final flush and commit after Run's context
 	// ends [30s].
 	ShutdownTimeout time.Duration
@@ -78,6 +112,13 @@ type Options struct {
 	// bronze already holds only what Spark 3.3+ decodes: DataPageV1,
 	// PLAIN, dictionary and DELTA_BINARY_PACKED.
 	CompatibleBronze bool
+	// RefusedRetry is how long the stages wait before trying again when a
+	// table asks what pilake cannot honour (delta.ErrUnsupported: a table
+	// feature or property another writer enabled; delta.ErrConstraint: rows
+	// a CHECK constraint does not accept) [1m]. Meanwhile the epochs wait:
+	// their batches stay in landing/, nothing acknowledged is lost, and the
+	// process keeps running (no crash loop).
+	RefusedRetry time.Duration
 	// RetryBackoff is the first wait before retrying a failed lake operation
 	// (commits, recovery); it doubles up to 10 s [100ms].
 	RetryBackoff time.Duration
@@ -102,7 +143,14 @@ const (
 	DefaultWindow          = time.Second
 	DefaultAllowedLateness = 10 * time.Second
 	DefaultMaxSkew         = 24 * time.Hour
+	DefaultMaxAhead        = 2 * time.Minute
 	DefaultCommitInterval  = 2 * time.Second
+
+	DefaultVacuumRetention    = 48 * time.Hour
+	DefaultLogRetention       = 72 * time.Hour
+	DefaultCheckpointInterval = 100
+	DefaultLandingRetention   = 7 * 24 * time.Hour
+	DefaultForgetAfter        = 48 * time.Hour
 )
 
 // DefaultMovingAverages are gold's default moving-average lengths.
@@ -124,6 +172,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxSkew == 0 {
 		o.MaxSkew = DefaultMaxSkew
 	}
+	if o.MaxAhead == 0 {
+		o.MaxAhead = DefaultMaxAhead
+	}
 	if o.ScanInterval == 0 {
 		o.ScanInterval = 30 * time.Second
 	}
@@ -132,9 +183,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxEpochRows == 0 {
 		o.MaxEpochRows = 1 << 20
-	}
-	if o.GoldInterval == 0 {
-		o.GoldInterval = time.Minute
 	}
 	if o.GoldMaxRows == 0 {
 		o.GoldMaxRows = 1 << 20
@@ -149,16 +197,34 @@ func (o Options) withDefaults() Options {
 		o.CompactEvery = 30
 	}
 	if o.VacuumRetention == 0 {
-		o.VacuumRetention = 7 * 24 * time.Hour
+		o.VacuumRetention = DefaultVacuumRetention
 	}
 	if o.LogRetention == 0 {
-		o.LogRetention = 30 * 24 * time.Hour
+		o.LogRetention = DefaultLogRetention
 	}
 	if o.CheckpointInterval == 0 {
-		o.CheckpointInterval = 10
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if o.CheckpointMaxAge == 0 {
+		o.CheckpointMaxAge = time.Hour
+	}
+	if o.MaintenanceInterval == 0 {
+		o.MaintenanceInterval = time.Hour
+	}
+	if o.LandingRetention == 0 {
+		o.LandingRetention = DefaultLandingRetention
+	}
+	if o.ForgetAfter == 0 {
+		o.ForgetAfter = max(DefaultForgetAfter, 2*(o.MaxSkew+o.AllowedLateness))
+	}
+	if o.MaxSkew < 0 {
+		o.ForgetAfter = -1 // without the skew check, forgetting could let old batches in twice
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.RefusedRetry <= 0 {
+		o.RefusedRetry = time.Minute
 	}
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 100 * time.Millisecond
@@ -198,6 +264,13 @@ func (o Options) Validate() error {
 	}
 	if o.LogRetention > 0 && o.LogRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("log retention %v: want at least 1h (or negative to disable)", o.LogRetention))
+	}
+	if o.ForgetAfter > 0 && o.ForgetAfter <= o.MaxSkew+o.AllowedLateness {
+		errs = append(errs, fmt.Errorf("forget after %v: want more than max skew %v plus allowed lateness %v (or negative to never forget)",
+			o.ForgetAfter, o.MaxSkew, o.AllowedLateness))
+	}
+	if o.LandingRetention > 0 && o.LandingRetention < 3*time.Hour {
+		errs = append(errs, fmt.Errorf("landing retention %v: want at least 3h (or negative to keep landing/ forever)", o.LandingRetention))
 	}
 	if o.MaxEpochRows < 1 || o.QueueLen < 1 || o.MaxPendingEpochs < 1 {
 		errs = append(errs, errors.New("max epoch rows, queue length and max pending epochs must be positive"))

@@ -47,6 +47,9 @@ type Stats struct {
 	Duplicates       int64 // submitted batches already in bronze (ignored)
 	Late             int64 // readings sent to silver_late
 	Quarantined      int64 // readings quarantined (timestamp skew)
+	ClockCorrected   int64 // batches re-based by the clock policy
+	ClockRejected    int64 // batches quarantined by the clock policy (absurd offsets)
+	Ahead            int64 // readings quarantined as ahead of their receive time (in Quarantined too)
 	QuarantinedFiles int64 // landing objects quarantined (undecodable)
 	SilverRows       int64
 	GoldRows         int64
@@ -54,7 +57,17 @@ type Stats struct {
 	CommitRetries    int64 // failed epoch commit attempts (lake errors)
 	Compactions      int64 // files removed by compaction
 	Vacuumed         int64 // data files deleted by vacuum
-	LastCommit       time.Time
+	LandingExpired   int64 // landing segments deleted after LandingRetention
+	DevicesForgotten int64 // devices unseen for ForgetAfter, dropped from state
+	StreamsForgotten int64 // streams (device, boot) unseen for ForgetAfter, dropped from state
+	// Refusals counts attempts refused because a table asks what pilake
+	// cannot honour (a table feature, a constraint); Refusing is set while
+	// the stages wait for that to change (see the log for which table and
+	// why).
+	Refusals       int64
+	Refusing       bool
+	CompactSkipped int64 // files compaction left alone (a deletion vector)
+	LastCommit     time.Time
 }
 
 // Pipeline runs bronze, silver and gold over landed batches. It is the front
@@ -178,6 +191,27 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		return err
 	})
 	rcancel()
+	// A table that asks what pilake cannot honour: wait for it to change
+	// (landing keeps every batch), without exiting into a crash loop.
+	for refused(err) && ctx.Err() == nil {
+		p.refusing(err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(p.opts.RefusedRetry):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		rctx, rcancel := detach(ctx, p.opts.ShutdownTimeout)
+		err = p.retry(rctx, "recovering", func(ctx context.Context) (err error) {
+			r, c, err = p.recover(ctx)
+			return err
+		})
+		rcancel()
+	}
+	if err == nil {
+		p.m.count(func(s *Stats) { s.Refusing = false })
+	}
 	if err != nil {
 		return err
 	}
@@ -245,6 +279,19 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	}
 	close(p.ready)
 	return finish(r.run(ctx))
+}
+
+// refused reports whether err means a table asks what pilake cannot
+// honour: waiting, not exiting, is the answer.
+func refused(err error) bool {
+	return errors.Is(err, delta.ErrUnsupported) || errors.Is(err, delta.ErrConstraint)
+}
+
+// refusing logs a refusal and counts it.
+func (p *Pipeline) refusing(err error) {
+	p.m.count(func(s *Stats) { s.Refusals++; s.Refusing = true })
+	p.log.Error("a table asks what pilake cannot honour; the stages wait (batches stay in landing/) and try again",
+		slog.Any("error", err), slog.Duration("retry", p.opts.RefusedRetry))
 }
 
 // detach returns a context that ignores ctx's end for timeout after it.

@@ -21,8 +21,11 @@ var errSettings = errors.New("stage settings differ from the lake's")
 // runner and the committer that go on from that state; it runs before
 // either starts.
 func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
+	props := delta.Retention{CheckpointInterval: p.opts.CheckpointInterval,
+		DeletedFiles: max(0, p.opts.VacuumRetention), Log: max(0, p.opts.LogRetention)}.Properties()
 	dopts := func(parts ...string) delta.Options {
-		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Now}
+		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Now,
+			Properties: props, CheckpointBySize: true, CheckpointMaxAge: p.opts.CheckpointMaxAge}
 	}
 	r, c := newRunner(p), newCommitter(p)
 	var err error
@@ -35,9 +38,20 @@ func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
 	if c.tables[schema.SilverLate], err = delta.Open[schema.SilverLateRow](ctx, p.l, schema.SilverLate, dopts()); err != nil {
 		return nil, nil, fmt.Errorf("recovering stages: %w", err)
 	}
-	if c.tables[schema.Gold], err = delta.Open[schema.GoldRow](ctx, p.l, schema.Gold, dopts("device")); err != nil {
+	// Gold is one table clustered by time (a file per commit, rows in
+	// window_start, device order), committed with every epoch. Lakes whose
+	// gold was made partitioned by device keep that layout, with its
+	// once-a-minute commits (a file per device each).
+	var goldParts []string
+	if snap, err := delta.Load(ctx, p.l, schema.Gold); err == nil && slices.Equal(snap.Metadata.PartitionColumns, []string{"device"}) {
+		goldParts = []string{"device"}
+	} else if err != nil && !errors.Is(err, delta.ErrNoTable) {
 		return nil, nil, fmt.Errorf("recovering stages: %w", err)
 	}
+	if c.tables[schema.Gold], err = delta.Open[schema.GoldRow](ctx, p.l, schema.Gold, dopts(goldParts...)); err != nil {
+		return nil, nil, fmt.Errorf("recovering stages: %w", err)
+	}
+	c.setGoldLayout(len(goldParts) > 0)
 	e, ok := c.tables[schema.Bronze].Snapshot().TxnVersion(AppID)
 	if !ok {
 		p.log.Info("stages starting with empty state")
@@ -74,6 +88,8 @@ func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
 		return nil, nil, fmt.Errorf("recovering stages: state of epoch %d: %w", e, err)
 	}
 	r.epochN = e
+	c.landing = landingPositions{From: timeOrZero(cp.LandingFrom), Kept: timeOrZero(cp.LandingKept)}
+	r.landing = c.landing
 	for _, name := range cp.GoldStaged {
 		rows, err := readStaged(ctx, p.l, name)
 		if err != nil {

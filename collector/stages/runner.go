@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ type runner struct {
 
 	f      *folder
 	landed map[string]landing.SeqRanges
+	clock  *clockPolicy
 	// segments holds, per Lander instance, the counters of the segments
 	// whose every batch is processed; segSeen counts the batches processed
 	// of segments not complete yet.
@@ -51,6 +53,18 @@ type runner struct {
 
 	devStateSize int // size of the last encoded devices' state
 
+	// landing is the lifecycle's position from the state (From: where the
+	// start-up scan begins); landingHint, after a full scan of landing/,
+	// the oldest segment hour it saw, for the committer (see lifecycle.go).
+	landing      landingPositions
+	landingHint  time.Time
+	startScanned bool // the start-up scan is done
+
+	// Last receive time (unix µs) per stream and per device, for forget.
+	streamSeen map[string]int64
+	devSeen    map[string]int64
+	forgotAt   int64
+
 	commits   chan<- *epoch
 	commitErr chan error      // the committer's fatal error
 	stopping  func()          // starts the shutdown clock for commits
@@ -62,7 +76,9 @@ func newRunner(p *Pipeline) *runner {
 		l: p.l, opts: p.opts, log: p.log, m: &p.m, in: p.in,
 		f:        newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages),
 		landed:   map[string]landing.SeqRanges{},
+		clock:    newClockPolicy(p.opts.MaxAhead, p.opts.MaxSkew, p.opts.MaxSkew < 0),
 		segments: map[string]landing.SeqRanges{}, segSeen: map[string]*segProgress{},
+		streamSeen: map[string]int64{}, devSeen: map[string]int64{},
 	}
 }
 
@@ -144,27 +160,60 @@ func (r *runner) process(b Landed) {
 	r.landed[stream] = set.Add(b.Batch.Seq)
 	r.dirty = true
 	recv := b.ReceivedAt.UnixMicro()
+	if r.opts.ForgetAfter > 0 {
+		r.streamSeen[stream] = recv
+		r.devSeen[b.Batch.DeviceID] = recv
+	}
 	src := b.Source
 	if src == "" {
 		src = "unknown"
 	}
-	// Skew check.
 	good := b.Batch.Readings
 	var bad []wire.Reading
-	if r.opts.MaxSkew > 0 {
+	// Clock policy: re-base a wrong clock from the batch's monotonic offset.
+	v := r.clock.correct(b.Batch, recv)
+	switch {
+	case v.reject != "":
+		bad, good = b.Batch.Readings, nil
+		r.quar = append(r.quar, quarantined{name: b.Name, batch: *b.Batch, readings: bad, recv: b.ReceivedAt, source: src, reason: v.reject})
+		r.m.count(func(s *Stats) { s.ClockRejected++ })
+	case v.shiftUS != 0:
+		r.m.count(func(s *Stats) { s.ClockCorrected++ })
+	}
+	// Skew check, and no reading ahead of the receive time by more than
+	// MaxAhead: one batch cannot move the device's watermark ahead of time.
+	if bad == nil && (r.opts.MaxSkew > 0 || r.clock.maxAhead > 0) {
 		skew := r.opts.MaxSkew.Microseconds()
+		ahead := int64(math.MaxInt64)
+		if r.clock.maxAhead > 0 {
+			ahead = recv + r.clock.maxAhead
+		}
+		nskew := 0
 		r.good = r.good[:0]
 		for _, rd := range b.Batch.Readings {
-			if rd.TimeUS > recv+skew || rd.TimeUS < recv-skew {
+			switch {
+			case skew > 0 && (rd.TimeUS > recv+skew || rd.TimeUS < recv-skew):
+				nskew++
 				bad = append(bad, rd)
-			} else {
+			case rd.TimeUS > ahead:
+				bad = append(bad, rd)
+			default:
 				r.good = append(r.good, rd)
 			}
 		}
 		if bad != nil {
 			good = r.good
+			var why []string
+			if nskew > 0 {
+				why = append(why, fmt.Sprintf("%d readings captured more than %v from the receive time %s", nskew, r.opts.MaxSkew, b.ReceivedAt.UTC().Format(time.RFC3339Nano)))
+			}
+			if n := len(bad) - nskew; n > 0 {
+				why = append(why, fmt.Sprintf("%d readings captured more than %v ahead of the receive time %s (a clock ahead of time; refused so the device's watermark is not moved)",
+					n, time.Duration(r.clock.maxAhead)*time.Microsecond, b.ReceivedAt.UTC().Format(time.RFC3339Nano)))
+				r.m.count(func(s *Stats) { s.Ahead += int64(n) })
+			}
 			r.quar = append(r.quar, quarantined{name: b.Name, batch: *b.Batch, readings: bad, recv: b.ReceivedAt, source: src,
-				reason: fmt.Sprintf("%d readings captured more than %v from the receive time %s", len(bad), r.opts.MaxSkew, b.ReceivedAt.UTC().Format(time.RFC3339Nano))})
+				reason: strings.Join(why, "; ")})
 		}
 	}
 	tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq), ReceivedAt: recv, Source: src}
@@ -254,7 +303,9 @@ type epoch struct {
 	segments json.RawMessage
 	devices  []byte
 	final    bool // the shutdown epoch: commit gold
-	goldN    int64
+	// landingHint: the landing lifecycle's first position, after a full scan.
+	landingHint time.Time
+	goldN       int64
 
 	recovered bool // rebuilt by recovery from the epoch's state object
 
@@ -262,6 +313,7 @@ type epoch struct {
 	adds        map[string][]delta.AddFile
 	goldFlushed []string
 	goldDone    bool
+	goldDirect  bool // gold due with nothing staged: e.gold is written as it is, not staged
 	counted     bool
 	maintained  bool
 
@@ -279,6 +331,7 @@ func (r *runner) cutIfFull() error {
 // cut ends the current epoch and hands it to the committer, waiting while
 // MaxPendingEpochs wait for it (back-pressure).
 func (r *runner) cut(final bool) error {
+	r.forget()
 	r.epochN++
 	landed, err := json.Marshal(r.landed)
 	if err != nil {
@@ -296,7 +349,9 @@ func (r *runner) cut(final bool) error {
 	r.jobs <- bronzeJob{cut: reply, next: delta.NewBronzeWriter(r.opts.CompatibleBronze)}
 	bw := <-reply
 	e := &epoch{n: r.epochN, bronze: bw, rows: r.rows, silver: r.f.silver, late: r.f.late, gold: r.f.gold,
-		quar: r.quar, landed: landed, segments: segments, devices: devices, adds: map[string][]delta.AddFile{}, final: final, goldN: int64(len(r.f.gold))}
+		quar: r.quar, landed: landed, segments: segments, devices: devices, adds: map[string][]delta.AddFile{}, final: final, goldN: int64(len(r.f.gold)),
+		landingHint: r.landingHint}
+	r.landingHint = time.Time{}
 	r.f.silver, r.f.late, r.f.gold = nil, nil, nil
 	r.quar = nil
 	r.rows, r.batches, r.dirty = 0, 0, false

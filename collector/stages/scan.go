@@ -19,7 +19,14 @@ import (
 // scanLanding lands into bronze every batch in landing/ not yet in it, in
 // name order: the batches of segments not yet processed whole, and legacy
 // per-batch objects.
+//
+// With a landing position in the state (see lifecycle.go) it lists only the
+// hours of segments from that position on; without one (a new lake, or one
+// from a version without it) all of landing/, once.
 func (r *runner) scanLanding(ctx context.Context) error {
+	if !r.landing.From.IsZero() {
+		return r.scanLandingHours(ctx)
+	}
 	objs, err := r.l.List(ctx, schema.Landing)
 	if err != nil {
 		return fmt.Errorf("scanning landing: %w", err)
@@ -28,6 +35,13 @@ func (r *runner) scanLanding(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("scanning landing: %w", err)
 	}
+	defer func() {
+		if ctx.Err() == nil {
+			r.landingHint = oldestSegmentHour(objs, r.opts.Now())
+			r.landing.From = r.landingHint
+			r.startScanned = true
+		}
+	}()
 	n := 0
 	for _, o := range objs {
 		if err := ctx.Err(); err != nil {

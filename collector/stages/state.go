@@ -132,6 +132,10 @@ type checkpoint struct {
 	DevicesObject string                     `json:"devices_object"`
 	Pending       map[string][]delta.AddFile `json:"pending"` // table → add actions of this epoch (not bronze)
 	GoldStaged    []string                   `json:"gold_staged"`
+	// LandingFrom and LandingKept (unix seconds of an hour; absent: unknown)
+	// are the landing lifecycle's positions (lifecycle.go).
+	LandingFrom int64 `json:"landing_from,omitempty"`
+	LandingKept int64 `json:"landing_kept,omitempty"`
 }
 
 // decodeLandedState parses and validates a checkpoint's landed and segments

@@ -103,3 +103,32 @@ func TestPlantedSpikeEveryRange(t *testing.T) {
 		}
 	}
 }
+
+// TestPageIndexPruning: one silver file of 120 000 windows in time order;
+// a minute of it decodes the page or two that hold it, and gives the same
+// points as the rows themselves.
+func TestPageIndexPruning(t *testing.T) {
+	ctx := context.Background()
+	l := lake.NewMemory()
+	w := laketest.NewWriter(t, l)
+	t0 := time.Unix(1_790_000_000, 0)
+	var rows []schema.SilverRow
+	for s := range 40000 {
+		for _, d := range []string{"dev-a", "dev-b", "dev-c"} {
+			rows = append(rows, sqltest.Silver(d, t0.Add(time.Duration(s)*time.Second).UnixMicro(), float64(s), 40, 101000))
+		}
+	}
+	w.Silver(rows...)
+	h := history.NewLake(l, 8)
+	from := t0.Add(30000 * time.Second)
+	got, err := h.Series(ctx, history.Query{Device: "dev-b", FromMS: from.UnixMilli(), ToMS: from.Add(time.Minute).UnixMilli(), MaxPoints: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Silver.Len() != 60 || got[0].Silver.TempC[0] != 30000 || got[0].Silver.TempC[59] != 30059 {
+		t.Fatalf("got %+v", got)
+	}
+	if n := h.RowsScanned(); n == 0 || n > int64(len(rows))/2 {
+		t.Errorf("scanned %d of %d rows for a minute", n, len(rows))
+	}
+}

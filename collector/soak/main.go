@@ -1,0 +1,400 @@
+// Command soak drives the collector's real landing (landing.Lander) and
+// stages (stages.Pipeline) on a local lake with an injected clock through
+// simulated days, and prints per simulated day what the lake and the
+// process hold: files and bytes per table, _delta_log and checkpoint bytes,
+// tombstones, landing objects, stage state bytes, heap, CPU per epoch and
+// delta.Load time. It ends with soak_growth_ratio (the largest
+// day-last/day-8 ratio of those figures), soak_heap_mib_max and
+// soak_epoch_cpu_ratio (CPU per epoch, last day / day 1).
+//
+// Time is compressed: every epoch (one Delta commit per table, default
+// 5 simulated minutes instead of the collector's 2 s) carries an epoch's
+// worth of readings, landed at the end of that epoch. So a simulated day
+// has 288 commits per table instead of 43,200; the per-commit costs scale
+// by that factor (collector/README.md has the production budget).
+// Devices reboot every day (a new boot: a new stream), and -churn of them
+// are replaced each day by new device ids, so state that never forgets
+// grows here.
+//
+//	go run ./collector/soak -days 30 -devices 100 -rate 1
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/collector/stages"
+)
+
+type config struct {
+	days    int
+	devices int
+	rate    int
+	epoch   time.Duration
+	batch   time.Duration
+	churn   float64
+	dir     string
+	keep    bool
+	verbose bool
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.days, "days", 30, "simulated days")
+	flag.IntVar(&c.devices, "devices", 100, "devices")
+	flag.IntVar(&c.rate, "rate", 1, "readings per second per device")
+	flag.DurationVar(&c.epoch, "epoch", 5*time.Minute, "simulated time per epoch (one commit per table)")
+	flag.DurationVar(&c.batch, "batch", time.Minute, "simulated time per batch")
+	flag.Float64Var(&c.churn, "churn", 0.05, "fraction of devices replaced by new ones each day")
+	flag.StringVar(&c.dir, "dir", "", "lake directory (default: a new one under /dev/shm or the temp dir, removed at the end)")
+	flag.BoolVar(&c.keep, "keep", false, "keep the lake")
+	flag.BoolVar(&c.verbose, "v", false, "log the stages' info messages")
+	flag.Parse()
+	if err := run(context.Background(), c); err != nil {
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(1)
+	}
+}
+
+type day struct {
+	n          int
+	files      map[string]int64 // table → live+garbage data files on disk
+	bytes      map[string]int64
+	logBytes   map[string]int64
+	cpBytes    map[string]int64
+	tombstones map[string]int64
+	liveFiles  map[string]int64
+	loadMS     map[string]float64
+	landing    int64
+	state      int64
+	heapMiB    float64 // peak heap objects during the day
+	liveMiB    float64 // heap after a GC at the day's end
+	cpuMS      float64 // CPU per epoch
+}
+
+func run(ctx context.Context, c config) error {
+	if c.epoch%c.batch != 0 || c.batch < time.Second || (24*time.Hour)%c.epoch != 0 {
+		return errors.New("-epoch must be a multiple of -batch (≥ 1s) and divide a day")
+	}
+	dir := c.dir
+	if dir == "" {
+		base := os.TempDir()
+		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+			base = "/dev/shm"
+		}
+		d, err := os.MkdirTemp(base, "pilake-soak-")
+		if err != nil {
+			return err
+		}
+		dir = d
+		if !c.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	lk, err := lake.NewLocal(dir)
+	if err != nil {
+		return err
+	}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var simNow atomic.Int64
+	simNow.Store(start.UnixMicro())
+	now := func() time.Time { return time.UnixMicro(simNow.Load()).UTC() }
+	level := slog.LevelWarn
+	if c.verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	perBatch := int(c.batch/time.Second) * c.rate
+	perEpoch := c.devices * int(c.epoch/time.Second) * c.rate
+	instance := landing.NewInstance()
+	p, err := stages.New(lk, stages.Options{
+		Now: now, Logger: log, MaxEpochRows: perEpoch,
+		CommitInterval: 1000 * time.Hour, // epochs are cut by MaxEpochRows: one per simulated epoch
+		ScanInterval:   -1, SkipShutdownScan: true, LocalInstance: instance,
+		Release: landing.ReleaseBatch,
+	})
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	runErr := make(chan error, 1)
+	go func() { runErr <- p.Run(runCtx) }()
+	select {
+	case <-p.Ready():
+	case err := <-runErr:
+		return err
+	}
+	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Now: now, Instance: instance,
+		Submit: func(ctx context.Context, l landing.Landed) error {
+			return p.Submit(ctx, stages.Landed{Name: l.Name, Segment: l.Name, SegmentRecords: l.SegmentRecords,
+				Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
+		}})
+	if err != nil {
+		return err
+	}
+
+	type device struct {
+		id   string
+		boot uint64
+		seq  uint64
+	}
+	devs := make([]device, c.devices)
+	gen := make([]int, c.devices)
+	for i := range devs {
+		devs[i] = device{id: fmt.Sprintf("soak-%04d-g0", i), boot: 1}
+	}
+	epochsPerDay := int((24 * time.Hour) / c.epoch)
+	fmt.Printf("# soak: %d days, %d devices × %d Hz, epoch %v (%d/day), batch %v, churn %.0f%%/day, lake %s\n",
+		c.days, c.devices, c.rate, c.epoch, epochsPerDay, c.batch, c.churn*100, dir)
+
+	var days []day
+	heapPeak := 0.0
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	epoch := 0
+	for d := 1; d <= c.days; d++ {
+		// Every day each device reboots; churn replaces some by new ids.
+		replace := int(math.Round(c.churn * float64(c.devices)))
+		for i := range devs {
+			devs[i].boot++
+			devs[i].seq = 0
+			if i < replace {
+				slot := (d*replace + i) % c.devices
+				gen[slot]++
+				devs[slot] = device{id: fmt.Sprintf("soak-%04d-g%d", slot, gen[slot]), boot: 1}
+			}
+		}
+		cpu0 := cpuTime()
+		dayPeak := 0.0
+		for e := 0; e < epochsPerDay; e++ {
+			t0 := start.Add(time.Duration(epoch) * c.epoch)
+			simNow.Store(t0.Add(c.epoch).UnixMicro())
+			var wg sync.WaitGroup
+			var landErr atomic.Value
+			for i := range devs {
+				dv := &devs[i]
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var buf []byte
+					enc := wire.NewEncoder(wire.Binary)
+					for bt := t0; bt.Before(t0.Add(c.epoch)); bt = bt.Add(c.batch) {
+						dv.seq++
+						b := &wire.Batch{DeviceID: dv.id, BootID: dv.boot, Seq: dv.seq, IntervalUS: uint32(1e6 / c.rate)}
+						b.Readings = make([]wire.Reading, perBatch)
+						for k := range b.Readings {
+							us := bt.UnixMicro() + int64(k)*int64(1e6/c.rate)
+							b.Readings[k] = wire.Reading{TimeUS: us, Temp: 2000 + int32(us/1e6%500), Press: 101325 * 256, Hum: 40 * 1024, Fresh: true}
+						}
+						var err error
+						if buf, err = enc.Append(buf[:0], b); err != nil {
+							landErr.Store(err)
+							return
+						}
+						out, err := lander.Land(ctx, landing.Message{Data: buf, Source: "mqtt", Device: dv.id})
+						if err == nil && out != landing.OutcomeLanded {
+							err = fmt.Errorf("batch %s: %v", b.Key(), out)
+						}
+						if err != nil {
+							landErr.Store(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if err, ok := landErr.Load().(error); ok {
+				return fmt.Errorf("landing: %w", err)
+			}
+			epoch++
+			for p.Stats().Epochs < int64(epoch) {
+				select {
+				case err := <-runErr:
+					return fmt.Errorf("stages stopped: %w", err)
+				case <-time.After(200 * time.Microsecond):
+				}
+			}
+			metrics.Read(sample)
+			if h := float64(sample[0].Value.Uint64()) / (1 << 20); h > dayPeak {
+				dayPeak = h
+			}
+		}
+		cpu := cpuTime() - cpu0
+		dm, err := measure(ctx, lk, dir, d)
+		if err != nil {
+			return err
+		}
+		dm.heapMiB = dayPeak
+		heapPeak = max(heapPeak, dayPeak)
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		dm.liveMiB = float64(ms.HeapAlloc) / (1 << 20)
+		dm.cpuMS = float64(cpu.Microseconds()) / 1000 / float64(epochsPerDay)
+		days = append(days, dm)
+		printDay(dm, days)
+	}
+	stop()
+	if err := <-runErr; err != nil {
+		return fmt.Errorf("stages: %w", err)
+	}
+	summarize(days, heapPeak)
+	return nil
+}
+
+var tables = []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold}
+
+// measure reads the lake as an operator would: object counts and sizes from
+// the directory, tombstones and load time from delta.Load.
+func measure(ctx context.Context, lk lake.Lake, dir string, n int) (day, error) {
+	d := day{n: n, files: map[string]int64{}, bytes: map[string]int64{}, logBytes: map[string]int64{}, cpBytes: map[string]int64{},
+		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, loadMS: map[string]float64{}}
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted while walking
+			}
+			return err
+		}
+		if e.IsDir() {
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		rel = filepath.ToSlash(rel)
+		top, rest, _ := strings.Cut(rel, "/")
+		switch {
+		case top+"/" == schema.Landing:
+			d.landing++
+		case top+"/" == schema.Checkpoints:
+			d.state += info.Size()
+		case strings.HasPrefix(rest, "_delta_log/"):
+			d.logBytes[top] += info.Size()
+			if strings.Contains(rest, ".checkpoint.") {
+				d.cpBytes[top] += info.Size()
+			}
+		case strings.HasSuffix(rest, ".parquet"):
+			d.files[top]++
+			d.bytes[top] += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return d, err
+	}
+	for _, t := range tables {
+		t0 := time.Now()
+		snap, err := delta.Load(ctx, lk, t)
+		if err != nil {
+			return d, err
+		}
+		d.loadMS[t] = float64(time.Since(t0).Microseconds()) / 1000
+		d.tombstones[t] = int64(len(snap.Tombstones()))
+		d.liveFiles[t] = int64(snap.NumFiles())
+	}
+	return d, nil
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func printDay(d day, days []day) {
+	var prev day
+	if len(days) > 1 {
+		prev = days[len(days)-2]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "day=%d", d.n)
+	for _, t := range tables {
+		fmt.Fprintf(&b, " %s_files=%d %s_mib=%.1f %s_live_files=%d %s_added_mib=%.2f %s_log_mib=%.2f %s_cp_mib=%.2f %s_tombstones=%d %s_load_ms=%.1f",
+			t, d.files[t], t, mib(d.bytes[t]), t, d.liveFiles[t], t, mib(d.bytes[t]-prev.bytes[t]), t, mib(d.logBytes[t]), t, mib(d.cpBytes[t]),
+			t, d.tombstones[t], t, d.loadMS[t])
+	}
+	fmt.Fprintf(&b, " landing_objects=%d state_kib=%.0f heap_mib=%.1f heap_live_mib=%.1f cpu_ms_per_epoch=%.2f",
+		d.landing, float64(d.state)/1024, d.heapMiB, d.liveMiB, d.cpuMS)
+	fmt.Println(b.String())
+}
+
+// summarize prints the growth ratio: for every figure that must be flat
+// once the retention windows have filled, last day / day 8 (day 8 onwards:
+// the longest window, landing's 7 days, has filled). Figures that grow with
+// the data itself (a table's live bytes) are compared by their daily
+// increase instead.
+func summarize(days []day, heapPeak float64) {
+	last := days[len(days)-1]
+	ref := days[min(7, len(days)-1)]
+	type fig struct {
+		name      string
+		ref, last float64
+	}
+	var figs []fig
+	added := func(ds []day, i int, t string) float64 {
+		if i == 0 {
+			return float64(ds[0].bytes[t])
+		}
+		return float64(ds[i].bytes[t] - ds[i-1].bytes[t])
+	}
+	for _, t := range tables {
+		figs = append(figs,
+			fig{t + "_files", float64(ref.files[t]), float64(last.files[t])},
+			fig{t + "_added_bytes", added(days, ref.n-1, t), added(days, last.n-1, t)},
+			fig{t + "_log_bytes", float64(ref.logBytes[t]), float64(last.logBytes[t])},
+			fig{t + "_cp_bytes", float64(ref.cpBytes[t]), float64(last.cpBytes[t])},
+			fig{t + "_tombstones", float64(ref.tombstones[t]), float64(last.tombstones[t])},
+		)
+	}
+	figs = append(figs,
+		fig{"landing_objects", float64(ref.landing), float64(last.landing)},
+		fig{"state_bytes", float64(ref.state), float64(last.state)},
+		fig{"heap_live", ref.liveMiB, last.liveMiB},
+	)
+	worst, worstName := 0.0, ""
+	sort.Slice(figs, func(i, j int) bool { return figs[i].name < figs[j].name })
+	for _, f := range figs {
+		r := 1.0
+		if f.ref > 0 {
+			r = f.last / f.ref
+		} else if f.last > 0 {
+			r = math.Inf(1)
+		}
+		fmt.Printf("# growth %s day%d/day%d = %.3f (%.0f → %.0f)\n", f.name, last.n, ref.n, r, f.ref, f.last)
+		if r > worst {
+			worst, worstName = r, f.name
+		}
+	}
+	fmt.Printf("# largest growth: %s\n", worstName)
+	fmt.Printf("soak_growth_ratio=%.3f\n", worst)
+	fmt.Printf("soak_heap_mib_max=%.1f\n", heapPeak)
+	fmt.Printf("soak_epoch_cpu_ratio=%.3f\n", last.cpuMS/days[0].cpuMS)
+}
