@@ -24,22 +24,23 @@ import (
 type Config struct {
 	ConfigFile string
 
-	DeviceID    string
-	Simulate    bool
-	I2CBus      string
-	I2CAddr     uint
-	AllowBMP280 bool
-	OsrsT       uint
-	OsrsP       uint
-	OsrsH       uint
-	Filter      uint
-	Standby     time.Duration
-	Rate        float64
-	BatchEvery  time.Duration
-	ReadTimeout time.Duration
-	FrozenAfter time.Duration
-	Encoding    string
-	DriverSense bool
+	DeviceID      string
+	Simulate      bool
+	SimClockSteps string
+	I2CBus        string
+	I2CAddr       uint
+	AllowBMP280   bool
+	OsrsT         uint
+	OsrsP         uint
+	OsrsH         uint
+	Filter        uint
+	Standby       time.Duration
+	Rate          float64
+	BatchEvery    time.Duration
+	ReadTimeout   time.Duration
+	FrozenAfter   time.Duration
+	Encoding      string
+	DriverSense   bool
 
 	Broker        string
 	Username      string
@@ -125,6 +126,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 
 	fs.StringVar(&c.DeviceID, "device-id", defaultDeviceID(), "device id: 1-64 of [A-Za-z0-9._-] (default: the host name)")
 	fs.BoolVar(&c.Simulate, "simulate", false, "read a simulated BME280 (hw's fake I2C bus, seeded from the device id) instead of real hardware")
+	fs.StringVar(&c.SimClockSteps, "simulate-clock-steps", "", "with --simulate, step the agent's view of the wall clock (tests of clock steps): comma-separated AFTER:STEP, e.g. 3s:+24h,6s:-24h; while stepped the clock reads as not synchronised")
 	fs.StringVar(&c.I2CBus, "i2c-bus", "", `I2C bus name for periph ("1", "/dev/i2c-1"; "" = first bus)`)
 	fs.UintVar(&c.I2CAddr, "i2c-addr", 0x76, "BME280 I2C address: 0x76 (SDO low) or 0x77")
 	fs.BoolVar(&c.AllowBMP280, "allow-bmp280", false, "accept a BMP280 (no humidity) instead of failing")
@@ -296,6 +298,13 @@ func (c *Config) Validate() error {
 	if c.MaxInflight < 1 || c.MaxInflight > 1000 {
 		errs = append(errs, fmt.Errorf("max-inflight %d: want 1..1000", c.MaxInflight))
 	}
+	if c.SimClockSteps != "" {
+		if !c.Simulate {
+			errs = append(errs, errors.New("simulate-clock-steps needs --simulate"))
+		} else if _, err := parseClockSteps(c.SimClockSteps); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if _, err := uplink.ParseAckMode(c.AckMode); err != nil {
 		errs = append(errs, err)
 	}
@@ -342,4 +351,24 @@ func LoadConfig(args []string, lookupEnv func(string) (string, bool)) (*Config, 
 		return nil, fs, err
 	}
 	return c, fs, nil
+}
+
+// clockStep is one step of --simulate-clock-steps: after After from the
+// start, the wall clock reads Total (the sum of the steps so far) off.
+type clockStep struct{ after, total time.Duration }
+
+func parseClockSteps(s string) ([]clockStep, error) {
+	var out []clockStep
+	var total time.Duration
+	for _, part := range strings.Split(s, ",") {
+		a, st, ok := strings.Cut(strings.TrimSpace(part), ":")
+		after, err1 := time.ParseDuration(a)
+		step, err2 := time.ParseDuration(st)
+		if !ok || err1 != nil || err2 != nil || after < 0 || len(out) > 0 && after <= out[len(out)-1].after {
+			return nil, fmt.Errorf("simulate-clock-steps %q: want increasing AFTER:STEP durations, e.g. 3s:+24h,6s:-24h", s)
+		}
+		total += step
+		out = append(out, clockStep{after, total})
+	}
+	return out, nil
 }

@@ -235,12 +235,29 @@ func (absentSensor) Reinit() error           { return errSensorAbsent }
 
 func (a *Agent) samplerConfig(sensor sample.Sensor, noHumidity bool, settle time.Duration) sample.Config {
 	cfg := a.cfg
+	synced, wallMinusMono := clock.Synced, clock.WallMinusMonoUS
+	if steps, _ := parseClockSteps(cfg.SimClockSteps); len(steps) > 0 {
+		// Tests: the wall clock as a Pi whose clock is set wrong and back
+		// would show it; not synchronised while stepped.
+		start := time.Now()
+		off := func() time.Duration {
+			var o time.Duration
+			for _, st := range steps {
+				if time.Since(start) >= st.after {
+					o = st.total
+				}
+			}
+			return o
+		}
+		synced = func() bool { return off() == 0 && clock.Synced() }
+		wallMinusMono = func() int64 { return clock.WallMinusMonoUS() + off().Microseconds() }
+	}
 	return sample.Config{
 		Sensor: sensor, DeviceID: cfg.DeviceID, BootID: a.boot,
 		Rate: cfg.Rate, BatchInterval: cfg.BatchEvery, NoHumidity: noHumidity,
 		ReadTimeout: cfg.ReadTimeout, FrozenAfter: cfg.FrozenAfter, DriverSense: cfg.DriverSense,
 		Settle:      settle,
-		ClockSynced: clock.Synced, WallMinusMono: clock.WallMinusMonoUS,
+		ClockSynced: synced, WallMinusMono: wallMinusMono,
 		LatenessObserver: a.lateHist,
 		Logger:           a.log.With(slog.String("component", "sampler")),
 	}

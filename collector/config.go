@@ -75,6 +75,7 @@ type Config struct {
 	AllowedLateness time.Duration
 	MovingAverages  string
 	MaxSkew         time.Duration
+	MaxAhead        time.Duration
 	CommitInterval  time.Duration
 	LandingLinger   time.Duration
 
@@ -141,7 +142,8 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.Window, "window", time.Second, "silver tumbling window")
 	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", 10*time.Second, "per-device watermark lag behind its newest reading")
 	fs.StringVar(&c.MovingAverages, "moving-averages", "8,15,60", "gold moving-average lengths, in windows")
-	fs.DurationVar(&c.MaxSkew, "max-skew", 24*time.Hour, "quarantine readings whose time is further than this from the receive time (negative: off)")
+	fs.DurationVar(&c.MaxSkew, "max-skew", 24*time.Hour, "quarantine readings whose time is further than this from the receive time, after clock correction (negative: off)")
+	fs.DurationVar(&c.MaxAhead, "max-ahead", 2*time.Minute, "a synchronised clock's batch with a reading further than this after its receive time is quarantined, an unsynchronised one re-based from its monotonic offset (negative: no clock policy)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", 2*time.Second, "longest time between Delta commits")
 	fs.DurationVar(&c.LandingRetention, "landing-retention", stages.DefaultLandingRetention, "delete landing/ segments of hours older than this once bronze holds all their batches (0: keep forever)")
 	fs.DurationVar(&c.VacuumRetention, "vacuum-retention", stages.DefaultVacuumRetention, "delta.deletedFileRetentionDuration written into new tables: how long removed files stay (negative: no vacuum)")
@@ -266,7 +268,7 @@ func (c Config) stageOptions(log *slog.Logger) stages.Options {
 	mas, _ := c.movingAverages()
 	return stages.Options{
 		Window: c.Window, AllowedLateness: c.AllowedLateness, MovingAverages: mas,
-		MaxSkew: c.MaxSkew, CommitInterval: c.CommitInterval, Logger: log,
+		MaxSkew: c.MaxSkew, MaxAhead: c.MaxAhead, CommitInterval: c.CommitInterval, Logger: log,
 		LandingRetention: c.landingRetention(), VacuumRetention: c.VacuumRetention, LogRetention: c.LogRetention,
 		ForgetAfter: c.ForgetAfter,
 	}

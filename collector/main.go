@@ -225,7 +225,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	stagesRunning.Store(true)
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
-		coll := newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load)
+		coll := newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load).withAcker(acker)
 		coll.routingLimited = func() uint64 {
 			if r := routing.Load(); r != nil {
 				return r.Limited()

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -23,15 +24,23 @@ type collector struct {
 	rate        func() float64
 	broker      func() *broker.Broker // nil, or returning nil: no embedded broker (yet)
 	hostRefused func() uint64
+	acker       *ingest.Acker // nil with the embedded broker
 	// routingLimited counts IoT Hub routing files quarantined for a limit.
 	routingLimited func() uint64
 
 	batches, readings, bytes, duplicates, lakeErrors, lag                                   *prometheus.Desc
 	quarantined, bronzeReadings, bronzeBatches, late, silverRows, goldRows                  *prometheus.Desc
+	clockCorrected, aheadReadings, acksSent                                                 *prometheus.Desc
 	readingsPerSec, limited                                                                 *prometheus.Desc
 	syncs, syncSeconds, segments                                                            *prometheus.Desc
 	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
 	refusals, refusing, compactSkipped                                                      *prometheus.Desc
+}
+
+// withAcker makes c export a's counters (a may be nil).
+func (c *collector) withAcker(a *ingest.Acker) *collector {
+	c.acker = a
+	return c
 }
 
 func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, lakeRetries func() uint64,
@@ -56,6 +65,9 @@ func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, la
 		bronzeReadings: d("bronze_readings_total", "Readings committed to bronze."),
 		bronzeBatches:  d("bronze_batches_total", "Batches folded into bronze."),
 		late:           d("late_readings_total", "Readings whose window was already final (sent to silver_late)."),
+		clockCorrected: d("clock_corrected_batches_total", "Batches re-based from their monotonic offset (a device clock that was wrong or stepped)."),
+		aheadReadings:  d("ahead_readings_total", "Readings quarantined for being more than --max-ahead after their receive time (also in quarantined_total{kind=\"skew\"})."),
+		acksSent:       d("landing_acks_total", "Landing acknowledgements published to agents behind an external broker, by outcome.", "outcome"),
 		silverRows:     d("silver_rows_total", "Final silver windows written."),
 		goldRows:       d("gold_rows_total", "Gold rows written."),
 		syncs:          d("landing_syncs_total", "Group-commit rounds (one syncfs each) making landing writes durable."),
@@ -132,6 +144,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bronzeReadings, float64(ps.Readings))
 	counter(c.bronzeBatches, float64(ps.Batches))
 	counter(c.late, float64(ps.Late))
+	counter(c.clockCorrected, float64(ps.ClockCorrected))
+	counter(c.aheadReadings, float64(ps.Ahead))
+	if c.acker != nil {
+		counter(c.acksSent, float64(c.acker.Sent()), "sent")
+		counter(c.acksSent, float64(c.acker.Failed()), "failed")
+	}
 	counter(c.silverRows, float64(ps.SilverRows))
 	counter(c.goldRows, float64(ps.GoldRows))
 	counter(c.epochs, float64(ps.Epochs))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -16,7 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/pilake/pilake/collector/hostcheck"
+
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/live"
 	"github.com/pilake/pilake/dashboard/series"
@@ -128,8 +129,8 @@ func (s *Server) series(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeSeries writes the history response in compact JSON (the shape
-// encoding/json gives seriesResponse, values to series.Digits significant
-// digits), gzipped when the client takes it: the all-devices view of 100
+// encoding/json gives seriesResponse, values rounded as series.AppendFloat
+// says), gzipped when the client takes it: the all-devices view of 100
 // cards is then tens of kilobytes, not megabytes.
 func writeSeries(w http.ResponseWriter, r *http.Request, resp seriesResponse) {
 	b := make([]byte, 0, 64<<10)

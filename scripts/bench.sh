@@ -6,13 +6,14 @@
 #   scripts/bench.sh hw          the fake BME280 bus: per-read cost through bmxx80 and ReadFixed
 #   scripts/bench.sh tables      the stages alone (bronze → silver → gold into a local lake)
 #   scripts/bench.sh history     the dashboard's history views on 24 h x 100 devices, beside DuckDB
+#   scripts/bench.sh freshness   bronze/silver/gold lag behind now, read from the Delta logs while devices send
 #   scripts/bench.sh all         all of them
 # Figures measured on the reference machine are in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 case $what in
-  agent|collector|latency|hw|tables|history) exec "scripts/bench-$what.sh" ;;
+  agent|collector|latency|hw|tables|history|freshness) exec "scripts/bench-$what.sh" ;;
   all) for w in hw agent collector latency; do echo "# $w"; "scripts/bench-$w.sh"; done ;;
-  *) echo "usage: $0 agent|collector|latency|hw|tables|history|all" >&2; exit 2 ;;
+  *) echo "usage: $0 agent|collector|latency|hw|tables|history|freshness|all" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,7 +116,13 @@ type Config struct {
 	// once per batch (default: never synced).
 	ClockSynced func() bool
 	// WallMinusMono returns wall clock minus the monotonic clock (time since
-	// boot) in µs; asked once per batch (default 0).
+	// boot) in µs; asked once per reading (default 0). A reading's timestamp
+	// is its tick's due time on the monotonic clock plus its batch's
+	// MonoOffsetUS; when the offset moves by more than ClockStepUS (the wall
+	// clock was stepped: NTP setting a Pi's clock, an operator), the batch is
+	// cut there and the next one carries the new offset and
+	// wire.FlagClockStepped. So no reading is dropped or given a made-up
+	// time by a step, and a collector can re-base each batch.
 	WallMinusMono func() int64
 	// LatenessObserver, when set, also receives each tick's lateness in
 	// seconds (the agent passes a prometheus.Histogram). It is called on
@@ -137,7 +144,14 @@ type Stats struct {
 	// NotReady counts polls before the sensor's first conversion after a
 	// (re-)initialisation: nothing to record, not an error.
 	NotReady int64
+	// ClockSteps counts wall-clock steps seen (each cut a batch).
+	ClockSteps int64
 }
+
+// ClockStepUS is how far (µs) wall minus monotonic must move between two
+// readings to count as a step of the wall clock: NTP slews at most 500 ppm
+// (1.25 µs per 2.5 ms tick), so anything this large was set, not slewed.
+const ClockStepUS = 100_000
 
 // Health is the sensor's condition as the sampler sees it.
 type Health struct {
@@ -168,6 +182,7 @@ type Sampler struct {
 	ticks, missed, readings, fresh, repeated        atomic.Int64
 	readErrs, timeouts, reinits, reinitErrs, oorCnt atomic.Int64
 	batches, droppedBatches, droppedRdg             atomic.Int64
+	clockSteps                                      atomic.Int64
 	notReady                                        atomic.Int64
 
 	hmu      sync.Mutex
@@ -276,7 +291,7 @@ func (s *Sampler) Stats() Stats {
 		ReadErrors: s.readErrs.Load(), Timeouts: s.timeouts.Load(), Reinits: s.reinits.Load(),
 		ReinitErrors: s.reinitErrs.Load(), OutOfRange: s.oorCnt.Load(),
 		Batches: s.batches.Load(), DroppedBatches: s.droppedBatches.Load(), DroppedRdg: s.droppedRdg.Load(),
-		NotReady: s.notReady.Load(),
+		NotReady: s.notReady.Load(), ClockSteps: s.clockSteps.Load(),
 	}
 }
 
@@ -432,6 +447,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 		batch = nil
 	}
 	var seq uint64
+	stepped := false // the wall clock stepped since the previous batch
 	startBatch := func(now time.Time) {
 		batch = s.pool.Get().(*wire.Batch)
 		seq++
@@ -443,6 +459,10 @@ func (s *Sampler) Run(ctx context.Context) error {
 		}
 		if s.cfg.ClockSynced() {
 			batch.Flags |= wire.FlagClockSynced
+		}
+		if stepped {
+			batch.Flags |= wire.FlagClockStepped
+			stepped = false
 		}
 		if s.cfg.NoHumidity {
 			batch.Flags |= wire.FlagNoHumidity
@@ -459,6 +479,10 @@ func (s *Sampler) Run(ctx context.Context) error {
 	}
 
 	start := clk.Now()
+	// The monotonic clock at start, µs: a tick's due time on it is
+	// startMono + (due − start), whatever the wall clock does.
+	startMono := start.UnixMicro() - s.cfg.WallMinusMono()
+	lastOffset := int64(math.MinInt64)
 	lastChange = start
 	var i int64
 	for {
@@ -578,13 +602,20 @@ func (s *Sampler) Run(ctx context.Context) error {
 		} else {
 			s.setHealth("ok", nil, 0)
 		}
+		off := s.cfg.WallMinusMono()
+		if lastOffset != math.MinInt64 && (off-lastOffset > ClockStepUS || lastOffset-off > ClockStepUS) {
+			// The wall clock stepped: cut the batch here.
+			s.clockSteps.Add(1)
+			s.log.Info("wall clock stepped; starting a new batch", "step", time.Duration(off-lastOffset)*time.Microsecond)
+			emit(false)
+			stepped = true
+		}
+		lastOffset = off
 		if batch == nil {
 			startBatch(now)
+			batch.MonoOffsetUS = off
 		}
-		ts := (now.UnixNano() - int64(late)) / 1000
-		if n := len(batch.Readings); n > 0 && ts < batch.Readings[n-1].TimeUS {
-			ts = batch.Readings[n-1].TimeUS // the wall clock stepped back: keep order
-		}
+		ts := startMono + int64(due.Sub(start)/time.Microsecond) + batch.MonoOffsetUS
 		batch.Readings = append(batch.Readings, wire.Reading{TimeUS: ts, Temp: t, Press: p, Hum: h, Fresh: fresh})
 		s.readings.Add(1)
 	}

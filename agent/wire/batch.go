@@ -38,6 +38,12 @@ const (
 	FlagClockSynced uint8 = 1 << 0
 	// FlagNoHumidity is set for a BMP280 (no humidity channel); Hum is then 0.
 	FlagNoHumidity uint8 = 1 << 1
+	// FlagClockStepped is set on the first batch after the agent's wall
+	// clock was stepped (wall minus monotonic moved by 100 ms or more between
+	// two readings): the batch before it was cut at the step, and this one's
+	// MonoOffsetUS is the new offset. Every reading's TimeUS is its
+	// monotonic capture time plus its batch's MonoOffsetUS.
+	FlagClockStepped uint8 = 1 << 2
 )
 
 // Reading is one poll of the sensor, in the BME280's fixed-point units.

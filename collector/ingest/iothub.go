@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
 )
@@ -154,7 +155,7 @@ func (r *Routing) process(ctx context.Context, o lake.Object) error {
 	if o.Size > lim.MaxFileBytes {
 		// Not read at all: set aside by name, with the reason.
 		reason := fmt.Sprintf("routing file of %d bytes is larger than the limit of %d; not read", o.Size, lim.MaxFileBytes)
-		r.log.Warn("routing file too large; quarantined unread", "file", o.Name, "bytes", o.Size, "max", lim.MaxFileBytes)
+		r.log.Warn("routing file too large; quarantined unread", "file", redact.Clean(o.Name, 200), "bytes", o.Size, "max", lim.MaxFileBytes)
 		if qerr := r.opts.Quarantine(ctx, o.Name, nil, reason); qerr != nil {
 			return fmt.Errorf("quarantining routing file %s: %w", o.Name, qerr)
 		}
@@ -208,7 +209,7 @@ func (r *Routing) process(ctx context.Context, o lake.Object) error {
 	}
 	if errors.Is(err, ErrRoutingFile) {
 		// The records before the damage are landed; set the file aside.
-		r.log.Warn("routing file unreadable; quarantined", "file", o.Name, "records_landed", records.Load(), "err", err)
+		r.log.Warn("routing file unreadable; quarantined", "file", redact.Clean(o.Name, 200), "records_landed", records.Load(), "err", err)
 		if qerr := r.opts.Quarantine(ctx, o.Name, data, err.Error()); qerr != nil {
 			return fmt.Errorf("quarantining routing file %s: %w", o.Name, qerr)
 		}

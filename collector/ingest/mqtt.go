@@ -11,7 +11,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/backoff"
 )
 
 // Handler lands one received message; nil means it may be acknowledged.
@@ -251,7 +253,7 @@ func (q *MQTT) Run(ctx context.Context) error {
 
 // landWithRetry lands m, retrying with backoff until it succeeds or ctx ends.
 func landWithRetry(ctx context.Context, log *slog.Logger, opts MQTTOptions, m paho.Message) bool {
-	delay := opts.RetryDelay
+	b := backoff.Backoff{Min: opts.RetryDelay, Max: 10 * time.Second}
 	for attempt := 1; ; attempt++ {
 		err := opts.Handler(ctx, m.Topic(), m.Payload())
 		if err == nil {
@@ -260,14 +262,9 @@ func landWithRetry(ctx context.Context, log *slog.Logger, opts MQTTOptions, m pa
 		if ctx.Err() != nil {
 			return false
 		}
-		log.Warn("landing failed; retrying", "topic", m.Topic(), "attempt", attempt, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		log.Warn("landing failed; retrying", "topic", redact.Clean(m.Topic(), 120), "attempt", attempt, "err", err)
+		if backoff.Wait(ctx, b.Next()) != nil {
 			return false
-		case <-t.C:
 		}
-		delay = min(delay*2, 10*time.Second)
 	}
 }

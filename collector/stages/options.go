@@ -21,8 +21,17 @@ type Options struct {
 	// MovingAverages are gold's moving-average lengths, in windows [8, 15, 60].
 	MovingAverages []int
 	// MaxSkew: readings whose capture time is more than this before or after
-	// the batch's receive time are quarantined [24h]. Negative disables the check.
+	// the batch's receive time are quarantined [24h]. Negative disables the
+	// check and the clock policy (MaxAhead).
 	MaxSkew time.Duration
+	// MaxAhead: how far after its receive time a reading may be [2m]. A
+	// batch from a synchronised clock beyond it is quarantined (it would
+	// move the device's watermark ahead of time); one from an
+	// unsynchronised clock is re-based from its monotonic offset (see
+	// clockPolicy, which also corrects batches more than MaxSkew behind).
+	// Negative disables the clock policy; so does a negative MaxSkew (no
+	// time checks at all).
+	MaxAhead time.Duration
 	// CommitInterval is the longest time between epochs (Delta commits) [2s].
 	CommitInterval time.Duration
 	// MaxEpochRows cuts an epoch early when it holds this many readings [1<<20].
@@ -134,6 +143,7 @@ const (
 	DefaultWindow          = time.Second
 	DefaultAllowedLateness = 10 * time.Second
 	DefaultMaxSkew         = 24 * time.Hour
+	DefaultMaxAhead        = 2 * time.Minute
 	DefaultCommitInterval  = 2 * time.Second
 
 	DefaultVacuumRetention    = 48 * time.Hour
@@ -161,6 +171,9 @@ func (o Options) withDefaults() Options {
 	o.MovingAverages = slices.Compact(o.MovingAverages)
 	if o.MaxSkew == 0 {
 		o.MaxSkew = DefaultMaxSkew
+	}
+	if o.MaxAhead == 0 {
+		o.MaxAhead = DefaultMaxAhead
 	}
 	if o.ScanInterval == 0 {
 		o.ScanInterval = 30 * time.Second

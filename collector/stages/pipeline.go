@@ -47,6 +47,9 @@ type Stats struct {
 	Duplicates       int64 // submitted batches already in bronze (ignored)
 	Late             int64 // readings sent to silver_late
 	Quarantined      int64 // readings quarantined (timestamp skew)
+	ClockCorrected   int64 // batches re-based by the clock policy
+	ClockRejected    int64 // batches quarantined by the clock policy (absurd offsets)
+	Ahead            int64 // readings quarantined as ahead of their receive time (in Quarantined too)
 	QuarantinedFiles int64 // landing objects quarantined (undecodable)
 	SilverRows       int64
 	GoldRows         int64

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ type runner struct {
 
 	f      *folder
 	landed map[string]landing.SeqRanges
+	clock  *clockPolicy
 	// segments holds, per Lander instance, the counters of the segments
 	// whose every batch is processed; segSeen counts the batches processed
 	// of segments not complete yet.
@@ -74,6 +76,7 @@ func newRunner(p *Pipeline) *runner {
 		l: p.l, opts: p.opts, log: p.log, m: &p.m, in: p.in,
 		f:        newFolder(p.opts.Window.Microseconds(), p.opts.AllowedLateness.Microseconds(), p.opts.MovingAverages),
 		landed:   map[string]landing.SeqRanges{},
+		clock:    newClockPolicy(p.opts.MaxAhead, p.opts.MaxSkew, p.opts.MaxSkew < 0),
 		segments: map[string]landing.SeqRanges{}, segSeen: map[string]*segProgress{},
 		streamSeen: map[string]int64{}, devSeen: map[string]int64{},
 	}
@@ -165,23 +168,52 @@ func (r *runner) process(b Landed) {
 	if src == "" {
 		src = "unknown"
 	}
-	// Skew check.
 	good := b.Batch.Readings
 	var bad []wire.Reading
-	if r.opts.MaxSkew > 0 {
+	// Clock policy: re-base a wrong clock from the batch's monotonic offset.
+	v := r.clock.correct(b.Batch, recv)
+	switch {
+	case v.reject != "":
+		bad, good = b.Batch.Readings, nil
+		r.quar = append(r.quar, quarantined{name: b.Name, batch: *b.Batch, readings: bad, recv: b.ReceivedAt, source: src, reason: v.reject})
+		r.m.count(func(s *Stats) { s.ClockRejected++ })
+	case v.shiftUS != 0:
+		r.m.count(func(s *Stats) { s.ClockCorrected++ })
+	}
+	// Skew check, and no reading ahead of the receive time by more than
+	// MaxAhead: one batch cannot move the device's watermark ahead of time.
+	if bad == nil && (r.opts.MaxSkew > 0 || r.clock.maxAhead > 0) {
 		skew := r.opts.MaxSkew.Microseconds()
+		ahead := int64(math.MaxInt64)
+		if r.clock.maxAhead > 0 {
+			ahead = recv + r.clock.maxAhead
+		}
+		nskew := 0
 		r.good = r.good[:0]
 		for _, rd := range b.Batch.Readings {
-			if rd.TimeUS > recv+skew || rd.TimeUS < recv-skew {
+			switch {
+			case skew > 0 && (rd.TimeUS > recv+skew || rd.TimeUS < recv-skew):
+				nskew++
 				bad = append(bad, rd)
-			} else {
+			case rd.TimeUS > ahead:
+				bad = append(bad, rd)
+			default:
 				r.good = append(r.good, rd)
 			}
 		}
 		if bad != nil {
 			good = r.good
+			var why []string
+			if nskew > 0 {
+				why = append(why, fmt.Sprintf("%d readings captured more than %v from the receive time %s", nskew, r.opts.MaxSkew, b.ReceivedAt.UTC().Format(time.RFC3339Nano)))
+			}
+			if n := len(bad) - nskew; n > 0 {
+				why = append(why, fmt.Sprintf("%d readings captured more than %v ahead of the receive time %s (a clock ahead of time; refused so the device's watermark is not moved)",
+					n, time.Duration(r.clock.maxAhead)*time.Microsecond, b.ReceivedAt.UTC().Format(time.RFC3339Nano)))
+				r.m.count(func(s *Stats) { s.Ahead += int64(n) })
+			}
 			r.quar = append(r.quar, quarantined{name: b.Name, batch: *b.Batch, readings: bad, recv: b.ReceivedAt, source: src,
-				reason: fmt.Sprintf("%d readings captured more than %v from the receive time %s", len(bad), r.opts.MaxSkew, b.ReceivedAt.UTC().Format(time.RFC3339Nano))})
+				reason: strings.Join(why, "; ")})
 		}
 	}
 	tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq), ReceivedAt: recv, Source: src}

@@ -27,6 +27,8 @@ type config struct {
 	devices                             int
 	rate                                float64
 	batch, warmup, duration             time.Duration
+	freshness                           string // a lake directory: measure table freshness instead of the page
+	sseClients                          int    // Go SSE clients on /api/live beside the browser
 }
 
 func main() {
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.batch, "batch", time.Second, "batch interval (the agent's default is 1 s)")
 	fs.DurationVar(&c.warmup, "warmup", 5*time.Second, "time before measuring")
 	fs.DurationVar(&c.duration, "seconds", 30*time.Second, "measuring time")
+	fs.IntVar(&c.sseClients, "sse-clients", 0, "Go clients reading the dashboard's live stream (/api/live) beside the measuring browser (999: 1,000 clients in all)")
+	fs.StringVar(&c.freshness, "freshness", "", "the collector's lake directory: instead of the page, measure how far behind now the newest event time in bronze, silver and gold is, reading their Delta logs as another engine would")
 	if err := conf.Load(fs, args, "PILAKE_BENCH_", os.LookupEnv); err != nil {
 		return err
 	}
@@ -74,6 +78,15 @@ func run(ctx context.Context, args []string) error {
 		go generate(ctx, c, clients, &stats)
 	}
 
+	if c.freshness != "" {
+		return freshness(ctx, c)
+	}
+	var sse sseStats
+	if c.sseClients > 0 {
+		if err := startSSEClients(ctx, c, &sse); err != nil {
+			return err
+		}
+	}
 	bctx, err := openBrowser(ctx, c.chromium)
 	if err != nil {
 		return err
@@ -116,6 +129,10 @@ func run(ctx context.Context, args []string) error {
 	fmt.Printf("batches_sent_per_s=%.1f publish_errors=%d\n", float64(stats.batches.Load()-sent0)/elapsed, stats.errors.Load())
 	fmt.Printf("live_points=%d live_points_per_s=%.1f page_messages_per_s=%.1f\n", len(r.Lat), float64(len(r.Lat))/elapsed, float64(r.Messages)/elapsed)
 	fmt.Printf("collector_p50_ms=%.1f collector_p99_ms=%.1f\n", pct(r.Pub, 50), pct(r.Pub, 99))
+	if c.sseClients > 0 {
+		fmt.Printf("sse_clients=%d sse_clients_streaming=%d sse_messages_per_s_per_client=%.1f sse_client_p99_ms=%.1f\n", c.sseClients, sse.streaming.Load(),
+			float64(sse.messages.Load())/float64(c.sseClients)/time.Since(sse.start).Seconds(), sse.p99())
+	}
 	fmt.Printf("e2e_p50_ms=%.1f\n", pct(r.Lat, 50))
 	fmt.Printf("e2e_p99_ms=%.1f\n", pct(r.Lat, 99))
 	fmt.Printf("e2e_max_ms=%.1f\n", pct(r.Lat, 100))

@@ -285,13 +285,17 @@ func Finite(tempC, humRH, pressPa float64) bool {
 	return !math.IsNaN(tempC+humRH+pressPa) && !math.IsInf(tempC+humRH+pressPa, 0)
 }
 
-// Digits are the significant digits AppendJSON keeps: more than the
-// BME280 resolves (0.01 °C, 0.18 Pa, 0.001 %RH at room values) and far
-// fewer bytes than the 17 of a full float64.
-const Digits = 7
+// Decimals are the decimal places AppendJSON keeps of each quantity: finer
+// than the BME280 resolves (0.01 °C, ~0.2 Pa, ~0.001 %RH), and far fewer
+// bytes than the 17 significant digits of a float64.
+const (
+	TempDecimals     = 3 // °C
+	HumidityDecimals = 3 // %RH
+	PressureDecimals = 1 // Pa
+)
 
 // AppendJSON appends c as compact JSON (the shape encoding/json gives it,
-// values rounded to Digits significant digits).
+// values rounded to TempDecimals, HumidityDecimals and PressureDecimals).
 func (c *Columns) AppendJSON(b []byte) []byte {
 	b = append(b, `{"t":[`...)
 	for i, t := range c.T {
@@ -303,39 +307,59 @@ func (c *Columns) AppendJSON(b []byte) []byte {
 	b = append(b, ']')
 	b = appendValues(b, c.TempC, c.HumidityRH, c.PressurePa)
 	if c.HasBand() {
-		for _, col := range []struct {
-			key string
-			v   []float64
-		}{{`,"temp_c_lo":[`, c.TempLo}, {`,"temp_c_hi":[`, c.TempHi}, {`,"humidity_rh_lo":[`, c.HumidityLo},
-			{`,"humidity_rh_hi":[`, c.HumidityHi}, {`,"pressure_pa_lo":[`, c.PressureLo}, {`,"pressure_pa_hi":[`, c.PressureHi}} {
-			b = appendArray(b, col.key, col.v)
-		}
+		b = appendArray(b, `,"temp_c_lo":[`, c.TempLo, TempDecimals)
+		b = appendArray(b, `,"temp_c_hi":[`, c.TempHi, TempDecimals)
+		b = appendArray(b, `,"humidity_rh_lo":[`, c.HumidityLo, HumidityDecimals)
+		b = appendArray(b, `,"humidity_rh_hi":[`, c.HumidityHi, HumidityDecimals)
+		b = appendArray(b, `,"pressure_pa_lo":[`, c.PressureLo, PressureDecimals)
+		b = appendArray(b, `,"pressure_pa_hi":[`, c.PressureHi, PressureDecimals)
 	}
 	return append(b, '}')
 }
 
 func appendValues(b []byte, temp, hum, press []float64) []byte {
-	b = appendArray(b, `,"temp_c":[`, temp)
-	b = appendArray(b, `,"humidity_rh":[`, hum)
-	return appendArray(b, `,"pressure_pa":[`, press)
+	b = appendArray(b, `,"temp_c":[`, temp, TempDecimals)
+	b = appendArray(b, `,"humidity_rh":[`, hum, HumidityDecimals)
+	return appendArray(b, `,"pressure_pa":[`, press, PressureDecimals)
 }
 
-func appendArray(b []byte, key string, v []float64) []byte {
+func appendArray(b []byte, key string, v []float64, decimals int) []byte {
 	b = append(b, key...)
 	for i, f := range v {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendFloat(b, f)
+		b = AppendFloat(b, f, decimals)
 	}
 	return append(b, ']')
 }
 
-// AppendFloat appends f rounded to Digits significant digits as a JSON
-// number (0 for a non-finite value, which Columns never hold).
-func AppendFloat(b []byte, f float64) []byte {
+// AppendFloat appends f rounded to decimals places as a JSON number, without
+// trailing zeros (0 for a non-finite value, which Columns never hold).
+func AppendFloat(b []byte, f float64, decimals int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(b, '0')
 	}
-	return strconv.AppendFloat(b, f, 'g', Digits, 64)
+	if math.Abs(f) >= 1e15 {
+		return strconv.AppendFloat(b, f, 'g', -1, 64)
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, f, 'f', decimals, 64)
+	if decimals > 0 {
+		for b[len(b)-1] == '0' {
+			b = b[:len(b)-1]
+		}
+		if b[len(b)-1] == '.' {
+			b = b[:len(b)-1]
+		}
+	}
+	if string(b[start:]) == "-0" {
+		b = append(b[:start], '0')
+	}
+	return b
 }
+
+// MarshalJSON encodes c as AppendJSON does: the live feed's updates are
+// marshalled once per update and written to every browser, so their size
+// is the live path's cost per client.
+func (c Columns) MarshalJSON() ([]byte, error) { return c.AppendJSON(nil), nil }

@@ -349,3 +349,33 @@ func TestFaultSharedGroupWithoutMember(t *testing.T) {
 	sleepOrFail(t, 4*time.Second, r.coll)
 	r.finish(false)
 }
+
+// TestFaultClockSteps: an agent's wall clock is stepped forward a day, back,
+// back a day and forward again (as a Pi set wrong and corrected would see);
+// the batches are cut at each step and the collector re-bases the stepped
+// ones from their monotonic offset: every reading in bronze once, each
+// within the run's real time span (none a day off, none quarantined).
+func TestFaultClockSteps(t *testing.T) {
+	r := newFaultRig(t, false)
+	began := time.Now()
+	r.startAgent("fault-e", "--simulate-clock-steps", "2s:+24h,4s:-24h,6s:-24h,8s:+24h")
+	sleepOrFail(t, 10*time.Second, r.coll)
+	r.finish(true)
+	ended := time.Now()
+	l, err := lake.NewLocal(r.lakeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bronze, err := delta.ReadTable[schema.BronzeRow](context.Background(), l, schema.Bronze, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range bronze {
+		if ts := time.UnixMicro(row.TS); ts.Before(began.Add(-time.Minute)) || ts.After(ended.Add(time.Minute)) {
+			t.Fatalf("reading of batch %d at %s, outside the run (%s to %s)", row.Seq, ts.UTC(), began.UTC(), ended.UTC())
+		}
+	}
+	if objs, _ := l.List(context.Background(), schema.Quarantine); len(objs) != 0 {
+		t.Errorf("%d quarantine objects, want none", len(objs))
+	}
+}
