@@ -225,3 +225,46 @@ func TestAutoModeTrustsAnAnnouncedPuback(t *testing.T) {
 		t.Fatalf("counters %+v", c)
 	}
 }
+
+// TestResendRequest: a batch PUBACKed but lost on the way is sent again at
+// once when the collector asks for it (no need to wait for the timeout).
+func TestResendRequest(t *testing.T) {
+	const device = "dev-resend"
+	fc := &fakeCollector{device: device, lose: map[uint64]bool{3: true}, landed: map[uint64]int{}}
+	srv, addr := brokerServer(t, new(auth.AllowHook), fc)
+	fc.srv = srv
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	var f *Forwarder
+	conn := ackedConn(t, addr, device, &f)
+	f, err = NewForwarder(ForwarderConfig{Spool: sp, Pub: conn, MaxInflight: 4, BacklogRate: 1000, Logger: quiet,
+		AckMode: AckLanded, LandingTimeout: time.Hour, Topic: func(*spool.Record) string { return "t/x" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Start(t.Context())
+	t.Cleanup(func() { conn.Close(time.Second) })
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(t.Context()) }()
+	t.Cleanup(func() { <-done })
+	for seq := uint64(1); seq <= 5; seq++ {
+		if _, err := sp.Append(1, seq, 10, payload(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sp.Stats().Records != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := sp.Stats().Records; n != 1 {
+		t.Fatalf("%d batches unlanded, want only the lost one", n)
+	}
+	_ = srv.Publish(wire.AckTopic(device), wire.EncodeAck(nil, &wire.Ack{Boot: 1, Resend: [][2]uint64{{3, 4}}}), false, 1)
+	waitEmpty(t, f)
+	if got := fc.snapshot(); got[3] != 1 || got[4] != 1 {
+		t.Fatalf("landed %v: want 3 once (resent on request) and 4 once (landed, not resent)", got)
+	}
+}
