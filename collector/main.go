@@ -347,7 +347,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		ready.Store(true)
 		log.Info("embedded MQTT broker listening", "addr", brk.Addr().String())
 	} else {
-		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername,
+		tlsConf, err := cfg.brokerTLS()
+		if err != nil {
+			stopStages()
+			<-stagesDone
+			return err
+		}
+		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername, TLS: tlsConf,
 			Password: cfg.MQTTPassword, ShareGroup: cfg.ShareGroup, Workers: cfg.Workers, Handler: func(ctx context.Context, topic string, payload []byte) error { return handle(ctx, "", topic, payload) }, Logger: log,
 			OnConnect: func() { ready.Store(true) }, OnConnectionLost: func(error) { ready.Store(false) }})
 		if err != nil {

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"encoding/binary"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -266,5 +267,51 @@ func TestResendRequest(t *testing.T) {
 	waitEmpty(t, f)
 	if got := fc.snapshot(); got[3] != 1 || got[4] != 1 {
 		t.Fatalf("landed %v: want 3 once (resent on request) and 4 once (landed, not resent)", got)
+	}
+}
+
+// failEvery drops the client on every telemetry publication, as the
+// embedded broker does when the lake refuses every landing.
+type failEvery struct{ mochi.HookBase }
+
+func (failEvery) ID() string           { return "fail-every" }
+func (failEvery) Provides(b byte) bool { return b == mochi.OnPublish }
+func (failEvery) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if strings.HasPrefix(pk.TopicName, "t/") {
+		cl.Stop(errors.New("test: landing failed"))
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
+// TestFailingLandingBacksOff: a broker that disconnects on every failed
+// landing is not stormed: reconnections after short connections back off
+// (1 s, 2 s, ...), so in 3.5 s the agent connects a handful of times, not
+// thousands (issue 15: 4,990 disconnects in 20 s).
+func TestFailingLandingBacksOff(t *testing.T) {
+	addr := broker(t, new(auth.AllowHook), &failEvery{})
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	conn, err := NewMQTT(Config{Broker: "tcp://" + addr, ClientID: "dev-storm", Logger: quiet, MaxReconnectInterval: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Start(t.Context())
+	t.Cleanup(func() { conn.Close(time.Second) })
+	f := runForwarder(t, sp, conn, 4)
+	for seq := uint64(1); seq <= 5; seq++ {
+		if _, err := sp.Append(1, seq, 10, payload(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if n := conn.Connects(); n > 4 || n < 2 {
+		t.Fatalf("%d connections in 3.5 s, want 2-4 (backoff after each short one)", n)
+	}
+	if conn.ShortLived() < 1 || f.Counters().Acked != 0 || sp.Stats().Records != 5 {
+		t.Fatalf("short-lived %d, counters %+v, spool %+v", conn.ShortLived(), f.Counters(), sp.Stats())
 	}
 }
