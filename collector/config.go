@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/collector/bronzeapp"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/stages"
@@ -45,6 +48,9 @@ type Config struct {
 	MQTTPassword string
 	ShareGroup   string
 	Workers      int
+
+	// TLS files for an external broker (ssl://).
+	BrokerTLSCA, BrokerTLSCert, BrokerTLSKey string
 
 	// Embedded broker security (required beyond loopback) and limits.
 	TLSCert, TLSKey, TLSClientCA string
@@ -97,6 +103,7 @@ type Config struct {
 	Pprof               bool
 	Stages              bool
 	Rollups             bool
+	BronzeAppend        string
 }
 
 func newFlagSet(c *Config) *flag.FlagSet {
@@ -115,6 +122,9 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.ClientID, "client-id", "", "MQTT client id for an external broker; stable across restarts (default pilake-collector-HOSTNAME)")
 	fs.StringVar(&c.MQTTUsername, "mqtt-username", "", "MQTT username for an external broker")
 	fs.StringVar(&c.MQTTPassword, "mqtt-password", "", "MQTT password for an external broker")
+	fs.StringVar(&c.BrokerTLSCA, "broker-tls-ca", "", "external broker: PEM CA bundle to verify its certificate (default: the system's)")
+	fs.StringVar(&c.BrokerTLSCert, "broker-tls-cert", "", "external broker: PEM client certificate (the collector's identity), with --broker-tls-key")
+	fs.StringVar(&c.BrokerTLSKey, "broker-tls-key", "", "external broker: PEM client key")
 	fs.StringVar(&c.ShareGroup, "share-group", "", "MQTT shared-subscription group ($share/GROUP/...) to split load over collectors")
 	fs.IntVar(&c.Workers, "workers", 128, "messages landed concurrently from an external broker")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "embedded broker: PEM server certificate chain (TLS 1.2+; reloaded when the file changes)")
@@ -156,6 +166,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.CPUProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file")
 	fs.BoolVar(&c.Stages, "stages", true, "run bronze/silver/gold here; false: land only (tables built elsewhere, or by a later collector's recovery)")
+	fs.StringVar(&c.BronzeAppend, "bronze-append", "", "with --stages=false: append what this collector lands to bronze itself, as NAME (unique per lake, the same across restarts; Delta txn app id pilake-bronze-NAME); silver and gold are then built elsewhere (scripts/databricks)")
 	fs.BoolVar(&c.Rollups, "rollups", true, "with --stages, maintain silver's rollup tiers silver_10s, silver_1m, silver_1h (collector/rollup) for the dashboard's long ranges")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
 	fs.BoolVar(&c.Live, "live", true, "publish live updates (provisional silver/gold) on pilake/v1/live/{device}")
@@ -176,6 +187,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 // Validate reports settings a user must fix.
 func (c Config) Validate() error {
 	var errs []error
+	if c.BronzeAppend != "" && (c.Stages || !bronzeapp.ValidName(c.BronzeAppend)) {
+		errs = append(errs, fmt.Errorf("--bronze-append %q: needs --stages=false and a name of 1-40 a-z, 0-9 and -", c.BronzeAppend))
+	}
 	if c.AzureContainer == "" && c.Lake == "" {
 		errs = append(errs, errors.New("no lake: give --lake DIR or --azure-container"))
 	}
@@ -301,6 +315,33 @@ func (c Config) brokerOptions() (*broker.TLSOptions, broker.AuthOptions, broker.
 		ConnectTimeout: c.ConnectTimeout, SessionExpiry: c.SessionExpiry, MessageExpiry: c.SessionExpiry, MaxInflight: c.MaxInflight,
 		MaxKeepalive: uint16(min(c.MaxKeepalive, 65535)), MaxRetained: c.MaxRetained}
 	return tlsOpts, auth, lim, nil
+}
+
+// brokerTLS builds the TLS configuration for an external broker from the
+// --broker-tls-* files (nil when none is given).
+func (c Config) brokerTLS() (*tls.Config, error) {
+	if c.BrokerTLSCA == "" && c.BrokerTLSCert == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.BrokerTLSCA != "" {
+		pem, err := os.ReadFile(c.BrokerTLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("reading --broker-tls-ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--broker-tls-ca %s: no PEM certificates", c.BrokerTLSCA)
+		}
+	}
+	if c.BrokerTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.BrokerTLSCert, c.BrokerTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading --broker-tls-cert/--broker-tls-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // readFleetKey reads a fleet key file: its text, surrounding white space

@@ -14,6 +14,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,6 +40,7 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/collector/bronzeapp"
 	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/lake"
@@ -141,10 +143,22 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		return pipeline.Submit(ctx, stages.Landed{Name: l.Name, Segment: l.Name, SegmentRecords: l.SegmentRecords,
 			Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
 	}
-	if !cfg.Stages {
-		// Landing only: bronze, silver and gold are built elsewhere (e.g.
-		// Databricks Auto Loader on landing/), or by a collector started
-		// later, whose recovery lands everything in landing/ into bronze.
+	var appender *bronzeapp.Appender
+	switch {
+	case cfg.BronzeAppend != "":
+		// Landing and bronze here, each collector under its own txn app id;
+		// silver and gold elsewhere (scripts/databricks).
+		appender, err = bronzeapp.New(lk, bronzeapp.Options{Name: cfg.BronzeAppend, Instance: instance, CommitInterval: cfg.CommitInterval,
+			CompatibleBronze: so.CompatibleBronze, Release: landing.ReleaseBatch, Logger: log})
+		if err != nil {
+			return err
+		}
+		submit = func(ctx context.Context, l landing.Landed) error {
+			return appender.Submit(ctx, bronzeapp.Landed{Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
+		}
+	case !cfg.Stages:
+		// Landing only: a collector that runs the stages on the same lake
+		// takes these segments into bronze (its scan), or its recovery does.
 		submit = nil
 	}
 	// With an external broker, agents learn what landed from landing acks
@@ -188,6 +202,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 			<-rollDone
 			stagesDone <- err
 		}()
+	} else if appender != nil {
+		// Registers this instance and appends what earlier instances landed
+		// but never got into bronze, before any ingest.
+		if err := appender.Start(ctx); err != nil {
+			return err
+		}
+		log.Info("appending landed batches to bronze", "name", cfg.BronzeAppend, "txn_app_id", appender.AppID())
+		go func() { stagesDone <- appender.Run(stagesCtx) }()
 	} else {
 		go func() { <-stagesCtx.Done(); stagesDone <- nil }()
 	}
@@ -236,6 +258,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		// Per device and boot, the batch sequence numbers missing from bronze
+		// (as of the last epoch): what agents lost or have not delivered yet.
+		mux.HandleFunc("GET /healthz/gaps", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(pipeline.Gaps())
+		})
 		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 			if !ready.Load() || !stagesRunning.Load() || ingestCtx.Err() != nil {
 				http.Error(w, "not ready", http.StatusServiceUnavailable)
@@ -319,7 +347,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		ready.Store(true)
 		log.Info("embedded MQTT broker listening", "addr", brk.Addr().String())
 	} else {
-		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername,
+		tlsConf, err := cfg.brokerTLS()
+		if err != nil {
+			stopStages()
+			<-stagesDone
+			return err
+		}
+		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername, TLS: tlsConf,
 			Password: cfg.MQTTPassword, ShareGroup: cfg.ShareGroup, Workers: cfg.Workers, Handler: func(ctx context.Context, topic string, payload []byte) error { return handle(ctx, "", topic, payload) }, Logger: log,
 			OnConnect: func() { ready.Store(true) }, OnConnectionLost: func(error) { ready.Store(false) }})
 		if err != nil {
@@ -338,6 +372,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 			defer ingestWG.Done()
 			acker.Run(ingestCtx)
 		}()
+		if cfg.Stages {
+			ingestWG.Add(1)
+			go func() {
+				defer ingestWG.Done()
+				acker.RunResendRequests(ingestCtx, pipeline, 30*time.Second)
+			}()
+		}
 		ingestWG.Add(1)
 		go func() {
 			defer ingestWG.Done()

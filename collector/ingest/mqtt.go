@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/backoff"
 )
 
 // Handler lands one received message; nil means it may be acknowledged.
@@ -28,6 +30,9 @@ type MQTTOptions struct {
 	ClientID string
 	// Username and Password, if the broker wants them.
 	Username, Password string
+	// TLS configures ssl:// brokers (CA, client certificate); nil: the
+	// system's roots, no client certificate.
+	TLS *tls.Config
 	// ShareGroup, if set, subscribes as $share/{ShareGroup}/{Filter}: the
 	// broker spreads messages over every collector in the group.
 	ShareGroup string
@@ -170,6 +175,9 @@ func (q *MQTT) Run(ctx context.Context) error {
 	if opts.Username != "" {
 		co.SetUsername(opts.Username).SetPassword(opts.Password)
 	}
+	if opts.TLS != nil {
+		co.SetTLSConfig(opts.TLS)
+	}
 	handler := func(_ paho.Client, m paho.Message) {
 		// Runs on paho's router goroutine; blocking here when the queue is
 		// full stops paho reading the socket (back-pressure to the broker).
@@ -252,7 +260,7 @@ func (q *MQTT) Run(ctx context.Context) error {
 
 // landWithRetry lands m, retrying with backoff until it succeeds or ctx ends.
 func landWithRetry(ctx context.Context, log *slog.Logger, opts MQTTOptions, m paho.Message) bool {
-	delay := opts.RetryDelay
+	b := backoff.Backoff{Min: opts.RetryDelay, Max: 10 * time.Second}
 	for attempt := 1; ; attempt++ {
 		err := opts.Handler(ctx, m.Topic(), m.Payload())
 		if err == nil {
@@ -262,13 +270,8 @@ func landWithRetry(ctx context.Context, log *slog.Logger, opts MQTTOptions, m pa
 			return false
 		}
 		log.Warn("landing failed; retrying", "topic", redact.Clean(m.Topic(), 120), "attempt", attempt, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Wait(ctx, b.Next()) != nil {
 			return false
-		case <-t.C:
 		}
-		delay = min(delay*2, 10*time.Second)
 	}
 }

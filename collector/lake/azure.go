@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/pilake/pilake/internal/backoff"
 )
 
 // AzureOptions configure an Azure Blob / ADLS Gen2 lake. Exactly one way to
@@ -169,6 +170,7 @@ func transient(err error) bool {
 // do runs op with retries; an attempt is bounded by TryTimeout.
 func (a *Azure) do(ctx context.Context, what, name string, op func(ctx context.Context) error) error {
 	var err error
+	b := backoff.Backoff{Min: a.retry.BaseDelay, Max: a.retry.MaxDelay, Jitter: true}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, a.retry.TryTimeout)
 		err = op(actx)
@@ -185,17 +187,8 @@ func (a *Azure) do(ctx context.Context, what, name string, op func(ctx context.C
 		if a.onErr != nil {
 			a.onErr(what, name, attempt, err)
 		}
-		d := a.retry.BaseDelay << min(attempt-1, 20)
-		if d > a.retry.MaxDelay || d <= 0 {
-			d = a.retry.MaxDelay
-		}
-		d = d/2 + rand.N(d/2+1)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Wait(ctx, b.Next()) != nil {
 			return errors.Join(ctx.Err(), err)
-		case <-t.C:
 		}
 	}
 }

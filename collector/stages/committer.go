@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/internal/backoff"
 )
 
 // The tables after bronze, in commit order.
@@ -72,16 +72,15 @@ func (c *committer) goldIsDue(e *epoch) bool {
 // a permanent error, or ctx's end, goes to errc and the rest of commits is
 // dropped.
 func (c *committer) run(ctx context.Context, commits <-chan *epoch, errc chan<- error) {
-	backoff := c.opts.RetryBackoff
+	countRetry := func(error) { c.m.count(func(s *Stats) { s.CommitRetries++ }) }
 	for e := range commits {
 		for {
-			err := c.commitEpoch(ctx, e)
+			err := retry(ctx, c.log, c.opts.RetryBackoff, "committing epoch", 0, countRetry,
+				func(ctx context.Context) error { return c.commitEpoch(ctx, e) }, slog.Int64("epoch", e.n))
 			if err == nil {
-				backoff = c.opts.RetryBackoff
 				c.m.count(func(s *Stats) { s.Refusing = false })
 				break
 			}
-			c.m.count(func(s *Stats) { s.CommitRetries++ })
 			if refused(err) && ctx.Err() == nil {
 				// Another writer enabled what pilake cannot honour (or rows
 				// break a constraint): wait and try again; the epoch's
@@ -89,27 +88,16 @@ func (c *committer) run(ctx context.Context, commits <-chan *epoch, errc chan<- 
 				c.m.count(func(s *Stats) { s.Refusals++; s.Refusing = true })
 				c.log.Error("a table asks what pilake cannot honour; the epoch waits (its batches stay in landing/) and is tried again",
 					slog.Int64("epoch", e.n), slog.Any("error", err), slog.Duration("retry", c.opts.RefusedRetry))
-				select {
-				case <-ctx.Done():
-				case <-time.After(c.opts.RefusedRetry):
-				}
+				_ = backoff.Wait(ctx, c.opts.RefusedRetry)
 				for _, t := range c.tables {
 					_ = t.Refresh(ctx)
 				}
 				continue
 			}
-			if errors.Is(err, delta.ErrConflict) || errors.Is(err, delta.ErrUnsupported) || ctx.Err() != nil {
-				errc <- fmt.Errorf("committing epoch %d: %w", e.n, err)
-				for range commits {
-				}
-				return
+			errc <- fmt.Errorf("committing epoch %d: %w", e.n, err)
+			for range commits {
 			}
-			c.log.Warn("committing epoch failed; retrying", slog.Int64("epoch", e.n), slog.Any("error", err), slog.Duration("backoff", backoff))
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 10*time.Second)
+			return
 		}
 	}
 }
