@@ -17,6 +17,7 @@ import (
 	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/collector/bronzeapp"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/stages"
@@ -97,6 +98,7 @@ type Config struct {
 	Pprof               bool
 	Stages              bool
 	Rollups             bool
+	BronzeAppend        string
 }
 
 func newFlagSet(c *Config) *flag.FlagSet {
@@ -156,6 +158,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.CPUProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file")
 	fs.BoolVar(&c.Stages, "stages", true, "run bronze/silver/gold here; false: land only (tables built elsewhere, or by a later collector's recovery)")
+	fs.StringVar(&c.BronzeAppend, "bronze-append", "", "with --stages=false: append what this collector lands to bronze itself, as NAME (unique per lake, the same across restarts; Delta txn app id pilake-bronze-NAME); silver and gold are then built elsewhere (scripts/databricks)")
 	fs.BoolVar(&c.Rollups, "rollups", true, "with --stages, maintain silver's rollup tiers silver_10s, silver_1m, silver_1h (collector/rollup) for the dashboard's long ranges")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
 	fs.BoolVar(&c.Live, "live", true, "publish live updates (provisional silver/gold) on pilake/v1/live/{device}")
@@ -176,6 +179,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 // Validate reports settings a user must fix.
 func (c Config) Validate() error {
 	var errs []error
+	if c.BronzeAppend != "" && (c.Stages || !bronzeapp.ValidName(c.BronzeAppend)) {
+		errs = append(errs, fmt.Errorf("--bronze-append %q: needs --stages=false and a name of 1-40 a-z, 0-9 and -", c.BronzeAppend))
+	}
 	if c.AzureContainer == "" && c.Lake == "" {
 		errs = append(errs, errors.New("no lake: give --lake DIR or --azure-container"))
 	}

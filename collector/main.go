@@ -39,6 +39,7 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/collector/bronzeapp"
 	"github.com/pilake/pilake/collector/hostcheck"
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/lake"
@@ -141,10 +142,22 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		return pipeline.Submit(ctx, stages.Landed{Name: l.Name, Segment: l.Name, SegmentRecords: l.SegmentRecords,
 			Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
 	}
-	if !cfg.Stages {
-		// Landing only: bronze, silver and gold are built elsewhere (e.g.
-		// Databricks Auto Loader on landing/), or by a collector started
-		// later, whose recovery lands everything in landing/ into bronze.
+	var appender *bronzeapp.Appender
+	switch {
+	case cfg.BronzeAppend != "":
+		// Landing and bronze here, each collector under its own txn app id;
+		// silver and gold elsewhere (scripts/databricks).
+		appender, err = bronzeapp.New(lk, bronzeapp.Options{Name: cfg.BronzeAppend, Instance: instance, CommitInterval: cfg.CommitInterval,
+			CompatibleBronze: so.CompatibleBronze, Release: landing.ReleaseBatch, Logger: log})
+		if err != nil {
+			return err
+		}
+		submit = func(ctx context.Context, l landing.Landed) error {
+			return appender.Submit(ctx, bronzeapp.Landed{Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
+		}
+	case !cfg.Stages:
+		// Landing only: a collector that runs the stages on the same lake
+		// takes these segments into bronze (its scan), or its recovery does.
 		submit = nil
 	}
 	// With an external broker, agents learn what landed from landing acks
@@ -188,6 +201,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 			<-rollDone
 			stagesDone <- err
 		}()
+	} else if appender != nil {
+		// Registers this instance and appends what earlier instances landed
+		// but never got into bronze, before any ingest.
+		if err := appender.Start(ctx); err != nil {
+			return err
+		}
+		log.Info("appending landed batches to bronze", "name", cfg.BronzeAppend, "txn_app_id", appender.AppID())
+		go func() { stagesDone <- appender.Run(stagesCtx) }()
 	} else {
 		go func() { <-stagesCtx.Done(); stagesDone <- nil }()
 	}

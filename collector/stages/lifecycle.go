@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pilake/pilake/collector/bronzeapp"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 )
@@ -112,6 +113,10 @@ func (r *runner) scanLandingHours(ctx context.Context) error {
 	if prev := now.Add(-time.Hour); prev.Before(from) {
 		from = prev // a clock that went back
 	}
+	appended, err := bronzeapp.AppendedInstances(ctx, r.l)
+	if err != nil {
+		return fmt.Errorf("scanning landing: %w", err)
+	}
 	n := 0
 	for h := from; !h.After(now.Add(time.Hour)); h = h.Add(time.Hour) {
 		objs, err := r.l.List(ctx, landing.SegmentHourPrefix(h))
@@ -121,6 +126,9 @@ func (r *runner) scanLandingHours(ctx context.Context) error {
 		for _, o := range objs {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if inst, _, ok := landing.ParseSegmentName(o.Name); ok && appended[inst] {
+				continue // a bronze-appending collector's: in bronze already
 			}
 			k, err := r.scanSegment(ctx, o)
 			if err != nil {

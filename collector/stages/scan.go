@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/bronzeapp"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
@@ -30,6 +31,10 @@ func (r *runner) scanLanding(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("scanning landing: %w", err)
 	}
+	appended, err := bronzeapp.AppendedInstances(ctx, r.l)
+	if err != nil {
+		return fmt.Errorf("scanning landing: %w", err)
+	}
 	defer func() {
 		if ctx.Err() == nil {
 			r.landingHint = oldestSegmentHour(objs, r.opts.Now())
@@ -43,6 +48,9 @@ func (r *runner) scanLanding(ctx context.Context) error {
 			return err
 		}
 		if strings.HasPrefix(o.Name, landing.SegmentDir) {
+			if inst, _, ok := landing.ParseSegmentName(o.Name); ok && appended[inst] {
+				continue // a bronze-appending collector's: in bronze already
+			}
 			k, err := r.scanSegment(ctx, o)
 			if err != nil {
 				return err
@@ -126,6 +134,12 @@ func (s *scanner) run(ctx context.Context, out chan<- segmentObject) {
 func (s *scanner) scanRecent(ctx context.Context, out chan<- segmentObject) error {
 	now := s.opts.Now()
 	n := 0
+	// Collectors that append bronze themselves (collector/bronzeapp): their
+	// batches are in bronze already.
+	appended, err := bronzeapp.AppendedInstances(ctx, s.l)
+	if err != nil {
+		return fmt.Errorf("scanning landing: %w", err)
+	}
 	for _, t := range []time.Time{now.Add(-time.Hour), now, now.Add(time.Hour)} {
 		objs, err := s.l.List(ctx, landing.SegmentHourPrefix(t))
 		if err != nil {
@@ -133,7 +147,7 @@ func (s *scanner) scanRecent(ctx context.Context, out chan<- segmentObject) erro
 		}
 		for _, o := range objs {
 			inst, counter, ok := landing.ParseSegmentName(o.Name)
-			if ok && inst == s.opts.LocalInstance || ok && s.done(inst, counter) {
+			if ok && inst == s.opts.LocalInstance || ok && s.done(inst, counter) || ok && appended[inst] {
 				continue
 			}
 			var data []byte

@@ -38,7 +38,7 @@ def _floor_div(a, b):
 class DeviceState:
     """One device's fold state: watermark, open windows and gold history."""
 
-    __slots__ = ("max_event", "closed_before", "open", "hist")
+    __slots__ = ("max_event", "closed_before", "open", "hist", "folded")
 
     def __init__(self):
         self.max_event = None      # largest event time seen (us); None before the first reading
@@ -46,10 +46,28 @@ class DeviceState:
         # open windows: start -> [n, fresh, t_sum, t_min, t_max, p_sum, p_min, p_max, h_sum, h_min, h_max]
         self.open = {}
         self.hist = []             # last max(N) final windows: [start, temp_avg, pressure_avg, humidity_avg]
+        # landed batches folded: boot -> sorted disjoint [lo, hi] seq ranges, so that a second
+        # copy of a batch in bronze (collectors appending bronze themselves can, after a crash,
+        # each hold one) is not folded twice
+        self.folded = {}
+
+    def seen(self, boot, seq):
+        return any(lo <= seq <= hi for lo, hi in self.folded.get(boot, ()))
+
+    def mark(self, boot, seq):
+        rs = sorted(self.folded.get(boot, []) + [[seq, seq]])
+        merged = [rs[0]]
+        for lo, hi in rs[1:]:
+            if lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.folded[boot] = merged
 
     def to_json(self):
         return json.dumps({"max_event": self.max_event, "closed_before": self.closed_before,
-                           "open": [[ws] + w for ws, w in sorted(self.open.items())], "hist": self.hist})
+                           "open": [[ws] + w for ws, w in sorted(self.open.items())], "hist": self.hist,
+                           "folded": [[b, r] for b, r in sorted(self.folded.items())]})
 
     @classmethod
     def from_json(cls, s):
@@ -58,6 +76,7 @@ class DeviceState:
         st.max_event, st.closed_before = d["max_event"], d["closed_before"]
         st.open = {w[0]: w[1:] for w in d["open"]}
         st.hist = d["hist"]
+        st.folded = {b: r for b, r in d.get("folded", [])}
         return st
 
 
@@ -80,7 +99,10 @@ class Fold:
     def fold_batch(self, st, device, boot, seq, received_at, source, readings):
         """Folds one landed batch of device; readings are bronze's
         (ts, temp_c, pressure_pa, humidity_rh, fresh). Returns the number of
-        late readings."""
+        late readings. A batch folded before (a second copy) is skipped."""
+        if st.seen(boot, seq):
+            return 0
+        st.mark(boot, seq)
         n_late = 0
         max_ts = None
         for ts, temp_c, pressure_pa, humidity_rh, fresh in readings:
@@ -164,7 +186,9 @@ def batches_in_order(rows):
     boot, seq, received_at, source (in that order for tuples). A landed batch
     is one (boot, seq); batches are ordered by (received_at, boot, seq) — the
     collector's received time of each batch — and readings within a batch by
-    time (the fold's result does not depend on that order)."""
+    time (the fold's result does not depend on that order). Two copies of a
+    batch in bronze (two collectors landed it) differ in received_at: only
+    the first copy's rows are kept."""
     groups = {}
     for r in rows:
         if isinstance(r, dict):
@@ -173,10 +197,11 @@ def batches_in_order(rows):
         key = (r[5], r[6])
         g = groups.get(key)
         if g is None:
-            g = groups[key] = {"boot": r[5], "seq": r[6], "received_at": r[7], "source": r[8], "readings": []}
-        g["received_at"] = min(g["received_at"], r[7])
-        g["readings"].append(r[:5])
+            g = groups[key] = {"boot": r[5], "seq": r[6], "received_at": r[7], "source": r[8], "copies": {}}
+        g["copies"].setdefault(r[7], []).append(r[:5])
+        if r[7] < g["received_at"]:
+            g["received_at"], g["source"] = r[7], r[8]
     out = sorted(groups.values(), key=lambda g: (g["received_at"], g["boot"], g["seq"]))
     for g in out:
-        g["readings"].sort(key=lambda x: x[0])
+        g["readings"] = sorted(g.pop("copies")[g["received_at"]], key=lambda x: x[0])
     return out

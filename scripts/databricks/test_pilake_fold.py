@@ -34,7 +34,7 @@ def run_whole(v):
     return f
 
 
-def run_microbatches(v, rng):
+def run_microbatches(v, rng, duplicate=False):
     """As the Spark edge does: bronze rows cut into micro-batches at random
     batch boundaries, each device's rows of a micro-batch shuffled (Spark
     keeps no order), grouped back into landed batches, the state going
@@ -43,6 +43,19 @@ def run_microbatches(v, rng):
     states = {}
     out = {"silver": {}, "silver_late": {}, "gold": {}}
     batches = v["batches"]
+    if duplicate:
+        # every fifth batch is in bronze twice: another collector landed a
+        # redelivered copy later, in the same micro-batch or some after
+        later, dupd = {}, []
+        for k, b in enumerate(batches):
+            dupd.append(b)
+            dupd.extend(later.pop(k, []))
+            if k % 5 == 0:
+                later.setdefault(min(len(batches) - 1, k + rng.randint(0, 12)), []).append(
+                    dict(b, received_at=b["received_at"] + 7))
+        for rest in later.values():
+            dupd.extend(rest)
+        batches = dupd
     i = 0
     while i < len(batches):
         j = min(len(batches), i + rng.randint(1, 9))
@@ -99,6 +112,14 @@ class FoldVectorsTest(unittest.TestCase):
             for kind in want:
                 got_k = {d: rows for d, rows in got[kind].items() if rows}
                 self.assertEqual(got_k, want[kind], f"{kind}, micro-batch cut seed {seed}")
+
+    def test_second_copies_of_batches_are_not_folded(self):
+        want = {k: by_device(self.v[k]) for k in ("silver", "silver_late", "gold")}
+        for seed in range(3):
+            got = run_microbatches(self.v, random.Random(seed), duplicate=True)
+            for kind in want:
+                got_k = {d: rows for d, rows in got[kind].items() if rows}
+                self.assertEqual(got_k, want[kind], f"{kind}, duplicated batches, seed {seed}")
 
     def test_boot_ids_stay_exact_integers(self):
         f = run_whole(self.v)
