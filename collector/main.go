@@ -14,6 +14,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -257,6 +258,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		// Per device and boot, the batch sequence numbers missing from bronze
+		// (as of the last epoch): what agents lost or have not delivered yet.
+		mux.HandleFunc("GET /healthz/gaps", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(pipeline.Gaps())
+		})
 		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 			if !ready.Load() || !stagesRunning.Load() || ingestCtx.Err() != nil {
 				http.Error(w, "not ready", http.StatusServiceUnavailable)
@@ -341,7 +348,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		ready.Store(true)
 		log.Info("embedded MQTT broker listening", "addr", brk.Addr().String())
 	} else {
-		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername,
+		tlsConf, err := cfg.brokerTLS()
+		if err != nil {
+			stopStages()
+			<-stagesDone
+			return err
+		}
+		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername, TLS: tlsConf,
 			Password: cfg.MQTTPassword, ShareGroup: cfg.ShareGroup, Workers: cfg.Workers, Handler: func(ctx context.Context, topic string, payload []byte) error { return handle(ctx, "", topic, payload) }, Logger: log,
 			OnConnect: func() { ready.Store(true) }, OnConnectionLost: func(error) { ready.Store(false) }})
 		if err != nil {
@@ -360,6 +373,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 			defer ingestWG.Done()
 			acker.Run(ingestCtx)
 		}()
+		if cfg.Stages {
+			ingestWG.Add(1)
+			go func() {
+				defer ingestWG.Done()
+				acker.RunResendRequests(ingestCtx, pipeline, 30*time.Second)
+			}()
+		}
 		ingestWG.Add(1)
 		go func() {
 			defer ingestWG.Done()

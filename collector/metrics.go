@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +31,7 @@ type collector struct {
 
 	batches, readings, bytes, duplicates, lakeErrors, lag                                   *prometheus.Desc
 	quarantined, bronzeReadings, bronzeBatches, late, silverRows, goldRows                  *prometheus.Desc
-	clockCorrected, aheadReadings, acksSent                                                 *prometheus.Desc
+	clockCorrected, aheadReadings, acksSent, missing                                        *prometheus.Desc
 	readingsPerSec, limited                                                                 *prometheus.Desc
 	syncs, syncSeconds, segments                                                            *prometheus.Desc
 	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
@@ -67,6 +68,7 @@ func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, la
 		late:           d("late_readings_total", "Readings whose window was already final (sent to silver_late)."),
 		clockCorrected: d("clock_corrected_batches_total", "Batches re-based from their monotonic offset (a device clock that was wrong or stepped)."),
 		aheadReadings:  d("ahead_readings_total", "Readings quarantined for being more than --max-ahead after their receive time (also in quarantined_total{kind=\"skew\"})."),
+		missing:        d("missing_batches", "Per device, batches missing from bronze between its first and last processed of each boot (ranges at /healthz/gaps).", "device"),
 		acksSent:       d("landing_acks_total", "Landing acknowledgements published to agents behind an external broker, by outcome.", "outcome"),
 		silverRows:     d("silver_rows_total", "Final silver windows written."),
 		goldRows:       d("gold_rows_total", "Gold rows written."),
@@ -149,6 +151,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if c.acker != nil {
 		counter(c.acksSent, float64(c.acker.Sent()), "sent")
 		counter(c.acksSent, float64(c.acker.Failed()), "failed")
+		counter(c.acksSent, float64(c.acker.ResendRequests()), "resend_request")
 	}
 	counter(c.silverRows, float64(ps.SilverRows))
 	counter(c.goldRows, float64(ps.GoldRows))
@@ -163,6 +166,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if !ps.LastCommit.IsZero() {
 		gauge(c.lastCommit, float64(ps.LastCommit.UnixNano())/1e9)
+	}
+	missing := map[string]uint64{}
+	for stream, rs := range c.pipeline.Gaps() {
+		dev, _, _ := strings.Cut(stream, "/")
+		for _, r := range rs {
+			missing[dev] += r[1] - r[0] + 1
+		}
+	}
+	for dev, n := range missing {
+		gauge(c.missing, float64(n), dev)
 	}
 	for dev, wm := range c.pipeline.Watermarks() {
 		gauge(c.watermark, float64(wm)/1e6, dev)

@@ -154,23 +154,25 @@ type Spool struct {
 	opts Options
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	closed    bool
-	segs      []*segment
-	active    *os.File
-	nextID    uint64
-	scanFrom  uint64 // no pending record has an id below this
-	ackedThru uint64 // every record with an id below this is acknowledged
-	lastSync  time.Time
-	lastCkpt  time.Time
-	ckptSaved uint64
-	dirty     bool // appended since last fsync
-	readF     *os.File
-	readPath  string
-	lock      *os.File
-	notify    chan struct{}
-	st        Stats
-	buf       []byte
+	mu         sync.Mutex
+	closed     bool
+	segs       []*segment
+	active     *os.File
+	nextID     uint64
+	scanFrom   uint64 // no pending record has an id below this
+	ackedThru  uint64 // every record with an id below this is acknowledged
+	lastSync   time.Time
+	lastCkpt   time.Time
+	lastWrite  time.Time // last cursor write (synced or not)
+	ckptSaved  uint64
+	ckptSynced uint64 // the cursor last written with an fsync
+	dirty      bool   // appended since last fsync
+	readF      *os.File
+	readPath   string
+	lock       *os.File
+	notify     chan struct{}
+	st         Stats
+	buf        []byte
 }
 
 // Open opens (creating if needed) the spool in opts.Dir, scans its segments,
@@ -279,7 +281,7 @@ func (s *Spool) load() error {
 	}
 	s.nextID = max(s.nextID, ackedThru)
 	s.ackedThru = ackedThru
-	s.ckptSaved = ackedThru
+	s.ckptSaved, s.ckptSynced = ackedThru, ackedThru
 	if len(s.segs) > 0 {
 		s.scanFrom = s.segs[0].first
 	} else {
@@ -631,9 +633,18 @@ func (s *Spool) Ack(id uint64) (bool, error) {
 		s.removeSeg(slices.Index(s.segs, seg))
 	}
 	s.advanceAckedThru()
-	if now := s.opts.Now(); now.Sub(s.lastCkpt) >= s.opts.CheckpointInterval {
-		s.lastCkpt = now
+	now := s.opts.Now()
+	if now.Sub(s.lastCkpt) >= s.opts.CheckpointInterval {
+		s.lastCkpt, s.lastWrite = now, now
 		return true, s.checkpoint()
+	}
+	if now.Sub(s.lastWrite) >= cursorWriteInterval {
+		// Written, not synced: a process killed (kill -9, a crash) keeps it
+		// (the kernel has it), so a restart resends, and counts as
+		// acknowledged again, at most ~1 s of batches; a power cut falls
+		// back to the last synced checkpoint.
+		s.lastWrite = now
+		return true, s.writeCursor(false)
 	}
 	return true, nil
 }
@@ -696,9 +707,17 @@ func (s *Spool) advanceAckedThru() {
 	s.ackedThru = max(s.ackedThru, s.nextID)
 }
 
-// checkpoint saves ackedThru atomically.
-func (s *Spool) checkpoint() error {
-	if s.ackedThru == s.ckptSaved {
+// checkpoint saves ackedThru atomically and durably (per the fsync policy).
+func (s *Spool) checkpoint() error { return s.writeCursor(s.opts.Fsync != FsyncNever) }
+
+// cursorWriteInterval is how often an acknowledgement writes the cursor
+// without syncing it, between synced checkpoints.
+const cursorWriteInterval = time.Second
+
+// writeCursor saves ackedThru atomically (temporary file + rename), with an
+// fsync of the file when sync is set.
+func (s *Spool) writeCursor(sync bool) error {
+	if s.ackedThru == s.ckptSaved && (!sync || s.ackedThru == s.ckptSynced) {
 		return nil
 	}
 	var b [12]byte
@@ -709,7 +728,7 @@ func (s *Spool) checkpoint() error {
 	if err := os.WriteFile(tmp, b[:], 0o640); err != nil {
 		return fmt.Errorf("writing spool checkpoint: %w", err)
 	}
-	if s.opts.Fsync != FsyncNever {
+	if sync {
 		if f, err := os.OpenFile(tmp, os.O_RDWR, 0); err == nil {
 			_ = f.Sync()
 			_ = f.Close()
@@ -719,6 +738,9 @@ func (s *Spool) checkpoint() error {
 		return fmt.Errorf("renaming spool checkpoint: %w", err)
 	}
 	s.ckptSaved = s.ackedThru
+	if sync {
+		s.ckptSynced = s.ackedThru
+	}
 	return nil
 }
 

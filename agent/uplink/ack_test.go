@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"encoding/binary"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -223,5 +224,94 @@ func TestAutoModeTrustsAnAnnouncedPuback(t *testing.T) {
 	waitEmpty(t, f)
 	if c := f.Counters(); c.Acked != 8 || !c.PubackMeansLanded {
 		t.Fatalf("counters %+v", c)
+	}
+}
+
+// TestResendRequest: a batch PUBACKed but lost on the way is sent again at
+// once when the collector asks for it (no need to wait for the timeout).
+func TestResendRequest(t *testing.T) {
+	const device = "dev-resend"
+	fc := &fakeCollector{device: device, lose: map[uint64]bool{3: true}, landed: map[uint64]int{}}
+	srv, addr := brokerServer(t, new(auth.AllowHook), fc)
+	fc.srv = srv
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	var f *Forwarder
+	conn := ackedConn(t, addr, device, &f)
+	f, err = NewForwarder(ForwarderConfig{Spool: sp, Pub: conn, MaxInflight: 4, BacklogRate: 1000, Logger: quiet,
+		AckMode: AckLanded, LandingTimeout: time.Hour, Topic: func(*spool.Record) string { return "t/x" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Start(t.Context())
+	t.Cleanup(func() { conn.Close(time.Second) })
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(t.Context()) }()
+	t.Cleanup(func() { <-done })
+	for seq := uint64(1); seq <= 5; seq++ {
+		if _, err := sp.Append(1, seq, 10, payload(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sp.Stats().Records != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := sp.Stats().Records; n != 1 {
+		t.Fatalf("%d batches unlanded, want only the lost one", n)
+	}
+	_ = srv.Publish(wire.AckTopic(device), wire.EncodeAck(nil, &wire.Ack{Boot: 1, Resend: [][2]uint64{{3, 4}}}), false, 1)
+	waitEmpty(t, f)
+	if got := fc.snapshot(); got[3] != 1 || got[4] != 1 {
+		t.Fatalf("landed %v: want 3 once (resent on request) and 4 once (landed, not resent)", got)
+	}
+}
+
+// failEvery drops the client on every telemetry publication, as the
+// embedded broker does when the lake refuses every landing.
+type failEvery struct{ mochi.HookBase }
+
+func (failEvery) ID() string           { return "fail-every" }
+func (failEvery) Provides(b byte) bool { return b == mochi.OnPublish }
+func (failEvery) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if strings.HasPrefix(pk.TopicName, "t/") {
+		cl.Stop(errors.New("test: landing failed"))
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
+// TestFailingLandingBacksOff: a broker that disconnects on every failed
+// landing is not stormed: reconnections after short connections back off
+// (1 s, 2 s, ...), so in 3.5 s the agent connects a handful of times, not
+// thousands (issue 15: 4,990 disconnects in 20 s).
+func TestFailingLandingBacksOff(t *testing.T) {
+	addr := broker(t, new(auth.AllowHook), &failEvery{})
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	conn, err := NewMQTT(Config{Broker: "tcp://" + addr, ClientID: "dev-storm", Logger: quiet, MaxReconnectInterval: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Start(t.Context())
+	t.Cleanup(func() { conn.Close(time.Second) })
+	f := runForwarder(t, sp, conn, 4)
+	for seq := uint64(1); seq <= 5; seq++ {
+		if _, err := sp.Append(1, seq, 10, payload(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if n := conn.Connects(); n > 4 || n < 2 {
+		t.Fatalf("%d connections in 3.5 s, want 2-4 (backoff after each short one)", n)
+	}
+	if conn.ShortLived() < 1 || f.Counters().Acked != 0 || sp.Stats().Records != 5 {
+		t.Fatalf("short-lived %d, counters %+v, spool %+v", conn.ShortLived(), f.Counters(), sp.Stats())
 	}
 }

@@ -387,13 +387,27 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				u.pubacked, u.sentAt = true, time.Now()
 			}
 		case a := <-f.acks:
-			if a.Mode != "" || len(a.Landed) == 0 {
+			if a.Mode != "" {
 				break // a mode change: handled at the top of the loop
 			}
+			n := 0
 			for k, u := range pending {
-				if k.boot == a.Boot && inRanges(a.Landed, k.seq) {
+				switch {
+				case k.boot != a.Boot:
+				case inRanges(a.Landed, k.seq):
 					landed(k, u)
+				case u.pubacked && inRanges(a.Resend, k.seq):
+					// The collector misses it: send it again now (it is
+					// still here, so it was never acknowledged as landed).
+					sp.Release(u.id)
+					u.pubacked, u.released = false, true
+					released++
+					n++
 				}
+			}
+			if n > 0 {
+				f.resent.Add(int64(n))
+				f.log.Info("the collector asked for batches again; resending", "batches", n)
 			}
 		case now := <-sweep.C:
 			n := 0

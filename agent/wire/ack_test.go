@@ -11,6 +11,8 @@ func TestAckRoundTrip(t *testing.T) {
 		{Boot: 0xab, Landed: [][2]uint64{{1, 40}, {42, 42}}},
 		{Boot: ^uint64(0), Landed: [][2]uint64{{1, ^uint64(0)}}},
 		{Mode: AckModePuback},
+		{Boot: 7, Resend: [][2]uint64{{3, 4}}},
+		{Boot: 7, Landed: [][2]uint64{{1, 2}}, Resend: [][2]uint64{{3, 4}, {9, 9}}},
 	} {
 		enc := EncodeAck(nil, &a)
 		got, err := DecodeAck(enc)
@@ -33,6 +35,7 @@ func TestDecodeAckRejects(t *testing.T) {
 		`{"v":1,"boot":"00000000000000ab","landed":[[0,2]]}`, `{"v":1,"boot":"00000000000000ab","landed":[[3,2]]}`,
 		`{"v":1,"boot":"00000000000000ab","landed":[[1,5],[5,6]]}`, `{"v":1,"boot":"00000000000000ab","landed":[[7,8],[1,2]]}`,
 		`{"v":1,"mode":"puback","boot":"00000000000000ab"}`, `[1,2]`,
+		`{"v":1,"boot":"00000000000000ab","resend":[[4,2]]}`, `{"v":1,"mode":"puback","resend":[[1,2]]}`,
 	} {
 		if _, err := DecodeAck([]byte(in)); !errors.Is(err, ErrAck) {
 			t.Errorf("%s: err %v, want ErrAck", in, err)

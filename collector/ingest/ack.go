@@ -1,8 +1,12 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +37,7 @@ type Acker struct {
 	mu   sync.Mutex
 	pend map[ackStream]landing.SeqRanges
 
-	sent, failed atomic.Uint64
+	sent, failed, resendAsked atomic.Uint64
 }
 
 type ackStream struct {
@@ -51,6 +55,24 @@ func (a *Acker) Landed(device string, boot, seq uint64) {
 	a.pend[k] = a.pend[k].Add(seq)
 	a.mu.Unlock()
 }
+
+// RequestResend asks device to send again the batches of boot in ranges
+// (sorted, disjoint): gaps the stages see that the agent may still hold.
+func (a *Acker) RequestResend(device string, boot uint64, ranges [][2]uint64) {
+	for len(ranges) > 0 {
+		n := min(len(ranges), wire.MaxAckRanges)
+		payload := wire.EncodeAck(nil, &wire.Ack{Boot: boot, Resend: ranges[:n]})
+		ranges = ranges[n:]
+		if err := a.Publish(wire.AckTopic(device), payload); err != nil {
+			a.failed.Add(1)
+			continue
+		}
+		a.resendAsked.Add(1)
+	}
+}
+
+// ResendRequests counts the resend requests published.
+func (a *Acker) ResendRequests() uint64 { return a.resendAsked.Load() }
 
 // Sent and Failed count the acks published and those whose publication failed.
 func (a *Acker) Sent() uint64   { return a.sent.Load() }
@@ -103,4 +125,49 @@ func (a *Acker) logger() *slog.Logger {
 		return a.Logger
 	}
 	return slog.Default()
+}
+
+// GapSource is what RunResendRequests needs from the stages.
+type GapSource interface {
+	// Gaps returns, per stream "device/boot(hex)", the missing seq ranges.
+	Gaps() map[string][][2]uint64
+}
+
+// RunResendRequests asks agents, every interval until ctx ends, for the
+// batches the stages miss — those missing in two rounds in a row, so
+// batches merely on their way are not asked for.
+func (a *Acker) RunResendRequests(ctx context.Context, src GapSource, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var prev map[string][][2]uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := src.Gaps()
+		for stream, rs := range cur {
+			old, ok := prev[stream]
+			if !ok {
+				continue
+			}
+			var both [][2]uint64
+			for _, r := range rs {
+				for _, o := range old {
+					if lo, hi := max(r[0], o[0]), min(r[1], o[1]); lo <= hi {
+						both = append(both, [2]uint64{lo, hi})
+					}
+				}
+			}
+			dev, bootHex, _ := strings.Cut(stream, "/")
+			boot, err := strconv.ParseUint(bootHex, 16, 64)
+			if err != nil || len(both) == 0 {
+				continue
+			}
+			slices.SortFunc(both, func(x, y [2]uint64) int { return cmp.Compare(x[0], y[0]) })
+			a.RequestResend(dev, boot, both)
+		}
+		prev = cur
+	}
 }

@@ -97,6 +97,7 @@ type meters struct {
 	mu         sync.Mutex
 	stats      Stats
 	watermarks map[string]int64
+	gaps       map[string][][2]uint64
 }
 
 func (m *meters) count(fn func(*Stats)) {
@@ -160,6 +161,17 @@ func (p *Pipeline) Stats() Stats {
 	p.m.mu.Lock()
 	defer p.m.mu.Unlock()
 	return p.m.stats
+}
+
+// Gaps returns, as of the last epoch, the sequence numbers missing from each
+// stream ("device/boot" in hex) between the first batch and the last the
+// stages processed: batches that never reached bronze (not landed, or lost
+// before landing), at most MaxGapRanges ranges per stream. Streams without
+// gaps are absent.
+func (p *Pipeline) Gaps() map[string][][2]uint64 {
+	p.m.mu.Lock()
+	defer p.m.mu.Unlock()
+	return maps.Clone(p.m.gaps)
 }
 
 // Watermarks returns each device's watermark (µs since the epoch) as of the

@@ -361,8 +361,10 @@ func (r *runner) cut(final bool) error {
 			wm[id] = d.MaxEvent - r.f.lateness
 		}
 	}
+	gaps := missingRanges(r.landed)
 	r.m.mu.Lock()
 	r.m.watermarks = wm
+	r.m.gaps = gaps
 	r.m.mu.Unlock()
 	stop := r.runDone
 	for {

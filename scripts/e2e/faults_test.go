@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -125,7 +126,9 @@ type faultRig struct {
 }
 
 var faultBins struct {
+	once             sync.Once
 	agent, collector string
+	err              error
 }
 
 func newFaultRig(t *testing.T, persist bool, collArgs ...string) *faultRig {
@@ -134,14 +137,18 @@ func newFaultRig(t *testing.T, persist bool, collArgs ...string) *faultRig {
 		t.Skip("fault tests build and run the programs")
 	}
 	dir := t.TempDir()
-	if faultBins.agent == "" {
+	faultBins.once.Do(func() {
 		root := moduleRoot(t)
 		bins, err := os.MkdirTemp("", "pilake-fault-bins")
 		if err != nil {
-			t.Fatal(err)
+			faultBins.err = err
+			return
 		}
 		faultBins.agent = build(t, root, bins, "./agent")
 		faultBins.collector = build(t, root, bins, "./collector")
+	})
+	if faultBins.err != nil || faultBins.agent == "" {
+		t.Fatalf("building the binaries: %v", faultBins.err)
 	}
 	r := &faultRig{t: t, dir: dir, agentBin: faultBins.agent, collBin: faultBins.collector,
 		lakeDir: filepath.Join(dir, "lake"), agents: map[string]*proc{}}
@@ -298,6 +305,7 @@ func TestFaultExternalBroker(t *testing.T) {
 		{"persistence-stopped", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // mostly waiting: four rigs side by side
 			r := newFaultRig(t, tc.persist)
 			r.startAgent("fault-a")
 			r.startAgent("fault-b")
