@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,6 +48,9 @@ type Config struct {
 	MQTTPassword string
 	ShareGroup   string
 	Workers      int
+
+	// TLS files for an external broker (ssl://).
+	BrokerTLSCA, BrokerTLSCert, BrokerTLSKey string
 
 	// Embedded broker security (required beyond loopback) and limits.
 	TLSCert, TLSKey, TLSClientCA string
@@ -117,6 +122,9 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.ClientID, "client-id", "", "MQTT client id for an external broker; stable across restarts (default pilake-collector-HOSTNAME)")
 	fs.StringVar(&c.MQTTUsername, "mqtt-username", "", "MQTT username for an external broker")
 	fs.StringVar(&c.MQTTPassword, "mqtt-password", "", "MQTT password for an external broker")
+	fs.StringVar(&c.BrokerTLSCA, "broker-tls-ca", "", "external broker: PEM CA bundle to verify its certificate (default: the system's)")
+	fs.StringVar(&c.BrokerTLSCert, "broker-tls-cert", "", "external broker: PEM client certificate (the collector's identity), with --broker-tls-key")
+	fs.StringVar(&c.BrokerTLSKey, "broker-tls-key", "", "external broker: PEM client key")
 	fs.StringVar(&c.ShareGroup, "share-group", "", "MQTT shared-subscription group ($share/GROUP/...) to split load over collectors")
 	fs.IntVar(&c.Workers, "workers", 128, "messages landed concurrently from an external broker")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "embedded broker: PEM server certificate chain (TLS 1.2+; reloaded when the file changes)")
@@ -307,6 +315,33 @@ func (c Config) brokerOptions() (*broker.TLSOptions, broker.AuthOptions, broker.
 		ConnectTimeout: c.ConnectTimeout, SessionExpiry: c.SessionExpiry, MessageExpiry: c.SessionExpiry, MaxInflight: c.MaxInflight,
 		MaxKeepalive: uint16(min(c.MaxKeepalive, 65535)), MaxRetained: c.MaxRetained}
 	return tlsOpts, auth, lim, nil
+}
+
+// brokerTLS builds the TLS configuration for an external broker from the
+// --broker-tls-* files (nil when none is given).
+func (c Config) brokerTLS() (*tls.Config, error) {
+	if c.BrokerTLSCA == "" && c.BrokerTLSCert == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.BrokerTLSCA != "" {
+		pem, err := os.ReadFile(c.BrokerTLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("reading --broker-tls-ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--broker-tls-ca %s: no PEM certificates", c.BrokerTLSCA)
+		}
+	}
+	if c.BrokerTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.BrokerTLSCert, c.BrokerTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading --broker-tls-cert/--broker-tls-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // readFleetKey reads a fleet key file: its text, surrounding white space

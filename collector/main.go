@@ -328,7 +328,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	if cfg.Broker == "" {
 		tlsOpts, auth, lim, err := cfg.brokerOptions()
 		if err == nil {
-			brk, err = broker.New(broker.Options{Addr: cfg.Listen, TopicPrefix: wire.TopicPrefix + "telemetry/", Logger: log,
+			// Handlers end at brk.Close (which cancels them), not at the signal.
+			brk, err = broker.New(context.WithoutCancel(ctx), broker.Options{Addr: cfg.Listen, TopicPrefix: wire.TopicPrefix + "telemetry/", Logger: log,
 				Handler: handle, TLS: tlsOpts, Auth: auth, Limits: lim})
 		}
 		if err != nil {
@@ -347,7 +348,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		ready.Store(true)
 		log.Info("embedded MQTT broker listening", "addr", brk.Addr().String())
 	} else {
-		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername,
+		tlsConf, err := cfg.brokerTLS()
+		if err != nil {
+			stopStages()
+			<-stagesDone
+			return err
+		}
+		q, err := ingest.NewMQTT(ingest.MQTTOptions{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.MQTTUsername, TLS: tlsConf,
 			Password: cfg.MQTTPassword, ShareGroup: cfg.ShareGroup, Workers: cfg.Workers, Handler: func(ctx context.Context, topic string, payload []byte) error { return handle(ctx, "", topic, payload) }, Logger: log,
 			OnConnect: func() { ready.Store(true) }, OnConnectionLost: func(error) { ready.Store(false) }})
 		if err != nil {
@@ -441,6 +448,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	}
 	stopIngest()
 	err = shutdown(brk, &ingestWG, stopStages, stagesDone)
+	// Ingest and the stages have stopped: nothing lands any more.
+	_ = lander.Close()
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(sctx)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"sync"
@@ -34,8 +35,11 @@ import (
 // source) are dictionary-encoded: a batch costs a map look-up and adds one
 // run to an RLE_DICTIONARY page, whatever its size. ts, temp_c, pressure_pa,
 // humidity_rh and fresh are buffered for a page (bronzePageRows readings) and
-// encoded then: ts as DELTA_BINARY_PACKED unless compatible is set, the rest
-// PLAIN (compatible files hold only PLAIN and dictionary encodings). Every
+// encoded then: ts as DELTA_BINARY_PACKED unless compatible is set (PLAIN
+// then); the doubles dictionary-encoded (bit-packed indexes; a reading's
+// doubles come from small integers, so a file's distinct values are few)
+// until a column's dictionary holds floatDictMax values, PLAIN after that;
+// fresh PLAIN (compatible files hold only PLAIN and dictionary encodings). Every
 // encoding used is one Apache Spark 3.3+'s vectorized reader and Databricks
 // Runtime 13.3+ decode (no BYTE_STREAM_SPLIT: released Spark cannot read
 // it). Pages are v1 data pages (PROTOCOL.md: writers SHOULD use DataPageV1
@@ -50,6 +54,7 @@ type BronzeWriter struct {
 	page       *bronzePage // the readings of the page being built; nil when none
 	cols       [numBronzeColumns]bronzeChunk
 	dicts      [numBronzeColumns]*bronzeDict // for the dictionary columns
+	fdicts     [numBronzeColumns]*floatDict  // for the doubles, while they fit
 	lastDev    string                        // the device of the previous batch and its index in dicts
 	lastDevIdx uint32
 	lastSrc    string // the same for the source
@@ -68,7 +73,8 @@ type BronzeWriter struct {
 	seqLo, seqHi     int64
 	recvLo, recvHi   int64
 
-	scratch, compressed []byte // page encoding buffers
+	scratch, compressed []byte   // page encoding buffers
+	idx                 []uint32 // a page's dictionary indexes
 	closed              bool
 	data                []byte // the file, once closed
 }
@@ -160,6 +166,97 @@ type bronzeChunk struct {
 	size         int      // of pages
 	uncompressed int64    // of the pages, headers included
 	numPages     int32
+	plainPages   int32 // of a dictionary column: pages written PLAIN (its dictionary was full)
+}
+
+// floatDict is a double column's dictionary: its values' bits, in index
+// order, and an open-addressing table from bits to index+1. It holds at
+// most floatDictMax values; past that the column's pages are PLAIN.
+type floatDict struct {
+	vals  []uint64
+	table []uint32
+	full  bool
+}
+
+const (
+	floatDictMax   = 1 << 14 // values; indexes of at most 14 bits
+	floatDictSlots = 1 << 16 // table slots: a load of at most 1/4
+)
+
+func newFloatDict() *floatDict { return &floatDict{table: make([]uint32, floatDictSlots)} }
+
+// indexes maps a page's values to dictionary indexes (adding new values),
+// into idx. It returns false, leaving the dictionary full, when they do
+// not all fit: the page is written PLAIN.
+func (d *floatDict) indexes(v []float64, idx []uint32) bool {
+	if d.full {
+		return false
+	}
+	var last uint64
+	var lastI uint32
+	have := false
+	for i, f := range v {
+		b := math.Float64bits(f)
+		if have && b == last {
+			idx[i] = lastI
+			continue
+		}
+		h := uint32((b * 0x9E3779B97F4A7C15) >> (64 - 16))
+		for {
+			e := d.table[h]
+			if e == 0 {
+				if len(d.vals) >= floatDictMax {
+					d.full = true
+					return false
+				}
+				d.vals = append(d.vals, b)
+				e = uint32(len(d.vals))
+				d.table[h] = e
+			}
+			if d.vals[e-1] == b {
+				idx[i] = e - 1
+				break
+			}
+			h = (h + 1) & (floatDictSlots - 1)
+		}
+		last, lastI, have = b, idx[i], true
+	}
+	return true
+}
+
+// plain returns the dictionary page's body: the values, PLAIN.
+func (d *floatDict) plain() []byte {
+	out := make([]byte, 0, 8*len(d.vals))
+	for _, b := range d.vals {
+		out = binary.LittleEndian.AppendUint64(out, b)
+	}
+	return out
+}
+
+// appendBitPacked appends an RLE_DICTIONARY page body of indexes below n:
+// the bit width, then one bit-packed run (RLE/bit-packing hybrid) of all
+// the indexes, padded to a multiple of 8 with zeros.
+func appendBitPacked(b []byte, idx []uint32, n int) []byte {
+	width := max(1, bits.Len32(uint32(n-1)))
+	b = append(b, byte(width))
+	groups := (len(idx) + 7) / 8
+	b = binary.AppendUvarint(b, uint64(groups)<<1|1)
+	var acc uint64
+	var nb int
+	for i := range groups * 8 {
+		var v uint32
+		if i < len(idx) {
+			v = idx[i]
+		}
+		acc |= uint64(v) << nb
+		nb += width
+		for nb >= 8 {
+			b = append(b, byte(acc))
+			acc >>= 8
+			nb -= 8
+		}
+	}
+	return b
 }
 
 // NewBronzeWriter starts a bronze file. See BronzeWriter for compatible.
@@ -170,6 +267,9 @@ func NewBronzeWriter(compatible bool) *BronzeWriter {
 	}
 	for _, c := range []int{colBoot, colSeq, colRecv} {
 		bw.dicts[c] = &bronzeDict{i64: map[int64]uint32{}}
+	}
+	for _, c := range []int{colTemp, colPress, colHum} {
+		bw.fdicts[c] = newFloatDict()
 	}
 	return bw
 }
@@ -292,7 +392,13 @@ func (bw *BronzeWriter) flushPage() {
 			} else if c == colHum {
 				v = pg.hum
 			}
-			enc, body = format.Plain, append(body, le64(v)...)
+			bw.idx = slices.Grow(bw.idx[:0], len(v))[:len(v)]
+			if d := bw.fdicts[c]; d.indexes(v, bw.idx) {
+				enc, body = format.RLEDictionary, appendBitPacked(body, bw.idx, len(d.vals))
+			} else {
+				enc, body = format.Plain, append(body, le64(v)...)
+				bw.cols[c].plainPages++
+			}
 		case colFresh:
 			enc, body = format.Plain, append(body, pg.fresh...)
 		default:
@@ -464,7 +570,23 @@ func (bw *BronzeWriter) assemble() ([]byte, error) {
 			start := int64(len(out))
 			var uncompressed int64
 			var dataEnc format.Encoding
-			if d := bw.dicts[c]; d != nil {
+			if fd := bw.fdicts[c]; fd != nil && len(fd.vals) > 0 {
+				var dict bronzeChunk
+				bw.writePage(&dict, format.DictionaryPage, format.Plain, len(fd.vals), fd.plain())
+				if bw.err != nil {
+					return nil, bw.err
+				}
+				md.DictionaryPageOffset = start
+				out = append(out, dict.pages[0]...)
+				uncompressed += dict.uncompressed
+				md.Encoding = []format.Encoding{format.Plain, format.RLEDictionary}
+				md.EncodingStats = []format.PageEncodingStats{{PageType: format.DictionaryPage, Encoding: format.Plain, Count: 1}}
+				if ch.plainPages > 0 {
+					md.EncodingStats = append(md.EncodingStats, format.PageEncodingStats{PageType: format.DataPage, Encoding: format.Plain, Count: ch.plainPages})
+				}
+				ch.numPages -= ch.plainPages
+				dataEnc = format.RLEDictionary
+			} else if d := bw.dicts[c]; d != nil {
 				var dict bronzeChunk
 				bw.writePage(&dict, format.DictionaryPage, format.Plain, int(d.n), d.plain)
 				if bw.err != nil {
@@ -484,7 +606,9 @@ func (bw *BronzeWriter) assemble() ([]byte, error) {
 				md.Encoding = []format.Encoding{dataEnc}
 			}
 			md.DataPageOffset = int64(len(out))
-			md.EncodingStats = append(md.EncodingStats, format.PageEncodingStats{PageType: format.DataPage, Encoding: dataEnc, Count: ch.numPages})
+			if ch.numPages > 0 {
+				md.EncodingStats = append(md.EncodingStats, format.PageEncodingStats{PageType: format.DataPage, Encoding: dataEnc, Count: ch.numPages})
+			}
 			for _, p := range ch.pages {
 				out = append(out, p...)
 			}

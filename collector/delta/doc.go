@@ -3,9 +3,13 @@
 // written put-if-absent, with Parquet checkpoints (by the table's
 // delta.checkpointInterval, and optionally by size and age) and
 // `_last_checkpoint`, following the Delta transaction log
-// protocol (https://github.com/delta-io/delta/blob/master/PROTOCOL.md),
-// reader version 1 / writer version 2, so Spark, Databricks, DuckDB and
-// delta-rs read the tables as they are.
+// protocol (https://github.com/delta-io/delta/blob/master/PROTOCOL.md).
+// pilake creates reader v1 / writer v2 tables with only DataPageV1 pages and
+// PLAIN, dictionary and DELTA_BINARY_PACKED encodings, so Spark 3.3+,
+// Databricks, DuckDB and delta-rs read them as they are; it reads tables up
+// to reader v3 (deletion vectors, column mapping, timestamp_ntz, V2
+// checkpoints) and appends to tables whose writer features it honours (the
+// support matrix in README.md).
 //
 // What is implemented of the protocol:
 //
@@ -16,8 +20,16 @@
 //     transaction identifiers, used for exactly-once) and commitInfo;
 //   - optimistic concurrency: a commit is put-if-absent at the next version;
 //     a writer that loses the race reloads the log, checks the winning commits
-//     for conflicts (a txn for the same appId, or a remove of a file it also
-//     removes) and retries at the next version;
+//     for conflicts (a txn for the same appId, a remove of a file it also
+//     removes, both changing metadata), checks that the table's protocol,
+//     metadata and constraints still allow its commit, and retries at the
+//     next version;
+//   - a reader that is right or says no (reader.go: exact conversions or
+//     ErrInexact), deletion vectors (dv.go), column mapping, and every
+//     checkpoint shape (checkpoint_read.go);
+//   - vacuum by tombstone deletionTimestamp and the protocol's metadata
+//     cleanup (vacuum.go); Hive-escaped partition directories with
+//     URI-encoded paths (paths.go);
 //   - classic single-file V1 checkpoints (`%020d.checkpoint.parquet`) with
 //     the checkpoint schema of the spec, and `_last_checkpoint`;
 //   - compaction by time (an OPTIMIZE-like rewrite of the small files of

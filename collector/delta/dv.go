@@ -118,6 +118,15 @@ func decodeDV(b []byte) (*roaring64.Bitmap, error) {
 	default:
 		return nil, fmt.Errorf("%w: deletion vector magic number %d", ErrCorruptFile, binary.LittleEndian.Uint32(b))
 	}
+	// The library allocates what the bucket count claims: check it against
+	// the bytes first (a bucket is a 4-byte key and at least 8 bytes of
+	// 32-bit bitmap).
+	if len(b) < 12 {
+		return nil, fmt.Errorf("%w: deletion vector of %d bytes", ErrCorruptFile, len(b))
+	}
+	if n := binary.LittleEndian.Uint64(b[4:]); n > uint64(len(b)-12)/12 {
+		return nil, fmt.Errorf("%w: deletion vector claims %d buckets in %d bytes", ErrCorruptFile, n, len(b))
+	}
 	bm := roaring64.New()
 	if _, err := bm.ReadFrom(bytes.NewReader(b[4:])); err != nil {
 		return nil, fmt.Errorf("%w: deletion vector bitmap: %v", ErrCorruptFile, err)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,9 @@ type MQTTOptions struct {
 	ClientID string
 	// Username and Password, if the broker wants them.
 	Username, Password string
+	// TLS configures ssl:// brokers (CA, client certificate); nil: the
+	// system's roots, no client certificate.
+	TLS *tls.Config
 	// ShareGroup, if set, subscribes as $share/{ShareGroup}/{Filter}: the
 	// broker spreads messages over every collector in the group.
 	ShareGroup string
@@ -170,6 +174,9 @@ func (q *MQTT) Run(ctx context.Context) error {
 		SetResumeSubs(true).SetMessageChannelDepth(uint(opts.Buffer))
 	if opts.Username != "" {
 		co.SetUsername(opts.Username).SetPassword(opts.Password)
+	}
+	if opts.TLS != nil {
+		co.SetTLSConfig(opts.TLS)
 	}
 	handler := func(_ paho.Client, m paho.Message) {
 		// Runs on paho's router goroutine; blocking here when the queue is

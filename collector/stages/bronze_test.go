@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -113,7 +114,23 @@ func testBronzeInputs() map[string]bronzeInput {
 		big.tmpls = append(big.tmpls, schema.BronzeRow{Device: fmt.Sprintf("dev-%04d", (k*37)%311), Boot: int64(uint64(k%5) << 62), Seq: int64(k / 311),
 			ReceivedAt: t0 + int64(k)*1_000_000 + 5000, Source: src})
 	}
-	return map[string]bronzeInput{"small": small, "big": big}
+	// More distinct values than a double column's dictionary holds: its
+	// first pages are dictionary-encoded, the later ones PLAIN.
+	var wide bronzeInput
+	for k := range 5 {
+		rs := make([]wire.Reading, 30000)
+		for i := range rs {
+			m := k*30000 + i
+			press := uint32(m % 1000) // the first page's: 1,000 values
+			if k >= 3 {
+				press = uint32(m * 7) // the second page's: 60,000 more
+			}
+			rs[i] = wire.Reading{TimeUS: t0 + int64(m)*2500, Temp: int32(m % 500), Press: press, Hum: uint32(m % 3), Fresh: m%3 == 0}
+		}
+		wide.readings = append(wide.readings, rs)
+		wide.tmpls = append(wide.tmpls, schema.BronzeRow{Device: "dev-w", Boot: 1, Seq: int64(k), ReceivedAt: t0, Source: "mqtt"})
+	}
+	return map[string]bronzeInput{"small": small, "big": big, "wide": wide}
 }
 
 // TestBronzeRoundTrip encodes inputs in both modes and reads the files back
@@ -142,6 +159,17 @@ func TestBronzeRoundTrip(t *testing.T) {
 				}
 				checkBronzeSchemaElements(t, f.Metadata())
 				checkBronzeEncodings(t, data, f.Metadata(), compatible)
+				if name == "wide" { // pressure_pa: dictionary pages, then PLAIN once the dictionary is full
+					var kinds []format.Encoding
+					for _, es := range f.Metadata().RowGroups[0].Columns[3].MetaData.EncodingStats {
+						if es.PageType == format.DataPage {
+							kinds = append(kinds, es.Encoding)
+						}
+					}
+					if !slices.Contains(kinds, format.Plain) || !slices.Contains(kinds, format.RLEDictionary) {
+						t.Errorf("pressure_pa data pages %v, want dictionary and PLAIN ones", kinds)
+					}
+				}
 				got, err := parquet.Read[schema.BronzeRow](bytes.NewReader(data), int64(len(data)))
 				if err != nil {
 					t.Fatal(err)
