@@ -118,7 +118,7 @@ func serveRaw(ctx context.Context, c config, log *slog.Logger) error {
 	var mu sync.Mutex
 	w := bufio.NewWriterSize(f, 1<<20)
 	var lenBuf [4]byte
-	b, err := broker.New(broker.Options{Addr: c.serveRaw, TopicPrefix: "pilake/v1/telemetry/", Logger: log,
+	b, err := broker.New(context.WithoutCancel(ctx), broker.Options{Addr: c.serveRaw, TopicPrefix: "pilake/v1/telemetry/", Logger: log,
 		Handler: func(_ context.Context, _, _ string, payload []byte) error {
 			mu.Lock()
 			defer mu.Unlock()

@@ -21,6 +21,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -56,6 +58,7 @@ type config struct {
 	dir     string
 	keep    bool
 	verbose bool
+	profile string // CPU profile of each day, to this prefix
 }
 
 func main() {
@@ -69,6 +72,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "lake directory (default: a new one under /dev/shm or the temp dir, removed at the end)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the lake")
 	flag.BoolVar(&c.verbose, "v", false, "log the stages' info messages")
+	flag.StringVar(&c.profile, "cpuprofile", "", "write each day's CPU profile to this prefix + day number")
 	flag.Parse()
 	if err := run(context.Background(), c); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
@@ -82,6 +86,7 @@ type day struct {
 	bytes      map[string]int64
 	logBytes   map[string]int64
 	cpBytes    map[string]int64
+	lastCP     map[string]int64 // size of the latest checkpoint
 	tombstones map[string]int64
 	liveFiles  map[string]int64
 	loadMS     map[string]float64
@@ -111,7 +116,7 @@ func run(ctx context.Context, c config) error {
 			defer os.RemoveAll(dir)
 		}
 	}
-	lk, err := lake.NewLocal(dir)
+	local, err := lake.NewLocal(dir)
 	if err != nil {
 		return err
 	}
@@ -119,6 +124,7 @@ func run(ctx context.Context, c config) error {
 	var simNow atomic.Int64
 	simNow.Store(start.UnixMicro())
 	now := func() time.Time { return time.UnixMicro(simNow.Load()).UTC() }
+	lk := &simLake{Local: local, marks: []mark{{real: time.Now(), sim: start}}}
 	level := slog.LevelWarn
 	if c.verbose {
 		level = slog.LevelInfo
@@ -185,11 +191,21 @@ func run(ctx context.Context, c config) error {
 				devs[slot] = device{id: fmt.Sprintf("soak-%04d-g%d", slot, gen[slot]), boot: 1}
 			}
 		}
+		if c.profile != "" {
+			f, err := os.Create(fmt.Sprintf("%s%d", c.profile, d))
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+		}
 		cpu0 := cpuTime()
 		dayPeak := 0.0
 		for e := 0; e < epochsPerDay; e++ {
 			t0 := start.Add(time.Duration(epoch) * c.epoch)
 			simNow.Store(t0.Add(c.epoch).UnixMicro())
+			lk.mark(t0.Add(c.epoch))
 			var wg sync.WaitGroup
 			var landErr atomic.Value
 			for i := range devs {
@@ -241,6 +257,9 @@ func run(ctx context.Context, c config) error {
 			}
 		}
 		cpu := cpuTime() - cpu0
+		if c.profile != "" {
+			pprof.StopCPUProfile()
+		}
 		dm, err := measure(ctx, lk, dir, d)
 		if err != nil {
 			return err
@@ -263,13 +282,49 @@ func run(ctx context.Context, c config) error {
 	return nil
 }
 
+// simLake is the local lake with modification times on the simulated
+// clock: vacuum, log cleanup and landing expiry compare them with Now. An
+// object's time is the simulated time of the epoch during which it was
+// written (the embedded *lake.Local keeps its group commit).
+type simLake struct {
+	*lake.Local
+	mu    sync.Mutex
+	marks []mark // real time at which each epoch began, in order
+}
+
+type mark struct{ real, sim time.Time }
+
+func (l *simLake) mark(sim time.Time) {
+	l.mu.Lock()
+	l.marks = append(l.marks, mark{real: time.Now(), sim: sim})
+	l.mu.Unlock()
+}
+
+func (l *simLake) simTime(real time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := sort.Search(len(l.marks), func(i int) bool { return l.marks[i].real.After(real) })
+	if i == 0 {
+		return l.marks[0].sim
+	}
+	return l.marks[i-1].sim
+}
+
+func (l *simLake) List(ctx context.Context, prefix string) ([]lake.Object, error) {
+	objs, err := l.Local.List(ctx, prefix)
+	for i := range objs {
+		objs[i].ModTime = l.simTime(objs[i].ModTime)
+	}
+	return objs, err
+}
+
 var tables = []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold}
 
 // measure reads the lake as an operator would: object counts and sizes from
 // the directory, tombstones and load time from delta.Load.
 func measure(ctx context.Context, lk lake.Lake, dir string, n int) (day, error) {
 	d := day{n: n, files: map[string]int64{}, bytes: map[string]int64{}, logBytes: map[string]int64{}, cpBytes: map[string]int64{},
-		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, loadMS: map[string]float64{}}
+		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, loadMS: map[string]float64{}, lastCP: map[string]int64{}}
 	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -307,14 +362,30 @@ func measure(ctx context.Context, lk lake.Lake, dir string, n int) (day, error) 
 		return d, err
 	}
 	for _, t := range tables {
-		t0 := time.Now()
-		snap, err := delta.Load(ctx, lk, t)
-		if err != nil {
-			return d, err
+		// The fastest of three loads: the machine is shared, the figure is the load's own cost.
+		var snap *delta.Snapshot
+		for i := range 3 {
+			t0 := time.Now()
+			s, err := delta.Load(ctx, lk, t)
+			if err != nil {
+				return d, err
+			}
+			ms := float64(time.Since(t0).Microseconds()) / 1000
+			if i == 0 || ms < d.loadMS[t] {
+				d.loadMS[t] = ms
+			}
+			snap = s
 		}
-		d.loadMS[t] = float64(time.Since(t0).Microseconds()) / 1000
 		d.tombstones[t] = int64(len(snap.Tombstones()))
 		d.liveFiles[t] = int64(snap.NumFiles())
+		if data, err := lk.Get(ctx, delta.LastCheckpointName(t)); err == nil {
+			var lc delta.LastCheckpoint
+			if json.Unmarshal(data, &lc) == nil {
+				if st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(delta.CheckpointName(t, lc.Version)))); err == nil {
+					d.lastCP[t] = st.Size()
+				}
+			}
+		}
 	}
 	return d, nil
 }
@@ -327,6 +398,14 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+func sumLoad(d day) float64 {
+	var s float64
+	for _, v := range d.loadMS {
+		s += v
+	}
+	return s
+}
+
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func printDay(d day, days []day) {
@@ -337,9 +416,9 @@ func printDay(d day, days []day) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "day=%d", d.n)
 	for _, t := range tables {
-		fmt.Fprintf(&b, " %s_files=%d %s_mib=%.1f %s_live_files=%d %s_added_mib=%.2f %s_log_mib=%.2f %s_cp_mib=%.2f %s_tombstones=%d %s_load_ms=%.1f",
+		fmt.Fprintf(&b, " %s_files=%d %s_mib=%.1f %s_live_files=%d %s_added_mib=%.2f %s_log_mib=%.2f %s_cp_mib=%.2f %s_last_cp_kib=%.0f %s_tombstones=%d %s_load_ms=%.1f",
 			t, d.files[t], t, mib(d.bytes[t]), t, d.liveFiles[t], t, mib(d.bytes[t]-prev.bytes[t]), t, mib(d.logBytes[t]), t, mib(d.cpBytes[t]),
-			t, d.tombstones[t], t, d.loadMS[t])
+			t, float64(d.lastCP[t])/1024, t, d.tombstones[t], t, d.loadMS[t])
 	}
 	fmt.Fprintf(&b, " landing_objects=%d state_kib=%.0f heap_mib=%.1f heap_live_mib=%.1f cpu_ms_per_epoch=%.2f",
 		d.landing, float64(d.state)/1024, d.heapMiB, d.liveMiB, d.cpuMS)
@@ -349,8 +428,10 @@ func printDay(d day, days []day) {
 // summarize prints the growth ratio: for every figure that must be flat
 // once the retention windows have filled, last day / day 8 (day 8 onwards:
 // the longest window, landing's 7 days, has filled). Figures that grow with
-// the data itself (a table's live bytes) are compared by their daily
-// increase instead.
+// the data itself are compared by what is not data: a table's bytes by
+// their daily increase, its files by those that are not live (garbage kept
+// for the retention); live files grow with the history (an hour or day
+// file each), which the per-day lines show.
 func summarize(days []day, heapPeak float64) {
 	last := days[len(days)-1]
 	ref := days[min(7, len(days)-1)]
@@ -367,7 +448,8 @@ func summarize(days []day, heapPeak float64) {
 	}
 	for _, t := range tables {
 		figs = append(figs,
-			fig{t + "_files", float64(ref.files[t]), float64(last.files[t])},
+			// Files on disk that are not live: compacted away, kept for the retention.
+			fig{t + "_garbage_files", float64(ref.files[t] - ref.liveFiles[t]), float64(last.files[t] - last.liveFiles[t])},
 			fig{t + "_added_bytes", added(days, ref.n-1, t), added(days, last.n-1, t)},
 			fig{t + "_log_bytes", float64(ref.logBytes[t]), float64(last.logBytes[t])},
 			fig{t + "_cp_bytes", float64(ref.cpBytes[t]), float64(last.cpBytes[t])},
@@ -377,7 +459,8 @@ func summarize(days []day, heapPeak float64) {
 	figs = append(figs,
 		fig{"landing_objects", float64(ref.landing), float64(last.landing)},
 		fig{"state_bytes", float64(ref.state), float64(last.state)},
-		fig{"heap_live", ref.liveMiB, last.liveMiB},
+		fig{"heap_peak", ref.heapMiB, last.heapMiB},
+		fig{"load_ms", max(5, sumLoad(ref)), max(5, sumLoad(last))}, // ms are noisy: 5 ms floor
 	)
 	worst, worstName := 0.0, ""
 	sort.Slice(figs, func(i, j int) bool { return figs[i].name < figs[j].name })

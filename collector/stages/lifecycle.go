@@ -157,6 +157,13 @@ func (c *committer) landingLifecycle(ctx context.Context, processed json.RawMess
 		c.log.Warn("landing lifecycle: reading the processed segments", slog.Any("error", err))
 		return
 	}
+	// Bronze-appending collectors' segments are in bronze by their own
+	// commits; the stages never take them in.
+	appended, err := bronzeapp.AppendedInstances(ctx, c.l)
+	if err != nil {
+		c.log.Warn("landing lifecycle: reading the bronze-appending collectors", slog.Any("error", err))
+		return
+	}
 	if c.landing.Kept.IsZero() {
 		c.landing.Kept = c.landing.From
 	}
@@ -170,7 +177,7 @@ func (c *committer) landingLifecycle(ctx context.Context, processed json.RawMess
 		}
 		for _, o := range objs {
 			inst, n, ok := landing.ParseSegmentName(o.Name)
-			if ok && !sets[inst].Has(n) {
+			if ok && !sets[inst].Has(n) && !appended[inst] {
 				return // not in bronze yet: the start-up scan takes it, or a scan of other collectors' segments
 			}
 		}

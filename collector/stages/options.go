@@ -76,7 +76,8 @@ type Options struct {
 	// many bytes as it, unless the last is older than CheckpointMaxAge.
 	CheckpointInterval int
 	// CheckpointMaxAge: a table whose last checkpoint is older than this
-	// gets one at its next commit [1h].
+	// gets one at its next commit [6h], so that a table whose checkpoint is
+	// large (many tombstones) and whose commits are small still gets one.
 	CheckpointMaxAge time.Duration
 	// MaintenanceInterval is how often (by Now) vacuum, log cleanup and the
 	// landing lifecycle run, after a compaction round [1h].
@@ -206,7 +207,7 @@ func (o Options) withDefaults() Options {
 		o.CheckpointInterval = DefaultCheckpointInterval
 	}
 	if o.CheckpointMaxAge == 0 {
-		o.CheckpointMaxAge = time.Hour
+		o.CheckpointMaxAge = 6 * time.Hour
 	}
 	if o.MaintenanceInterval == 0 {
 		o.MaintenanceInterval = time.Hour
