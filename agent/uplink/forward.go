@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -37,12 +38,15 @@ type ForwarderConfig struct {
 	AckMode AckMode
 	// LandingTimeout is how long a PUBACKed batch waits for its landing ack
 	// (AckLanded, AckAuto) before it is sent again; it doubles with every
-	// resend of the same batch, up to 4 times (default 30 s).
+	// resend of the same batch, up to 4 times (default 10 s).
 	LandingTimeout time.Duration
-	// MaxUnlanded bounds the batches PUBACKed and not yet acknowledged as
-	// landed (default 128): beyond it nothing new is sent until acks come,
-	// so a collector that is down costs the broker a bounded queue, and a
-	// timeout resends at most this many.
+	// MaxUnlanded bounds the batches sent and not yet acknowledged as
+	// landed (default 8): beyond it nothing new is sent until acks come, so
+	// a collector that is down costs the broker a bounded queue, a timeout
+	// resends at most this many, and a batch the broker lost is resent
+	// before the device's newer batches are more than MaxUnlanded batches
+	// ahead of it (8 s at 1 s batches, inside the collector's 10 s allowed
+	// lateness: not late).
 	MaxUnlanded int
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -154,10 +158,10 @@ func NewForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.LandingTimeout <= 0 {
-		cfg.LandingTimeout = 30 * time.Second
+		cfg.LandingTimeout = 10 * time.Second
 	}
 	if cfg.MaxUnlanded <= 0 {
-		cfg.MaxUnlanded = 128
+		cfg.MaxUnlanded = 8
 	}
 	f := &Forwarder{cfg: cfg, log: cfg.Logger, acks: make(chan wire.Ack, 64), done: make(chan struct{})}
 	f.pubackOK.Store(cfg.AckMode == AckPuback)
@@ -300,6 +304,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		// the order they were captured, so its watermark never passes a
 		// backlog still on its way. When more than one batch waits, the
 		// sending is rate-capped (BacklogRate).
+		// Waiting for landing acks, a new batch goes out only within
+		// MaxUnlanded spool records of the oldest one not yet landed: a batch
+		// the broker lost is resent before the device's newer batches run
+		// far ahead of it (they would move its watermark past it).
+		windowEnd := uint64(math.MaxUint64)
+		if !f.pubackOK.Load() {
+			for _, u := range pending {
+				windowEnd = min(windowEnd, u.id+uint64(f.cfg.MaxUnlanded))
+			}
+		}
 		for connected && now.After(retryAt) && inflight < f.cfg.MaxInflight &&
 			(len(pending) < f.cfg.MaxUnlanded || released > 0) {
 			st := sp.Stats()
@@ -313,6 +327,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				return fmt.Errorf("taking the oldest spooled batch: %w", err)
 			}
 			if !ok {
+				break
+			}
+			if _, resend := pending[batchKey{rec.Boot, rec.Seq}]; !resend && rec.ID >= windowEnd {
+				sp.Release(rec.ID) // outside the window: later
 				break
 			}
 			if backlog {

@@ -289,7 +289,9 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 		ReleaseBatch(b) // after its last use: the pool may hand it out at once
 		return l.quarantine(ctx, m, KindDeviceMismatch, reason)
 	}
-	if m.Peer == "" && !l.gate.admit(b.DeviceID, m.ReceivedAt) {
+	// The bucket runs on the collector's clock, not on the receive time
+	// (a routing record's is its enqueue time, possibly days old).
+	if m.Peer == "" && !l.gate.admit(b.DeviceID, l.opts.Now()) {
 		ReleaseBatch(b)
 		l.stats.NewDeviceRefused.Add(1)
 		return 0, ErrNewDeviceRate

@@ -257,14 +257,12 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 				files = append(files, f)
 			}
 		}
-		all, err := delta.ReadFiles[schema.SilverRow](ctx, r.l, ts.Source, files, nil)
-		if err != nil {
-			return 0, err
-		}
-		for _, x := range all {
-			if x.WindowStart >= from && x.WindowStart < to {
-				rows = append(rows, x)
+		for _, f := range files {
+			got, err := readRange(ctx, r.l, ts.Source, f, from, to)
+			if err != nil {
+				return 0, err
 			}
+			rows = append(rows, got...)
 		}
 	}
 	out := append(Aggregate(rows, ts.width), Aggregate(late, ts.width)...)

@@ -483,6 +483,21 @@ func (h *Lake) put(key string, c *chunk) *chunk {
 	return c
 }
 
+// Warm replays the Delta logs of silver, gold and the tiers, so that the
+// first page load does not wait for it; a failure is left for that load to
+// report.
+func (h *Lake) Warm(ctx context.Context) {
+	tables := []string{schema.Silver, schema.Gold}
+	for _, t := range h.Tiers {
+		tables = append(tables, t.Table)
+	}
+	for _, t := range tables {
+		if _, err := h.snapshot(ctx, t); err != nil && h.Log != nil {
+			h.Log.Debug("warming history", "table", t, "err", err)
+		}
+	}
+}
+
 // RowsScanned returns how many rows Series has looked at since the Lake
 // was made: what a range costs, beside what it draws.
 func (h *Lake) RowsScanned() int64 { return h.rowsScanned.Load() }
