@@ -46,10 +46,8 @@ profile_args=()
 if [[ ${PILAKE_BENCH_PROFILE:-} == 1 ]]; then
 	profile_args=(--cpu-profile "$dir/collector.cpu.pprof")
 fi
-# Every simulated device connects from 127.0.0.1: lift the per-source
-# connection cap (1,000 by default) above the device count.
 "$dir/collector" --lake "$dir/lake" --listen "127.0.0.1:$mqtt" --metrics-addr "127.0.0.1:$metrics" \
-	--max-connections-per-source "$((devices + 100))" --max-connections "$((devices + 1000))" \
+	--max-connections-per-source "$((devices + 100))" --max-connections "$((devices + 100))" \
 	--log-format json --log-level warn "${profile_args[@]}" 2>"$dir/collector.log" &
 cpid=$!
 pids+=("$cpid")
