@@ -12,11 +12,11 @@ import (
 
 	"periph.io/x/devices/v3/bmxx80"
 
-	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/iothub"
 	"github.com/pilake/pilake/agent/spool"
 	"github.com/pilake/pilake/agent/uplink"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/conf"
 )
 
 // Config is everything the agent can be told, by flag, PILAKE_* variable or
