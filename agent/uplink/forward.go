@@ -12,6 +12,7 @@ import (
 
 	"github.com/pilake/pilake/agent/spool"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // ForwarderConfig configures a Forwarder.
@@ -50,6 +51,8 @@ type ForwarderConfig struct {
 	MaxUnlanded int
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// Clock times the ack timeout (default clock.Real).
+	Clock clock.Clock
 }
 
 // AckMode says when a batch counts as delivered.
@@ -150,6 +153,9 @@ func NewForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 	}
 	if cfg.BacklogRate <= 0 {
 		cfg.BacklogRate = 20
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real
 	}
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 2 * time.Minute
@@ -468,13 +474,12 @@ var errAckTimeout = errors.New("no PUBACK within the ack timeout")
 // waited for while the connection could still deliver it: its success is
 // then reported, its failure is not needed (the record was released).
 func (f *Forwarder) await(ctx context.Context, tok Token, rec spool.Record, gen *generation, results chan<- result) {
-	t := time.NewTimer(f.cfg.AckTimeout)
-	defer t.Stop()
+	timeout := f.cfg.Clock.After(f.cfg.AckTimeout)
 	var err error
 	select {
 	case <-tok.Done():
 		err = tok.Error()
-	case <-t.C:
+	case <-timeout:
 		err = errAckTimeout
 	case <-gen.abandoned:
 		select {
