@@ -7,6 +7,7 @@ import (
 
 	"github.com/pilake/pilake/agent/spool"
 	"github.com/pilake/pilake/internal/clock"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 // silentPub is a connection that is up and never delivers a PUBACK. A fake,
@@ -38,18 +39,6 @@ func (p *silentPub) count() int {
 	return len(p.published)
 }
 
-// eventually polls cond (real time) until it holds, or fails.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestAckTimeoutResends runs the forwarder on a fake clock against a
 // connection that never acknowledges: nothing is sent again until the ack
 // timeout has passed on that clock, then the batch is sent again (and it
@@ -74,13 +63,13 @@ func TestAckTimeoutResends(t *testing.T) {
 	go func() { defer close(done); _ = f.Run(ctx) }()
 	t.Cleanup(func() { <-done })
 
-	eventually(t, "the first publication and its ack timer", func() bool { return pub.count() == 1 && clk.Waiters() == 1 })
+	testwait.Until(t, "the first publication and its ack timer", func() bool { return pub.count() == 1 && clk.Waiters() == 1 })
 	clk.Advance(59 * time.Second)
 	if clk.Waiters() != 1 || pub.count() != 1 {
 		t.Fatalf("before the timeout: %d timers, %d publications; want 1, 1", clk.Waiters(), pub.count())
 	}
 	clk.Advance(time.Second) // the ack timeout
-	eventually(t, "the batch sent again after the ack timeout", func() bool { return pub.count() == 2 })
+	testwait.Until(t, "the batch sent again after the ack timeout", func() bool { return pub.count() == 2 })
 	if n := sp.Stats().Records; n != 1 {
 		t.Fatalf("spool holds %d batches, want 1 (never acknowledged)", n)
 	}
