@@ -12,11 +12,11 @@ import (
 
 	"periph.io/x/devices/v3/bmxx80"
 
-	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/iothub"
 	"github.com/pilake/pilake/agent/spool"
 	"github.com/pilake/pilake/agent/uplink"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/conf"
 )
 
 // Config is everything the agent can be told, by flag, PILAKE_* variable or
@@ -160,8 +160,8 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Float64Var(&c.BacklogRate, "backlog-rate", 20, "batches sent per second at most while a backlog drains (oldest first)")
 	fs.IntVar(&c.MaxInflight, "max-inflight", 16, "batches published and not yet acknowledged at most")
 	fs.StringVar(&c.AckMode, "ack-mode", "auto", "what deletes a batch from the spool: landed (the collector's landing ack, for external brokers), puback, or auto (landed unless the broker says its PUBACK means landed, as the collector's embedded broker does; puback for IoT Hub)")
-	fs.DurationVar(&c.LandingTimeout, "landing-timeout", 30*time.Second, "a PUBACKed batch with no landing ack after this is sent again (doubling per resend)")
-	fs.IntVar(&c.MaxUnlanded, "max-unlanded", 128, "batches PUBACKed and not yet acknowledged as landed at most")
+	fs.DurationVar(&c.LandingTimeout, "landing-timeout", 10*time.Second, "a PUBACKed batch with no landing ack after this is sent again (doubling per resend)")
+	fs.IntVar(&c.MaxUnlanded, "max-unlanded", 8, "batches sent and not yet acknowledged as landed at most; keep it times batch-interval under the collector's allowed-lateness (10s), so a batch a broker lost, sent again, is not late")
 	fs.DurationVar(&c.ReconnectMax, "reconnect-max", 30*time.Second, "longest wait between reconnection attempts (the backoff doubles from 1s up to this)")
 
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9101", `address of /metrics and /healthz ("" disables)`)

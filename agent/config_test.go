@@ -13,8 +13,8 @@ import (
 
 	"periph.io/x/devices/v3/bmxx80"
 
-	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/conf"
 )
 
 //go:embed agent.conf.example

@@ -4,7 +4,9 @@
 // The pipeline: sample (drift-free 400 Hz polling, fresh/repeated marking,
 // fault handling) → writer (wire v1 encoding, one spool append per batch) →
 // spool (disk, CRC per record, byte cap) → uplink (paho, QoS 1, persistent
-// session; a batch leaves the spool only on PUBACK). Configuration comes from
+// session; a batch leaves the spool only once acknowledged as landed: the
+// collector's landing ack, or a PUBACK where that means landed — see
+// --ack-mode). Configuration comes from
 // flags, PILAKE_* variables and an optional file (agent.conf.example);
 // /metrics (Prometheus client library) and /healthz are served on
 // --metrics-addr. The sensor is opened after the uplink starts and retried

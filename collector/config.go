@@ -16,17 +16,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/collector/broker"
 	"github.com/pilake/pilake/collector/bronzeapp"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/conf"
 )
 
 // Config is the collector's configuration: flags, PILAKE_* environment
-// variables and an optional file (see agent/conf and collector.conf.example).
+// variables and an optional file (see internal/conf and collector.conf.example).
 type Config struct {
 	ConfigFile string
 

@@ -328,7 +328,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	if cfg.Broker == "" {
 		tlsOpts, auth, lim, err := cfg.brokerOptions()
 		if err == nil {
-			brk, err = broker.New(broker.Options{Addr: cfg.Listen, TopicPrefix: wire.TopicPrefix + "telemetry/", Logger: log,
+			// Handlers end at brk.Close (which cancels them), not at the signal.
+			brk, err = broker.New(context.WithoutCancel(ctx), broker.Options{Addr: cfg.Listen, TopicPrefix: wire.TopicPrefix + "telemetry/", Logger: log,
 				Handler: handle, TLS: tlsOpts, Auth: auth, Limits: lim})
 		}
 		if err != nil {
@@ -447,6 +448,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	}
 	stopIngest()
 	err = shutdown(brk, &ingestWG, stopStages, stagesDone)
+	// Ingest and the stages have stopped: nothing lands any more.
+	_ = lander.Close()
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(sctx)

@@ -173,7 +173,7 @@ func encodeBatch(t *testing.T, device string, seq uint64) []byte {
 func TestExternalBrokerOverTLS(t *testing.T) {
 	ca := newTestCA(t)
 	certFile, keyFile := ca.issue(t, "broker", true)
-	ext, err := broker.New(broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "not-landed-here/", Logger: slog.New(slog.DiscardHandler),
+	ext, err := broker.New(t.Context(), broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "not-landed-here/", Logger: slog.New(slog.DiscardHandler),
 		TLS:     &broker.TLSOptions{CertFile: certFile, KeyFile: keyFile},
 		Handler: func(context.Context, string, string, []byte) error { return nil }})
 	if err != nil {

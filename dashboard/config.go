@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/live"
+	"github.com/pilake/pilake/internal/conf"
 )
 
 // Secret is a string that never shows itself in logs, fmt or JSON.
@@ -117,7 +117,7 @@ func (c Config) mqttTLS() (*tls.Config, error) {
 	return tc, nil
 }
 
-// loadConfig parses flags (with agent/conf's file and PILAKE_* layers) and
+// loadConfig parses flags (with internal/conf's file and PILAKE_* layers) and
 // the secrets that only come from the environment.
 func loadConfig(args []string, lookupEnv func(string) (string, bool)) (Config, error) {
 	var c Config

@@ -10,7 +10,7 @@
 //	GET /api/live          the live feed (text/event-stream; Last-Event-ID resume)
 //	GET /healthz           liveness
 //
-// Flags (also PILAKE_* variables and a --config file, see agent/conf):
+// Flags (also PILAKE_* variables and a --config file, see internal/conf):
 // --listen, --lake, --broker, --source lake|databricks, … (dashboard --help).
 // Bound to a non-loopback address it refuses to start unless
 // PILAKE_DASHBOARD_TOKEN or PILAKE_DASHBOARD_USER and PILAKE_DASHBOARD_PASSWORD

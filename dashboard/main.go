@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		lh := history.NewLake(lk, int32(cfg.GoldN))
 		lh.Log = log
 		hist = lh
+		go lh.Warm(ctx) // replay the tables' logs now, not on the first page load
 		log.Info("history from the lake", "lake", where)
 		if cfg.Broker != "" {
 			mqttTLS, err := cfg.mqttTLS()

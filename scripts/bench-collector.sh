@@ -47,6 +47,7 @@ if [[ ${PILAKE_BENCH_PROFILE:-} == 1 ]]; then
 	profile_args=(--cpu-profile "$dir/collector.cpu.pprof")
 fi
 "$dir/collector" --lake "$dir/lake" --listen "127.0.0.1:$mqtt" --metrics-addr "127.0.0.1:$metrics" \
+	--max-connections-per-source "$((devices + 100))" --max-connections "$((devices + 100))" \
 	--log-format json --log-level warn "${profile_args[@]}" 2>"$dir/collector.log" &
 cpid=$!
 pids+=("$cpid")

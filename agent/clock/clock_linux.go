@@ -23,10 +23,23 @@ func Synced() bool {
 }
 
 // WallMinusMonoUS returns the wall clock minus CLOCK_MONOTONIC, in µs.
+// CLOCK_MONOTONIC is read once (a system call); afterwards its value is
+// that reading plus the time elapsed since on Go's monotonic clock, which
+// is CLOCK_MONOTONIC read through the vDSO: the sampler asks once per
+// reading, and this keeps each call at a time.Now.
 func WallMinusMonoUS() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return time.Now().UnixMicro() - ts.Nano()/1000
+	now := time.Now()
+	return now.UnixMicro() - (monoBase.us + int64(now.Sub(monoBase.at)/time.Microsecond))
 }
+
+var monoBase = func() (b struct {
+	at time.Time
+	us int64
+}) {
+	var ts unix.Timespec
+	b.at = time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err == nil {
+		b.us = ts.Nano() / 1000
+	}
+	return b
+}()

@@ -41,3 +41,12 @@ func TestSyncedMatchesTimedatectl(t *testing.T) {
 		t.Fatalf("Synced() = %v, timedatectl NTPSynchronized = %v", got, want)
 	}
 }
+
+// BenchmarkWallMinusMono: the sampler asks for the offset on every reading
+// (to cut a batch at a wall-clock step), 400 times a second.
+func BenchmarkWallMinusMono(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = WallMinusMonoUS()
+	}
+}

@@ -27,15 +27,15 @@ func TestWallClockSteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var offset atomic.Int64 // wall − monotonic, µs
+	var offset atomic.Int64                               // wall − monotonic, µs
 	offset.Store(-48 * int64(time.Hour/time.Microsecond)) // booted 48 h behind
 	steps := []struct {
 		at time.Duration
 		to time.Duration // new offset
 	}{
-		{2 * time.Second, 0},                 // NTP sets it: +48 h
-		{4 * time.Second, -3 * time.Hour},    // back 3 h
-		{6 * time.Second, day},               // forward a day and 3 h
+		{2 * time.Second, 0},                  // NTP sets it: +48 h
+		{4 * time.Second, -3 * time.Hour},     // back 3 h
+		{6 * time.Second, day},                // forward a day and 3 h
 		{8*time.Second + 1, -day + time.Hour}, // back almost two days
 	}
 	for _, st := range steps {

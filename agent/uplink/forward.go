@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync/atomic"
 	"time"
 
 	"github.com/pilake/pilake/agent/spool"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // ForwarderConfig configures a Forwarder.
@@ -37,15 +39,20 @@ type ForwarderConfig struct {
 	AckMode AckMode
 	// LandingTimeout is how long a PUBACKed batch waits for its landing ack
 	// (AckLanded, AckAuto) before it is sent again; it doubles with every
-	// resend of the same batch, up to 4 times (default 30 s).
+	// resend of the same batch, up to 4 times (default 10 s).
 	LandingTimeout time.Duration
-	// MaxUnlanded bounds the batches PUBACKed and not yet acknowledged as
-	// landed (default 128): beyond it nothing new is sent until acks come,
-	// so a collector that is down costs the broker a bounded queue, and a
-	// timeout resends at most this many.
+	// MaxUnlanded bounds the batches sent and not yet acknowledged as
+	// landed (default 8): beyond it nothing new is sent until acks come, so
+	// a collector that is down costs the broker a bounded queue, a timeout
+	// resends at most this many, and a batch the broker lost is resent
+	// before the device's newer batches are more than MaxUnlanded batches
+	// ahead of it (8 s at 1 s batches, inside the collector's 10 s allowed
+	// lateness: not late).
 	MaxUnlanded int
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// Clock times the ack timeout (default clock.Real).
+	Clock clock.Clock
 }
 
 // AckMode says when a batch counts as delivered.
@@ -147,6 +154,9 @@ func NewForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 	if cfg.BacklogRate <= 0 {
 		cfg.BacklogRate = 20
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real
+	}
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 2 * time.Minute
 	}
@@ -154,10 +164,10 @@ func NewForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.LandingTimeout <= 0 {
-		cfg.LandingTimeout = 30 * time.Second
+		cfg.LandingTimeout = 10 * time.Second
 	}
 	if cfg.MaxUnlanded <= 0 {
-		cfg.MaxUnlanded = 128
+		cfg.MaxUnlanded = 8
 	}
 	f := &Forwarder{cfg: cfg, log: cfg.Logger, acks: make(chan wire.Ack, 64), done: make(chan struct{})}
 	f.pubackOK.Store(cfg.AckMode == AckPuback)
@@ -300,6 +310,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		// the order they were captured, so its watermark never passes a
 		// backlog still on its way. When more than one batch waits, the
 		// sending is rate-capped (BacklogRate).
+		// Waiting for landing acks, a new batch goes out only within
+		// MaxUnlanded spool records of the oldest one not yet landed: a batch
+		// the broker lost is resent before the device's newer batches run
+		// far ahead of it (they would move its watermark past it).
+		windowEnd := uint64(math.MaxUint64)
+		if !f.pubackOK.Load() {
+			for _, u := range pending {
+				windowEnd = min(windowEnd, u.id+uint64(f.cfg.MaxUnlanded))
+			}
+		}
 		for connected && now.After(retryAt) && inflight < f.cfg.MaxInflight &&
 			(len(pending) < f.cfg.MaxUnlanded || released > 0) {
 			st := sp.Stats()
@@ -313,6 +333,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				return fmt.Errorf("taking the oldest spooled batch: %w", err)
 			}
 			if !ok {
+				break
+			}
+			if _, resend := pending[batchKey{rec.Boot, rec.Seq}]; !resend && rec.ID >= windowEnd {
+				sp.Release(rec.ID) // outside the window: later
 				break
 			}
 			if backlog {
@@ -450,13 +474,12 @@ var errAckTimeout = errors.New("no PUBACK within the ack timeout")
 // waited for while the connection could still deliver it: its success is
 // then reported, its failure is not needed (the record was released).
 func (f *Forwarder) await(ctx context.Context, tok Token, rec spool.Record, gen *generation, results chan<- result) {
-	t := time.NewTimer(f.cfg.AckTimeout)
-	defer t.Stop()
+	timeout := f.cfg.Clock.After(f.cfg.AckTimeout)
 	var err error
 	select {
 	case <-tok.Done():
 		err = tok.Error()
-	case <-t.C:
+	case <-timeout:
 		err = errAckTimeout
 	case <-gen.abandoned:
 		select {

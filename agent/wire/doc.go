@@ -19,6 +19,9 @@
 // as untrusted: every length is checked before use, and errors wrap
 // ErrCorrupt, ErrVersion or ErrInvalid so callers can quarantine with a reason.
 //
+// The collector's landing acknowledgements to an agent (Ack, on AckTopic)
+// are defined here too, with the topic layout (topics.go).
+//
 // This package depends only on the standard library and klauspost/compress
 // (zstd), so the agent binary stays small.
 package wire

@@ -110,7 +110,7 @@ func secureBrokerWith(t *testing.T, auth broker.AuthOptions) (*broker.Broker, *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "pilake/v1/telemetry/", Logger: quiet,
+	b, err := broker.New(t.Context(), broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "pilake/v1/telemetry/", Logger: quiet,
 		TLS:  &broker.TLSOptions{CertFile: certFile, KeyFile: keyFile, ClientCAFile: filepath.Join(ca.dir, "fleet-ca.pem")},
 		Auth: auth,
 		Handler: func(ctx context.Context, device, topic string, payload []byte) error {
@@ -167,14 +167,14 @@ func dial(t *testing.T, b *broker.Broker, ca *pki, clientID string, c creds, los
 func TestExposedBrokerNeedsAuthAndTLS(t *testing.T) {
 	h := func(context.Context, string, string, []byte) error { return nil }
 	for _, addr := range []string{"0.0.0.0:0", ":0"} {
-		if _, err := broker.New(broker.Options{Addr: addr, Handler: h, Logger: quiet}); !errors.Is(err, broker.ErrExposedWithoutAuth) {
+		if _, err := broker.New(t.Context(), broker.Options{Addr: addr, Handler: h, Logger: quiet}); !errors.Is(err, broker.ErrExposedWithoutAuth) {
 			t.Errorf("%s without auth: err %v, want ErrExposedWithoutAuth", addr, err)
 		}
-		if _, err := broker.New(broker.Options{Addr: addr, Handler: h, Logger: quiet, Auth: broker.AuthOptions{FleetKey: fleetKey}}); !errors.Is(err, broker.ErrExposedWithoutAuth) {
+		if _, err := broker.New(t.Context(), broker.Options{Addr: addr, Handler: h, Logger: quiet, Auth: broker.AuthOptions{FleetKey: fleetKey}}); !errors.Is(err, broker.ErrExposedWithoutAuth) {
 			t.Errorf("%s with a fleet key but no TLS: err %v, want ErrExposedWithoutAuth", addr, err)
 		}
 	}
-	if _, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Handler: h, Logger: quiet, Auth: broker.AuthOptions{FleetKey: []byte("short")}}); err == nil {
+	if _, err := broker.New(t.Context(), broker.Options{Addr: "127.0.0.1:0", Handler: h, Logger: quiet, Auth: broker.AuthOptions{FleetKey: []byte("short")}}); err == nil {
 		t.Error("a 5-byte fleet key was accepted")
 	}
 }

@@ -99,8 +99,10 @@ func Loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// New starts a broker listening on opts.Addr.
-func New(opts Options) (*Broker, error) {
+// New starts a broker listening on opts.Addr. Message handlers get a
+// context derived from ctx (ended by ctx's end or by Close); Close stops the
+// broker and waits for its goroutines.
+func New(ctx context.Context, opts Options) (*Broker, error) {
 	if opts.Handler == nil {
 		return nil, ErrNoHandler
 	}
@@ -150,7 +152,7 @@ func New(opts Options) (*Broker, error) {
 		ClientNetReadBufferSize:  4 * 1024,
 		ClientNetWriteBufferSize: 2 * 1024,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	b := &Broker{srv: srv, log: opts.Logger, ctx: ctx, cancel: cancel, tls: tf != nil}
 	b.policy = &policy{b: b, opts: opts.Auth, anon: !authOn, lim: lim, stats: &b.stats, retained: map[string]struct{}{}}
 	b.policy.deny.file = opts.Auth.DenyFile

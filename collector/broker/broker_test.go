@@ -59,7 +59,7 @@ func newLanded(t *testing.T, fail func() bool) (*broker.Broker, lake.Lake, *land
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "pilake/v1/telemetry/", Logger: quiet,
+	b, err := broker.New(t.Context(), broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "pilake/v1/telemetry/", Logger: quiet,
 		Handler: func(ctx context.Context, client, topic string, payload []byte) error {
 			if fail != nil && fail() {
 				return errors.New("injected: lake unavailable")
@@ -281,7 +281,7 @@ func TestHasSubscribers(t *testing.T) {
 // BenchmarkHasSubscribers is what the live publisher pays per batch to learn
 // that nobody watches: a lookup in mochi's topic index.
 func BenchmarkHasSubscribers(b *testing.B) {
-	br, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Logger: quiet,
+	br, err := broker.New(b.Context(), broker.Options{Addr: "127.0.0.1:0", Logger: quiet,
 		Handler: func(context.Context, string, string, []byte) error { return nil }})
 	if err != nil {
 		b.Fatal(err)
@@ -303,7 +303,7 @@ func BenchmarkHasSubscribers(b *testing.B) {
 // hung the collector's shutdown after a benchmark's agents left.
 func TestCloseWhileClientsLeave(t *testing.T) {
 	for round := range 10 {
-		b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Logger: quiet,
+		b, err := broker.New(t.Context(), broker.Options{Addr: "127.0.0.1:0", Logger: quiet,
 			Handler: func(context.Context, string, string, []byte) error { return nil }})
 		if err != nil {
 			t.Fatal(err)

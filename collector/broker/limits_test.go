@@ -26,7 +26,7 @@ func limitedBroker(t *testing.T, lim broker.Limits) (*broker.Broker, *landing.La
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "pilake/v1/telemetry/", Logger: quiet, Limits: lim,
+	b, err := broker.New(t.Context(), broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "pilake/v1/telemetry/", Logger: quiet, Limits: lim,
 		Handler: func(ctx context.Context, device, topic string, payload []byte) error {
 			return ld.LandTopic(ctx, device, topic, payload)
 		}})

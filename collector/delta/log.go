@@ -30,10 +30,7 @@ type Snapshot struct {
 	// the checkpoint it started from, only their number (carried); its
 	// tombstones map holds those of the commits after that checkpoint.
 	// The next checkpoint streams the carried ones from the file.
-	lean bool
-	// read is how the files of this protocol and metadata are read
-	// (column mapping), made when Files first needs it.
-	read    *readInfo
+	lean    bool
 	carried int64
 	// checkpoint is the version of the checkpoint the snapshot was read
 	// from or last written (-1: none), checkpointBytes its size.
@@ -97,10 +94,8 @@ func (s *Snapshot) apply(actions []Action) error {
 				return err
 			}
 			s.Protocol = *a.Protocol
-			s.read = nil
 		case a.MetaData != nil:
 			s.Metadata = *a.MetaData
-			s.read = nil
 		case a.Add != nil:
 			if a.Add.Path == "" {
 				return fmt.Errorf("%w: add action without path", ErrCorruptLog)

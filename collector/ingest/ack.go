@@ -28,8 +28,9 @@ import (
 type Acker struct {
 	// Publish sends one ack; required. It should not block for long.
 	Publish func(topic string, payload []byte) error
-	// Interval between rounds [500ms]: a longer one gathers more batches
-	// per ack; the agent waits up to its --landing-timeout (30 s).
+	// Interval between rounds [250ms]: a longer one gathers more batches
+	// per ack, and slows agents that keep few batches unlanded
+	// (--max-unlanded, 8) while a backlog drains.
 	Interval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -82,7 +83,7 @@ func (a *Acker) Failed() uint64 { return a.failed.Load() }
 func (a *Acker) Run(ctx context.Context) {
 	iv := a.Interval
 	if iv <= 0 {
-		iv = 500 * time.Millisecond
+		iv = 250 * time.Millisecond
 	}
 	t := time.NewTicker(iv)
 	defer t.Stop()

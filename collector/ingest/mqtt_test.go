@@ -16,6 +16,7 @@ import (
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 
+	"github.com/pilake/pilake/internal/testwait"
 	"github.com/pilake/pilake/scripts/testenv"
 )
 
@@ -117,25 +118,13 @@ func publish(t *testing.T, c paho.Client, boot uint64, devices, per int, dup boo
 	}
 }
 
-// waitFor polls cond (other processes are involved: the broker) with a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestMQTTIngestMosquittoDedup(t *testing.T) {
 	url := testenv.PrivateMosquitto(t)
 	ld := newLander(t)
 	startIngest(t, ingest.MQTTOptions{Broker: url, ClientID: fmt.Sprintf("collector-%d", rand.Uint32()), Handler: mqttHandler(ld)})
 	const devices, per = 5, 20
 	publish(t, publisher(t, url), rand.Uint64(), devices, per, true)
-	waitFor(t, "every batch landed and every duplicate seen", func() bool {
+	testwait.Until(t, "every batch landed and every duplicate seen", func() bool {
 		return ld.Stats().Batches.Load()+ld.Stats().Duplicates.Load() == 2*devices*per
 	})
 	if got := ld.Stats().Batches.Load(); got != devices*per {
@@ -161,7 +150,7 @@ func TestMQTTSharedSubscription(t *testing.T) {
 	}
 	const devices, per = 4, 25
 	publish(t, publisher(t, url), rand.Uint64(), devices, per, false)
-	waitFor(t, "every batch landed", func() bool { return ld.Stats().Batches.Load() == devices*per })
+	testwait.Until(t, "every batch landed", func() bool { return ld.Stats().Batches.Load() == devices*per })
 	mu.Lock()
 	defer mu.Unlock()
 	if perCollector["a"]+perCollector["b"] != devices*per || perCollector["a"] == 0 || perCollector["b"] == 0 {
@@ -178,5 +167,5 @@ func TestMQTTSessionKeepsMessagesWhileDown(t *testing.T) {
 	const devices, per = 3, 10
 	publish(t, publisher(t, url), rand.Uint64(), devices, per, false)
 	startIngest(t, opts)
-	waitFor(t, "batches published while the collector was down", func() bool { return ld.Stats().Batches.Load() == devices*per })
+	testwait.Until(t, "batches published while the collector was down", func() bool { return ld.Stats().Batches.Load() == devices*per })
 }

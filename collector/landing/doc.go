@@ -49,4 +49,11 @@
 // collector of a shared subscription is landed again, in another segment;
 // the stages keep one copy in bronze (they record every stream's sequence
 // numbers with each epoch).
+//
+// # Goroutines
+//
+// New starts the segment flushers and, on a lake with group commit, the
+// writers and the syncer; Land starts one to finish a landing whose caller
+// gave up. Close, once nothing lands any more, writes the open segment,
+// waits for those landings and stops them all.
 package landing

@@ -185,6 +185,10 @@ type Lander struct {
 	gate  *deviceGate
 	// lastDropLog is the unix second a dropped quarantine was last logged.
 	lastDropLog atomic.Int64
+	// detached counts the goroutines that finish a landing whose caller
+	// gave up (see Land); Close waits for them.
+	detached  sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // New returns a Lander.
@@ -233,6 +237,23 @@ func New(opts Options) (*Lander, error) {
 	return l, nil
 }
 
+// Close writes the open segment (without waiting for its linger), waits for
+// the landings whose callers gave up (each completes and hands its batch to
+// Submit, which must return: the stages take it or are closed), and stops
+// the Lander's goroutines. Call it after every Land, LandTopic and Quarantine
+// call has returned; none may follow.
+func (l *Lander) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.sw.stop) // the flushers write the open segment first
+		l.sw.wg.Wait()
+		l.detached.Wait()
+		if l.gw != nil {
+			l.gw.close()
+		}
+	})
+	return nil
+}
+
 // Stats returns the Lander's live counters.
 func (l *Lander) Stats() *Stats { return &l.stats }
 
@@ -268,7 +289,9 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 		ReleaseBatch(b) // after its last use: the pool may hand it out at once
 		return l.quarantine(ctx, m, KindDeviceMismatch, reason)
 	}
-	if m.Peer == "" && !l.gate.admit(b.DeviceID, m.ReceivedAt) {
+	// The bucket runs on the collector's clock, not on the receive time
+	// (a routing record's is its enqueue time, possibly days old).
+	if m.Peer == "" && !l.gate.admit(b.DeviceID, l.opts.Now()) {
 		ReleaseBatch(b)
 		l.stats.NewDeviceRefused.Add(1)
 		return 0, ErrNewDeviceRate
@@ -311,7 +334,11 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 		// still become durable; then it must reach the stages, because a
 		// redelivery will find it landed and not hand it on again. So the
 		// rest of the landing goes on without the caller.
-		go func() { _, _ = l.finish(context.WithoutCancel(ctx), seg, key, b, m) }()
+		l.detached.Add(1)
+		go func() {
+			defer l.detached.Done()
+			_, _ = l.finish(context.WithoutCancel(ctx), seg, key, b, m)
+		}()
 		return 0, ctx.Err()
 	}
 	return l.finish(ctx, seg, key, b, m)
@@ -372,7 +399,9 @@ func (l *Lander) finish(ctx context.Context, seg *segment, key streamSeq, b *wir
 		// The batch is durable, and a redelivery will be a duplicate: hand
 		// it over in the background (until the stages take it or close;
 		// closed stages find it in landing/ when they next start).
+		l.detached.Add(1)
 		go func() {
+			defer l.detached.Done()
 			if l.opts.Submit(context.WithoutCancel(ctx), landed) != nil {
 				ReleaseBatch(b)
 			}

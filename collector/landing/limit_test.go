@@ -189,3 +189,31 @@ func TestNewDeviceFlood(t *testing.T) {
 		t.Errorf("after the refill: %v", err)
 	}
 }
+
+// A message received long ago (an IoT Hub routing record carries its
+// enqueue time) neither drains the new-device bucket nor is refused for it.
+func TestNewDeviceOldReceiveTime(t *testing.T) {
+	lk, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Now: func() time.Time { return now },
+		NewDeviceLimit: landing.NewDeviceLimit{PerSecond: 10, Burst: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		dev := "old-" + strconv.Itoa(i)
+		_, err := ld.Land(t.Context(), landing.Message{Data: encode(t, wire.Binary, batch(dev, 1, 2)),
+			ReceivedAt: now.Add(-5 * 24 * time.Hour), Source: "iothub"})
+		if err != nil {
+			t.Fatalf("device %d of the burst, received 5 days ago: %v", i, err)
+		}
+	}
+	now = now.Add(time.Second) // refills 10 tokens (capped at the burst of 5)
+	if _, err := ld.Land(t.Context(), landing.Message{Data: encode(t, wire.Binary, batch("late-new", 1, 2)),
+		ReceivedAt: now.Add(-5 * 24 * time.Hour), Source: "iothub"}); err != nil {
+		t.Fatalf("a new device after the refill: %v", err)
+	}
+}

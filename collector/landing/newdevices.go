@@ -60,10 +60,15 @@ func (g *deviceGate) admit(device string, now time.Time) bool {
 	if _, ok := g.known[device]; ok {
 		return true
 	}
-	if !g.at.IsZero() {
-		g.tokens = min(float64(g.lim.Burst), g.tokens+now.Sub(g.at).Seconds()*g.lim.PerSecond)
+	// now is a message's receive time, which need not be monotonic (IoT Hub
+	// routing records carry their enqueue time, hours or days old): only a
+	// later time refills the bucket, and an earlier one never drains it.
+	if now.After(g.at) {
+		if !g.at.IsZero() {
+			g.tokens = min(float64(g.lim.Burst), g.tokens+now.Sub(g.at).Seconds()*g.lim.PerSecond)
+		}
+		g.at = now
 	}
-	g.at = now
 	if g.tokens < 1 {
 		return false
 	}

@@ -32,8 +32,10 @@ type segWriter struct {
 	counter uint64
 	space   chan struct{} // closed (and replaced) when cur is taken
 
-	kick chan struct{} // a flusher should take cur
-	full chan struct{} // cur reached a limit: a lingering flusher should take it now
+	kick chan struct{}  // a flusher should take cur
+	full chan struct{}  // cur reached a limit: a lingering flusher should take it now
+	stop chan struct{}  // closed by Lander.Close: flushers write what is open and return
+	wg   sync.WaitGroup // the flushers
 }
 
 // segment is one segment being filled, written, or done.
@@ -55,9 +57,13 @@ func newSegment() *segment {
 
 func newSegWriter(l *Lander, flushers int) *segWriter {
 	w := &segWriter{l: l, instance: l.opts.Instance, cur: newSegment(),
-		space: make(chan struct{}), kick: make(chan struct{}, 1), full: make(chan struct{}, 1)}
+		space: make(chan struct{}), kick: make(chan struct{}, 1), full: make(chan struct{}, 1), stop: make(chan struct{})}
+	w.wg.Add(flushers)
 	for range flushers {
-		go w.flush()
+		go func() {
+			defer w.wg.Done()
+			w.flush()
+		}()
 	}
 	return w
 }
@@ -100,11 +106,21 @@ func (w *segWriter) signal() {
 	}
 }
 
-// flush takes the open segment whenever there is one and writes it. The
-// flushers run for the life of the process (a collector has one Lander).
+// flush takes the open segment whenever there is one and writes it, until
+// stop is closed and no segment is open.
 func (w *segWriter) flush() {
 	var linger *time.Timer
-	for range w.kick {
+	for {
+		select {
+		case <-w.kick:
+		case <-w.stop:
+			w.mu.Lock()
+			open := w.cur.n > 0
+			w.mu.Unlock()
+			if !open {
+				return
+			}
+		}
 		if d := w.l.opts.SegmentLinger; d > 0 {
 			// Let the segment gather more batches, unless it is full.
 			if linger == nil {
@@ -115,6 +131,8 @@ func (w *segWriter) flush() {
 			select {
 			case <-linger.C:
 			case <-w.full:
+				linger.Stop()
+			case <-w.stop:
 				linger.Stop()
 			}
 		}

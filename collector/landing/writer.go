@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pilake/pilake/collector/lake"
@@ -25,6 +26,8 @@ type groupWriter struct {
 	reqs   chan *writeReq
 	toSync chan []*writeReq
 	onSync func(time.Duration)
+	wg     sync.WaitGroup // the writers
+	synced chan struct{}  // closed when the syncer returns
 }
 
 type writeReq struct {
@@ -38,16 +41,32 @@ type writeReq struct {
 // maxRun bounds the writes one writer does before handing them to the syncer.
 const maxRun = 256
 
-// newGroupWriter starts workers writer goroutines and a syncer. They run for
-// the life of the process (a collector has one Lander) and idle on empty
-// queues.
+// newGroupWriter starts workers writer goroutines and a syncer. They idle
+// on empty queues until close.
 func newGroupWriter(gw lake.GroupWriter, workers int, onSync func(time.Duration)) *groupWriter {
-	w := &groupWriter{gw: gw, reqs: make(chan *writeReq, 1024), toSync: make(chan []*writeReq, workers), onSync: onSync}
+	w := &groupWriter{gw: gw, reqs: make(chan *writeReq, 1024), toSync: make(chan []*writeReq, workers), onSync: onSync,
+		synced: make(chan struct{})}
+	w.wg.Add(workers)
 	for range workers {
-		go w.write()
+		go func() {
+			defer w.wg.Done()
+			w.write()
+		}()
 	}
-	go w.sync()
+	go func() {
+		defer close(w.synced)
+		w.sync()
+	}()
 	return w
+}
+
+// close finishes the queued writes and their sync, then stops the
+// goroutines. Nothing may call WriteIfAbsent after it.
+func (w *groupWriter) close() {
+	close(w.reqs)
+	w.wg.Wait()
+	close(w.toSync)
+	<-w.synced
 }
 
 // WriteIfAbsent writes data under name unless it exists, and returns once

@@ -44,9 +44,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/internal/conf"
 )
 
 type config struct {
@@ -118,7 +118,7 @@ func serveRaw(ctx context.Context, c config, log *slog.Logger) error {
 	var mu sync.Mutex
 	w := bufio.NewWriterSize(f, 1<<20)
 	var lenBuf [4]byte
-	b, err := broker.New(broker.Options{Addr: c.serveRaw, TopicPrefix: "pilake/v1/telemetry/", Logger: log,
+	b, err := broker.New(context.WithoutCancel(ctx), broker.Options{Addr: c.serveRaw, TopicPrefix: "pilake/v1/telemetry/", Logger: log,
 		Handler: func(_ context.Context, _, _ string, payload []byte) error {
 			mu.Lock()
 			defer mu.Unlock()

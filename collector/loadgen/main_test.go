@@ -25,7 +25,7 @@ func smallConfig(url string) config {
 func TestGenerate(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]int{}
-	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "pilake/v1/telemetry/", Logger: slog.New(slog.DiscardHandler),
+	b, err := broker.New(t.Context(), broker.Options{Addr: "127.0.0.1:0", TopicPrefix: "pilake/v1/telemetry/", Logger: slog.New(slog.DiscardHandler),
 		Handler: func(_ context.Context, _, topic string, payload []byte) error {
 			var bt wire.Batch
 			if err := wire.Decode(payload, &bt); err != nil {

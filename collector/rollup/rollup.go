@@ -75,6 +75,7 @@ type tierState struct {
 	frontier   int64           // µs; -1: not started
 	srcVersion int64           // source version read; -1: none
 	commits    int
+	maintain   time.Time // next vacuum and log cleanup
 }
 
 // New returns a Roller for l.
@@ -257,14 +258,12 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 				files = append(files, f)
 			}
 		}
-		all, err := delta.ReadFiles[schema.SilverRow](ctx, r.l, ts.Source, files, nil)
-		if err != nil {
-			return 0, err
-		}
-		for _, x := range all {
-			if x.WindowStart >= from && x.WindowStart < to {
-				rows = append(rows, x)
+		for _, f := range files {
+			got, err := readRange(ctx, r.l, ts.Source, f, from, to)
+			if err != nil {
+				return 0, err
 			}
+			rows = append(rows, got...)
 		}
 	}
 	out := append(Aggregate(rows, ts.width), Aggregate(late, ts.width)...)
@@ -298,6 +297,19 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 	if ts.commits%r.o.CompactEvery == 0 {
 		if _, err := delta.Compact[schema.SilverRow](ctx, ts.t, delta.CompactOptions{}); err != nil {
 			r.log.Warn("compacting rollup tier", "table", ts.Table, "err", err)
+		}
+	}
+	// Hourly, as the stages do for their tables: files compaction replaced
+	// and log entries past the table's retention go, so a tier costs the
+	// same on day 30 as on day 1.
+	if now := r.o.Now(); !now.Before(ts.maintain) {
+		ts.maintain = now.Add(time.Hour)
+		ret := ts.t.Snapshot().Retention()
+		if _, err := ts.t.Vacuum(ctx, max(time.Hour, ret.DeletedFiles)); err != nil && !errors.Is(err, lake.ErrNotFound) {
+			r.log.Warn("vacuuming rollup tier", "table", ts.Table, "err", err)
+		}
+		if _, err := ts.t.CleanupLog(ctx, max(time.Hour, ret.Log)); err != nil && !errors.Is(err, lake.ErrNotFound) {
+			r.log.Warn("cleaning up rollup tier's log", "table", ts.Table, "err", err)
 		}
 	}
 	return len(out), nil

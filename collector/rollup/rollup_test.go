@@ -234,3 +234,58 @@ func TestAggregateExact(t *testing.T) {
 		t.Errorf("%+v", a[0])
 	}
 }
+
+// TestLargeFilePages: one silver file of many Parquet pages (120 000
+// windows); the tiers read it page by page and still hold every window.
+func TestLargeFilePages(t *testing.T) {
+	ctx := context.Background()
+	l := lake.NewMemory()
+	silver, err := delta.Open[schema.SilverRow](ctx, l, schema.Silver, delta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	t0 := int64(1_790_000_000) * sec / (3600 * sec) * (3600 * sec)
+	var rows []schema.SilverRow
+	for k := int64(0); k < 40000; k++ {
+		for _, d := range []string{"dev-a", "dev-b", "dev-c"} {
+			rows = append(rows, silverRow(r, d, t0+k*sec))
+		}
+	}
+	add, err := delta.WriteFile(ctx, silver, rows, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := silver.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	roller := rollup.New(l, rollup.Options{Grace: 30 * time.Second, Tiers: rollup.DefaultTiers()[:1]})
+	if _, err := roller.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := delta.Load(ctx, l, schema.Silver10s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frontier, _ := rollup.Frontier(snap)
+	got, err := delta.ReadFiles[schema.SilverRow](ctx, l, schema.Silver10s, snap.Files(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := combine(rows, 10*sec, frontier)
+	if n := len(combineTier(got, 10*sec)); n != len(want) || n < 3900 {
+		t.Fatalf("%d buckets, want %d", n, len(want))
+	}
+	var count, wantCount int64
+	for _, x := range got {
+		count += x.Count
+	}
+	for _, devs := range want {
+		for _, c := range devs {
+			wantCount += c.count
+		}
+	}
+	if count != wantCount {
+		t.Errorf("readings %d, want %d", count, wantCount)
+	}
+}

@@ -63,7 +63,7 @@ func TestClockBehindIsCorrected(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
 	const behind = int64(48 * time.Hour / time.Microsecond)
 	bs := makeBatches("dev-b", 7, 8, 400, t0, rng) // true times
-	trueOff := t0 - 5_000_000_000                   // wall − monotonic of a Pi up for 5,000 s
+	trueOff := t0 - 5_000_000_000                  // wall − monotonic of a Pi up for 5,000 s
 	for i, b := range bs {
 		b.MonoOffsetUS = trueOff
 		if i < 4 { // before NTP: 48 h behind, not synchronised

@@ -87,7 +87,7 @@ func (c *committer) run(ctx context.Context, commits <-chan *epoch, errc chan<- 
 				// batches stay in landing/.
 				c.m.count(func(s *Stats) { s.Refusals++; s.Refusing = true })
 				c.log.Error("a table asks what pilake cannot honour; the epoch waits (its batches stay in landing/) and is tried again",
-					slog.Int64("epoch", e.n), slog.Any("error", err), slog.Duration("retry", c.opts.RefusedRetry))
+					slog.Int64("epoch", e.n), slog.Any("err", err), slog.Duration("retry", c.opts.RefusedRetry))
 				_ = backoff.Wait(ctx, c.opts.RefusedRetry)
 				for _, t := range c.tables {
 					_ = t.Refresh(ctx)
@@ -358,7 +358,7 @@ func (c *committer) commitOnce(ctx context.Context, t *delta.Table, e int64, add
 func (c *committer) deleteFlushedGold(ctx context.Context, e *epoch) error {
 	for _, name := range e.goldFlushed {
 		if err := c.l.Delete(ctx, name); err != nil {
-			c.log.Warn("deleting staged gold", slog.Any("error", err))
+			c.log.Warn("deleting staged gold", slog.Any("err", err))
 		}
 	}
 	e.goldFlushed = nil
@@ -370,7 +370,7 @@ func (c *committer) deleteOldState(ctx context.Context, e *epoch) error {
 	if e.n > 2 {
 		for _, name := range []string{checkpointName(e.n - 2), devicesName(e.n - 2)} {
 			if err := c.l.Delete(ctx, name); err != nil {
-				c.log.Warn("deleting old stage state", slog.Any("error", err))
+				c.log.Warn("deleting old stage state", slog.Any("err", err))
 			}
 		}
 	}

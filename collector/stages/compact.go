@@ -46,7 +46,7 @@ func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
 			k, err = delta.Compact[schema.GoldRow](ctx, t, o)
 		}
 		if err != nil {
-			c.log.Warn("compacting", slog.String("table", name), slog.Any("error", err))
+			c.log.Warn("compacting", slog.String("table", name), slog.Any("err", err))
 			continue
 		}
 		n += k
@@ -66,7 +66,7 @@ func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
 		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
 			k, err := c.tables[name].Vacuum(ctx, max(time.Hour, c.tables[name].Snapshot().Retention().DeletedFiles))
 			if err != nil {
-				c.log.Warn("vacuuming", slog.String("table", name), slog.Any("error", err))
+				c.log.Warn("vacuuming", slog.String("table", name), slog.Any("err", err))
 			}
 			c.m.count(func(s *Stats) { s.Vacuumed += int64(k) })
 		}
@@ -74,7 +74,7 @@ func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
 	if c.opts.LogRetention > 0 {
 		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
 			if _, err := c.tables[name].CleanupLog(ctx, max(time.Hour, c.tables[name].Snapshot().Retention().Log)); err != nil && !errors.Is(err, lake.ErrNotFound) {
-				c.log.Warn("cleaning the Delta log", slog.String("table", name), slog.Any("error", err))
+				c.log.Warn("cleaning the Delta log", slog.String("table", name), slog.Any("err", err))
 			}
 		}
 	}

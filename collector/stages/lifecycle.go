@@ -154,14 +154,14 @@ func (c *committer) landingLifecycle(ctx context.Context, processed json.RawMess
 	now := c.opts.Now()
 	var sets map[string]landing.SeqRanges
 	if err := json.Unmarshal(processed, &sets); err != nil {
-		c.log.Warn("landing lifecycle: reading the processed segments", slog.Any("error", err))
+		c.log.Warn("landing lifecycle: reading the processed segments", slog.Any("err", err))
 		return
 	}
 	// Bronze-appending collectors' segments are in bronze by their own
 	// commits; the stages never take them in.
 	appended, err := bronzeapp.AppendedInstances(ctx, c.l)
 	if err != nil {
-		c.log.Warn("landing lifecycle: reading the bronze-appending collectors", slog.Any("error", err))
+		c.log.Warn("landing lifecycle: reading the bronze-appending collectors", slog.Any("err", err))
 		return
 	}
 	if c.landing.Kept.IsZero() {
@@ -172,7 +172,7 @@ func (c *committer) landingLifecycle(ctx context.Context, processed json.RawMess
 	for i := 0; i < 48 && !c.landing.From.Add(2*time.Hour).After(now); i++ {
 		objs, err := c.l.List(ctx, landing.SegmentHourPrefix(c.landing.From))
 		if err != nil {
-			c.log.Warn("landing lifecycle: listing", slog.Any("error", err))
+			c.log.Warn("landing lifecycle: listing", slog.Any("err", err))
 			return
 		}
 		for _, o := range objs {
@@ -190,12 +190,12 @@ func (c *committer) landingLifecycle(ctx context.Context, processed json.RawMess
 	for i := 0; i < 48 && c.landing.Kept.Before(c.landing.From) && !c.landing.Kept.Add(time.Hour+c.opts.LandingRetention).After(now); i++ {
 		objs, err := c.l.List(ctx, landing.SegmentHourPrefix(c.landing.Kept))
 		if err != nil {
-			c.log.Warn("landing lifecycle: listing", slog.Any("error", err))
+			c.log.Warn("landing lifecycle: listing", slog.Any("err", err))
 			return
 		}
 		for _, o := range objs {
 			if err := c.l.Delete(ctx, o.Name); err != nil {
-				c.log.Warn("landing lifecycle: deleting", slog.String("name", o.Name), slog.Any("error", err))
+				c.log.Warn("landing lifecycle: deleting", slog.String("name", o.Name), slog.Any("err", err))
 				return
 			}
 			deleted++

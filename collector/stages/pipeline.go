@@ -303,7 +303,7 @@ func refused(err error) bool {
 func (p *Pipeline) refusing(err error) {
 	p.m.count(func(s *Stats) { s.Refusals++; s.Refusing = true })
 	p.log.Error("a table asks what pilake cannot honour; the stages wait (batches stay in landing/) and try again",
-		slog.Any("error", err), slog.Duration("retry", p.opts.RefusedRetry))
+		slog.Any("err", err), slog.Duration("retry", p.opts.RefusedRetry))
 }
 
 // detach returns a context that ignores ctx's end for timeout after it.

@@ -50,7 +50,7 @@ func retry(ctx context.Context, log *slog.Logger, first time.Duration, what stri
 			return err
 		}
 		d := b.Next()
-		log.Warn(what+" failed; retrying", append(attrs, slog.Any("error", err), slog.Int("attempt", attempt), slog.Duration("backoff", d))...)
+		log.Warn(what+" failed; retrying", append(attrs, slog.Any("err", err), slog.Int("attempt", attempt), slog.Duration("backoff", d))...)
 		if backoff.Wait(ctx, d) != nil {
 			return err
 		}

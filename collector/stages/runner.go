@@ -137,7 +137,7 @@ loop:
 		err := r.scanLanding(sctx)
 		cancel()
 		if err != nil {
-			r.log.Warn("scanning landing at shutdown", slog.Any("error", err))
+			r.log.Warn("scanning landing at shutdown", slog.Any("err", err))
 		}
 	}
 	r.f.closeAll()

@@ -60,7 +60,7 @@ func (r *runner) scanLanding(ctx context.Context) error {
 		}
 		stream, seq, err := landingKey(o.Name)
 		if err != nil {
-			r.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.Any("error", err))
+			r.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.Any("err", err))
 			continue
 		}
 		if r.landed[stream].Has(seq) {
@@ -126,7 +126,7 @@ func (s *scanner) run(ctx context.Context, out chan<- segmentObject) {
 		case <-t.C:
 		}
 		if err := s.scanRecent(ctx, out); err != nil && ctx.Err() == nil {
-			s.log.Warn("scanning landing for other collectors' segments", slog.Any("error", err))
+			s.log.Warn("scanning landing for other collectors' segments", slog.Any("err", err))
 		}
 	}
 }
@@ -194,7 +194,7 @@ func (r *runner) scanSegment(ctx context.Context, o lake.Object) (int, error) {
 func (r *runner) takeSegment(o lake.Object, data []byte) (int, error) {
 	inst, counter, ok := landing.ParseSegmentName(o.Name)
 	if !ok {
-		r.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.String("error", "not a segment name"))
+		r.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.String("err", "not a segment name"))
 		return 0, nil
 	}
 	if r.segments[inst].Has(counter) {
@@ -233,7 +233,7 @@ func (r *runner) takeSegment(o lake.Object, data []byte) (int, error) {
 		r.quar = append(r.quar, quarantined{name: fmt.Sprintf("%s@offset-%d", o.Name, tail), raw: bytes.Clone(data[tail:]), recv: o.ModTime,
 			source: "landing", reason: fmt.Sprintf("reading segment %s: %v (%d records before it kept)", o.Name, derr, len(recs))})
 		r.m.count(func(s *Stats) { s.QuarantinedFiles++ })
-		r.log.Warn("damaged segment in landing/: quarantined its unreadable part", slog.String("name", o.Name), slog.Any("error", derr))
+		r.log.Warn("damaged segment in landing/: quarantined its unreadable part", slog.String("name", o.Name), slog.Any("err", derr))
 	}
 	r.segmentDone(o.Name, inst, counter)
 	return n, nil

@@ -2,7 +2,6 @@ package stages_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"math/rand/v2"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 // foreignCommit commits actions to table as another engine (Databricks)
@@ -62,20 +62,6 @@ func submitBatches(t *testing.T, r *run, l lake.Lake, bs []*wire.Batch) {
 		name := land(t, l, b)
 		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
-		}
-	}
-}
-
-// waitUntil polls cond (the pipeline's own Stats) until it holds.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
@@ -131,7 +117,7 @@ func TestSharingWithDatabricks(t *testing.T) {
 	foreignCommit(t, l, schema.Bronze, map[string]any{"protocol": map[string]any{"minReaderVersion": 3, "minWriterVersion": 7,
 		"readerFeatures": []string{"deletionVectors", "v2Checkpoint"}, "writerFeatures": append(features, "rowTracking")}})
 	r = start(t, l, opts)
-	waitUntil(t, "a refusal at start", func() bool { st := r.p.Stats(); return st.Refusing && st.Refusals > 0 })
+	testwait.Until(t, "a refusal at start", func() bool { st := r.p.Stats(); return st.Refusing && st.Refusals > 0 })
 	foreignCommit(t, l, schema.Bronze, map[string]any{"protocol": map[string]any{"minReaderVersion": 3, "minWriterVersion": 7,
 		"readerFeatures": []string{"deletionVectors", "v2Checkpoint"}, "writerFeatures": features}})
 	submitBatches(t, r, l, bs[20:30])
@@ -146,7 +132,7 @@ func TestSharingWithDatabricks(t *testing.T) {
 	foreignCommit(t, l, schema.Bronze, bronzeMetadata(t, l, conf2))
 	r = start(t, l, opts)
 	submitBatches(t, r, l, bs[30:40])
-	waitUntil(t, "a refused commit", func() bool { return r.p.Stats().Refusing })
+	testwait.Until(t, "a refused commit", func() bool { return r.p.Stats().Refusing })
 	foreignCommit(t, l, schema.Bronze, bronzeMetadata(t, l, map[string]string{"delta.appendOnly": "true"}))
 	r.stop(t)
 	if n := len(readAll[schema.BronzeRow](t, l, schema.Bronze)); n != 40*200 {

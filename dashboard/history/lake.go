@@ -76,8 +76,9 @@ func DefaultTiers() []Tier {
 }
 
 type snapEntry struct {
-	snap *delta.Snapshot
-	at   time.Time
+	snap   *delta.Snapshot
+	at     time.Time
+	pruned time.Time // when the index last dropped files gone from the table
 }
 
 // crow is one cached row: a silver (or tier) window with its band, or a
@@ -125,9 +126,31 @@ func (h *Lake) snapshot(ctx context.Context, table string) (*delta.Snapshot, err
 	if err != nil {
 		return nil, err
 	}
+	now := h.now()
 	h.mu.Lock()
-	h.snaps[table] = snapEntry{snap: snap, at: h.now()}
-	h.mu.Unlock()
+	defer h.mu.Unlock()
+	pruned := e.pruned
+	if now.Sub(pruned) > time.Minute {
+		// Forget the page index and the bad marks of files the table no
+		// longer has (compaction replaces files all day): a dashboard that
+		// runs for a month must not keep a month of file names.
+		pruned = now
+		live := make(map[string]bool, snap.NumFiles())
+		for _, f := range snap.Files() {
+			live[table+"/"+f.Path] = true
+		}
+		for k := range h.index {
+			if strings.HasPrefix(k, table+"/") && !live[k] {
+				delete(h.index, k)
+			}
+		}
+		for k := range h.bad {
+			if strings.HasPrefix(k, table+"/") && !live[k] {
+				delete(h.bad, k)
+			}
+		}
+	}
+	h.snaps[table] = snapEntry{snap: snap, at: now, pruned: pruned}
 	return snap, nil
 }
 
@@ -481,6 +504,21 @@ func (h *Lake) put(key string, c *chunk) *chunk {
 		delete(h.cache, old)
 	}
 	return c
+}
+
+// Warm replays the Delta logs of silver, gold and the tiers, so that the
+// first page load does not wait for it; a failure is left for that load to
+// report.
+func (h *Lake) Warm(ctx context.Context) {
+	tables := []string{schema.Silver, schema.Gold}
+	for _, t := range h.Tiers {
+		tables = append(tables, t.Table)
+	}
+	for _, t := range tables {
+		if _, err := h.snapshot(ctx, t); err != nil && h.Log != nil {
+			h.Log.Debug("warming history", "table", t, "err", err)
+		}
+	}
 }
 
 // RowsScanned returns how many rows Series has looked at since the Lake

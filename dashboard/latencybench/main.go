@@ -17,9 +17,9 @@ import (
 	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/pilake/pilake/agent/conf"
 	"github.com/pilake/pilake/agent/wire"
-	"github.com/pilake/pilake/scripts/testenv"
+	"github.com/pilake/pilake/internal/chromium"
+	"github.com/pilake/pilake/internal/conf"
 )
 
 type config struct {
@@ -276,7 +276,7 @@ func openBrowser(ctx context.Context, path string) (context.Context, error) {
 	}
 	go func() { <-ctx.Done(); os.RemoveAll(dir) }()
 	opts = append(opts, chromedp.UserDataDir(dir))
-	for _, f := range testenv.ChromiumFlags {
+	for _, f := range chromium.Flags {
 		opts = append(opts, chromedp.Flag(f[2:], true))
 	}
 	actx, _ := chromedp.NewExecAllocator(ctx, opts...)

@@ -42,7 +42,7 @@ func TestLiveOnlyFromCollector(t *testing.T) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 	fleetKey := []byte("0123456789abcdef0123456789abcdef-dashboard")
-	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", TLS: &broker.TLSOptions{CertFile: certFile, KeyFile: keyFile},
+	b, err := broker.New(t.Context(), broker.Options{Addr: "127.0.0.1:0", TLS: &broker.TLSOptions{CertFile: certFile, KeyFile: keyFile},
 		Auth: broker.AuthOptions{FleetKey: fleetKey}, Handler: func(context.Context, string, string, []byte) error { return nil }})
 	if err != nil {
 		t.Fatal(err)

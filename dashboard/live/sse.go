@@ -11,23 +11,15 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/clock"
 )
 
-// Clock is the time source of the SSE handler; tests replace it.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+// Clock is the time source of the SSE handler; tests replace it. It is
+// internal/clock's, shared with the agent and the collector.
+type Clock = clock.Clock
 
 // RealClock is the wall clock.
-var RealClock Clock = realClock{}
-
-var _ Clock = realClock{}
+var RealClock Clock = clock.Real
 
 // SSE serves the live feed as Server-Sent Events:
 //

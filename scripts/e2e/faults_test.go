@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -272,7 +273,14 @@ func (r *faultRig) finish(wantLateEmpty bool) {
 			t.Fatalf("reading silver_late: %v", err)
 		}
 		if len(late) != 0 {
-			t.Errorf("silver_late holds %d readings, want none (backlog delivered oldest first)", len(late))
+			seqs := map[string]int{}
+			for _, lr := range late {
+				k := fmt.Sprintf("%s seq %d ts %s recv %s wm %s", lr.Device, lr.Seq, time.UnixMicro(lr.TS).Format("15:04:05.000"),
+					time.UnixMicro(lr.ReceivedAt).Format("15:04:05.000"), time.UnixMicro(lr.Watermark).Format("15:04:05.000"))
+				k = k[:strings.Index(k, " ts ")] + k[strings.Index(k, " recv "):]
+				seqs[k]++
+			}
+			t.Errorf("silver_late holds %d readings, want none (backlog delivered oldest first): %v", len(late), seqs)
 		}
 	}
 }
@@ -314,7 +322,7 @@ func TestFaultExternalBroker(t *testing.T) {
 			time.Sleep(3 * time.Second)
 			r.broker.start()
 			sleepOrFail(t, 4*time.Second, r.coll)
-			r.finish(false)
+			r.finish(true)
 		})
 	}
 }
@@ -355,6 +363,8 @@ func TestFaultSharedGroupWithoutMember(t *testing.T) {
 	time.Sleep(4 * time.Second) // a group with no member
 	r.startCollector()
 	sleepOrFail(t, 4*time.Second, r.coll)
+	// Not checked here: silver_late. A batch in flight when the last member
+	// leaves can come back after newer ones (seen: one 250 ms batch).
 	r.finish(false)
 }
 

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pilake/pilake/internal/chromium"
 )
 
 // AzuriteAccount and AzuriteKey are Azurite's well-known development credentials.
@@ -80,11 +82,9 @@ func Chromium(t testing.TB) string {
 	return need(t, "PILAKE_TEST_CHROMIUM", "Chromium")
 }
 
-// ChromiumFlags are the headless flags that work as root on this kind of machine.
-var ChromiumFlags = []string{
-	"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-	"--disable-background-networking", "--disable-component-update", "--disable-sync",
-}
+// ChromiumFlags are the headless flags that work as root on this kind of
+// machine (internal/chromium's, shared with dashboard/latencybench).
+var ChromiumFlags = chromium.Flags
 
 // PrivateMosquitto starts a Mosquitto of the test's own on a free port and
 // returns its URL, so that messages other packages' tests publish on the

@@ -212,7 +212,8 @@
       axes: [axis, Object.assign({}, axis, { size: 66, values: (u, vals) => { const d = tickDigits(vals); return vals.map((v) => v.toFixed(d)); } })],
       series: [
         {},
-        { label: 'silver', stroke: q.color + '80', width: 1.25, spanGaps: true, points: { show: false } },
+        // Without gold (long ranges read from the rollup tiers) the mean line is the main one.
+        { label: 'silver', stroke: () => (card.gold.t.length ? q.color + '80' : q.color), width: 1.25, spanGaps: true, points: { show: false } },
         { label: 'max', stroke: q.color + '30', width: 0.5, spanGaps: true, points: { show: false } },
         { label: 'min', stroke: q.color + '30', width: 0.5, spanGaps: true, points: { show: false } },
         { label: 'gold', stroke: q.color, width: 2.5, spanGaps: true, points: { show: false } },
