@@ -36,6 +36,7 @@ type collector struct {
 	syncs, syncSeconds, segments                                                            *prometheus.Desc
 	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
 	refusals, refusing, compactSkipped                                                      *prometheus.Desc
+	compacted, vacuumed, landingExpired, forgotten                                          *prometheus.Desc
 }
 
 // withAcker makes c export a's counters (a may be nil).
@@ -79,6 +80,10 @@ func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, la
 		compactSkipped: d("compaction_skipped_total", "Data files compaction left alone because it cannot rewrite them exactly (deletion vectors)."),
 		syncSeconds:    d("landing_sync_seconds_total", "Time spent in landing group-commit rounds."),
 		epochs:         d("epochs_total", "Epochs (Delta commits across tables) committed."),
+		compacted:      d("compacted_files_total", "Small data files compaction replaced (by hour and day files)."),
+		vacuumed:       d("vacuumed_files_total", "Data files vacuum deleted (past the tables' delta.deletedFileRetentionDuration)."),
+		landingExpired: d("landing_expired_total", "landing/ segments deleted after --landing-retention, once in bronze."),
+		forgotten:      d("forgotten_total", "Devices, and streams (device and boot), forgotten after --forget-after; what is the stages' or the Lander's.", "what"),
 		commitRetries:  d("commit_retries_total", "Failed epoch commit attempts."),
 		lastCommit:     d("last_commit_timestamp_seconds", "Unix time of the last epoch commit."),
 		watermark:      d("watermark_timestamp_seconds", "Per-device watermark: windows ending at or before it are final.", "device"),
@@ -156,6 +161,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.silverRows, float64(ps.SilverRows))
 	counter(c.goldRows, float64(ps.GoldRows))
 	counter(c.epochs, float64(ps.Epochs))
+	counter(c.compacted, float64(ps.Compactions))
+	counter(c.vacuumed, float64(ps.Vacuumed))
+	counter(c.landingExpired, float64(ps.LandingExpired))
+	counter(c.forgotten, float64(ps.DevicesForgotten), "devices")
+	counter(c.forgotten, float64(ps.StreamsForgotten), "streams")
+	counter(c.forgotten, float64(s.Forgotten.Load()), "lander_streams")
 	counter(c.commitRetries, float64(ps.CommitRetries))
 	counter(c.refusals, float64(ps.Refusals))
 	counter(c.compactSkipped, float64(ps.CompactSkipped))
