@@ -741,3 +741,73 @@ func TestProtocolChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestInCommitTimestamps: on a table with In-Commit Timestamps (as
+// Databricks enables them on managed tables), pilake's commits put
+// commitInfo first with an inCommitTimestamp after the previous commit's,
+// also when its Table starts from a checkpoint.
+func TestInCommitTimestamps(t *testing.T) {
+	ctx := t.Context()
+	l := lake.NewMemory()
+	w := logWriter{t, l, "ict"}
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	future := now.Add(time.Hour).UnixMilli() // another writer's clock runs ahead
+	w.commit(0, obj{"commitInfo": obj{"inCommitTimestamp": future, "operation": "CREATE TABLE"}},
+		protocol(1, 7, nil, []string{"inCommitTimestamp", "appendOnly", "invariants"}),
+		metadata(confSchema, []string{"part"}, map[string]string{"delta.enableInCommitTimestamps": "true",
+			"delta.inCommitTimestampEnablementVersion": "0", "delta.inCommitTimestampEnablementTimestamp": fmt.Sprint(future)}))
+	ictOf := func(v int64) int64 {
+		t.Helper()
+		data, err := l.Get(ctx, delta.CommitName("ict", v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _, _ := strings.Cut(string(data), "\n")
+		var a struct {
+			CommitInfo *struct {
+				InCommitTimestamp int64 `json:"inCommitTimestamp"`
+			} `json:"commitInfo"`
+		}
+		if err := json.Unmarshal([]byte(first), &a); err != nil || a.CommitInfo == nil {
+			t.Fatalf("commit %d: first action %s is not commitInfo (%v)", v, first, err)
+		}
+		return a.CommitInfo.InCommitTimestamp
+	}
+	opts := delta.Options{PartitionColumns: []string{"part"}, Now: func() time.Time { return now }}
+	tb, err := delta.Open[confRow](ctx, l, "ict", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		add, err := delta.WriteFile(ctx, tb, []confRow{{ID: 1, Part: "p"}}, map[string]string{"part": "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tb.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := []int64{ictOf(1), ictOf(2)}; got[0] != future+1 || got[1] != future+2 {
+		t.Errorf("inCommitTimestamps %v, want %d and %d (after the previous commit's)", got, future+1, future+2)
+	}
+	if err := tb.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(30 * time.Minute) // still behind the other writer's clock
+	opts.Now = func() time.Time { return later }
+	tb2, err := delta.Open[confRow](ctx, l, "ict", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := delta.WriteFile(ctx, tb2, []confRow{{ID: 2, Part: "p"}}, map[string]string{"part": "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := tb2.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ictOf(v); got != future+3 {
+		t.Errorf("inCommitTimestamp %d from a Table started at a checkpoint, want %d (read from the previous commit)", got, future+3)
+	}
+}

@@ -62,8 +62,9 @@ func (p Protocol) hasReaderFeature(f string) bool {
 //   - timestampNtz, typeWidening: pilake's columns are its own types.
 //   - vacuumProtocolCheck: Vacuum checks the writer protocol first.
 //   - columnMapping, with delta.columnMapping.mode none.
+//   - inCommitTimestamp: commitInfo, first, carries inCommitTimestamp.
 var writerFeatures = []string{"appendOnly", "invariants", "checkConstraints", "changeDataFeed", "deletionVectors",
-	"domainMetadata", "v2Checkpoint", "timestampNtz", "typeWidening", "vacuumProtocolCheck", "columnMapping"}
+	"domainMetadata", "v2Checkpoint", "timestampNtz", "typeWidening", "vacuumProtocolCheck", "columnMapping", "inCommitTimestamp"}
 
 // checkWritable returns an error wrapping ErrUnsupported unless pilake's
 // appends and compactions honour everything a table with protocol p and
@@ -108,8 +109,7 @@ func checkWritable(p Protocol, m Metadata) error {
 	}
 	for k, v := range m.Configuration {
 		switch {
-		case k == "delta.enableRowTracking" && v == "true",
-			k == "delta.enableInCommitTimestamps" && v == "true":
+		case k == "delta.enableRowTracking" && v == "true":
 			return fmt.Errorf("table property %s=%s asks writers for what pilake does not write: %w", k, v, ErrUnsupported)
 		}
 	}

@@ -37,6 +37,9 @@ type Snapshot struct {
 	checkpoint      int64
 	checkpointBytes int64
 	checkpointFiles []string // the objects it was read from, sidecars included
+	// lastICT is the inCommitTimestamp of the last commit applied (0:
+	// unknown, e.g. right after a checkpoint).
+	lastICT int64
 }
 
 func newSnapshot() *Snapshot {
@@ -115,6 +118,12 @@ func (s *Snapshot) apply(actions []Action) error {
 			s.tombstones[p] = *a.Remove
 		case a.Txn != nil:
 			s.txns[a.Txn.AppID] = *a.Txn
+		case a.CommitInfo != nil:
+			if ts, ok := a.CommitInfo["inCommitTimestamp"].(float64); ok {
+				s.lastICT = int64(ts)
+			} else {
+				s.lastICT = 0
+			}
 		case a.Domain != nil:
 			if a.Domain.Removed {
 				delete(s.domains, a.Domain.Domain)

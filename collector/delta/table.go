@@ -256,10 +256,25 @@ func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id st
 	}
 	for attempt := 0; ; attempt++ {
 		v := t.snap.Version + 1
+		var ict int64
+		if t.snap.inCommitTimestamps() {
+			// In-Commit Timestamps: commitInfo (first) carries a timestamp
+			// later than the previous commit's, for this attempt's version.
+			if ict, err = t.nextInCommitTimestamp(ctx); err != nil {
+				return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+			}
+			info["inCommitTimestamp"] = ict
+			if data, err = encodeCommit(all); err != nil {
+				return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+			}
+		}
 		err := t.l.PutIfAbsent(ctx, CommitName(t.name, v), data)
 		if err == nil {
 			if err := t.snap.apply(actions); err != nil {
 				return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+			}
+			if ict != 0 {
+				t.snap.lastICT = ict
 			}
 			t.snap.Version = v
 			t.tailBytes += int64(len(data))
@@ -292,6 +307,37 @@ func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id st
 			return 0, fmt.Errorf("committing to %s after version %d: %w", t.name, t.snap.Version, err)
 		}
 	}
+}
+
+// inCommitTimestamps reports whether the table has In-Commit Timestamps
+// enabled (the writer feature and delta.enableInCommitTimestamps).
+func (s *Snapshot) inCommitTimestamps() bool {
+	return s.Protocol.MinWriterVersion == 7 && slices.Contains(s.Protocol.WriterFeatures, "inCommitTimestamp") &&
+		s.Metadata.Configuration["delta.enableInCommitTimestamps"] == "true"
+}
+
+// nextInCommitTimestamp is the inCommitTimestamp of a commit after the
+// table's current version: now, or a millisecond after the previous
+// commit's, whichever is later. The previous one is read from that commit
+// when the snapshot started from a checkpoint.
+func (t *Table) nextInCommitTimestamp(ctx context.Context) (int64, error) {
+	prev := t.snap.lastICT
+	if prev == 0 && t.snap.Version >= 0 {
+		data, err := t.l.Get(ctx, CommitName(t.name, t.snap.Version))
+		if err != nil {
+			return 0, fmt.Errorf("reading the previous commit's inCommitTimestamp: %w", err)
+		}
+		actions, err := decodeCommit(data)
+		if err != nil {
+			return 0, fmt.Errorf("reading the previous commit's inCommitTimestamp: %w", err)
+		}
+		for _, a := range actions {
+			if ts, ok := a.CommitInfo["inCommitTimestamp"].(float64); ok {
+				prev = int64(ts)
+			}
+		}
+	}
+	return max(t.opts.Now().UnixMilli(), prev+1), nil
 }
 
 // writable returns an error unless actions may be committed on the
