@@ -23,8 +23,10 @@ eval "$(scripts/services.sh start)"
 step "dashboard front-end libraries (npm ci)"
 dashboard/web/build.sh
 
-step "go vet"
+step "go vet, gofmt"
 go vet ./...
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path '*/node_modules/*'))
+if [ -n "$unformatted" ]; then echo "gofmt -l lists:"; echo "$unformatted"; exit 1; fi
 
 step "go test"
 race=()
