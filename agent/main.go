@@ -233,7 +233,7 @@ var _ sample.Sensor = absentSensor{}
 func (absentSensor) Sense(*physic.Env) error { return errSensorAbsent }
 func (absentSensor) Reinit() error           { return errSensorAbsent }
 
-func (a *Agent) samplerConfig(sensor sample.Sensor, noHumidity bool, settle time.Duration) sample.Config {
+func (a *Agent) samplerConfig(sensor sample.Sensor, noHumidity bool, settle time.Duration) sample.Options {
 	cfg := a.cfg
 	synced, wallMinusMono := clock.Synced, clock.WallMinusMonoUS
 	if steps, _ := parseClockSteps(cfg.SimClockSteps); len(steps) > 0 {
@@ -252,7 +252,7 @@ func (a *Agent) samplerConfig(sensor sample.Sensor, noHumidity bool, settle time
 		synced = func() bool { return off() == 0 && clock.Synced() }
 		wallMinusMono = func() int64 { return clock.WallMinusMonoUS() + off().Microseconds() }
 	}
-	return sample.Config{
+	return sample.Options{
 		Sensor: sensor, DeviceID: cfg.DeviceID, BootID: a.boot,
 		Rate: cfg.Rate, BatchInterval: cfg.BatchEvery, NoHumidity: noHumidity,
 		ReadTimeout: cfg.ReadTimeout, FrozenAfter: cfg.FrozenAfter, DriverSense: cfg.DriverSense,
@@ -395,7 +395,7 @@ func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
 
 func (a *Agent) setupUplink() error {
 	cfg := a.cfg
-	mc := uplink.Config{
+	mc := uplink.Options{
 		Broker: cfg.Broker, ClientID: cfg.DeviceID, Username: cfg.Username, Password: cfg.Password,
 		CAFile: cfg.TLSCA, CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, ServerName: cfg.TLSServerName,
 		StatusTopic: wire.StatusTopic(cfg.DeviceID), MaxReconnectInterval: cfg.ReconnectMax,

@@ -107,7 +107,7 @@ func TestSecureBrokerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	devCert, devKey := ca.issue(t, "pi-cert", false)
-	send := func(c uplink.Config, device string) {
+	send := func(c uplink.Options, device string) {
 		t.Helper()
 		c.Broker, c.ClientID, c.CAFile, c.Logger = rc.st.MQTT, device, filepath.Join(ca.dir, "ca.pem"), slog.New(slog.DiscardHandler)
 		conn, err := uplink.NewMQTT(c)
@@ -134,8 +134,8 @@ func TestSecureBrokerEndToEnd(t *testing.T) {
 			t.Fatalf("%s: no PUBACK", device)
 		}
 	}
-	send(uplink.Config{Username: "pi-token", Password: token}, "pi-token")
-	send(uplink.Config{CertFile: devCert, KeyFile: devKey}, "pi-cert")
+	send(uplink.Options{Username: "pi-token", Password: token}, "pi-token")
+	send(uplink.Options{CertFile: devCert, KeyFile: devKey}, "pi-cert")
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.cert)

@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			return err
 		}
 		lh := history.NewLake(lk, int32(cfg.GoldN))
-		lh.Log = log
+		lh.Logger = log
 		hist = lh
 		go lh.Warm(ctx) // replay the tables' logs now, not on the first page load
 		log.Info("history from the lake", "lake", where)
@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			}
 			workers++
 			go func() {
-				done <- live.RunMQTT(ctx, live.MQTTConfig{Broker: cfg.Broker, GoldN: int32(cfg.GoldN), Log: log,
+				done <- live.RunMQTT(ctx, live.MQTTOptions{Broker: cfg.Broker, GoldN: int32(cfg.GoldN), Logger: log,
 					Username: cfg.MQTTUsername, Password: string(cfg.MQTTPassword), TLS: mqttTLS}, hub, nil)
 			}()
 		} else {
@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		}
 		defer db.Close()
 		src := &history.SQL{DB: db, SilverTable: cfg.SQLSilverTable, GoldTable: cfg.SQLGoldTable, GoldN: int32(cfg.GoldN),
-			MaxRows: cfg.SQLMaxRows, Log: log}
+			MaxRows: cfg.SQLMaxRows, Logger: log}
 		if err := src.Validate(); err != nil {
 			return err
 		}
@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		log.Info("history and live from Databricks SQL", append([]any{"host", cfg.Databricks.Host, "http_path", cfg.Databricks.HTTPPath,
 			"silver", cfg.SQLSilverTable, "gold", cfg.SQLGoldTable, "poll", cfg.SQLPoll, "poll_hours", cfg.SQLPollHours,
 			"poll_while_nobody_watches", cfg.SQLPollIdle}, auth...)...)
-		p := &history.Poller{Source: src, Hub: hub, Interval: cfg.SQLPoll, Timeout: cfg.SQLTimeout, Name: name, Log: log,
+		p := &history.Poller{Source: src, Hub: hub, Interval: cfg.SQLPoll, Timeout: cfg.SQLTimeout, Name: name, Logger: log,
 			Hours: hours, OnlyWatched: !cfg.SQLPollIdle}
 		workers++
 		go func() { done <- p.Run(ctx) }()
@@ -122,11 +122,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	srv := &Server{
 		History:      hist,
 		Hub:          hub,
-		SSE:          &live.SSE{Hub: hub, Interval: cfg.Coalesce, MaxClients: cfg.MaxLive, Log: log},
+		SSE:          &live.SSE{Hub: hub, Interval: cfg.Coalesce, MaxClients: cfg.MaxLive, Logger: log},
 		Assets:       web.FS(),
 		MaxPoints:    cfg.MaxPts,
 		Auth:         cfg.Auth,
-		Log:          log,
+		Logger:       log,
 		QueryTimeout: cfg.SQLTimeout,
 		AllowedHosts: hostcheck.Allowed(cfg.Listen, strings.Split(cfg.AllowedHosts, ",")),
 	}

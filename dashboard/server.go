@@ -32,7 +32,7 @@ type Server struct {
 	MaxPoints int
 	Auth      Auth
 	Now       func() time.Time
-	Log       *slog.Logger
+	Logger    *slog.Logger
 	// AllowedHosts are the Host header names served (hostcheck.Allowed);
 	// empty: any.
 	AllowedHosts []string
@@ -85,8 +85,8 @@ func (s *Server) now() time.Time {
 }
 
 func (s *Server) log() *slog.Logger {
-	if s.Log != nil {
-		return s.Log
+	if s.Logger != nil {
+		return s.Logger
 	}
 	return slog.New(slog.DiscardHandler)
 }

@@ -30,7 +30,7 @@ type Sensor interface {
 // outputs directly, without bmxx80's per-call allocations and the round trip
 // through physic units (hw.Sensor.ReadFixed: the same integers, checked
 // against bmxx80 on every poll by hw's tests). The sampler uses it when
-// available, unless Config.DriverSense is set.
+// available, unless Options.DriverSense is set.
 type FixedReader interface {
 	ReadFixed(r *hw.Fixed) error
 }
@@ -86,8 +86,8 @@ func (c *RealClock) SleepUntil(ctx context.Context, t time.Time) error {
 	return ctx.Err()
 }
 
-// Config configures a Sampler.
-type Config struct {
+// Options configures a Sampler.
+type Options struct {
 	// Sensor is polled. Required.
 	Sensor Sensor
 	// DeviceID and BootID name the batches. Required (BootID random per start).
@@ -169,7 +169,7 @@ type Health struct {
 
 // Sampler polls a Sensor and emits batches on Batches().
 type Sampler struct {
-	cfg      Config
+	cfg      Options
 	log      *slog.Logger
 	interval time.Duration
 	perBatch int64
@@ -209,7 +209,7 @@ type readResult struct {
 }
 
 // New validates cfg and returns a Sampler.
-func New(cfg Config) (*Sampler, error) {
+func New(cfg Options) (*Sampler, error) {
 	if cfg.Sensor == nil {
 		return nil, errors.New("sampler: no sensor")
 	}

@@ -106,7 +106,7 @@ func newRigPath(t *testing.T, d time.Duration, chip byte, driver bool) *rig {
 	if err != nil {
 		t.Fatalf("hw.NewSensor: %v", err)
 	}
-	s, err := New(Config{
+	s, err := New(Options{
 		Sensor: sens, DeviceID: "pi-test", BootID: 0xb007, Clock: clk, DriverSense: driver,
 		ReadTimeout: 20 * time.Millisecond, QueueLen: 64, // virtual time outruns the consumer
 		ClockSynced: func() bool { return true }, WallMinusMono: func() int64 { return 42 },
@@ -358,7 +358,7 @@ func (n *neverReady) Reinit() error { n.reinits++; return nil }
 func TestSensorThatNeverConverts(t *testing.T) {
 	clk := newVirtClock(6 * time.Second)
 	sens := &neverReady{}
-	s, err := New(Config{Sensor: sens, DeviceID: "pi-test", BootID: 1, Clock: clk, QueueLen: 64,
+	s, err := New(Options{Sensor: sens, DeviceID: "pi-test", BootID: 1, Clock: clk, QueueLen: 64,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

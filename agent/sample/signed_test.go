@@ -128,7 +128,7 @@ func TestReadingsMatchDatasheetWithSignedH4H5(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := &rawRecorder{Sensor: sens, fake: fake}
-			s, err := New(Config{
+			s, err := New(Options{
 				Sensor: rec, DeviceID: "pi-signed", BootID: 1, Clock: clk, DriverSense: driver,
 				ReadTimeout: 20 * time.Millisecond, QueueLen: 64,
 				ClockSynced: func() bool { return true }, WallMinusMono: func() int64 { return 0 },

@@ -41,7 +41,7 @@ func TestWallClockSteps(t *testing.T) {
 	for _, st := range steps {
 		clk.at(st.at, func() { offset.Store(int64(st.to / time.Microsecond)) })
 	}
-	s, err := New(Config{
+	s, err := New(Options{
 		Sensor: sens, DeviceID: "pi-step", BootID: 0x57e9, Clock: clk, ReadTimeout: 20 * time.Millisecond, QueueLen: 64,
 		ClockSynced: func() bool { return offset.Load() == 0 }, WallMinusMono: offset.Load,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -68,7 +68,7 @@ func (c *fakeCollector) snapshot() map[uint64]int {
 
 func ackedConn(t *testing.T, addr, device string, f **Forwarder) *MQTT {
 	t.Helper()
-	conn, err := NewMQTT(Config{Broker: "tcp://" + addr, ClientID: device, Logger: quiet, MaxReconnectInterval: time.Second,
+	conn, err := NewMQTT(Options{Broker: "tcp://" + addr, ClientID: device, Logger: quiet, MaxReconnectInterval: time.Second,
 		AckTopic: wire.AckTopic(device), OnAck: func(p []byte) { (*f).HandleAck(p) }})
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +295,7 @@ func TestFailingLandingBacksOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sp.Close() })
-	conn, err := NewMQTT(Config{Broker: "tcp://" + addr, ClientID: "dev-storm", Logger: quiet, MaxReconnectInterval: 30 * time.Second})
+	conn, err := NewMQTT(Options{Broker: "tcp://" + addr, ClientID: "dev-storm", Logger: quiet, MaxReconnectInterval: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

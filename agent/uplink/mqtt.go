@@ -18,8 +18,8 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
-// Config configures an MQTT connection.
-type Config struct {
+// Options configures an MQTT connection.
+type Options struct {
 	// Broker is tcp://host:port (also mqtt://), or ssl://, tls://, mqtts://
 	// for TLS.
 	Broker string
@@ -70,7 +70,7 @@ type Config struct {
 // a Forwarder then puts the batches it had in flight back into the spool and
 // sends them again on the next connection.
 type MQTT struct {
-	cfg    Config
+	cfg    Options
 	log    *slog.Logger
 	broker *url.URL
 	tlsCfg *tls.Config
@@ -122,7 +122,7 @@ func (t doneToken) Done() <-chan struct{} { return closedChan }
 func (t doneToken) Error() error          { return t.err }
 
 // NewMQTT validates cfg; Start connects.
-func NewMQTT(cfg Config) (*MQTT, error) {
+func NewMQTT(cfg Options) (*MQTT, error) {
 	if cfg.ClientID == "" {
 		return nil, errors.New("mqtt: no client id")
 	}
@@ -196,7 +196,7 @@ func (m *MQTT) options(lost func(error)) *mqtt.ClientOptions {
 	return opts
 }
 
-func buildTLS(cfg Config, host string) (*tls.Config, error) {
+func buildTLS(cfg Options, host string) (*tls.Config, error) {
 	if cfg.TLS != nil {
 		return cfg.TLS.Clone(), nil
 	}

@@ -133,7 +133,7 @@ func TestBacklogOldestFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	conn, err := NewMQTT(Config{Broker: "tcp://" + addr, ClientID: "dev-order", Logger: quiet})
+	conn, err := NewMQTT(Options{Broker: "tcp://" + addr, ClientID: "dev-order", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestRenewUsesFreshCredentials(t *testing.T) {
 	cs := iothub.ConnectionString{HostName: "h.azure-devices.net", DeviceID: "dev-renew", Key: key}
 	var mu sync.Mutex
 	n := 0
-	conn, err := NewMQTT(Config{
+	conn, err := NewMQTT(Options{
 		Broker: "tcp://" + addr, ClientID: cs.DeviceID, Logger: quiet, RenewEvery: 300 * time.Millisecond,
 		MaxReconnectInterval: time.Second,
 		Credentials: func() (string, string) {
@@ -290,7 +290,7 @@ func TestInflightBatchResentAfterConnectionLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sp.Close() })
-	conn, err := NewMQTT(Config{Broker: "tcp://" + addr, ClientID: "dev-drop", Logger: quiet, MaxReconnectInterval: time.Second})
+	conn, err := NewMQTT(Options{Broker: "tcp://" + addr, ClientID: "dev-drop", Logger: quiet, MaxReconnectInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -271,7 +271,7 @@ func TestDriverErrorsAreLoggedNotReturned(t *testing.T) {
 	const detail = "internal detail of warehouse abc123 at host secret-host.example"
 	w.FailWith(detail)
 	var logs bytes.Buffer
-	src := &history.SQL{DB: dbx, SilverTable: "silver", GoldTable: "gold", Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	src := &history.SQL{DB: dbx, SilverTable: "silver", GoldTable: "gold", Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	_, err := src.Series(t.Context(), history.Query{FromMS: 0, ToMS: 1000})
 	if !errors.Is(err, history.ErrQueryFailed) || strings.Contains(err.Error(), "secret-host") || strings.Contains(err.Error(), "databricks:") {
 		t.Errorf("Series error %q: want ErrQueryFailed without the driver's text", err)

@@ -367,7 +367,7 @@ func TestLakeSkipsUnreadableFile(t *testing.T) {
 	}
 	var logs strings.Builder
 	h := history.NewLake(l, 8)
-	h.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	h.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	got, err := h.Series(context.Background(), history.Query{FromMS: t0 / 1000, ToMS: t0/1000 + 2000})
 	if err != nil {
 		t.Fatalf("one bad file failed the whole read: %v", err)

@@ -35,9 +35,9 @@ import (
 // re-reads only the files committed since.
 type Lake struct {
 	lake lake.Lake
-	// Log receives a warning for each data file that cannot be read (once per file).
-	Log   *slog.Logger
-	goldN int32
+	// Logger receives a warning for each data file that cannot be read (once per file).
+	Logger *slog.Logger
+	goldN  int32
 	// CacheRows bounds the rows kept in the file cache (default 1 million, ~64 MiB).
 	CacheRows int
 	// Tiers are the rollup tables read for long ranges, finest first
@@ -218,8 +218,8 @@ func (h *Lake) files(ctx context.Context, table string, keep func(delta.AddFile)
 			first := !h.bad[key]
 			h.bad[key] = true
 			h.mu.Unlock()
-			if first && h.Log != nil {
-				h.Log.Warn("skipping unreadable data file", "table", table, "file", f.Path, "err", err)
+			if first && h.Logger != nil {
+				h.Logger.Warn("skipping unreadable data file", "table", table, "file", f.Path, "err", err)
 			}
 			continue
 		}
@@ -515,8 +515,8 @@ func (h *Lake) Warm(ctx context.Context) {
 		tables = append(tables, t.Table)
 	}
 	for _, t := range tables {
-		if _, err := h.snapshot(ctx, t); err != nil && h.Log != nil {
-			h.Log.Debug("warming history", "table", t, "err", err)
+		if _, err := h.snapshot(ctx, t); err != nil && h.Logger != nil {
+			h.Logger.Debug("warming history", "table", t, "err", err)
 		}
 	}
 }

@@ -38,9 +38,9 @@ type SQL struct {
 	// MaxRows bounds the rows one Series call reads over all its pages
 	// (default 2000000); beyond it Series fails with ErrTooManyRows.
 	MaxRows int
-	// Log receives the driver's errors in full; callers (and so browsers)
+	// Logger receives the driver's errors in full; callers (and so browsers)
 	// get ErrQueryFailed without the driver's text (default: discard).
-	Log *slog.Logger
+	Logger *slog.Logger
 }
 
 var _ Source = (*SQL)(nil)
@@ -106,7 +106,7 @@ func (s *SQL) failed(ctx context.Context, what, table string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s %s: %w", what, table, ctx.Err())
 	}
-	log := s.Log
+	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -309,8 +309,8 @@ type Poller struct {
 	// Hours limits polling to a daily window (zero: always).
 	Hours Hours
 	// Name describes the source in the page's status (never a secret).
-	Name string
-	Log  *slog.Logger
+	Name   string
+	Logger *slog.Logger
 	// Now is the clock (default time.Now); After waits (default time.After).
 	Now   func() time.Time
 	After func(time.Duration) <-chan time.Time
@@ -342,7 +342,7 @@ func (p *Poller) Run(ctx context.Context) error {
 	if lookback <= 0 {
 		lookback = time.Minute
 	}
-	log := p.Log
+	log := p.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

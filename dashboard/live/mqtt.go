@@ -15,8 +15,8 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 )
 
-// MQTTConfig says where the collector's live feed is.
-type MQTTConfig struct {
+// MQTTOptions says where the collector's live feed is.
+type MQTTOptions struct {
 	Broker string // tcp://host:port
 	// ClientID defaults to "pilake-dashboard-" and a random suffix.
 	ClientID string
@@ -25,8 +25,8 @@ type MQTTConfig struct {
 	// TLS configures ssl:// brokers (CA, client certificate); nil: defaults.
 	TLS *tls.Config
 	// GoldN is the moving-average length to forward (default 8).
-	GoldN int32
-	Log   *slog.Logger
+	GoldN  int32
+	Logger *slog.Logger
 }
 
 // MQTTStats counts what the upstream subscription received.
@@ -38,8 +38,8 @@ type MQTTStats struct {
 // valid update into hub until ctx ends. It keeps reconnecting while the
 // broker is away and tells hub whether the feed is online. Invalid messages
 // are counted and logged (at most once a second), never forwarded.
-func RunMQTT(ctx context.Context, cfg MQTTConfig, hub *Hub, stats *MQTTStats) error {
-	log := cfg.Log
+func RunMQTT(ctx context.Context, cfg MQTTOptions, hub *Hub, stats *MQTTStats) error {
+	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -69,7 +69,7 @@ func fanout(t *testing.T, broker, dev string) *MQTTStats {
 	stats := &MQTTStats{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- RunMQTT(ctx, MQTTConfig{Broker: broker}, hub, stats) }()
+	go func() { done <- RunMQTT(ctx, MQTTOptions{Broker: broker}, hub, stats) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -128,7 +128,7 @@ func TestMQTTBrokerGoesAway(t *testing.T) {
 	hub := NewHub(16, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go func() { _ = RunMQTT(ctx, MQTTConfig{Broker: broker}, hub, nil) }()
+	go func() { _ = RunMQTT(ctx, MQTTOptions{Broker: broker}, hub, nil) }()
 	waitStatus(t, hub, "online")
 	stopBroker()
 	waitStatus(t, hub, "offline")

@@ -58,7 +58,7 @@ func TestLiveOnlyFromCollector(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- RunMQTT(ctx, MQTTConfig{Broker: b.URL(), Username: "dash-1", Password: dashTok, TLS: tc}, hub, nil)
+		done <- RunMQTT(ctx, MQTTOptions{Broker: b.URL(), Username: "dash-1", Password: dashTok, TLS: tc}, hub, nil)
 	}()
 	waitStatus(t, hub, "online")
 

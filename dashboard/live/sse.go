@@ -49,7 +49,7 @@ type SSE struct {
 	// MaxClients bounds concurrent streams; more get 503 (default 1000).
 	MaxClients int
 	Clock      Clock
-	Log        *slog.Logger
+	Logger     *slog.Logger
 
 	clients atomic.Int64
 }
@@ -79,7 +79,7 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if clock == nil {
 		clock = RealClock
 	}
-	log := s.Log
+	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
