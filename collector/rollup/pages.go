@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
@@ -78,48 +77,10 @@ type page struct{ first, n, min, max int64 }
 // pages returns the runs of rows of each window_start page (the whole row
 // group, unbounded, when the file has no page index).
 func pages(pf *parquet.File) []page {
-	col := -1
-	for i, c := range pf.Schema().Columns() {
-		if len(c) == 1 && c[0] == "window_start" {
-			col = i
-		}
-	}
-	var out []page
-	var base int64
-	for _, rg := range pf.RowGroups() {
-		n := rg.NumRows()
-		whole := page{first: base, n: n, min: math.MinInt64, max: math.MaxInt64}
-		base += n
-		if col < 0 || col >= len(rg.ColumnChunks()) {
-			out = append(out, whole)
-			continue
-		}
-		cc := rg.ColumnChunks()[col]
-		ci, err1 := cc.ColumnIndex()
-		oi, err2 := cc.OffsetIndex()
-		if err1 != nil || err2 != nil || ci == nil || oi == nil || ci.NumPages() != oi.NumPages() || ci.NumPages() == 0 {
-			out = append(out, whole)
-			continue
-		}
-		for p := 0; p < oi.NumPages(); p++ {
-			first, last := oi.FirstRowIndex(p), n
-			if p+1 < oi.NumPages() {
-				last = oi.FirstRowIndex(p + 1)
-			}
-			if first < 0 || last > n || last < first {
-				return []page{{first: 0, n: base, min: math.MinInt64, max: math.MaxInt64}}
-			}
-			pg := page{first: whole.first + first, n: last - first, min: math.MinInt64, max: math.MaxInt64}
-			if !ci.NullPage(p) {
-				if v := ci.MinValue(p); v.Kind() == parquet.Int64 {
-					pg.min = v.Int64()
-				}
-				if v := ci.MaxValue(p); v.Kind() == parquet.Int64 {
-					pg.max = v.Int64()
-				}
-			}
-			out = append(out, pg)
-		}
+	prs := delta.PageRanges(pf, "window_start")
+	out := make([]page, len(prs))
+	for i, r := range prs {
+		out[i] = page{first: r.First, n: r.N, min: r.Min, max: r.Max}
 	}
 	return out
 }

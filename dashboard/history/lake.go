@@ -398,49 +398,10 @@ func readRows[T any](r *parquet.GenericReader[T], sg segment) ([]T, error) {
 // window_start column with their min and max from the page index, or each
 // whole row group (unbounded) when the file has no page index.
 func indexFile(pf *parquet.File) []segment {
-	var out []segment
-	var base int64
-	col := -1
-	for i, c := range pf.Schema().Columns() {
-		if len(c) == 1 && c[0] == "window_start" {
-			col = i
-		}
-	}
-	for _, rg := range pf.RowGroups() {
-		n := rg.NumRows()
-		whole := segment{first: base, n: n, minWS: math.MinInt64, maxWS: math.MaxInt64}
-		base += n
-		if col < 0 || col >= len(rg.ColumnChunks()) {
-			out = append(out, whole)
-			continue
-		}
-		cc := rg.ColumnChunks()[col]
-		ci, err1 := cc.ColumnIndex()
-		oi, err2 := cc.OffsetIndex()
-		if err1 != nil || err2 != nil || ci == nil || oi == nil || ci.NumPages() != oi.NumPages() || ci.NumPages() == 0 {
-			out = append(out, whole)
-			continue
-		}
-		for p := 0; p < oi.NumPages(); p++ {
-			first := oi.FirstRowIndex(p)
-			last := n
-			if p+1 < oi.NumPages() {
-				last = oi.FirstRowIndex(p + 1)
-			}
-			if first < 0 || last > n || last < first {
-				return []segment{{first: 0, n: base, minWS: math.MinInt64, maxWS: math.MaxInt64}} // an index that does not add up
-			}
-			sg := segment{first: whole.first + first, n: last - first, minWS: math.MinInt64, maxWS: math.MaxInt64}
-			if !ci.NullPage(p) {
-				if mn := ci.MinValue(p); mn.Kind() == parquet.Int64 {
-					sg.minWS = mn.Int64()
-				}
-				if mx := ci.MaxValue(p); mx.Kind() == parquet.Int64 {
-					sg.maxWS = mx.Int64()
-				}
-			}
-			out = append(out, sg)
-		}
+	prs := delta.PageRanges(pf, "window_start")
+	out := make([]segment, len(prs))
+	for i, r := range prs {
+		out[i] = segment{first: r.First, n: r.N, minWS: r.Min, maxWS: r.Max}
 	}
 	return out
 }
