@@ -41,6 +41,19 @@ func TestFloodWhileAgentsLand(t *testing.T) {
 		agentsC = append(agentsC, c)
 	}
 
+	attacker := paho.NewClient(paho.NewClientOptions().AddBroker(rc.st.MQTT).SetClientID("attacker"))
+	if tok := attacker.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("attacker: %v", tok.Error())
+	}
+	defer attacker.Disconnect(0)
+	inventor := paho.NewClient(paho.NewClientOptions().AddBroker(rc.st.MQTT).SetClientID("inventor").
+		SetConnectRetryInterval(20 * time.Millisecond).SetMaxReconnectInterval(50 * time.Millisecond))
+	if tok := inventor.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("inventor: %v", tok.Error())
+	}
+	defer inventor.Disconnect(0)
+	// The attacker's and inventor's own connections are made before the
+	// silent ones fill the per-source limit, or either may be refused.
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // silent connections
@@ -57,17 +70,6 @@ func TestFloodWhileAgentsLand(t *testing.T) {
 		}
 	}()
 	wg.Add(1)
-	attacker := paho.NewClient(paho.NewClientOptions().AddBroker(rc.st.MQTT).SetClientID("attacker"))
-	if tok := attacker.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("attacker: %v", tok.Error())
-	}
-	defer attacker.Disconnect(0)
-	inventor := paho.NewClient(paho.NewClientOptions().AddBroker(rc.st.MQTT).SetClientID("inventor").
-		SetConnectRetryInterval(20 * time.Millisecond).SetMaxReconnectInterval(50 * time.Millisecond))
-	if tok := inventor.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("inventor: %v", tok.Error())
-	}
-	defer inventor.Disconnect(0)
 	go func() { // garbage, a topic trick
 		defer wg.Done()
 		c := attacker
