@@ -136,8 +136,8 @@ func parseLogName(base string) (v int64, kind string, ok bool) {
 // the cutoff checkpoint, its own commit and everything after stay, so every
 // version from the cutoff commit on can still be reconstructed (time
 // travel, DESCRIBE HISTORY). Without such a checkpoint nothing is deleted.
-// Only direct children of _delta_log are considered; sidecar files are left
-// alone. Delta's delta.logRetentionDuration defaults to 30 days. It returns
+// Then sidecar files that no remaining checkpoint references go
+// (cleanupSidecars). Delta's delta.logRetentionDuration defaults to 30 days. It returns
 // how many objects it deleted.
 func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, error) {
 	if retention < time.Hour {
@@ -202,6 +202,75 @@ func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, e
 		}
 		if err := t.l.Delete(ctx, e.name); err != nil && !errors.Is(err, lake.ErrNotFound) {
 			return n, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
+		}
+		n++
+	}
+	k, err := t.cleanupSidecars(ctx, cutoffCP)
+	n += k
+	if err != nil {
+		return n, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
+	}
+	return n, nil
+}
+
+// cleanupSidecars is steps 4 and 5 of the protocol's metadata cleanup: the
+// sidecar files no remaining checkpoint references are deleted, except
+// those less than a day old as of midnight UTC (an in-progress checkpoint
+// may be about to reference them). Sidecars are shared by checkpoints
+// (checkpoint_v2.go reuses them), so every remaining checkpoint's
+// top-level file is read; if one cannot be, nothing is deleted.
+func (t *Table) cleanupSidecars(ctx context.Context, cutoffCP int64) (int, error) {
+	objs, err := t.l.List(ctx, sidecarDir(t.name))
+	if err != nil || len(objs) == 0 {
+		return 0, err
+	}
+	midnight := t.opts.Now().UTC().Truncate(24 * time.Hour)
+	var old []lake.Object
+	for _, o := range objs {
+		if rel := strings.TrimPrefix(o.Name, sidecarDir(t.name)); !strings.Contains(rel, "/") && o.ModTime.Before(midnight.Add(-24*time.Hour)) {
+			old = append(old, o)
+		}
+	}
+	if len(old) == 0 {
+		return 0, nil
+	}
+	// The checkpoints that remain, listed again: another writer may have
+	// written one since the listing above.
+	logObjs, err := t.l.List(ctx, LogDir(t.name))
+	if err != nil {
+		return 0, err
+	}
+	referenced := map[string]bool{}
+	for _, o := range logObjs {
+		rel := strings.TrimPrefix(o.Name, LogDir(t.name))
+		v, kind, ok := parseLogName(rel)
+		if strings.Contains(rel, "/") || !ok || kind != "checkpoint" || v < cutoffCP {
+			continue
+		}
+		err := eachCheckpointAction(ctx, t.l, []string{o.Name}, func(a Action) error {
+			if a.Sidecar != nil {
+				name, err := sidecarName(t.name, a.Sidecar.Path)
+				if err != nil {
+					return err
+				}
+				referenced[name] = true
+			}
+			return nil
+		})
+		if errors.Is(err, lake.ErrNotFound) {
+			continue // deleted meanwhile (by another cleanup)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("reading the sidecars of checkpoint %s: %w", rel, err)
+		}
+	}
+	n := 0
+	for _, o := range old {
+		if referenced[o.Name] {
+			continue
+		}
+		if err := t.l.Delete(ctx, o.Name); err != nil && !errors.Is(err, lake.ErrNotFound) {
+			return n, err
 		}
 		n++
 	}
