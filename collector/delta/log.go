@@ -75,6 +75,11 @@ func (s *Snapshot) Files() []AddFile {
 	return out
 }
 
+// CheckpointBytes returns the bytes of the checkpoint the snapshot was
+// read from or last written: its file(s) and the sidecars it references
+// (0: none).
+func (s *Snapshot) CheckpointBytes() int64 { return s.checkpointBytes }
+
 // NumFiles returns the number of live data files.
 func (s *Snapshot) NumFiles() int { return len(s.files) }
 
