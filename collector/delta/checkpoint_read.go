@@ -123,6 +123,11 @@ func eachParquetAction(ctx context.Context, data []byte, fn func(Action) error) 
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptLog, err)
 	}
+	if parquet.EqualNodes(f.Schema(), sidecarSchema) {
+		// pilake's own sidecars: read as they were written (no conversion
+		// of every row to cpReadRow's schema; sidecars are many small files).
+		return eachSidecarRow(ctx, f, fn)
+	}
 	r := parquet.NewGenericReader[cpReadRow](f)
 	defer r.Close()
 	buf := make([]cpReadRow, 256)
@@ -130,6 +135,40 @@ func eachParquetAction(ctx context.Context, data []byte, fn func(Action) error) 
 		n, rerr := r.Read(buf)
 		for i := range buf[:n] {
 			if a, ok := buf[i].action(); ok {
+				if err := fn(a); err != nil {
+					return err
+				}
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return nil
+		}
+		if rerr != nil {
+			return fmt.Errorf("%w: %v", ErrCorruptLog, rerr)
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: no progress", ErrCorruptLog)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// sidecarSchema is the schema of the sidecar files pilake writes.
+var sidecarSchema = parquet.SchemaOf(cpSidecarRow{})
+
+// eachSidecarRow calls fn with each action of f, a Parquet file with
+// exactly sidecarSchema.
+func eachSidecarRow(ctx context.Context, f *parquet.File, fn func(Action) error) error {
+	r := parquet.NewGenericReader[cpSidecarRow](f)
+	defer r.Close()
+	buf := make([]cpSidecarRow, 256)
+	for {
+		n, rerr := r.Read(buf)
+		for i := range buf[:n] {
+			row := cpReadRow{Add: buf[i].Add, Remove: buf[i].Remove}
+			if a, ok := row.action(); ok {
 				if err := fn(a); err != nil {
 					return err
 				}

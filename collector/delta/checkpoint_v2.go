@@ -62,18 +62,30 @@ func v2Protocol() Protocol {
 }
 
 // sidecarGroup is the group of a live file whose add has modificationTime
-// modMS, at now: its UTC day, or its UTC month once the month has ended
-// and two days have passed (the last days' files are being compacted).
-// Files of a group share a sidecar; files stop changing once compaction has
-// rewritten them (day and hour files are final), so an old group's sidecar
-// is written once or twice and then reused by every later checkpoint.
+// modMS, at now. Files of a group share a sidecar. Files stop changing once
+// compaction has rewritten them (hour and day files are final, and a day's
+// compaction is done early the next day), so: files of today and
+// yesterday are grouped by day (today's sidecar is rewritten at every
+// checkpoint, yesterday's while its day is compacted); older files by
+// blocks of 8 days (the current block is rewritten once a day, as a day
+// joins it), blocks of 64 days once such a block is entirely older than
+// yesterday, and of 512 days likewise. A sidecar is thus rewritten a
+// bounded number of times in its life, and a checkpoint references at most
+// 2 + 8 + 8 sidecars plus one per 512 days (each sidecar costs a reader a
+// file to open: Load's time grows with their number).
 func sidecarGroup(modMS int64, now time.Time) string {
-	t := time.UnixMilli(modMS).UTC()
-	m := now.UTC().Add(-48 * time.Hour)
-	if t.Before(time.Date(m.Year(), m.Month(), 1, 0, 0, 0, 0, time.UTC)) {
-		return t.Format("2006-01")
+	const dayMS = 24 * 60 * 60 * 1000
+	d := floorDiv(modMS, dayMS)
+	today := floorDiv(now.UnixMilli(), dayMS)
+	if d >= today-1 {
+		return time.UnixMilli(d * dayMS).UTC().Format("2006-01-02")
 	}
-	return t.Format("2006-01-02")
+	for _, w := range []int64{512, 64} {
+		if b := floorDiv(d, w); (b+1)*w <= today-1 {
+			return fmt.Sprintf("%dd-%d", w, b)
+		}
+	}
+	return fmt.Sprintf("8d-%d", floorDiv(d, 8))
 }
 
 // cpSidecarRow is a row of a sidecar file: an add or a remove.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -351,13 +352,19 @@ func TestCleanupLogKeepsReferencedSidecars(t *testing.T) {
 	v.now = v.now.Add(24 * time.Hour)
 	b := v.add(1) // version 2, day 2
 	s2 := v.checkpoint()[0]
-	v.now = v.now.Add(24 * time.Hour)
-	v.remove(b[0]) // version 3
-	t3 := v.checkpoint()[0]
+	v.now = v.now.Add(time.Hour)
+	v.remove(b[0]) // version 3: day 2's group is empty, day 1's reused
+	w3 := v.checkpoint()
+	if len(w3) != 2 {
+		t.Fatalf("third checkpoint wrote %v", w3)
+	}
+	t3 := w3[0]
 	v.now = v.now.Add(10 * 24 * time.Hour)
-	v.add(1)             // version 4
-	w4 := v.checkpoint() // b's tombstone has expired (7 days): no tombstone sidecar
-	if len(w4) != 2 {
+	v.add(1) // version 4
+	// Day 1 is now in an 8-day block (a new sidecar), the new file in
+	// today's; b's tombstone has expired (7 days): no tombstone sidecar.
+	w4 := v.checkpoint()
+	if len(w4) != 3 {
 		t.Fatalf("fourth checkpoint wrote %v", w4)
 	}
 	_ = a
@@ -453,4 +460,54 @@ func sidecarsOf(t *testing.T, l lake.Lake, table string) []lake.Object {
 		t.Fatal(err)
 	}
 	return objs
+}
+
+// BenchmarkLoadCheckpoint: delta.Load of a table with 30 days of 24 files
+// a day and 300 tombstones, from a classic checkpoint and from a V2 one
+// (a sidecar a day, one of tombstones).
+func BenchmarkLoadCheckpoint(b *testing.B) {
+	for _, policy := range []string{delta.CheckpointClassic, delta.CheckpointV2} {
+		b.Run(policy, func(b *testing.B) {
+			ctx := b.Context()
+			l, err := lake.NewLocal(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			tb, err := delta.Open[schema.SilverRow](ctx, l, "t", delta.Options{Now: func() time.Time { return now },
+				CheckpointInterval: 1 << 30, CheckpointPolicy: policy})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for d := 0; d < 30; d++ {
+				var actions []delta.Action
+				for h := 0; h < 24; h++ {
+					a, err := delta.WriteFile(ctx, tb, []schema.SilverRow{{Device: "d", WindowStart: now.UnixMicro()}}, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					actions = append(actions, delta.Action{Add: &a})
+				}
+				if d == 29 {
+					for i := 0; i < 300; i++ {
+						actions = append(actions, delta.Action{Remove: &delta.RemoveFile{Path: fmt.Sprintf("gone-%d.parquet", i), DeletionTimestamp: now.UnixMilli()}})
+					}
+				}
+				if _, err := tb.Commit(ctx, actions, "WRITE"); err != nil {
+					b.Fatal(err)
+				}
+				if err := tb.Checkpoint(ctx); err != nil {
+					b.Fatal(err)
+				}
+				now = now.Add(24 * time.Hour)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := delta.Load(ctx, l, "t"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(tb.CheckpointStats().Bytes), "checkpoint_bytes")
+		})
+	}
 }

@@ -76,6 +76,14 @@ type Table struct {
 	lastCPTime             time.Time
 	// lastWritten: the objects the last checkpoint this Table wrote put.
 	lastWritten []string
+	// ftCache: parsed statistics compaction uses (compact.go), of ftCol.
+	ftCache map[string]fileTimes
+	ftCol   string
+	// readableCP identifies the cutoff checkpoint CleanupLog last read
+	// whole; sidecarRefs the sidecars each kept checkpoint references (by
+	// objectIDs), so hourly cleanup reads only new checkpoints.
+	readableCP  string
+	sidecarRefs map[string][]string
 	// CheckpointErr is the error of the last failed checkpoint write (the
 	// commit itself succeeded; the checkpoint is retried at the next commit).
 	CheckpointErr error
