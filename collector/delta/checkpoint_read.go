@@ -126,49 +126,25 @@ func eachParquetAction(ctx context.Context, data []byte, fn func(Action) error) 
 	if parquet.EqualNodes(f.Schema(), sidecarSchema) {
 		// pilake's own sidecars: read as they were written (no conversion
 		// of every row to cpReadRow's schema; sidecars are many small files).
-		return eachSidecarRow(ctx, f, fn)
+		return eachRow(ctx, f, func(r *cpSidecarRow) cpReadRow { return cpReadRow{Add: r.Add, Remove: r.Remove} }, fn)
 	}
-	r := parquet.NewGenericReader[cpReadRow](f)
-	defer r.Close()
-	buf := make([]cpReadRow, 256)
-	for {
-		n, rerr := r.Read(buf)
-		for i := range buf[:n] {
-			if a, ok := buf[i].action(); ok {
-				if err := fn(a); err != nil {
-					return err
-				}
-			}
-		}
-		if errors.Is(rerr, io.EOF) {
-			return nil
-		}
-		if rerr != nil {
-			return fmt.Errorf("%w: %v", ErrCorruptLog, rerr)
-		}
-		if n == 0 {
-			return fmt.Errorf("%w: no progress", ErrCorruptLog)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
+	return eachRow(ctx, f, func(r *cpReadRow) cpReadRow { return *r }, fn)
 }
 
 // sidecarSchema is the schema of the sidecar files pilake writes.
 var sidecarSchema = parquet.SchemaOf(cpSidecarRow{})
 
-// eachSidecarRow calls fn with each action of f, a Parquet file with
-// exactly sidecarSchema.
-func eachSidecarRow(ctx context.Context, f *parquet.File, fn func(Action) error) error {
-	r := parquet.NewGenericReader[cpSidecarRow](f)
+// eachRow calls fn with the action of each row of f, read as T and
+// converted by row.
+func eachRow[T any](ctx context.Context, f *parquet.File, row func(*T) cpReadRow, fn func(Action) error) error {
+	r := parquet.NewGenericReader[T](f)
 	defer r.Close()
-	buf := make([]cpSidecarRow, 256)
+	buf := make([]T, 256)
 	for {
 		n, rerr := r.Read(buf)
 		for i := range buf[:n] {
-			row := cpReadRow{Add: buf[i].Add, Remove: buf[i].Remove}
-			if a, ok := row.action(); ok {
+			cr := row(&buf[i])
+			if a, ok := cr.action(); ok {
 				if err := fn(a); err != nil {
 					return err
 				}
