@@ -390,7 +390,7 @@ func (a *Appender) prepare(ctx context.Context) (*attempt, error) {
 	for _, b := range a.queue {
 		tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq),
 			ReceivedAt: b.ReceivedAt.UnixMicro(), Source: b.Source}
-		bw.Write(b.Batch.Readings, &tmpl)
+		bw.WriteFlags(b.Batch.Readings, &tmpl, b.Batch.Flags)
 		k := streamKey(b.Batch)
 		landed[k] = landed[k].Add(b.Batch.Seq)
 	}

@@ -437,3 +437,81 @@ func TestLakeOnAzurite(t *testing.T) {
 		t.Errorf("devices %v, %v", devs, err)
 	}
 }
+
+// TestSourcesNulls: windows without pressure (the Azure simulator's device)
+// or humidity (a BMP280's) come out of both sources as NaN, drawn as gaps
+// (JSON null), with the temperature still there; decimated buckets average
+// what they have.
+func TestSourcesNulls(t *testing.T) {
+	const n = 40
+	l, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := laketest.NewWriter(t, l)
+	db := sqltest.Open(t)
+	nan := math.NaN()
+	var silver []schema.SilverRow
+	var gold []schema.GoldRow
+	for i := range n {
+		ws := t0 + int64(i)*1e6
+		h := hum(i)
+		if i >= 10 && i < 20 {
+			h = nan // the BMP280 stretch
+		}
+		silver = append(silver, sqltest.Silver("sim", ws, temp("sim", i), hum(i), nan), sqltest.Silver("mix", ws, temp("mix", i), h, press(i)))
+		gold = append(gold, sqltest.Gold("sim", ws, 8, gtemp("sim", i), hum(i), nan), sqltest.Gold("mix", ws, 8, gtemp("mix", i), h, press(i)))
+	}
+	w.Silver(silver...)
+	w.Gold(gold...)
+	sqltest.InsertSilver(t, db, silver...)
+	sqltest.InsertGold(t, db, gold...)
+	srcs := map[string]history.Source{
+		"lake":   history.NewLake(l, 8),
+		"sqlite": &history.SQL{DB: db, SilverTable: "silver", GoldTable: "gold", GoldN: 8},
+	}
+	for name, src := range srcs {
+		t.Run(name, func(t *testing.T) {
+			got, err := src.Series(context.Background(), history.Query{FromMS: t0 / 1000, ToMS: (t0 + n*1e6) / 1000, MaxPoints: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 2 || got[0].Device != "mix" || got[1].Device != "sim" {
+				t.Fatalf("got %d series", len(got))
+			}
+			for _, s := range got {
+				for _, c := range []series.Columns{s.Silver, s.Gold} {
+					if c.Len() != n {
+						t.Fatalf("%s: %d points, want %d (a missing value must not drop the point)", s.Device, c.Len(), n)
+					}
+					for i := range n {
+						noH := s.Device == "mix" && i >= 10 && i < 20
+						if math.IsNaN(c.TempC[i]) || math.IsNaN(c.PressurePa[i]) != (s.Device == "sim") || math.IsNaN(c.HumidityRH[i]) != noH {
+							t.Fatalf("%s point %d: %v °C %v %%RH %v Pa", s.Device, i, c.TempC[i], c.HumidityRH[i], c.PressurePa[i])
+						}
+					}
+				}
+			}
+			b, err := json.Marshal(got[1])
+			if err != nil || !strings.Contains(string(b), `"pressure_pa":[null,null`) {
+				t.Errorf("JSON of the device without pressure: %s, %v", b[:min(len(b), 300)], err)
+			}
+			// Decimated: 4 buckets of 10 windows; mix's second one has no humidity.
+			got, err = src.Series(context.Background(), history.Query{Device: "mix", FromMS: t0 / 1000, ToMS: (t0 + n*1e6) / 1000, MaxPoints: 4})
+			if err != nil || len(got) != 1 {
+				t.Fatalf("decimated: %v, %d series", err, len(got))
+			}
+			nanH := 0
+			for i := range got[0].Silver.Len() {
+				if math.IsNaN(got[0].Silver.HumidityRH[i]) {
+					nanH++
+				} else if math.IsNaN(got[0].Silver.PressurePa[i]) || math.IsNaN(got[0].Silver.TempC[i]) {
+					t.Errorf("decimated point %d: %+v", i, got[0].Silver.At(i))
+				}
+			}
+			if got[0].Silver.Len() == 0 || nanH > 1 {
+				t.Errorf("decimated: %d points, %d without humidity, want at most 1", got[0].Silver.Len(), nanH)
+			}
+		})
+	}
+}

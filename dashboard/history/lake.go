@@ -336,10 +336,11 @@ func (h *Lake) decode(table, key string, f delta.AddFile, data []byte, lo, hi in
 				if dev != "" {
 					x.Device = dev
 				}
-				if x.N != h.goldN || !series.Finite(x.TempC, x.HumidityRH, x.PressurePa) {
+				hum, press := series.Opt(x.HumidityRH), series.Opt(x.PressurePa) // NaN: null, a gap
+				if x.N != h.goldN || !series.FiniteOrMissing(x.TempC, hum, press, x.HumidityRH == nil, x.PressurePa == nil) {
 					continue
 				}
-				c.add(crow{ws: x.WindowStart, v: [3]float64{x.TempC, x.HumidityRH, x.PressurePa}}, x.Device)
+				c.add(crow{ws: x.WindowStart, v: [3]float64{x.TempC, hum, press}}, x.Device)
 			}
 			out = append(out, h.put(segKey(key, sg), c.done()))
 		}
