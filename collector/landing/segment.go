@@ -25,9 +25,7 @@ import (
 const (
 	SegmentMagic   = "PLSEG"
 	SegmentVersion = 1
-	// SegmentDir is the prefix of segment names. It starts with '-', which
-	// no device id can (wire.ValidDeviceID), so it never collides with a
-	// legacy per-batch name landing/{device}/...
+	// SegmentDir is the prefix of segment names.
 	SegmentDir = schema.Landing + "-seg/"
 )
 

@@ -27,7 +27,7 @@ func TestPipelineOnAzurite(t *testing.T) {
 	opts := stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 3}
 	r := start(t, l, opts)
 	for _, b := range bs[:12] {
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: land(t, l, b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), stages.Landed{Name: landOne(t, l, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}

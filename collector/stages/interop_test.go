@@ -47,7 +47,7 @@ func TestIndependentReader(t *testing.T) {
 		bs := makeBatches(dev, uint64(d+1), 30, 200, t0+int64(d)*1000, rng)
 		late = append(late, bs[3]) // sent again under a new seq after the watermark passed: late
 		for _, b := range bs {
-			name := land(t, l, b)
+			name := landOne(t, l, time.UnixMicro(t0), b)
 			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +56,7 @@ func TestIndependentReader(t *testing.T) {
 	for _, b := range late {
 		c := *b
 		c.Seq = 1000
-		name := land(t, l, &c)
+		name := landOne(t, l, time.UnixMicro(t0), &c)
 		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: &c, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}

@@ -27,10 +27,6 @@ import (
 //   - LandingKept, the first hour not deleted yet. An hour before
 //     LandingFrom that ended more than LandingRetention ago is deleted, its
 //     objects one by one (the Blob API has no prefix delete).
-//
-// Per-batch objects of lakes from before segments
-// (landing/{device}/{boot}/{seq}) are neither listed (after the first start
-// with positions) nor deleted.
 
 // forget drops the devices and streams nothing was received from for
 // ForgetAfter (by the batches' receive time), at most every ForgetAfter/8:

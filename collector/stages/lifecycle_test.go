@@ -109,7 +109,7 @@ func TestForgetDevices(t *testing.T) {
 		t.Helper()
 		b := makeBatches(dev, boot, 1, 10, now.Load(), rng)[0]
 		b.Seq = seq
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: landName(b), Batch: b, ReceivedAt: clock(), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), stages.Landed{Name: notLanded, Batch: b, ReceivedAt: clock(), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 		epochs++

@@ -71,7 +71,7 @@ func TestLiveWhileCommitIsSlow(t *testing.T) {
 	bs := makeBatches("slow-1", 7, 6, 100, t0, rng) // each batch fills an epoch (MaxEpochRows 100)
 	submit := func(i int) {
 		b := bs[i]
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: land(t, base, b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), stages.Landed{Name: landOne(t, base, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,7 +104,7 @@ func TestReadyAfterStartupScan(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(81, 82))
 	for _, b := range makeBatches("pre-1", 3, 5, 200, t0, rng) {
-		land(t, l, b)
+		landOne(t, l, time.UnixMicro(t0), b)
 	}
 	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
 	waitFor(t, r.p.Ready(), "ready signal")
@@ -148,13 +148,13 @@ func TestReleaseAfterLastUse(t *testing.T) {
 	for _, b := range bs {
 		cp := *b
 		cp.Readings = slices.Clone(b.Readings) // the pipeline owns (and here poisons) what it gets
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: landName(b), Batch: &cp, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), stages.Landed{Name: notLanded, Batch: &cp, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	dup := *bs[0]
 	dup.Readings = slices.Clone(bs[0].Readings)
-	if err := r.p.Submit(t.Context(), stages.Landed{Name: landName(bs[0]), Batch: &dup, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+	if err := r.p.Submit(t.Context(), stages.Landed{Name: notLanded, Batch: &dup, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 		t.Fatal(err)
 	}
 	r.stop(t)

@@ -26,8 +26,7 @@ var ErrClosed = errors.New("pipeline closed")
 // Landed is a batch that is durable in landing/.
 type Landed struct {
 	// Name is the landing object holding the batch: a segment
-	// (landing/-seg/...), or a legacy per-batch object, e.g.
-	// landing/dev-1/00000000deadbeef/00000000000000000042.bin.
+	// (landing/-seg/...).
 	Name string
 	// Segment is the segment holding the batch, if it is in one, and
 	// SegmentRecords the number of batches in it: once the pipeline has

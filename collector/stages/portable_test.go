@@ -31,7 +31,7 @@ func TestEveryFilePortable(t *testing.T) {
 		bs := makeBatches(dev, uint64(d+1), 30, 200, t0+int64(d)*1000, rng)
 		late = append(late, bs[3])
 		for _, b := range bs {
-			name := land(t, l, b)
+			name := landOne(t, l, time.UnixMicro(t0), b)
 			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
@@ -40,7 +40,7 @@ func TestEveryFilePortable(t *testing.T) {
 	for _, b := range late {
 		c := *b
 		c.Seq = 1000
-		name := land(t, l, &c)
+		name := landOne(t, l, time.UnixMicro(t0), &c)
 		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: &c, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}

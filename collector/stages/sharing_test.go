@@ -59,7 +59,7 @@ func bronzeMetadata(t *testing.T, l lake.Lake, conf map[string]string) map[strin
 func submitBatches(t *testing.T, r *run, l lake.Lake, bs []*wire.Batch) {
 	t.Helper()
 	for _, b := range bs {
-		name := land(t, l, b)
+		name := landOne(t, l, time.UnixMicro(t0), b)
 		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
