@@ -153,10 +153,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Now: now, Instance: instance,
-		Submit: func(ctx context.Context, l landing.Landed) error {
-			return p.Submit(ctx, stages.Landed{Name: l.Name, Segment: l.Name, SegmentRecords: l.SegmentRecords,
-				Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
-		}})
+		Submit: p.Submit})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 	"github.com/pilake/pilake/scripts/testenv"
@@ -27,7 +28,7 @@ func TestPipelineOnAzurite(t *testing.T) {
 	opts := stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 3}
 	r := start(t, l, opts)
 	for _, b := range bs[:12] {
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: landOne(t, l, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: landOne(t, l, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -59,7 +60,7 @@ func benchPipeline(b *testing.B, devices int) {
 			bt.Readings[j] = tmpl[j]
 			bt.Readings[j].TimeUS += base
 		}
-		if err := p.Submit(ctx, stages.Landed{Name: "landing/x", Batch: bt, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+		if err := p.Submit(ctx, landing.Landed{Name: "landing/x", Batch: bt, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -26,7 +27,7 @@ func TestWatermarkHijack(t *testing.T) {
 	r := start(t, l, stages.Options{Now: clockAt(t0)})
 	submit := func(b *wire.Batch, recvUS int64) {
 		t.Helper()
-		if err := r.p.Submit(ctx, stages.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(recvUS), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(ctx, landing.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(recvUS), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,7 +80,7 @@ func TestClockBehindIsCorrected(t *testing.T) {
 	r := start(t, l, stages.Options{Now: clockAt(t0)})
 	for i, b := range bs {
 		recv := t0 + int64(i+1)*1_000_000 + 2_000 // each received 2 ms after its last reading's true time
-		if err := r.p.Submit(ctx, stages.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(recv), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(ctx, landing.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(recv), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}

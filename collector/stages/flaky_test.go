@@ -12,6 +12,7 @@ import (
 
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -94,7 +95,7 @@ func testLakeOutages(t *testing.T, seed uint64) {
 		for _, b := range makeBatches(dev, uint64(d+1), 40, 100, t0+int64(d)*100, rng) {
 			name := landOne(t, base, time.UnixMicro(t0), b)
 			total += len(b.Readings)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -182,7 +183,7 @@ func TestShutdownWithLakeDown(t *testing.T) {
 	r := start(t, dl, opts)
 	bs := makeBatches("d-1", 1, 10, 100, t0, rng)
 	for _, b := range bs[:2] {
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: landOne(t, base, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: landOne(t, base, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -191,7 +192,7 @@ func TestShutdownWithLakeDown(t *testing.T) {
 	for _, b := range bs[2:] {
 		// The commits fail, the epoch queue fills, Submit blocks: back-pressure.
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-		err := r.p.Submit(ctx, stages.Landed{Name: landOne(t, base, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"})
+		err := r.p.Submit(ctx, landing.Landed{Name: landOne(t, base, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"})
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) {
 			blocked++

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -48,7 +49,7 @@ func TestIndependentReader(t *testing.T) {
 		late = append(late, bs[3]) // sent again under a new seq after the watermark passed: late
 		for _, b := range bs {
 			name := landOne(t, l, time.UnixMicro(t0), b)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -57,7 +58,7 @@ func TestIndependentReader(t *testing.T) {
 		c := *b
 		c.Seq = 1000
 		name := landOne(t, l, time.UnixMicro(t0), &c)
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: &c, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: &c, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}

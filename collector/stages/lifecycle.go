@@ -209,12 +209,7 @@ func (c *committer) landingLifecycle(ctx context.Context, processed json.RawMess
 func oldestSegmentHour(objs []lake.Object, now time.Time) time.Time {
 	oldest := hourOf(now).Add(-time.Hour)
 	for _, o := range objs {
-		if _, _, ok := landing.ParseSegmentName(o.Name); !ok {
-			continue
-		}
-		// landing/-seg/yyyy-mm-dd/hh/...
-		rest := o.Name[len(landing.SegmentDir):]
-		if t, err := time.Parse("2006-01-02/15", rest[:13]); err == nil && t.Before(oldest) {
+		if t, ok := landing.SegmentHour(o.Name); ok && t.Before(oldest) {
 			oldest = t
 		}
 	}

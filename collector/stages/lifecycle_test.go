@@ -49,7 +49,7 @@ func TestLandingLifecycle(t *testing.T) {
 		b := makeBatches("d", 7, 1, 10, now.Load(), rng)[0]
 		b.Seq = uint64(h + 1)
 		name := landSegment(t, mem, inst1, uint64(h+1), clock(), "mqtt", b)
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Segment: name, SegmentRecords: 1, Batch: b, ReceivedAt: clock(), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: name, SegmentRecords: 1, Batch: b, ReceivedAt: clock(), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 		for r.p.Stats().Epochs < int64(h+1) {
@@ -109,7 +109,7 @@ func TestForgetDevices(t *testing.T) {
 		t.Helper()
 		b := makeBatches(dev, boot, 1, 10, now.Load(), rng)[0]
 		b.Seq = seq
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: notLanded, Batch: b, ReceivedAt: clock(), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: notLanded, Batch: b, ReceivedAt: clock(), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 		epochs++

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -71,7 +72,7 @@ func TestLiveWhileCommitIsSlow(t *testing.T) {
 	bs := makeBatches("slow-1", 7, 6, 100, t0, rng) // each batch fills an epoch (MaxEpochRows 100)
 	submit := func(i int) {
 		b := bs[i]
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: landOne(t, base, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: landOne(t, base, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -148,13 +149,13 @@ func TestReleaseAfterLastUse(t *testing.T) {
 	for _, b := range bs {
 		cp := *b
 		cp.Readings = slices.Clone(b.Readings) // the pipeline owns (and here poisons) what it gets
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: notLanded, Batch: &cp, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: notLanded, Batch: &cp, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	dup := *bs[0]
 	dup.Readings = slices.Clone(bs[0].Readings)
-	if err := r.p.Submit(t.Context(), stages.Landed{Name: notLanded, Batch: &dup, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+	if err := r.p.Submit(t.Context(), landing.Landed{Name: notLanded, Batch: &dup, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 		t.Fatal(err)
 	}
 	r.stop(t)

@@ -16,6 +16,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -141,7 +142,7 @@ func TestSubmitBronzeSilverGold(t *testing.T) {
 		for _, b := range makeBatches(fmt.Sprintf("dev-%d", d), 0xdead0000+uint64(d), 30, 400, t0+int64(d)*777, rng) {
 			name := landOne(t, l, time.UnixMicro(t0), b)
 			total += len(b.Readings)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -182,7 +183,7 @@ func TestBronzeStats(t *testing.T) {
 	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000})
 	for d, dev := range []string{"b-2", "a-1", "c-3"} {
 		for _, b := range makeBatches(dev, uint64(d+5), 6, 300, t0+int64(d)*999, rng) {
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(t0 + int64(b.Seq)), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(t0 + int64(b.Seq)), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -33,7 +33,7 @@ func TestSkewAndCorruptGoToQuarantine(t *testing.T) {
 	for _, b := range bs {
 		recv := time.UnixMicro(t0 + 1_000_000)
 		name := landOne(t, l, recv, b)
-		if err := r.p.Submit(ctx, stages.Landed{Name: name, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(ctx, landing.Landed{Name: name, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -78,7 +78,7 @@ func TestPipelineArrivalOrder(t *testing.T) {
 		r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), CommitInterval: 10 * time.Millisecond})
 		for _, b := range order {
 			name := landOne(t, l, time.UnixMicro(t0), b)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -181,7 +181,7 @@ func (r *runner) takeSegment(o lake.Object, data []byte) (int, error) {
 		if src == "" {
 			src = "recovered"
 		}
-		r.process(Landed{Name: o.Name, Batch: b, ReceivedAt: rec.ReceivedAt, Source: src})
+		r.process(landing.Landed{Name: o.Name, Batch: b, ReceivedAt: rec.ReceivedAt, Source: src})
 		n++
 		if err := r.cutIfFull(); err != nil {
 			return n, err

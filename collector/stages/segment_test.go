@@ -116,7 +116,7 @@ func TestSubmittedSegments(t *testing.T) {
 	<-r.p.Ready()
 	submit := func(name string, b *wire.Batch) {
 		t.Helper()
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Segment: name, SegmentRecords: 3, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: name, SegmentRecords: 3, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
