@@ -1,18 +1,21 @@
 package history
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -30,15 +33,17 @@ import (
 //
 // Files are pruned by their device partition value and their window_start
 // (and device) statistics. The rows of each data file (immutable in Delta)
-// are cached in a compact form (64 bytes a row, gold only at the shown
-// moving-average length), up to CacheRows, so a page that polls a range
-// re-reads only the files committed since.
+// are cached per page in a compact form (64 bytes a silver row, 40 a gold
+// row, gold only at the shown moving-average length), least recently used
+// pages evicted first, so a page that polls a range re-reads only the files
+// committed since, and the views a dashboard cycles through stay decoded.
 type Lake struct {
 	lake lake.Lake
 	// Logger receives a warning for each data file that cannot be read (once per file).
 	Logger *slog.Logger
 	goldN  int32
-	// CacheRows bounds the rows kept in the file cache (default 1 million, ~64 MiB).
+	// CacheRows bounds the file cache to CacheRows silver rows' worth of
+	// bytes (64 each; a gold row takes 40). Default 1.5 million: 96 MiB.
 	CacheRows int
 	// Tiers are the rollup tables read for long ranges, finest first
 	// (default silver_10s, silver_1m, silver_1h); a tier missing from the
@@ -54,10 +59,16 @@ type Lake struct {
 	mu    sync.Mutex
 	bad   map[string]bool // data files that could not be read
 	snaps map[string]snapEntry
-	index map[string][]segment // table/path → its segments
-	cache map[string]*chunk    // table/path#first row → rows
-	order []string             // cache keys, oldest first
-	rows  int
+	index map[string][]segment     // table/path → its segments
+	cache map[string]*list.Element // table/path#first row → its *cached in lru
+	lru   list.List                // of *cached, least recently used first
+	bytes int                      // of the cached rows
+}
+
+// cached is one entry of the page cache.
+type cached struct {
+	key string
+	c   *chunk
 }
 
 // Tier is a rollup table of silver and its bucket width.
@@ -91,12 +102,29 @@ type crow struct {
 	lo, hi [3]float32
 }
 
-// chunk is the cached rows of one data file.
+// grow is one cached gold row: a moving average.
+type grow struct {
+	ws  int64 // µs
+	dev uint16
+	v   [3]float64
+}
+
+// Sizes of the cached rows, for the cache's bound.
+const (
+	crowBytes = int(unsafe.Sizeof(crow{}))
+	growBytes = int(unsafe.Sizeof(grow{}))
+)
+
+// chunk is the cached rows of one page (or row group) of a data file:
+// silver or tier windows in rows, gold moving averages in gold.
 type chunk struct {
 	devs  []string
 	rows  []crow
-	minWS int64 // the file's first window: files are read in time order
+	gold  []grow
+	minWS int64 // the first window: chunks are read in time order
 }
+
+func (c *chunk) bytes() int { return len(c.rows)*crowBytes + len(c.gold)*growBytes }
 
 var _ Source = (*Lake)(nil)
 
@@ -106,8 +134,8 @@ func NewLake(l lake.Lake, goldN int32) *Lake {
 	if goldN == 0 {
 		goldN = 8
 	}
-	return &Lake{lake: l, goldN: goldN, CacheRows: 1 << 20, Tiers: DefaultTiers(), minReload: 500 * time.Millisecond, now: time.Now,
-		snaps: map[string]snapEntry{}, index: map[string][]segment{}, cache: map[string]*chunk{}, bad: map[string]bool{}}
+	return &Lake{lake: l, goldN: goldN, CacheRows: 3 << 19, Tiers: DefaultTiers(), minReload: 500 * time.Millisecond, now: time.Now,
+		snaps: map[string]snapEntry{}, index: map[string][]segment{}, cache: map[string]*list.Element{}, bad: map[string]bool{}}
 }
 
 // snapshot returns table's snapshot, replaying the log at most every minReload;
@@ -252,7 +280,7 @@ func (h *Lake) pages(ctx context.Context, l lake.Lake, table, key string, f delt
 			if sg.maxWS < lo || sg.minWS >= hi {
 				continue
 			}
-			if c, ok := h.cache[segKey(key, sg)]; ok {
+			if c := h.hitLocked(segKey(key, sg)); c != nil {
 				out = append(out, c)
 			} else {
 				missing = append(missing, sg)
@@ -313,7 +341,7 @@ func (h *Lake) decode(table, key string, f delta.AddFile, data []byte, lo, hi in
 			if sg.maxWS < lo || sg.minWS >= hi {
 				continue
 			}
-			if c, ok := h.cache[segKey(key, sg)]; ok {
+			if c := h.hitLocked(segKey(key, sg)); c != nil {
 				out = append(out, c)
 			} else {
 				missing = append(missing, sg)
@@ -326,20 +354,21 @@ func (h *Lake) decode(table, key string, f delta.AddFile, data []byte, lo, hi in
 		r := parquet.NewGenericReader[schema.GoldRow](pf)
 		defer r.Close()
 		for _, sg := range missing {
-			rows, err := readRows(r, sg)
+			c := newChunk()
+			err := readRows(r, sg, func(rows []schema.GoldRow) {
+				for i := range rows {
+					x := &rows[i]
+					if dev != "" {
+						x.Device = dev
+					}
+					if x.N != h.goldN || !series.Finite(x.TempC, x.HumidityRH, x.PressurePa) {
+						continue
+					}
+					c.addGold(grow{ws: x.WindowStart, v: [3]float64{x.TempC, x.HumidityRH, x.PressurePa}}, x.Device)
+				}
+			})
 			if err != nil {
 				return nil, fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, table, delta.ErrCorruptFile, err)
-			}
-			c := newChunk()
-			for i := range rows {
-				x := &rows[i]
-				if dev != "" {
-					x.Device = dev
-				}
-				if x.N != h.goldN || !series.Finite(x.TempC, x.HumidityRH, x.PressurePa) {
-					continue
-				}
-				c.add(crow{ws: x.WindowStart, v: [3]float64{x.TempC, x.HumidityRH, x.PressurePa}}, x.Device)
 			}
 			out = append(out, h.put(segKey(key, sg), c.done()))
 		}
@@ -348,50 +377,52 @@ func (h *Lake) decode(table, key string, f delta.AddFile, data []byte, lo, hi in
 	r := parquet.NewGenericReader[schema.SilverRow](pf)
 	defer r.Close()
 	for _, sg := range missing {
-		rows, err := readRows(r, sg)
+		c := newChunk()
+		err := readRows(r, sg, func(rows []schema.SilverRow) {
+			for i := range rows {
+				x := &rows[i]
+				if dev != "" {
+					x.Device = dev
+				}
+				p, ok := series.SilverPoint(x)
+				if !ok {
+					continue
+				}
+				c.add(crow{ws: x.WindowStart, n: int32(min(x.Count, math.MaxInt32)), v: p.V,
+					lo: [3]float32{float32(p.Lo[0]), float32(p.Lo[1]), float32(p.Lo[2])},
+					hi: [3]float32{float32(p.Hi[0]), float32(p.Hi[1]), float32(p.Hi[2])}}, x.Device)
+			}
+		})
 		if err != nil {
 			return nil, fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, table, delta.ErrCorruptFile, err)
-		}
-		c := newChunk()
-		for i := range rows {
-			x := &rows[i]
-			if dev != "" {
-				x.Device = dev
-			}
-			p, ok := series.SilverPoint(x)
-			if !ok {
-				continue
-			}
-			c.add(crow{ws: x.WindowStart, n: int32(min(x.Count, math.MaxInt32)), v: p.V,
-				lo: [3]float32{float32(p.Lo[0]), float32(p.Lo[1]), float32(p.Lo[2])},
-				hi: [3]float32{float32(p.Hi[0]), float32(p.Hi[1]), float32(p.Hi[2])}}, x.Device)
 		}
 		out = append(out, h.put(segKey(key, sg), c.done()))
 	}
 	return out, nil
 }
 
-// readRows reads segment sg's rows with r.
-func readRows[T any](r *parquet.GenericReader[T], sg segment) ([]T, error) {
+// readRows reads segment sg's rows with r, handing them to fn a few
+// thousand at a time (fn must not keep the slice: it is reused).
+func readRows[T any](r *parquet.GenericReader[T], sg segment, fn func([]T)) error {
 	if err := r.SeekToRow(sg.first); err != nil {
-		return nil, err
+		return err
 	}
-	buf := make([]T, min(sg.n, 4096))
-	out := make([]T, 0, min(sg.n, 1<<16)) // the footer's counts are not trusted for an allocation
-	for int64(len(out)) < sg.n {
-		k, err := r.Read(buf[:min(int64(len(buf)), sg.n-int64(len(out)))])
-		out = append(out, buf[:k]...)
+	buf := make([]T, min(sg.n, 4096)) // the footer's counts are not trusted for an allocation
+	for done := int64(0); done < sg.n; {
+		k, err := r.Read(buf[:min(int64(len(buf)), sg.n-done)])
+		fn(buf[:k])
+		done += int64(k)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if k == 0 {
-			return nil, errors.New("no progress")
+			return errors.New("no progress")
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // indexFile returns the segments of a Parquet file: the pages of its
@@ -415,23 +446,48 @@ type chunkBuilder struct {
 	devs map[string]uint16
 }
 
-func (b *chunkBuilder) add(r crow, dev string) {
+// dev returns dev's number in the chunk (false when the chunk has too many).
+func (b *chunkBuilder) dev(dev string) (uint16, bool) {
 	i, ok := b.devs[dev]
 	if !ok {
 		if len(b.c.devs) >= math.MaxUint16 {
-			return
+			return 0, false
 		}
 		i = uint16(len(b.c.devs))
 		b.devs[dev] = i
 		b.c.devs = append(b.c.devs, dev)
+	}
+	return i, true
+}
+
+func (b *chunkBuilder) add(r crow, dev string) {
+	i, ok := b.dev(dev)
+	if !ok {
+		return
 	}
 	r.dev = i
 	b.c.rows = append(b.c.rows, r)
 	b.c.minWS = min(b.c.minWS, r.ws)
 }
 
+func (b *chunkBuilder) addGold(r grow, dev string) {
+	i, ok := b.dev(dev)
+	if !ok {
+		return
+	}
+	r.dev = i
+	b.c.gold = append(b.c.gold, r)
+	b.c.minWS = min(b.c.minWS, r.ws)
+}
+
+// done returns the chunk, its slices trimmed to their length (the cache
+// counts what they hold).
 func (b *chunkBuilder) done() *chunk {
-	b.c.rows = b.c.rows[:len(b.c.rows):len(b.c.rows)]
+	b.c.rows = slices.Clip(b.c.rows)
+	b.c.gold = slices.Clip(b.c.gold)
+	if cap(b.c.rows) == 0 {
+		b.c.rows = nil
+	}
 	return b.c
 }
 
@@ -448,23 +504,44 @@ func (g *getRecorder) Get(ctx context.Context, name string) ([]byte, error) {
 	return b, err
 }
 
+// hitLocked returns the cached chunk of key (nil if none) and marks it
+// recently used. h.mu must be held.
+func (h *Lake) hitLocked(key string) *chunk {
+	e, ok := h.cache[key]
+	if !ok {
+		return nil
+	}
+	h.lru.MoveToBack(e)
+	return e.Value.(*cached).c
+}
+
+// put caches c under key, evicting the least recently used chunks beyond
+// the bound, and returns the cached chunk of key.
 func (h *Lake) put(key string, c *chunk) *chunk {
-	n := len(c.rows)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if old, ok := h.cache[key]; ok {
+	if old := h.hitLocked(key); old != nil {
 		return old
 	}
-	h.cache[key] = c
-	h.order = append(h.order, key)
-	h.rows += n
-	for h.rows > h.CacheRows && len(h.order) > 1 {
-		old := h.order[0]
-		h.order = h.order[1:]
-		h.rows -= len(h.cache[old].rows)
-		delete(h.cache, old)
+	if h.cache == nil {
+		h.cache = map[string]*list.Element{}
+	}
+	h.cache[key] = h.lru.PushBack(&cached{key: key, c: c})
+	h.bytes += c.bytes()
+	limit := h.CacheRows * crowBytes
+	for h.bytes > limit && h.lru.Len() > 1 {
+		old := h.lru.Remove(h.lru.Front()).(*cached)
+		h.bytes -= old.c.bytes()
+		delete(h.cache, old.key)
 	}
 	return c
+}
+
+// CachedBytes returns the bytes of rows the page cache holds.
+func (h *Lake) CachedBytes() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bytes
 }
 
 // Warm replays the Delta logs of silver, gold and the tiers, so that the
@@ -646,9 +723,9 @@ func (h *Lake) Series(ctx context.Context, q Query) ([]series.Series, error) {
 			return nil, err
 		}
 		for _, c := range cs {
-			h.rowsScanned.Add(int64(len(c.rows)))
-			for i := range c.rows {
-				r := &c.rows[i]
+			h.rowsScanned.Add(int64(len(c.gold)))
+			for i := range c.gold {
+				r := &c.gold[i]
 				d := c.devs[r.dev]
 				if r.ws < fromUS || r.ws >= toUS || d == "" || (q.Device != "" && d != q.Device) {
 					continue

@@ -3,6 +3,8 @@ package history_test
 import (
 	"context"
 	"math"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,5 +132,84 @@ func TestPageIndexPruning(t *testing.T) {
 	}
 	if n := h.RowsScanned(); n == 0 || n > int64(len(rows))/2 {
 		t.Errorf("scanned %d of %d rows for a minute", n, len(rows))
+	}
+}
+
+// countingLake counts the data files read (log files not counted).
+type countingLake struct {
+	lake.Lake
+	mu   sync.Mutex
+	gets map[string]int
+}
+
+func (c *countingLake) Get(ctx context.Context, name string) ([]byte, error) {
+	if !strings.Contains(name, "_delta_log") {
+		c.mu.Lock()
+		c.gets[name]++
+		c.mu.Unlock()
+	}
+	return c.Lake.Get(ctx, name)
+}
+
+func (c *countingLake) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, k := range c.gets {
+		n += k
+	}
+	return n
+}
+
+// TestPageCacheKeepsRecentlyUsed: a cache that holds two pages of a silver
+// file keeps the page a dashboard keeps asking for and evicts the one it
+// asked for least recently (a cache that evicted in insertion order
+// decoded the hot page again on every cycle of views).
+func TestPageCacheKeepsRecentlyUsed(t *testing.T) {
+	ctx := context.Background()
+	mem := lake.NewMemory()
+	w := laketest.NewWriter(t, mem)
+	t0 := time.Unix(1_790_000_000, 0)
+	var rows []schema.SilverRow
+	for s := range 40000 { // 120 000 rows: four pages of window_start
+		for _, d := range []string{"dev-a", "dev-b", "dev-c"} {
+			rows = append(rows, sqltest.Silver(d, t0.Add(time.Duration(s)*time.Second).UnixMicro(), float64(s), 40, 101000))
+		}
+	}
+	w.Silver(rows...)
+	cl := &countingLake{Lake: mem, gets: map[string]int{}}
+	h := history.NewLake(cl, 8)
+	h.CacheRows = 70000 // two pages of about 32 000 rows
+	read := func(sec int) {
+		t.Helper()
+		from := t0.Add(time.Duration(sec) * time.Second)
+		got, err := h.Series(ctx, history.Query{Device: "dev-a", FromMS: from.UnixMilli(), ToMS: from.Add(time.Minute).UnixMilli(), MaxPoints: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Silver.Len() != 60 || got[0].Silver.TempC[0] != float64(sec) {
+			t.Fatalf("minute at %d s: got %+v", sec, got)
+		}
+	}
+	read(1000)  // page 0
+	read(15000) // page 1
+	if n := cl.total(); n != 2 {
+		t.Fatalf("%d data file reads for two pages, want 2", n)
+	}
+	read(1000) // page 0 again: cached, and now the most recently used
+	if n := cl.total(); n != 2 {
+		t.Fatalf("page 0 read again from the lake (%d reads): not cached", n)
+	}
+	read(25000) // page 2: evicts page 1, the least recently used
+	read(1000)  // page 0: still cached
+	if n := cl.total(); n != 3 {
+		t.Fatalf("%d data file reads, want 3: the recently used page was evicted", n)
+	}
+	read(15000) // page 1 was evicted: read again
+	if n := cl.total(); n != 4 {
+		t.Fatalf("%d data file reads, want 4", n)
+	}
+	if b := h.CachedBytes(); b <= 0 || b > 70000*64 {
+		t.Errorf("cache holds %d bytes, bound %d", b, 70000*64)
 	}
 }
