@@ -37,7 +37,7 @@ func benchPipeline(b *testing.B, devices int) {
 		tmpl[j] = wire.Reading{TimeUS: int64(j) * 2500, Temp: 2000 + int32(j%7), Press: 101325*256 + uint32(j%13), Hum: 40 * 1024, Fresh: j%4 == 0}
 	}
 	l := newLake(b)
-	p, err := stages.New(l, stages.Options{MaxSkew: -1, Now: clockAt(t0), SkipShutdownScan: true, Live: func(schema.LiveUpdate) {},
+	p, err := stages.New(l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), SkipShutdownScan: true, Live: func(schema.LiveUpdate) {},
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)

@@ -88,7 +88,7 @@ func testLakeOutages(t *testing.T, seed uint64) {
 	base := newLake(t)
 	fl := &flakyLake{Lake: base, rng: rand.New(rand.NewPCG(31, seed))}
 	rng := rand.New(rand.NewPCG(33, seed))
-	r := start(t, fl, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 500, CommitInterval: 10 * time.Millisecond,
+	r := start(t, fl, stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 500, CommitInterval: 10 * time.Millisecond,
 		GoldMaxRows: 50, CompactEvery: 3, RetryBackoff: time.Millisecond})
 	total := 0
 	for d, dev := range []string{"f-1", "f-2"} {
@@ -129,8 +129,8 @@ func TestSecondWriterConflicts(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(51, 52))
 	bs := makeBatches("w-1", 1, 4, 100, t0, rng)
-	a := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
-	b := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	a := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
+	b := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	// Segments of another collector (the only kind a running Lander
 	// writes), in the clock's hour: their shutdown scans find them.
 	for i, bt := range bs {
@@ -178,7 +178,7 @@ func TestShutdownWithLakeDown(t *testing.T) {
 	base := newLake(t)
 	dl := &downLake{Lake: base}
 	rng := rand.New(rand.NewPCG(61, 62))
-	opts := stages.Options{MaxSkew: -1, Now: clockAt(t0), ShutdownTimeout: 300 * time.Millisecond, RetryBackoff: time.Millisecond,
+	opts := stages.Options{MaxSkew: -1, Clock: clockAt(t0), ShutdownTimeout: 300 * time.Millisecond, RetryBackoff: time.Millisecond,
 		MaxEpochRows: 100, QueueLen: 1}
 	r := start(t, dl, opts)
 	bs := makeBatches("d-1", 1, 10, 100, t0, rng)
@@ -209,7 +209,7 @@ func TestShutdownWithLakeDown(t *testing.T) {
 		t.Fatal("Run returned nil with the lake down")
 	}
 	// The lake is back: a restart lands everything exactly once.
-	r = start(t, base, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r = start(t, base, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if n := len(readAll[schema.BronzeRow](t, base, schema.Bronze)); n != 1000 {
 		t.Fatalf("bronze %d rows, want 1000", n)

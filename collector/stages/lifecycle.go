@@ -43,7 +43,7 @@ func (r *runner) forget() {
 	if fa <= 0 {
 		return
 	}
-	now := r.opts.Now().UnixMicro()
+	now := r.opts.Clock.Now().UnixMicro()
 	if now-r.forgotAt < fa/8 {
 		return
 	}
@@ -100,7 +100,7 @@ type landingPositions struct {
 // process landed but did not submit is recent, and older segments of other
 // collectors are found from the committed position at the next start.
 func (r *runner) scanLandingHours(ctx context.Context) error {
-	now := hourOf(r.opts.Now())
+	now := hourOf(r.opts.Clock.Now())
 	from := r.landing.From
 	if r.startScanned {
 		from = now.Add(-2 * time.Hour)
@@ -147,7 +147,7 @@ func (c *committer) landingLifecycle(ctx context.Context, processed json.RawMess
 	if c.landing.From.IsZero() {
 		return // set by the first epoch after a full start-up scan
 	}
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	var sets map[string]landing.SeqRanges
 	if err := json.Unmarshal(processed, &sets); err != nil {
 		c.log.Warn("landing lifecycle: reading the processed segments", slog.Any("err", err))

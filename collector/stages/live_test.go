@@ -63,7 +63,7 @@ func TestLiveWhileCommitIsSlow(t *testing.T) {
 	base := newLake(t)
 	g := &gateLake{Lake: base, held: make(chan struct{}), release: make(chan struct{})}
 	lives := make(chan schema.LiveUpdate, 64)
-	opts := stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 100, QueueLen: 1, MaxPendingEpochs: 4,
+	opts := stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 100, QueueLen: 1, MaxPendingEpochs: 4,
 		Live: func(u schema.LiveUpdate) { lives <- u }}
 	r := start(t, g, opts)
 	waitFor(t, r.p.Ready(), "ready signal")
@@ -107,7 +107,7 @@ func TestReadyAfterStartupScan(t *testing.T) {
 	for _, b := range makeBatches("pre-1", 3, 5, 200, t0, rng) {
 		landOne(t, l, time.UnixMicro(t0), b)
 	}
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	waitFor(t, r.p.Ready(), "ready signal")
 	if st := r.p.Stats(); st.Readings != 1000 || st.Batches != 5 {
 		t.Fatalf("stats at Ready %+v: want the 5 landed batches (1000 readings) folded", st)
@@ -135,7 +135,7 @@ func TestReleaseAfterLastUse(t *testing.T) {
 		b.DeviceID = "poisoned"
 		released.Add(1)
 	}
-	r := start(t, l, stages.Options{Now: clockAt(t0), MaxEpochRows: 1000, Release: poison})
+	r := start(t, l, stages.Options{Clock: clockAt(t0), MaxEpochRows: 1000, Release: poison})
 	bs := makeBatches("rel-1", 5, 20, 100, t0, rng)
 	want := map[int64]wire.Reading{}
 	for _, b := range bs {

@@ -26,7 +26,7 @@ import (
 func TestEveryFilePortable(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(21, 22))
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 2, CompactEvery: 4, AllowedLateness: 2 * time.Second})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 2, CompactEvery: 4, AllowedLateness: 2 * time.Second})
 	var late []*wire.Batch
 	for d, dev := range []string{"dev-a", "dev-b", "dev-c"} {
 		bs := makeBatches(dev, uint64(d+1), 30, 200, t0+int64(d)*1000, rng)

@@ -234,7 +234,7 @@ func (r *runner) process(b landing.Landed) {
 		s.Quarantined += int64(len(bad))
 	})
 	if live != nil {
-		live.PublishedUS = r.opts.Now().UnixMicro()
+		live.PublishedUS = r.opts.Clock.Now().UnixMicro()
 		r.opts.Live(*live)
 	}
 	// The encoder is the batch's last reader: it releases it.

@@ -78,7 +78,7 @@ func submitBatches(t *testing.T, r *run, l lake.Lake, bs []*wire.Batch) {
 func TestSharingWithDatabricks(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(31, 32))
-	opts := stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 2, RefusedRetry: 10 * time.Millisecond}
+	opts := stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 2, RefusedRetry: 10 * time.Millisecond}
 	bs := makeBatches("dev-a", 1, 40, 200, t0, rng)
 
 	r := start(t, l, opts)
