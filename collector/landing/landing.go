@@ -40,13 +40,16 @@ type Message struct {
 	Peer string
 }
 
-// Landed is a batch durable in landing/, handed to the stages.
+// Landed is a batch durable in landing/, handed to the stages
+// (stages.Pipeline.Submit).
 type Landed struct {
 	// Name is the landing object holding the batch: the segment.
 	Name string
 	// SegmentRecords is the number of records in the segment Name: the
 	// receiver knows it has seen the whole segment once it has processed
 	// that many of its batches (if every Land call of the segment submits).
+	// 0: the batch does not count toward its segment (a receiver's own
+	// reading of landing/).
 	SegmentRecords int
 	Batch          *wire.Batch // decoded and validated; owned by the receiver
 	ReceivedAt     time.Time

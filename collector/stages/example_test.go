@@ -46,7 +46,7 @@ func Example() {
 	if err := l.PutIfAbsent(ctx, name, seg); err != nil {
 		panic(err)
 	}
-	if err := p.Submit(ctx, stages.Landed{Name: name, Segment: name, SegmentRecords: 1, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+	if err := p.Submit(ctx, landing.Landed{Name: name, SegmentRecords: 1, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 		panic(err)
 	}
 

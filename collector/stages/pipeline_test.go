@@ -16,8 +16,10 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // t0 is a fixed capture time base (2026-01-01T00:00:00Z).
@@ -66,7 +68,8 @@ func newLake(t testing.TB) *lake.Local {
 	return l
 }
 
-func clockAt(us int64) func() time.Time { return func() time.Time { return time.UnixMicro(us) } }
+// clockAt is a clock standing at us µs since the Unix epoch.
+func clockAt(us int64) clock.Clock { return clock.NewFake(time.UnixMicro(us)) }
 
 type run struct {
 	p       *stages.Pipeline
@@ -129,7 +132,7 @@ func TestSubmitBronzeSilverGold(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var mu sync.Mutex
 	var lives []schema.LiveUpdate
-	r := start(t, l, stages.Options{Now: clockAt(t0), MaxSkew: -1, Live: func(u schema.LiveUpdate) {
+	r := start(t, l, stages.Options{Clock: clockAt(t0), MaxSkew: -1, Live: func(u schema.LiveUpdate) {
 		mu.Lock()
 		u.Silver = slices.Clone(u.Silver)
 		u.Gold = slices.Clone(u.Gold)
@@ -141,7 +144,7 @@ func TestSubmitBronzeSilverGold(t *testing.T) {
 		for _, b := range makeBatches(fmt.Sprintf("dev-%d", d), 0xdead0000+uint64(d), 30, 400, t0+int64(d)*777, rng) {
 			name := landOne(t, l, time.UnixMicro(t0), b)
 			total += len(b.Readings)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -179,10 +182,10 @@ func TestSubmitBronzeSilverGold(t *testing.T) {
 func TestBronzeStats(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(21, 22))
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 1000})
 	for d, dev := range []string{"b-2", "a-1", "c-3"} {
 		for _, b := range makeBatches(dev, uint64(d+5), 6, 300, t0+int64(d)*999, rng) {
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(t0 + int64(b.Seq)), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(t0 + int64(b.Seq)), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}

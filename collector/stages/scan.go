@@ -34,7 +34,7 @@ func (r *runner) scanLanding(ctx context.Context) error {
 	}
 	defer func() {
 		if ctx.Err() == nil {
-			r.landingHint = oldestSegmentHour(objs, r.opts.Now())
+			r.landingHint = oldestSegmentHour(objs, r.opts.Clock.Now())
 			r.landing.From = r.landingHint
 			r.startScanned = true
 		}
@@ -95,7 +95,7 @@ func (s *scanner) run(ctx context.Context, out chan<- segmentObject) {
 }
 
 func (s *scanner) scanRecent(ctx context.Context, out chan<- segmentObject) error {
-	now := s.opts.Now()
+	now := s.opts.Clock.Now()
 	n := 0
 	// Collectors that append bronze themselves (collector/bronzeapp): their
 	// batches are in bronze already.
@@ -181,7 +181,7 @@ func (r *runner) takeSegment(o lake.Object, data []byte) (int, error) {
 		if src == "" {
 			src = "recovered"
 		}
-		r.process(Landed{Name: o.Name, Batch: b, ReceivedAt: rec.ReceivedAt, Source: src})
+		r.process(landing.Landed{Name: o.Name, Batch: b, ReceivedAt: rec.ReceivedAt, Source: src})
 		n++
 		if err := r.cutIfFull(); err != nil {
 			return n, err

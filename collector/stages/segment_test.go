@@ -69,7 +69,7 @@ func TestRecoverSegments(t *testing.T) {
 	seg2 := landSegment(t, l, inst2, 7, recv.Add(time.Second), "iothub", bs[2], bs[3], bs[4]) // bs[2] redelivered
 	seg3 := landSegment(t, l, inst2, 8, recv.Add(2*time.Second), "iothub", bs[4])             // bs[4] again
 	seg4 := landSegment(t, l, inst2, 9, recv.Add(3*time.Second), "mqtt", bs[5])
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 6 || st.Readings != 300 || st.QuarantinedFiles != 0 {
 		t.Fatalf("stats %+v; want 6 batches, 300 readings", st)
@@ -95,7 +95,7 @@ func TestRecoverSegments(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r = start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r = start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 0 || st.QuarantinedFiles != 0 {
 		t.Fatalf("restart stats %+v; want nothing read", st)
@@ -112,11 +112,11 @@ func TestSubmittedSegments(t *testing.T) {
 	recv := time.UnixMicro(t0 + 1_000_000)
 	whole := landSegment(t, l, inst1, 1, recv, "mqtt", bs[0], bs[1], bs[2])
 	part := landSegment(t, l, inst1, 2, recv, "mqtt", bs[3], bs[4], bs[5])
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), SkipShutdownScan: false})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), SkipShutdownScan: false})
 	<-r.p.Ready()
 	submit := func(name string, b *wire.Batch) {
 		t.Helper()
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Segment: name, SegmentRecords: 3, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: name, SegmentRecords: 3, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -130,7 +130,7 @@ func TestSubmittedSegments(t *testing.T) {
 
 	// Now segments written while the pipeline runs; no scan at shutdown.
 	l = newLake(t)
-	r = start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), SkipShutdownScan: true})
+	r = start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), SkipShutdownScan: true})
 	<-r.p.Ready()
 	whole = landSegment(t, l, inst1, 1, recv, "mqtt", bs[0], bs[1], bs[2])
 	part = landSegment(t, l, inst1, 2, recv, "mqtt", bs[3], bs[4], bs[5])
@@ -147,7 +147,7 @@ func TestSubmittedSegments(t *testing.T) {
 	if err := l.Put(t.Context(), whole, []byte("overwritten")); err != nil {
 		t.Fatal(err)
 	}
-	r = start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r = start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 2 || st.QuarantinedFiles != 0 {
 		t.Fatalf("restart stats %+v; want the 2 unsubmitted batches, the whole segment skipped", st)
@@ -179,7 +179,7 @@ func TestCorruptSegment(t *testing.T) {
 	if err := l.PutIfAbsent(ctx, name, data); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 3 || st.QuarantinedFiles != 2 {
 		t.Fatalf("stats %+v; want 3 batches, 2 quarantined", st)
@@ -191,7 +191,7 @@ func TestCorruptSegment(t *testing.T) {
 	if len(objs) != 4 || len(reasons) != 2 || !strings.Contains(reasons[0], "decoding record 1") || !strings.Contains(reasons[1], "truncated") {
 		t.Fatalf("quarantine %v, reasons %q", objs, reasons)
 	}
-	r = start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r = start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 0 || st.QuarantinedFiles != 0 {
 		t.Fatalf("restart stats %+v", st)
@@ -208,7 +208,7 @@ func TestScanOtherCollectorsSegments(t *testing.T) {
 	own := makeBatches("dev-own", 1, 2, 50, t0, rng)
 	other := makeBatches("dev-other", 1, 4, 50, t0, rng)
 	now := time.UnixMicro(t0 + 2_000_000).UTC()
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(now.UnixMicro()), ScanInterval: 10 * time.Millisecond, LocalInstance: inst1})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(now.UnixMicro()), ScanInterval: 10 * time.Millisecond, LocalInstance: inst1})
 	<-r.p.Ready()
 	// Written after the start-up scan, as a running collector's Lander would.
 	landSegment(t, l, inst1, 1, now, "mqtt", own...)                       // ours, never submitted
