@@ -139,10 +139,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	if err != nil {
 		return err
 	}
-	submit := func(ctx context.Context, l landing.Landed) error {
-		return pipeline.Submit(ctx, stages.Landed{Name: l.Name, Segment: l.Name, SegmentRecords: l.SegmentRecords,
-			Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
-	}
+	submit := pipeline.Submit
 	var appender *bronzeapp.Appender
 	switch {
 	case cfg.BronzeAppend != "":

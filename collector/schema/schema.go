@@ -12,7 +12,7 @@ package schema
 
 // Object name prefixes in the lake.
 const (
-	Landing    = "landing/"    // raw batches as received: segments landing/-seg/{date}/{hour}/{instance}-{n}.seg (older lakes: landing/{device}/{boot:016x}/{seq:020d}.{ext})
+	Landing    = "landing/"    // raw batches as received: segments landing/-seg/{date}/{hour}/{instance}-{n}.seg
 	Bronze     = "bronze"      // Delta: one row per reading
 	Silver     = "silver"      // Delta: one row per device per window (final)
 	SilverLate = "silver_late" // Delta: readings that arrived after their window was final

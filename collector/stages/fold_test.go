@@ -303,28 +303,6 @@ func TestLateAfterWatermark(t *testing.T) {
 	}
 }
 
-func FuzzLandingKey(f *testing.F) {
-	f.Add("landing/dev-1/00000000deadbeef/00000000000000000042.bin")
-	f.Add("landing/dev-1/00000000deadbeef/00000000000000000042.json")
-	f.Add("landing/../x/00000000deadbeef/00000000000000000042.bin")
-	f.Add("landing/dev-1/00000000deadbeef/00000000000000000000.bin")
-	f.Fuzz(func(t *testing.T, name string) {
-		stream, seq, err := landingKey(name)
-		if err != nil {
-			return
-		}
-		dev, boot, ok := strings.Cut(stream, "/")
-		if !ok || !wire.ValidDeviceID(dev) || len(boot) != 16 || seq == 0 {
-			t.Fatalf("accepted %q as %q %d", name, stream, seq)
-		}
-		b := wire.Batch{DeviceID: dev, Seq: seq}
-		fmt.Sscanf(boot, "%x", &b.BootID)
-		if !strings.HasPrefix(name, schema.Landing+b.Key()+".") {
-			t.Fatalf("%q does not round-trip: %s", name, b.Key())
-		}
-	})
-}
-
 func TestDevicesCodecRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	f := runFold(genInput(rng, 4, 30), false)

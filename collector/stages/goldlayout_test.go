@@ -9,6 +9,7 @@ import (
 
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -39,7 +40,7 @@ func TestGoldLayout(t *testing.T) {
 				for _, dev := range []string{"dev-a", "dev-b"} {
 					b := makeBatches(dev, 1, 1, 400, t0+int64(s)*4e6, rng)[0]
 					b.Seq = uint64(s + 1)
-					if err := p.Submit(ctx, stages.Landed{Name: "landing/x", Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+					if err := p.Submit(ctx, landing.Landed{Name: "landing/x", Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -15,6 +15,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -111,7 +112,7 @@ func TestNullPressureAndHumidity(t *testing.T) {
 
 	rng := rand.New(rand.NewPCG(21, 22))
 	flags := map[string]uint8{"dev-bme": 0, "dev-sim": wire.FlagNoPressure, "dev-bmp": wire.FlagNoHumidity}
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), AllowedLateness: time.Second})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), AllowedLateness: time.Second})
 	per := 200
 	for d, dev := range []string{"dev-bme", "dev-sim", "dev-bmp"} {
 		for _, b := range makeBatches(dev, uint64(d+1), 10, per, t0, rng) {
@@ -124,8 +125,8 @@ func TestNullPressureAndHumidity(t *testing.T) {
 					b.Readings[i].Hum = 0
 				}
 			}
-			name := land(t, l, b)
-			if err := r.p.Submit(ctx, stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "iothub"}); err != nil {
+			name := landOne(t, l, time.UnixMicro(t0), b)
+			if err := r.p.Submit(ctx, landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "iothub"}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -30,7 +30,7 @@ type runner struct {
 	log  *slog.Logger
 	m    *meters
 
-	in      <-chan Landed
+	in      <-chan landing.Landed
 	scanned <-chan segmentObject // other collectors' segments, read by the scanner; nil without one
 
 	f      *folder
@@ -146,9 +146,9 @@ loop:
 }
 
 // process folds one landed batch into the current epoch.
-func (r *runner) process(b Landed) {
-	if b.Segment != "" {
-		r.segmentRecord(b.Segment, b.SegmentRecords)
+func (r *runner) process(b landing.Landed) {
+	if b.SegmentRecords > 0 {
+		r.segmentRecord(b.Name, b.SegmentRecords)
 	}
 	stream := batchStream(b.Batch)
 	set := r.landed[stream]
@@ -234,7 +234,7 @@ func (r *runner) process(b Landed) {
 		s.Quarantined += int64(len(bad))
 	})
 	if live != nil {
-		live.PublishedUS = r.opts.Now().UnixMicro()
+		live.PublishedUS = r.opts.Clock.Now().UnixMicro()
 		r.opts.Live(*live)
 	}
 	// The encoder is the batch's last reader: it releases it.

@@ -3,50 +3,12 @@ package stages
 import (
 	"encoding/json"
 	"fmt"
-	"path"
-	"strconv"
-	"strings"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 )
-
-// landingKey parses a landing object name
-// "landing/{device}/{boot:016x}/{seq:020d}.{bin|json}" into its stream
-// ("device/boot") and sequence number.
-func landingKey(name string) (stream string, seq uint64, err error) {
-	rest, ok := strings.CutPrefix(name, schema.Landing)
-	parts := strings.Split(rest, "/")
-	if !ok || len(parts) != 3 {
-		return "", 0, fmt.Errorf("landing name %q: want landing/{device}/{boot}/{seq}.{ext}", name)
-	}
-	if !wire.ValidDeviceID(parts[0]) {
-		return "", 0, fmt.Errorf("landing name %q: bad device id", name)
-	}
-	if len(parts[1]) != 16 {
-		return "", 0, fmt.Errorf("landing name %q: bad boot id", name)
-	}
-	// Only the canonical spelling (lower-case hex, as wire.Batch.Key writes it):
-	// two spellings of one batch would be two streams and land twice.
-	if boot, err := strconv.ParseUint(parts[1], 16, 64); err != nil || fmt.Sprintf("%016x", boot) != parts[1] {
-		return "", 0, fmt.Errorf("landing name %q: bad boot id", name)
-	}
-	ext := path.Ext(parts[2])
-	if ext != ".bin" && ext != ".json" {
-		return "", 0, fmt.Errorf("landing name %q: extension %q", name, ext)
-	}
-	num := strings.TrimSuffix(parts[2], ext)
-	if len(num) != 20 {
-		return "", 0, fmt.Errorf("landing name %q: bad sequence number", name)
-	}
-	seq, err = strconv.ParseUint(num, 10, 64)
-	if err != nil || seq == 0 {
-		return "", 0, fmt.Errorf("landing name %q: bad sequence number", name)
-	}
-	return parts[0] + "/" + parts[1], seq, nil
-}
 
 func batchStream(b *wire.Batch) string {
 	return b.DeviceID + "/" + fmt.Sprintf("%016x", b.BootID)

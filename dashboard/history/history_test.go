@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/dashboard/history"
@@ -513,5 +514,88 @@ func TestSourcesNulls(t *testing.T) {
 				t.Errorf("decimated: %d points, %d without humidity, want at most 1", got[0].Silver.Len(), nanH)
 			}
 		})
+	}
+}
+
+// oldSilverRow and oldGoldRow are silver and gold as pilake wrote them
+// before pressure and humidity were nullable (required columns).
+type oldSilverRow struct {
+	Device      string  `parquet:"device"`
+	WindowStart int64   `parquet:"window_start,timestamp(microsecond)"`
+	WindowEnd   int64   `parquet:"window_end,timestamp(microsecond)"`
+	Count       int64   `parquet:"count"`
+	FreshCount  int64   `parquet:"fresh_count"`
+	TempAvg     float64 `parquet:"temp_avg"`
+	TempMin     float64 `parquet:"temp_min"`
+	TempMax     float64 `parquet:"temp_max"`
+	PressureAvg float64 `parquet:"pressure_avg"`
+	PressureMin float64 `parquet:"pressure_min"`
+	PressureMax float64 `parquet:"pressure_max"`
+	HumidityAvg float64 `parquet:"humidity_avg"`
+	HumidityMin float64 `parquet:"humidity_min"`
+	HumidityMax float64 `parquet:"humidity_max"`
+}
+
+type oldGoldRow struct {
+	Device      string  `parquet:"device"`
+	WindowStart int64   `parquet:"window_start,timestamp(microsecond)"`
+	N           int32   `parquet:"n"`
+	Windows     int32   `parquet:"windows"`
+	TempC       float64 `parquet:"temp_c"`
+	PressurePa  float64 `parquet:"pressure_pa"`
+	HumidityRH  float64 `parquet:"humidity_rh"`
+}
+
+func commitOld[T any](t *testing.T, l lake.Lake, table string, rows []T, partitions []string, pv map[string]string) {
+	t.Helper()
+	tb, err := delta.Open[T](t.Context(), l, table, delta.Options{PartitionColumns: partitions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := delta.WriteFile(t.Context(), tb, rows, pv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Commit(t.Context(), []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLakeReadsFilesFromBeforeNulls: a lake's silver and gold files written
+// before the columns were nullable (required) read beside new ones with
+// nulls.
+func TestLakeReadsFilesFromBeforeNulls(t *testing.T) {
+	l, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	var os []oldSilverRow
+	var og []oldGoldRow
+	for i := range n {
+		ws := t0 + int64(i)*1e6
+		os = append(os, oldSilverRow{Device: "d", WindowStart: ws, WindowEnd: ws + 1e6, Count: 400, TempAvg: temp("d", i), TempMin: temp("d", i), TempMax: temp("d", i),
+			PressureAvg: press(i), PressureMin: press(i), PressureMax: press(i), HumidityAvg: hum(i), HumidityMin: hum(i), HumidityMax: hum(i)})
+		og = append(og, oldGoldRow{Device: "d", WindowStart: ws, N: 8, Windows: 8, TempC: gtemp("d", i), PressurePa: press(i), HumidityRH: hum(i)})
+	}
+	commitOld(t, l, schema.Silver, os, nil, nil)
+	commitOld(t, l, schema.Gold, og, []string{"device"}, map[string]string{"device": "d"}) // as laketest writes gold
+	w := laketest.NewWriter(t, l)
+	ws := t0 + n*1e6
+	w.Silver(sqltest.Silver("d", ws, temp("d", n), hum(n), math.NaN()))
+	w.Gold(sqltest.Gold("d", ws, 8, gtemp("d", n), hum(n), math.NaN()))
+	got, err := history.NewLake(l, 8).Series(context.Background(), history.Query{FromMS: t0 / 1000, ToMS: (t0 + (n+1)*1e6) / 1000, MaxPoints: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Silver.Len() != n+1 || got[0].Gold.Len() != n+1 {
+		t.Fatalf("got %+v", got)
+	}
+	for _, c := range []series.Columns{got[0].Silver, got[0].Gold} {
+		for i := range n + 1 {
+			if math.IsNaN(c.PressurePa[i]) != (i == n) || math.IsNaN(c.HumidityRH[i]) {
+				t.Fatalf("point %d: %+v", i, c.At(i))
+			}
+		}
 	}
 }
