@@ -72,7 +72,14 @@ type Table struct {
 	unsynced atomic.Bool
 	// optional are the columns T may hold nulls in (pointer fields).
 	optional []string
+	// conflicts counts commits that lost a race (another writer took the
+	// version) and were retried at the next version.
+	conflicts atomic.Int64
 }
+
+// Conflicts returns how many commit attempts of this Table lost the race
+// for a version to another writer (each then retried at the next version).
+func (t *Table) Conflicts() int64 { return t.conflicts.Load() }
 
 // relaxNullability makes the table's columns that this Table's row type
 // may leave null (pressure and humidity since issue 13) nullable, with a
@@ -339,6 +346,7 @@ func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id st
 		if !errors.Is(err, lake.ErrExists) {
 			return 0, fmt.Errorf("committing version %d to %s: %w", v, t.name, err)
 		}
+		t.conflicts.Add(1)
 		if attempt >= t.opts.MaxRetries {
 			return 0, fmt.Errorf("committing to %s: gave up after %d concurrent commits: %w", t.name, attempt, ErrConflict)
 		}
