@@ -56,13 +56,14 @@ type Lake struct {
 	// rowsScanned counts the cached rows Series looked at (tests, benchmarks).
 	rowsScanned atomic.Int64
 
-	mu    sync.Mutex
-	bad   map[string]bool // data files that could not be read
-	snaps map[string]snapEntry
-	index map[string][]segment     // table/path → its segments
-	cache map[string]*list.Element // table/path#first row → its *cached in lru
-	lru   list.List                // of *cached, least recently used first
-	bytes int                      // of the cached rows
+	mu     sync.Mutex
+	bad    map[string]bool // data files that could not be read
+	snaps  map[string]snapEntry
+	index  map[string][]segment     // table/path → its segments
+	bounds map[string]fileBounds    // table/path → what pruning needs
+	cache  map[string]*list.Element // table/path#first row → its *cached in lru
+	lru    list.List                // of *cached, least recently used first
+	bytes  int                      // of the cached rows
 }
 
 // cached is one entry of the page cache.
@@ -135,7 +136,7 @@ func NewLake(l lake.Lake, goldN int32) *Lake {
 		goldN = 8
 	}
 	return &Lake{lake: l, goldN: goldN, CacheRows: 3 << 19, Tiers: DefaultTiers(), minReload: 500 * time.Millisecond, now: time.Now,
-		snaps: map[string]snapEntry{}, index: map[string][]segment{}, cache: map[string]*list.Element{}, bad: map[string]bool{}}
+		snaps: map[string]snapEntry{}, index: map[string][]segment{}, bounds: map[string]fileBounds{}, cache: map[string]*list.Element{}, bad: map[string]bool{}}
 }
 
 // snapshot returns table's snapshot, replaying the log at most every minReload;
@@ -172,6 +173,11 @@ func (h *Lake) snapshot(ctx context.Context, table string) (*delta.Snapshot, err
 				delete(h.index, k)
 			}
 		}
+		for k := range h.bounds {
+			if strings.HasPrefix(k, table+"/") && !live[k] {
+				delete(h.bounds, k)
+			}
+		}
 		for k := range h.bad {
 			if strings.HasPrefix(k, table+"/") && !live[k] {
 				delete(h.bad, k)
@@ -182,37 +188,77 @@ func (h *Lake) snapshot(ctx context.Context, table string) (*delta.Snapshot, err
 	return snap, nil
 }
 
-// keepFile reports whether f may hold rows of device (""=any) with
-// window_start in [fromUS, toUS).
-func keepFile(f delta.AddFile, device string, fromUS, toUS int64) bool {
-	if device != "" {
-		if d, ok := f.PartitionValues["device"]; ok && d != device {
-			return false
-		}
-	}
+// fileBounds is what pruning needs of a data file's add action, parsed
+// once per file (a table of thousands of small files is pruned on every
+// request, and parsing each file's statistics JSON each time cost more
+// than reading the few pages a range needs).
+type fileBounds struct {
+	partDev        string // the device partition value ("" if none)
+	partitioned    bool
+	minWS, maxWS   int64 // µs; math.MinInt64 / MaxInt64 when unknown
+	minDev, maxDev string
+	devStats       bool // minDev and maxDev known
+}
+
+// parseBounds reads f's partition value and statistics.
+func parseBounds(f delta.AddFile) fileBounds {
+	b := fileBounds{minWS: math.MinInt64, maxWS: math.MaxInt64}
+	b.partDev, b.partitioned = f.PartitionValues["device"]
 	st, err := f.ParsedStats()
 	if err != nil {
-		return true // no statistics: read it
+		return b // no statistics: read it
 	}
 	if v, ok := st.MinValues["window_start"]; ok {
-		if min, err := delta.ParseStatsTime(v); err == nil && min >= toUS {
-			return false
+		if min, err := delta.ParseStatsTime(v); err == nil {
+			b.minWS = min
 		}
 	}
 	if v, ok := st.MaxValues["window_start"]; ok {
 		// maxValues are truncated to milliseconds: the true max is < stat+1 ms.
-		if max, err := delta.ParseStatsTime(v); err == nil && max+1000 <= fromUS {
-			return false
+		if max, err := delta.ParseStatsTime(v); err == nil {
+			b.maxWS = max + 999
 		}
 	}
-	if device != "" {
-		if mn, ok := st.MinValues["device"].(string); ok {
-			if mx, ok := st.MaxValues["device"].(string); ok && (device < mn || device > mx) {
-				return false
-			}
+	if mn, ok := st.MinValues["device"].(string); ok {
+		if mx, ok := st.MaxValues["device"].(string); ok {
+			b.minDev, b.maxDev, b.devStats = mn, mx, true
 		}
+	}
+	return b
+}
+
+// keep reports whether the file may hold rows of device (""=any) with
+// window_start in [fromUS, toUS).
+func (b *fileBounds) keep(device string, fromUS, toUS int64) bool {
+	if device != "" && b.partitioned && b.partDev != device {
+		return false
+	}
+	if b.minWS >= toUS || b.maxWS < fromUS {
+		return false
+	}
+	if device != "" && b.devStats && (device < b.minDev || device > b.maxDev) {
+		return false
 	}
 	return true
+}
+
+// keepFile reports whether table's file f may hold rows of device (""=any)
+// with window_start in [fromUS, toUS), from its bounds parsed once.
+func (h *Lake) keepFile(table string, f delta.AddFile, device string, fromUS, toUS int64) bool {
+	key := table + "/" + f.Path
+	h.mu.Lock()
+	b, ok := h.bounds[key]
+	h.mu.Unlock()
+	if !ok {
+		b = parseBounds(f)
+		h.mu.Lock()
+		if h.bounds == nil {
+			h.bounds = map[string]fileBounds{}
+		}
+		h.bounds[key] = b
+		h.mu.Unlock()
+	}
+	return b.keep(device, fromUS, toUS)
 }
 
 // files returns the rows of table's files kept by keep whose pages may hold
@@ -600,7 +646,7 @@ func (h *Lake) Devices(ctx context.Context) ([]string, error) {
 		// Not partitioned by device: look at the newest hour of rows.
 		to := h.now().UnixMicro() + 1
 		from := to - time.Hour.Microseconds()
-		cs, _, err := h.files(ctx, table, func(f delta.AddFile) bool { return keepFile(f, "", from, to) }, from, to)
+		cs, _, err := h.files(ctx, table, func(f delta.AddFile) bool { return h.keepFile(table, f, "", from, to) }, from, to)
 		if err != nil {
 			return nil, err
 		}
@@ -702,7 +748,7 @@ func (h *Lake) Series(ctx context.Context, q Query) ([]series.Series, error) {
 				return err
 			}
 		}
-		cs, _, err := h.files(ctx, table, func(f delta.AddFile) bool { return keepFile(f, q.Device, a, b) }, a, b)
+		cs, _, err := h.files(ctx, table, func(f delta.AddFile) bool { return h.keepFile(table, f, q.Device, a, b) }, a, b)
 		if err != nil {
 			return err
 		}
@@ -718,7 +764,7 @@ func (h *Lake) Series(ctx context.Context, q Query) ([]series.Series, error) {
 		return nil, err
 	}
 	if !tiered { // a lake without rollups shows gold at every range, as before
-		cs, _, err := h.files(ctx, schema.Gold, func(f delta.AddFile) bool { return keepFile(f, q.Device, fromUS, toUS) }, fromUS, toUS)
+		cs, _, err := h.files(ctx, schema.Gold, func(f delta.AddFile) bool { return h.keepFile(schema.Gold, f, q.Device, fromUS, toUS) }, fromUS, toUS)
 		if err != nil {
 			return nil, err
 		}

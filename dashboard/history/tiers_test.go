@@ -213,3 +213,56 @@ func TestPageCacheKeepsRecentlyUsed(t *testing.T) {
 		t.Errorf("cache holds %d bytes, bound %d", b, 70000*64)
 	}
 }
+
+// TestPruningReadsOnlyTheFilesARangeMeets: a lake of many small files (as a
+// live collector writes them: one silver file an epoch, gold partitioned by
+// device) — a minute of one device reads the one silver file and the one
+// gold file that can hold it, again after the statistics were parsed once,
+// and files written later are pruned as well.
+func TestPruningReadsOnlyTheFilesARangeMeets(t *testing.T) {
+	ctx := context.Background()
+	mem := lake.NewMemory()
+	w := laketest.NewWriter(t, mem)
+	t0 := time.Unix(1_790_000_000, 0)
+	devs := []string{"dev-a", "dev-b", "dev-c"}
+	epoch := func(e int) { // one file of 10 s of every device, gold one file per device
+		var silver []schema.SilverRow
+		var gold []schema.GoldRow
+		for s := e * 10; s < e*10+10; s++ {
+			ws := t0.Add(time.Duration(s) * time.Second).UnixMicro()
+			for _, d := range devs {
+				silver = append(silver, sqltest.Silver(d, ws, float64(s), 40, 101000))
+				gold = append(gold, sqltest.Gold(d, ws, 8, float64(s), 40, 101000))
+			}
+		}
+		w.Silver(silver...)
+		w.Gold(gold...)
+	}
+	for e := range 30 {
+		epoch(e)
+	}
+	cl := &countingLake{Lake: mem, gets: map[string]int{}}
+	h := history.NewLake(cl, 8)
+	read := func(fromS, toS int, wantFiles int) {
+		t.Helper()
+		before := cl.total()
+		from, to := t0.Add(time.Duration(fromS)*time.Second), t0.Add(time.Duration(toS)*time.Second)
+		got, err := h.Series(ctx, history.Query{Device: "dev-b", FromMS: from.UnixMilli(), ToMS: to.UnixMilli(), MaxPoints: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Silver.Len() != toS-fromS || got[0].Gold.Len() != toS-fromS || got[0].Silver.TempC[0] != float64(fromS) {
+			t.Fatalf("[%d, %d) s: got %+v", fromS, toS, got)
+		}
+		if n := cl.total() - before; n != wantFiles {
+			t.Fatalf("[%d, %d) s of dev-b read %d data files, want %d", fromS, toS, n, wantFiles)
+		}
+	}
+	read(101, 108, 2) // epoch 10: its silver file and dev-b's gold file
+	read(201, 209, 2) // epoch 20
+	read(101, 108, 0) // cached
+	epoch(30)
+	epoch(31)
+	time.Sleep(600 * time.Millisecond) // the Lake replays the log at most every 0.5 s
+	read(305, 315, 4)                  // epochs 30 and 31: two silver files, two gold files of dev-b
+}
