@@ -11,6 +11,7 @@ import (
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/internal/testwait"
 	"github.com/pilake/pilake/scripts/testenv"
 )
 
@@ -124,16 +125,10 @@ func TestThreeCollectorsAppendBronze(t *testing.T) {
 
 func waitReady(t *testing.T, rc *runningCollector) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, _ := get(t, rc.st.Metrics+"/readyz"); code == 200 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("collector not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "the collector to be ready (/readyz 200)", func() bool {
+		code, _ := get(t, rc.st.Metrics+"/readyz")
+		return code == 200
+	})
 }
 
 func metric(t *testing.T, rc *runningCollector, name string) int {
