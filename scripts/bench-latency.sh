@@ -15,6 +15,12 @@
 #   PILAKE_BENCH_AGENTS=1: run the devices as real `agent --simulate` processes
 #     (the fake I2C BME280 through periph's driver) instead of the in-process
 #     load generator; heavy on 2 cores beyond ~20 devices.
+#   PILAKE_BENCH_ALIGNED=1: every device's batches end at the same moments (as
+#     agents cutting batches on whole seconds of a synchronised clock would), so
+#     live updates arrive in bursts; by default their phases are spread evenly
+#     over the batch interval (agents started at random times), an update every
+#     10 ms at 100 devices, and no schedule of <= 10 messages/s per client can
+#     keep an update waiting less than ~100 ms at p99 (see BENCHMARKS.md).
 #   PILAKE_BENCH_DIR (a fresh temporary directory)
 #   PILAKE_TEST_CHROMIUM (/usr/bin/chromium)
 set -euo pipefail
@@ -27,7 +33,9 @@ seconds=${PILAKE_BENCH_SECONDS:-30}
 dir=${PILAKE_BENCH_DIR:-$(mktemp -d -t pilake-latency-XXXXXX)}
 mkdir -p "$dir"
 # The bench tool reads PILAKE_BENCH_* itself; pass everything as flags instead.
-unset PILAKE_BENCH_DEVICES PILAKE_BENCH_RATE PILAKE_BENCH_BATCH PILAKE_BENCH_SECONDS PILAKE_BENCH_DIR
+aligned=false
+if [[ ${PILAKE_BENCH_ALIGNED:-} == 1 ]]; then aligned=true; fi
+unset PILAKE_BENCH_DEVICES PILAKE_BENCH_RATE PILAKE_BENCH_BATCH PILAKE_BENCH_SECONDS PILAKE_BENCH_DIR PILAKE_BENCH_ALIGNED
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -69,9 +77,9 @@ if [[ ${PILAKE_BENCH_AGENTS:-} == 1 ]]; then
 fi
 
 "$dir/latencybench" --broker "tcp://127.0.0.1:$mqtt" --dashboard "http://127.0.0.1:$web/" \
-	--devices "$load" --rate "$rate" --batch "$batch" --seconds "${seconds}s" 2>"$dir/latencybench.log" | tee "$dir/result.txt"
+	--devices "$load" --rate "$rate" --batch "$batch" --seconds "${seconds}s" --aligned="$aligned" 2>"$dir/latencybench.log" | tee "$dir/result.txt"
 # The same with 1,000 live streams: the browser measuring, 999 Go clients reading /api/live.
 "$dir/latencybench" --broker "tcp://127.0.0.1:$mqtt" --dashboard "http://127.0.0.1:$web/" \
-	--devices "$load" --rate "$rate" --batch "$batch" --seconds "${seconds}s" --sse-clients 999 2>"$dir/latencybench-1000.log" |
+	--devices "$load" --rate "$rate" --batch "$batch" --seconds "${seconds}s" --aligned="$aligned" --sse-clients 999 2>"$dir/latencybench-1000.log" |
 	tee "$dir/result-1000.txt" | sed -n -e 's/^e2e_p99_ms=/e2e_p99_ms_1000_clients=/p' -e 's/^e2e_p50_ms=/e2e_p50_ms_1000_clients=/p' -e '/^sse_clients=/p'
 echo "# mode=$([[ ${PILAKE_BENCH_AGENTS:-} == 1 ]] && echo agents || echo loadgen) devices=$devices logs in $dir"

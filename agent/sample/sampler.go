@@ -14,6 +14,7 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/hw"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // Sensor is what the sampler reads: hw.Sensor on a real or a fake bus.
@@ -45,47 +46,6 @@ type Observer interface {
 	Observe(float64)
 }
 
-// Clock is the sampler's time source.
-type Clock interface {
-	Now() time.Time
-	// SleepUntil returns at t or when ctx ends (with ctx's error).
-	SleepUntil(ctx context.Context, t time.Time) error
-}
-
-// RealClock is the system clock.
-type RealClock struct{ timer *time.Timer }
-
-var _ Clock = (*RealClock)(nil)
-
-// Now implements Clock.
-func (*RealClock) Now() time.Time { return time.Now() }
-
-// SleepUntil implements Clock. Waits up to 20 ms use preciseSleep (not
-// interruptible: ctx is checked when it returns); longer ones a timer that
-// ctx can interrupt, then preciseSleep for the last 2 ms. It reuses one
-// timer: not safe for concurrent use.
-func (c *RealClock) SleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d > 20*time.Millisecond {
-		if c.timer == nil {
-			c.timer = time.NewTimer(d - 2*time.Millisecond)
-		} else {
-			c.timer.Reset(d - 2*time.Millisecond)
-		}
-		select {
-		case <-c.timer.C:
-		case <-ctx.Done():
-			c.timer.Stop()
-			return ctx.Err()
-		}
-		d = time.Until(t)
-	}
-	if d > 0 {
-		preciseSleep(d)
-	}
-	return ctx.Err()
-}
-
 // Options configures a Sampler.
 type Options struct {
 	// Sensor is polled. Required.
@@ -110,8 +70,9 @@ type Options struct {
 	Settle time.Duration
 	// FrozenAfter is how long unchanged values mean a frozen sensor (default 2 s).
 	FrozenAfter time.Duration
-	// Clock drives the schedule (default the system clock).
-	Clock Clock
+	// Clock drives the schedule (default clock.Real, which sleeps to the
+	// microsecond; see clock.SleepUntil).
+	Clock clock.Clock
 	// ClockSynced reports whether the wall clock is NTP-synchronised; asked
 	// once per batch (default: never synced).
 	ClockSynced func() bool
@@ -235,7 +196,7 @@ func New(cfg Options) (*Sampler, error) {
 		cfg.FrozenAfter = 2 * time.Second
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = &RealClock{}
+		cfg.Clock = clock.Real
 	}
 	if cfg.ClockSynced == nil {
 		cfg.ClockSynced = func() bool { return false }
@@ -487,7 +448,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 	var i int64
 	for {
 		due := start.Add(time.Duration(i) * s.interval)
-		if err := clk.SleepUntil(ctx, due); err != nil {
+		if err := clock.SleepUntil(ctx, clk, due); err != nil {
 			break
 		}
 		now := clk.Now()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/hw"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // virtClock is virtual time: SleepUntil jumps to the due time at once, so a
@@ -76,6 +77,19 @@ func (c *virtClock) SleepUntil(ctx context.Context, t time.Time) error {
 	}
 	return nil
 }
+
+// After jumps virtual time d ahead, as SleepUntil does (the sampler sleeps
+// with clock.SleepUntil, which calls SleepUntil); past the end it never
+// fires.
+func (c *virtClock) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	if c.SleepUntil(context.Background(), c.Now().Add(d)) == nil {
+		ch <- c.Now()
+	}
+	return ch
+}
+
+var _ clock.Clock = (*virtClock)(nil)
 
 // advance moves virtual time by d (a slow read).
 func (c *virtClock) advance(d time.Duration) {

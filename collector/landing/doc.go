@@ -13,10 +13,7 @@
 // a body is varint(received_at µs) uvarint(len(source)) source payload, the
 // payload being the batch exactly as received (binary v1 or JSON, with its
 // own device, boot, sequence number and CRC). EncodeSegment and
-// DecodeSegment read and write them. "-seg" starts with '-', which no device
-// id can, so segments never collide with the per-batch objects
-// landing/{device}/{boot:016x}/{seq:020d}.{bin|json} of earlier versions,
-// which the stages still read.
+// DecodeSegment read and write them.
 //
 // One object per batch cost ~30 % of the collector's CPU at 5,000 devices
 // (create, write, link and unlink of a ~1 KB file, ~45 µs of kernel time a

@@ -15,7 +15,6 @@ import (
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
-	"github.com/pilake/pilake/collector/schema"
 )
 
 // Message is one received batch, as the transport delivered it.
@@ -41,13 +40,16 @@ type Message struct {
 	Peer string
 }
 
-// Landed is a batch durable in landing/, handed to the stages.
+// Landed is a batch durable in landing/, handed to the stages
+// (stages.Pipeline.Submit).
 type Landed struct {
 	// Name is the landing object holding the batch: the segment.
 	Name string
 	// SegmentRecords is the number of records in the segment Name: the
 	// receiver knows it has seen the whole segment once it has processed
 	// that many of its batches (if every Land call of the segment submits).
+	// 0: the batch does not count toward its segment (a receiver's own
+	// reading of landing/).
 	SegmentRecords int
 	Batch          *wire.Batch // decoded and validated; owned by the receiver
 	ReceivedAt     time.Time
@@ -260,17 +262,6 @@ func (l *Lander) Stats() *Stats { return &l.stats }
 // Instance returns the id this Lander names its segments with (random,
 // chosen by New).
 func (l *Lander) Instance() string { return l.sw.instance }
-
-// ObjectName returns the legacy landing object name of b received as data:
-// before segments, every batch was its own object under this name. The
-// stages still read such objects.
-func ObjectName(b *wire.Batch, data []byte) string {
-	ext := ".json"
-	if len(data) > 0 && data[0] == wire.Version1 {
-		ext = ".bin"
-	}
-	return schema.Landing + b.Key() + ext
-}
 
 // Land makes m durable in the lake: landed (and submitted) or quarantined.
 // A nil error means the message may be acknowledged. An error (the lake

@@ -3,7 +3,6 @@ package landing
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
@@ -11,12 +10,10 @@ import (
 )
 
 // ReadLanded reads back every batch in lk's landing/, in object name order:
-// each record of every segment, and every legacy per-batch object (see
-// ObjectName). It is for tests and tools that check what was landed; the
-// stages read landing/ themselves. Name is the object holding the batch;
-// for a legacy object SegmentRecords is 0 and ReceivedAt and Source are
-// zero. An object under landing/ that is neither, or that does not decode,
-// is an error.
+// each record of every segment. It is for tests and tools that check what
+// was landed; the stages read landing/ themselves. Name is the segment
+// holding the batch. An object under landing/ that is not a segment, or
+// that does not decode, is an error.
 func ReadLanded(ctx context.Context, lk lake.Lake) ([]Landed, error) {
 	objs, err := lk.List(ctx, schema.Landing)
 	if err != nil {
@@ -24,20 +21,12 @@ func ReadLanded(ctx context.Context, lk lake.Lake) ([]Landed, error) {
 	}
 	var out []Landed
 	for _, o := range objs {
+		if _, _, ok := ParseSegmentName(o.Name); !ok {
+			return nil, fmt.Errorf("landing object %s: not a segment name", o.Name)
+		}
 		data, err := lk.Get(ctx, o.Name)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", o.Name, err)
-		}
-		if !strings.HasPrefix(o.Name, SegmentDir) {
-			b := new(wire.Batch)
-			if err := wire.Decode(data, b); err != nil {
-				return nil, fmt.Errorf("decoding %s: %w", o.Name, err)
-			}
-			if want := ObjectName(b, data); o.Name != want {
-				return nil, fmt.Errorf("landing object %s holds %s", o.Name, want)
-			}
-			out = append(out, Landed{Name: o.Name, Batch: b})
-			continue
 		}
 		recs, err := DecodeSegment(data)
 		if err != nil {

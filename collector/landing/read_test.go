@@ -28,14 +28,6 @@ func TestReadLanded(t *testing.T) {
 			t.Fatalf("Land: %v %v", out, err)
 		}
 	}
-	// A per-batch object from before segments.
-	old := batch("pi-3", 2, 5)
-	oldData := encode(t, wire.Binary, old)
-	oldName := landing.ObjectName(old, oldData)
-	if err := lk.Put(ctx, oldName, oldData); err != nil {
-		t.Fatal(err)
-	}
-
 	got, err := landing.ReadLanded(ctx, lk)
 	if err != nil {
 		t.Fatal(err)
@@ -44,28 +36,25 @@ func TestReadLanded(t *testing.T) {
 	for _, l := range got {
 		byKey[l.Batch.Key()] = l
 	}
-	if len(got) != 3 || len(byKey) != 3 {
-		t.Fatalf("read %d batches (%d keys), want 3", len(got), len(byKey))
+	if len(got) != 2 || len(byKey) != 2 {
+		t.Fatalf("read %d batches (%d keys), want 2", len(got), len(byKey))
 	}
 	for _, want := range []struct {
-		b       *wire.Batch
-		source  string
-		segment bool
-	}{{batch("pi-1", 1, 4), "mqtt", true}, {batch("pi-2", 7, 3), "iothub", true}, {old, "", false}} {
+		b      *wire.Batch
+		source string
+	}{{batch("pi-1", 1, 4), "mqtt"}, {batch("pi-2", 7, 3), "iothub"}} {
 		l, ok := byKey[want.b.Key()]
 		switch {
 		case !ok:
 			t.Errorf("%s not read", want.b.Key())
 		case len(l.Batch.Readings) != len(want.b.Readings) || l.Batch.Readings[0] != want.b.Readings[0]:
 			t.Errorf("%s: readings %+v, want %+v", want.b.Key(), l.Batch.Readings, want.b.Readings)
-		case want.segment && (l.Source != want.source || !l.ReceivedAt.Equal(now) || l.SegmentRecords != 1):
+		case l.Source != want.source || !l.ReceivedAt.Equal(now) || l.SegmentRecords != 1:
 			t.Errorf("%s: %+v, want from %s at %v, alone in its segment", want.b.Key(), l, want.source, now)
-		case want.segment:
+		default:
 			if inst, _, ok := landing.ParseSegmentName(l.Name); !ok || inst != ld.Instance() {
 				t.Errorf("%s: read from %q, not a segment of %s", want.b.Key(), l.Name, ld.Instance())
 			}
-		case l.Name != oldName || l.SegmentRecords != 0 || l.Source != "" || !l.ReceivedAt.IsZero():
-			t.Errorf("%s: %+v, want the legacy object %s", want.b.Key(), l, oldName)
 		}
 	}
 
@@ -78,7 +67,9 @@ func TestReadLanded(t *testing.T) {
 		{"corrupt segment", seg, append(landing.AppendSegmentHeader(nil), 0x05, 0x01)},
 		{"segment record not a batch", seg, landing.EncodeSegment([]landing.SegmentRecord{{ReceivedAt: now, Source: "mqtt", Payload: []byte("hi")}})},
 		{"not a batch", "landing/notes.txt", []byte("hello")},
-		{"batch under another name", "landing/pi-3/00000000deadbeef/00000000000000000009.bin", oldData},
+		// A batch alone under a name of its own (a per-batch layout that
+		// was never released): not a segment.
+		{"batch not in a segment", "landing/pi-3/0000000000000002/00000000000000000005.bin", encode(t, wire.Binary, batch("pi-3", 2, 5))},
 	} {
 		t.Run(c.desc, func(t *testing.T) {
 			lk, err := lake.NewLocal(t.TempDir())

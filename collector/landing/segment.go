@@ -25,9 +25,7 @@ import (
 const (
 	SegmentMagic   = "PLSEG"
 	SegmentVersion = 1
-	// SegmentDir is the prefix of segment names. It starts with '-', which
-	// no device id can (wire.ValidDeviceID), so it never collides with a
-	// legacy per-batch name landing/{device}/...
+	// SegmentDir is the prefix of segment names.
 	SegmentDir = schema.Landing + "-seg/"
 )
 
@@ -177,30 +175,43 @@ func SegmentHourPrefix(t time.Time) string {
 // ParseSegmentName returns the instance and counter of a segment name, or
 // ok false if name is not a canonical one (as SegmentName writes it).
 func ParseSegmentName(name string) (instance string, counter uint64, ok bool) {
+	instance, counter, _, ok = parseSegmentName(name)
+	return instance, counter, ok
+}
+
+// SegmentHour returns the UTC hour a segment name is filed under (that of
+// its write time), or ok false if name is not a canonical segment name.
+func SegmentHour(name string) (hour time.Time, ok bool) {
+	_, _, hour, ok = parseSegmentName(name)
+	return hour, ok
+}
+
+func parseSegmentName(name string) (instance string, counter uint64, hour time.Time, ok bool) {
 	rest, found := strings.CutPrefix(name, SegmentDir)
 	if !found {
-		return "", 0, false
+		return "", 0, time.Time{}, false
 	}
 	parts := strings.Split(rest, "/")
 	if len(parts) != 3 || len(parts[0]) != 10 || len(parts[1]) != 2 {
-		return "", 0, false
+		return "", 0, time.Time{}, false
 	}
 	day, err := time.Parse("2006-01-02", parts[0])
 	if err != nil || day.Format("2006-01-02") != parts[0] {
-		return "", 0, false
+		return "", 0, time.Time{}, false
 	}
-	if h, err := strconv.Atoi(parts[1]); err != nil || h < 0 || h > 23 || fmt.Sprintf("%02d", h) != parts[1] {
-		return "", 0, false
+	h, err := strconv.Atoi(parts[1])
+	if err != nil || h < 0 || h > 23 || fmt.Sprintf("%02d", h) != parts[1] {
+		return "", 0, time.Time{}, false
 	}
 	base, found := strings.CutSuffix(parts[2], ".seg")
 	if !found || len(base) != 16+1+16 || base[16] != '-' || !ValidInstance(base[:16]) {
-		return "", 0, false
+		return "", 0, time.Time{}, false
 	}
 	counter, err = strconv.ParseUint(base[17:], 16, 64)
 	if err != nil || fmt.Sprintf("%016x", counter) != base[17:] {
-		return "", 0, false
+		return "", 0, time.Time{}, false
 	}
-	return base[:16], counter, true
+	return base[:16], counter, day.Add(time.Duration(h) * time.Hour), true
 }
 
 // ValidInstance reports whether s is a Lander instance id: 16 lower-case hex digits.

@@ -117,6 +117,9 @@ func TestSegmentName(t *testing.T) {
 	if inst, n, ok := landing.ParseSegmentName(name); !ok || inst != "0123456789abcdef" || n != 42 {
 		t.Fatalf("ParseSegmentName(%s) = %s, %d, %v", name, inst, n, ok)
 	}
+	if h, ok := landing.SegmentHour(name); !ok || !h.Equal(time.Date(2026, 11, 24, 6, 0, 0, 0, time.UTC)) {
+		t.Fatalf("SegmentHour(%s) = %v, %v", name, h, ok)
+	}
 	for _, bad := range []string{
 		"landing/-seg/2026-11-24/06/0123456789ABCDEF-000000000000002a.seg",
 		"landing/-seg/2026-11-24/06/0123456789abcdef-000000000000002A.seg",
@@ -130,7 +133,35 @@ func TestSegmentName(t *testing.T) {
 		if _, _, ok := landing.ParseSegmentName(bad); ok {
 			t.Errorf("ParseSegmentName(%s) accepted", bad)
 		}
+		if _, ok := landing.SegmentHour(bad); ok {
+			t.Errorf("SegmentHour(%s) accepted", bad)
+		}
 	}
+}
+
+// FuzzParseSegmentName: a name from the lake (untrusted) that parses is
+// exactly the name SegmentName gives its hour, instance and counter.
+func FuzzParseSegmentName(f *testing.F) {
+	f.Add("landing/-seg/2026-11-24/06/0123456789abcdef-000000000000002a.seg")
+	f.Add("landing/-seg/2026-02-30/06/0123456789abcdef-000000000000002a.seg")
+	f.Add("landing/-seg/2026-11-24/06/../0123456789abcdef-000000000000002a.seg")
+	f.Add("landing/pi-1/00000000deadbeef/00000000000000000001.bin")
+	f.Fuzz(func(t *testing.T, name string) {
+		inst, n, ok := landing.ParseSegmentName(name)
+		hour, hok := landing.SegmentHour(name)
+		if ok != hok {
+			t.Fatalf("%q: ParseSegmentName ok %v, SegmentHour ok %v", name, ok, hok)
+		}
+		if !ok {
+			return
+		}
+		if !landing.ValidInstance(inst) || hour.Location() != time.UTC || !hour.Equal(hour.Truncate(time.Hour)) {
+			t.Fatalf("%q: instance %q hour %v", name, inst, hour)
+		}
+		if got := landing.SegmentName(hour, inst, n); got != name {
+			t.Fatalf("%q parsed as %v %s %d, which SegmentName writes as %q", name, hour, inst, n, got)
+		}
+	})
 }
 
 // FuzzDecodeSegment: any bytes decode without a panic, to records that

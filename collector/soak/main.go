@@ -46,6 +46,7 @@ import (
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 type config struct {
@@ -124,9 +125,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var simNow atomic.Int64
-	simNow.Store(start.UnixMicro())
-	now := func() time.Time { return time.UnixMicro(simNow.Load()).UTC() }
+	clk := clock.NewFake(start) // simulated time, moved one epoch at a time
 	lk := &simLake{Local: local, marks: []mark{{real: time.Now(), sim: start}}}
 	level := slog.LevelWarn
 	if c.verbose {
@@ -138,7 +137,7 @@ func run(ctx context.Context, c config) error {
 	perEpoch := c.devices * int(c.epoch/time.Second) * c.rate
 	instance := landing.NewInstance()
 	p, err := stages.New(lk, stages.Options{
-		Now: now, Logger: log, MaxEpochRows: perEpoch,
+		Clock: clk, Logger: log, MaxEpochRows: perEpoch,
 		CommitInterval: 1000 * time.Hour, // epochs are cut by MaxEpochRows: one per simulated epoch
 		ScanInterval:   -1, SkipShutdownScan: true, LocalInstance: instance,
 		Release: landing.ReleaseBatch, CheckpointPolicy: c.policy,
@@ -155,11 +154,8 @@ func run(ctx context.Context, c config) error {
 	case err := <-runErr:
 		return err
 	}
-	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Now: now, Instance: instance,
-		Submit: func(ctx context.Context, l landing.Landed) error {
-			return p.Submit(ctx, stages.Landed{Name: l.Name, Segment: l.Name, SegmentRecords: l.SegmentRecords,
-				Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
-		}})
+	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Now: clk.Now, Instance: instance,
+		Submit: p.Submit})
 	if err != nil {
 		return err
 	}
@@ -209,7 +205,7 @@ func run(ctx context.Context, c config) error {
 		dayPeak := 0.0
 		for e := 0; e < epochsPerDay; e++ {
 			t0 := start.Add(time.Duration(epoch) * c.epoch)
-			simNow.Store(t0.Add(c.epoch).UnixMicro())
+			clk.Advance(t0.Add(c.epoch).Sub(clk.Now()))
 			lk.mark(t0.Add(c.epoch))
 			var wg sync.WaitGroup
 			var landErr atomic.Value

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 	"github.com/pilake/pilake/scripts/testenv"
@@ -24,10 +25,10 @@ func TestPipelineOnAzurite(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(41, 42))
 	bs := append(makeBatches("az-1", 1, 12, 200, t0, rng), makeBatches("az-2", 2, 12, 200, t0+50, rng)...)
-	opts := stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 3}
+	opts := stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 3}
 	r := start(t, l, opts)
 	for _, b := range bs[:12] {
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: land(t, l, b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: landOne(t, l, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}

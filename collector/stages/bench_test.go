@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -36,7 +37,7 @@ func benchPipeline(b *testing.B, devices int) {
 		tmpl[j] = wire.Reading{TimeUS: int64(j) * 2500, Temp: 2000 + int32(j%7), Press: 101325*256 + uint32(j%13), Hum: 40 * 1024, Fresh: j%4 == 0}
 	}
 	l := newLake(b)
-	p, err := stages.New(l, stages.Options{MaxSkew: -1, Now: clockAt(t0), SkipShutdownScan: true, Live: func(schema.LiveUpdate) {},
+	p, err := stages.New(l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), SkipShutdownScan: true, Live: func(schema.LiveUpdate) {},
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
@@ -59,7 +60,7 @@ func benchPipeline(b *testing.B, devices int) {
 			bt.Readings[j] = tmpl[j]
 			bt.Readings[j].TimeUS += base
 		}
-		if err := p.Submit(ctx, stages.Landed{Name: "landing/x", Batch: bt, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+		if err := p.Submit(ctx, landing.Landed{Name: "landing/x", Batch: bt, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -23,10 +24,10 @@ func TestWatermarkHijack(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	real := makeBatches("dev-h", 1, 6, 400, t0, rng)
 	forged := makeBatches("dev-h", 2, 1, 50, t0+int64(23*time.Hour/time.Microsecond), rng)[0]
-	r := start(t, l, stages.Options{Now: clockAt(t0)})
+	r := start(t, l, stages.Options{Clock: clockAt(t0)})
 	submit := func(b *wire.Batch, recvUS int64) {
 		t.Helper()
-		if err := r.p.Submit(ctx, stages.Landed{Name: landName(b), Batch: b, ReceivedAt: time.UnixMicro(recvUS), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(ctx, landing.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(recvUS), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -76,10 +77,10 @@ func TestClockBehindIsCorrected(t *testing.T) {
 			b.Flags |= wire.FlagClockStepped
 		}
 	}
-	r := start(t, l, stages.Options{Now: clockAt(t0)})
+	r := start(t, l, stages.Options{Clock: clockAt(t0)})
 	for i, b := range bs {
 		recv := t0 + int64(i+1)*1_000_000 + 2_000 // each received 2 ms after its last reading's true time
-		if err := r.p.Submit(ctx, stages.Landed{Name: landName(b), Batch: b, ReceivedAt: time.UnixMicro(recv), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(ctx, landing.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(recv), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -62,12 +62,12 @@ func (c *committer) setGoldLayout(partitioned bool) {
 	if c.goldInterval == 0 && partitioned {
 		c.goldInterval = time.Minute
 	}
-	c.goldDue = c.opts.Now().Add(c.goldInterval)
+	c.goldDue = c.opts.Clock.Now().Add(c.goldInterval)
 }
 
 // goldIsDue reports whether gold is committed with e.
 func (c *committer) goldIsDue(e *epoch) bool {
-	return e.final || len(c.goldRows)+len(e.gold) >= c.opts.GoldMaxRows || !c.opts.Now().Before(c.goldDue)
+	return e.final || len(c.goldRows)+len(e.gold) >= c.opts.GoldMaxRows || !c.opts.Clock.Now().Before(c.goldDue)
 }
 
 // run commits epochs in order, retrying each until it succeeds or ctx ends;
@@ -113,7 +113,7 @@ func (c *committer) commitTable(ctx context.Context, t *delta.Table, e int64, ad
 	for i := range adds {
 		actions = append(actions, delta.Action{Add: &adds[i]})
 	}
-	actions = append(actions, delta.Action{Txn: &delta.Txn{AppID: AppID, Version: e, LastUpdated: c.opts.Now().UnixMilli()}})
+	actions = append(actions, delta.Action{Txn: &delta.Txn{AppID: AppID, Version: e, LastUpdated: c.opts.Clock.Now().UnixMilli()}})
 	_, err := t.CommitID(ctx, actions, "STREAMING UPDATE", fmt.Sprintf("%s-%s-%d", c.instance, t.Name(), e))
 	return err
 }
@@ -290,7 +290,7 @@ func (c *committer) writeGoldFiles(ctx context.Context, e *epoch) error {
 		e.adds[schema.Gold] = adds
 		e.goldFlushed = c.goldStaged
 		c.goldStaged, c.goldRows, e.gold = nil, nil, nil
-		c.goldDue = c.opts.Now().Add(c.goldInterval)
+		c.goldDue = c.opts.Clock.Now().Add(c.goldInterval)
 	}
 	e.goldDone = true
 	return nil
@@ -390,7 +390,7 @@ func (c *committer) countEpoch(_ context.Context, e *epoch) error {
 		s.Epochs++
 		s.SilverRows += silverN
 		s.GoldRows += goldN
-		s.LastCommit = c.opts.Now()
+		s.LastCommit = c.opts.Clock.Now()
 	})
 	return nil
 }

@@ -53,7 +53,7 @@ func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
 	}
 	c.m.count(func(s *Stats) { s.Compactions += int64(n) })
 	c.compactions++
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	if c.maintained.IsZero() {
 		c.maintained = now // the first round an interval after the start
 	}

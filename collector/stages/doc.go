@@ -52,9 +52,7 @@
 // epoch E, completes any of the other tables' commits of epoch E that are
 // missing, and lands into bronze every batch in landing/ not in the state,
 // in name order: it reads each segment not processed whole (with each
-// batch's recorded receive time and source) and each legacy per-batch
-// object (landing/{device}/{boot}/{seq}.{bin|json}, received at its
-// modification time, source "recovered"). So a reading is in bronze exactly
+// batch's recorded receive time and source). So a reading is in bronze exactly
 // once whatever point the process was killed at, also when a redelivered
 // batch is in two segments, and silver equals that of an uninterrupted run.
 // A segment that cannot be read whole has its good records landed and the

@@ -10,6 +10,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -36,12 +37,16 @@ func Example() {
 	for i := range 400 {
 		b.Readings = append(b.Readings, wire.Reading{TimeUS: 1_767_225_600_000_000 + int64(i)*2500, Temp: 2150, Press: 101325 * 256, Hum: 40 * 1024, Fresh: true})
 	}
+	// The ingest side lands it first, in a segment (collector/landing's
+	// Lander does this and submits what it landed).
 	data, _ := wire.NewEncoder(wire.Binary).Append(nil, b)
-	name := schema.Landing + b.Key() + ".bin"
-	if err := l.PutIfAbsent(ctx, name, data); err != nil { // the ingest side lands it first
+	recv := time.Now()
+	name := landing.SegmentName(recv, "00000000000000e1", 1)
+	seg := landing.EncodeSegment([]landing.SegmentRecord{{ReceivedAt: recv, Source: "mqtt", Payload: data}})
+	if err := l.PutIfAbsent(ctx, name, seg); err != nil {
 		panic(err)
 	}
-	if err := p.Submit(ctx, stages.Landed{Name: name, Batch: b, ReceivedAt: time.Now(), Source: "mqtt"}); err != nil {
+	if err := p.Submit(ctx, landing.Landed{Name: name, SegmentRecords: 1, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 		panic(err)
 	}
 

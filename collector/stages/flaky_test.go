@@ -12,6 +12,7 @@ import (
 
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -87,14 +88,14 @@ func testLakeOutages(t *testing.T, seed uint64) {
 	base := newLake(t)
 	fl := &flakyLake{Lake: base, rng: rand.New(rand.NewPCG(31, seed))}
 	rng := rand.New(rand.NewPCG(33, seed))
-	r := start(t, fl, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 500, CommitInterval: 10 * time.Millisecond,
+	r := start(t, fl, stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 500, CommitInterval: 10 * time.Millisecond,
 		GoldMaxRows: 50, CompactEvery: 3, RetryBackoff: time.Millisecond})
 	total := 0
 	for d, dev := range []string{"f-1", "f-2"} {
 		for _, b := range makeBatches(dev, uint64(d+1), 40, 100, t0+int64(d)*100, rng) {
-			name := land(t, base, b)
+			name := landOne(t, base, time.UnixMicro(t0), b)
 			total += len(b.Readings)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -128,8 +129,8 @@ func TestSecondWriterConflicts(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(51, 52))
 	bs := makeBatches("w-1", 1, 4, 100, t0, rng)
-	a := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
-	b := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	a := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
+	b := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	// Segments of another collector (the only kind a running Lander
 	// writes), in the clock's hour: their shutdown scans find them.
 	for i, bt := range bs {
@@ -177,12 +178,12 @@ func TestShutdownWithLakeDown(t *testing.T) {
 	base := newLake(t)
 	dl := &downLake{Lake: base}
 	rng := rand.New(rand.NewPCG(61, 62))
-	opts := stages.Options{MaxSkew: -1, Now: clockAt(t0), ShutdownTimeout: 300 * time.Millisecond, RetryBackoff: time.Millisecond,
+	opts := stages.Options{MaxSkew: -1, Clock: clockAt(t0), ShutdownTimeout: 300 * time.Millisecond, RetryBackoff: time.Millisecond,
 		MaxEpochRows: 100, QueueLen: 1}
 	r := start(t, dl, opts)
 	bs := makeBatches("d-1", 1, 10, 100, t0, rng)
 	for _, b := range bs[:2] {
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: land(t, base, b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: landOne(t, base, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -191,7 +192,7 @@ func TestShutdownWithLakeDown(t *testing.T) {
 	for _, b := range bs[2:] {
 		// The commits fail, the epoch queue fills, Submit blocks: back-pressure.
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-		err := r.p.Submit(ctx, stages.Landed{Name: land(t, base, b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"})
+		err := r.p.Submit(ctx, landing.Landed{Name: landOne(t, base, time.UnixMicro(t0), b), Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"})
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) {
 			blocked++
@@ -208,7 +209,7 @@ func TestShutdownWithLakeDown(t *testing.T) {
 		t.Fatal("Run returned nil with the lake down")
 	}
 	// The lake is back: a restart lands everything exactly once.
-	r = start(t, base, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r = start(t, base, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if n := len(readAll[schema.BronzeRow](t, base, schema.Bronze)); n != 1000 {
 		t.Fatalf("bronze %d rows, want 1000", n)

@@ -12,18 +12,16 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
 
-// TestIndependentReader has a reader that shares no code with pilake
-// (collector/delta/interop: the Delta log replayed in JavaScript, Parquet
-// read by DuckDB) read all four tables, and compares what it sees with
-// ReadTable. It runs `npm ci --prefix collector/delta/interop` if the reader
-// is not installed; if that fails it skips, unless PILAKE_TEST_REQUIRE=1,
-// where it fails.
-func TestIndependentReader(t *testing.T) {
-	dir, _ := filepath.Abs("../delta/interop")
+// duckdbReader returns node and the directory of the independent reader
+// (collector/delta/interop), installing it if needed.
+func duckdbReader(t *testing.T) (node, dir string) {
+	t.Helper()
+	dir, _ = filepath.Abs("../delta/interop")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@duckdb", "node-api")); err != nil {
 		// Install it from the lockfile (the npm registry is reachable here and in CI).
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -40,16 +38,27 @@ func TestIndependentReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return node, dir
+}
+
+// TestIndependentReader has a reader that shares no code with pilake
+// (collector/delta/interop: the Delta log replayed in JavaScript, Parquet
+// read by DuckDB) read all four tables, and compares what it sees with
+// ReadTable. It runs `npm ci --prefix collector/delta/interop` if the reader
+// is not installed; if that fails it skips, unless PILAKE_TEST_REQUIRE=1,
+// where it fails.
+func TestIndependentReader(t *testing.T) {
+	node, dir := duckdbReader(t)
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(12, 13))
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 2000, CheckpointInterval: 3, CompactEvery: 4, AllowedLateness: 2 * time.Second})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 2000, CheckpointInterval: 3, CompactEvery: 4, AllowedLateness: 2 * time.Second})
 	var late []*wire.Batch
 	for d, dev := range []string{"dev-a", "dev-b", "dev-c"} {
 		bs := makeBatches(dev, uint64(d+1), 30, 200, t0+int64(d)*1000, rng)
 		late = append(late, bs[3]) // sent again under a new seq after the watermark passed: late
 		for _, b := range bs {
-			name := land(t, l, b)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			name := landOne(t, l, time.UnixMicro(t0), b)
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -57,8 +66,8 @@ func TestIndependentReader(t *testing.T) {
 	for _, b := range late {
 		c := *b
 		c.Seq = 1000
-		name := land(t, l, &c)
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: &c, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		name := landOne(t, l, time.UnixMicro(t0), &c)
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: &c, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -27,10 +27,6 @@ import (
 //   - LandingKept, the first hour not deleted yet. An hour before
 //     LandingFrom that ended more than LandingRetention ago is deleted, its
 //     objects one by one (the Blob API has no prefix delete).
-//
-// Per-batch objects of lakes from before segments
-// (landing/{device}/{boot}/{seq}) are neither listed (after the first start
-// with positions) nor deleted.
 
 // forget drops the devices and streams nothing was received from for
 // ForgetAfter (by the batches' receive time), at most every ForgetAfter/8:
@@ -47,7 +43,7 @@ func (r *runner) forget() {
 	if fa <= 0 {
 		return
 	}
-	now := r.opts.Now().UnixMicro()
+	now := r.opts.Clock.Now().UnixMicro()
 	if now-r.forgotAt < fa/8 {
 		return
 	}
@@ -104,7 +100,7 @@ type landingPositions struct {
 // process landed but did not submit is recent, and older segments of other
 // collectors are found from the committed position at the next start.
 func (r *runner) scanLandingHours(ctx context.Context) error {
-	now := hourOf(r.opts.Now())
+	now := hourOf(r.opts.Clock.Now())
 	from := r.landing.From
 	if r.startScanned {
 		from = now.Add(-2 * time.Hour)
@@ -151,7 +147,7 @@ func (c *committer) landingLifecycle(ctx context.Context, processed json.RawMess
 	if c.landing.From.IsZero() {
 		return // set by the first epoch after a full start-up scan
 	}
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	var sets map[string]landing.SeqRanges
 	if err := json.Unmarshal(processed, &sets); err != nil {
 		c.log.Warn("landing lifecycle: reading the processed segments", slog.Any("err", err))
@@ -213,12 +209,7 @@ func (c *committer) landingLifecycle(ctx context.Context, processed json.RawMess
 func oldestSegmentHour(objs []lake.Object, now time.Time) time.Time {
 	oldest := hourOf(now).Add(-time.Hour)
 	for _, o := range objs {
-		if _, _, ok := landing.ParseSegmentName(o.Name); !ok {
-			continue
-		}
-		// landing/-seg/yyyy-mm-dd/hh/...
-		rest := o.Name[len(landing.SegmentDir):]
-		if t, err := time.Parse("2006-01-02/15", rest[:13]); err == nil && t.Before(oldest) {
+		if t, ok := landing.SegmentHour(o.Name); ok && t.Before(oldest) {
 			oldest = t
 		}
 	}

@@ -2,10 +2,10 @@ package stages_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +13,8 @@ import (
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/clock"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 // listRecorder records the prefixes listed.
@@ -35,26 +37,24 @@ func (l *listRecorder) List(ctx context.Context, prefix string) ([]lake.Object, 
 // of landing/.
 func TestLandingLifecycle(t *testing.T) {
 	mem := lake.NewMemory()
-	var now atomic.Int64
-	now.Store(t0 + (30 * time.Minute).Microseconds())
-	clock := func() time.Time { return time.UnixMicro(now.Load()) }
-	opts := stages.Options{MaxSkew: -1, Now: clock, MaxEpochRows: 10, CompactEvery: 1, MaintenanceInterval: time.Hour,
+	clk := clock.NewFake(time.UnixMicro(t0).Add(30 * time.Minute))
+	opts := stages.Options{MaxSkew: -1, Clock: clk, MaxEpochRows: 10, CompactEvery: 1, MaintenanceInterval: time.Hour,
 		LandingRetention: 3 * time.Hour, ScanInterval: -1, LocalInstance: inst1, SkipShutdownScan: true}
 	r := start(t, mem, opts)
 	<-r.p.Ready()
 	rng := rand.New(rand.NewPCG(1, 2))
 	const hours = 10
 	for h := range hours {
-		now.Store(t0 + (time.Duration(h)*time.Hour + 30*time.Minute).Microseconds())
-		b := makeBatches("d", 7, 1, 10, now.Load(), rng)[0]
+		if h > 0 {
+			clk.Advance(time.Hour) // h:30
+		}
+		b := makeBatches("d", 7, 1, 10, clk.Now().UnixMicro(), rng)[0]
 		b.Seq = uint64(h + 1)
-		name := landSegment(t, mem, inst1, uint64(h+1), clock(), "mqtt", b)
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Segment: name, SegmentRecords: 1, Batch: b, ReceivedAt: clock(), Source: "mqtt"}); err != nil {
+		name := landSegment(t, mem, inst1, uint64(h+1), clk.Now(), "mqtt", b)
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: name, SegmentRecords: 1, Batch: b, ReceivedAt: clk.Now(), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
-		for r.p.Stats().Epochs < int64(h+1) {
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Until(t, fmt.Sprintf("epoch %d committed", h+1), func() bool { return r.p.Stats().Epochs >= int64(h+1) })
 	}
 	r.stop(t)
 	// It is 09:30: hours up to 07 are in bronze and behind the position;
@@ -96,10 +96,8 @@ func TestLandingLifecycle(t *testing.T) {
 // it starts afresh, and a device that keeps sending is kept.
 func TestForgetDevices(t *testing.T) {
 	l := newLake(t)
-	var now atomic.Int64
-	now.Store(t0)
-	clock := func() time.Time { return time.UnixMicro(now.Load()) }
-	opts := stages.Options{MaxSkew: time.Hour, AllowedLateness: time.Second, ForgetAfter: 3 * time.Hour, Now: clock,
+	clk := clock.NewFake(time.UnixMicro(t0))
+	opts := stages.Options{MaxSkew: time.Hour, AllowedLateness: time.Second, ForgetAfter: 3 * time.Hour, Clock: clk,
 		MaxEpochRows: 10, ScanInterval: -1, SkipShutdownScan: true}
 	r := start(t, l, opts)
 	<-r.p.Ready()
@@ -107,20 +105,18 @@ func TestForgetDevices(t *testing.T) {
 	epochs := int64(0)
 	send := func(dev string, boot, seq uint64) {
 		t.Helper()
-		b := makeBatches(dev, boot, 1, 10, now.Load(), rng)[0]
+		b := makeBatches(dev, boot, 1, 10, clk.Now().UnixMicro(), rng)[0]
 		b.Seq = seq
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: landName(b), Batch: b, ReceivedAt: clock(), Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: notLanded, Batch: b, ReceivedAt: clk.Now(), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 		epochs++
-		for r.p.Stats().Epochs < epochs {
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Until(t, fmt.Sprintf("epoch %d committed", epochs), func() bool { return r.p.Stats().Epochs >= epochs })
 	}
 	send("gone", 1, 1)
 	send("stays", 1, 1)
 	for i := range 8 { // 4 hours of "stays" only
-		now.Add((30 * time.Minute).Microseconds())
+		clk.Advance(30 * time.Minute)
 		send("stays", 1, uint64(i+2))
 	}
 	wm := r.p.Watermarks()

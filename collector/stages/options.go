@@ -10,6 +10,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // Options configure a Pipeline. Zero values get the defaults in brackets.
@@ -146,8 +147,11 @@ type Options struct {
 	// landing.ReleaseBatch, which recycles them). Batches held for
 	// quarantine are not released.
 	Release func(*wire.Batch)
-	// Now is the clock [time.Now].
-	Now func() time.Time
+	// Clock tells the time: receive-time checks, the landing lifecycle,
+	// forgetting, gold's interval, commit timestamps [clock.Real]. Tests
+	// pass a clock.Fake. Waits (the commit and scan intervals, retries) use
+	// real timers.
+	Clock clock.Clock
 }
 
 // Defaults of Options.
@@ -247,8 +251,8 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.Real
 	}
 	if o.Release == nil {
 		o.Release = func(*wire.Batch) {}

@@ -15,6 +15,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 )
 
 // AppID is the Delta txn application id the pipeline commits epochs under.
@@ -22,23 +23,6 @@ const AppID = "pilake-stages"
 
 // ErrClosed is returned by Submit after Run has returned.
 var ErrClosed = errors.New("pipeline closed")
-
-// Landed is a batch that is durable in landing/.
-type Landed struct {
-	// Name is the landing object holding the batch: a segment
-	// (landing/-seg/...), or a legacy per-batch object, e.g.
-	// landing/dev-1/00000000deadbeef/00000000000000000042.bin.
-	Name string
-	// Segment is the segment holding the batch, if it is in one, and
-	// SegmentRecords the number of batches in it: once the pipeline has
-	// processed that many of its batches, its checkpoints record the whole
-	// segment as processed, and recovery does not read it again.
-	Segment        string
-	SegmentRecords int
-	Batch          *wire.Batch // decoded and validated; owned by the pipeline after Submit
-	ReceivedAt     time.Time
-	Source         string // "mqtt" or "iothub"
-}
 
 // Stats are the pipeline's counters since New.
 type Stats struct {
@@ -83,7 +67,7 @@ type Pipeline struct {
 	log      *slog.Logger
 	instance string // random, names this process's commits (commitInfo.txnId)
 
-	in      chan Landed
+	in      chan landing.Landed
 	done    chan struct{}
 	ready   chan struct{}
 	running atomic.Bool
@@ -114,15 +98,19 @@ func New(l lake.Lake, opts Options) (*Pipeline, error) {
 	opts = opts.withDefaults()
 	return &Pipeline{
 		l: l, opts: opts, log: opts.Logger.With(slog.String("component", "stages")), instance: newInstanceID(),
-		in: make(chan Landed, opts.QueueLen), done: make(chan struct{}), ready: make(chan struct{}),
+		in: make(chan landing.Landed, opts.QueueLen), done: make(chan struct{}), ready: make(chan struct{}),
 		m: meters{watermarks: map[string]int64{}},
 	}, nil
 }
 
-// Submit hands a batch that is already durable in landing/ to the stages. It
+// Submit hands a batch that is already durable in landing/ to the stages
+// (it is a landing.Options.Submit). Once the stages have processed
+// b.SegmentRecords batches of segment b.Name, their checkpoints record the
+// whole segment as processed and recovery does not read it again; with
+// SegmentRecords 0 the batch does not count toward its segment. Submit
 // blocks while the pipeline is behind (back-pressure) and returns ctx.Err()
 // if ctx ends first, or ErrClosed once Run has returned.
-func (p *Pipeline) Submit(ctx context.Context, b Landed) error {
+func (p *Pipeline) Submit(ctx context.Context, b landing.Landed) error {
 	if b.Batch == nil {
 		return errors.New("submitting batch: nil batch")
 	}

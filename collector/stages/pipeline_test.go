@@ -9,14 +9,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // t0 is a fixed capture time base (2026-01-01T00:00:00Z).
@@ -38,20 +41,22 @@ func makeBatches(dev string, boot uint64, nb, per int, start int64, rng *rand.Ra
 	return out
 }
 
-func landName(b *wire.Batch) string { return schema.Landing + b.Key() + ".bin" }
+// notLanded is the Name of batches tests submit without landing them first
+// (the stages use a submitted batch's Name only in quarantine records).
+const notLanded = "landing/x"
 
-// land writes b to landing/ as the ingest side does.
-func land(t testing.TB, l lake.Lake, b *wire.Batch) string {
+// instOne is the Lander instance of landOne's segments, and segCounter
+// numbers them (unique in the test binary, in call order).
+const instOne = "00000000000000c3"
+
+var segCounter atomic.Uint64
+
+// landOne writes b alone in a segment, received at recv over MQTT, as a
+// Lander does with a batch that arrives while it is idle, and returns the
+// segment's name.
+func landOne(t testing.TB, l lake.Lake, recv time.Time, b *wire.Batch) string {
 	t.Helper()
-	data, err := wire.NewEncoder(wire.Binary).Append(nil, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := landName(b)
-	if err := l.PutIfAbsent(context.Background(), name, data); err != nil {
-		t.Fatal(err)
-	}
-	return name
+	return landSegment(t, l, instOne, segCounter.Add(1), recv, "mqtt", b)
 }
 
 func newLake(t testing.TB) *lake.Local {
@@ -63,7 +68,8 @@ func newLake(t testing.TB) *lake.Local {
 	return l
 }
 
-func clockAt(us int64) func() time.Time { return func() time.Time { return time.UnixMicro(us) } }
+// clockAt is a clock standing at us µs since the Unix epoch.
+func clockAt(us int64) clock.Clock { return clock.NewFake(time.UnixMicro(us)) }
 
 type run struct {
 	p       *stages.Pipeline
@@ -126,7 +132,7 @@ func TestSubmitBronzeSilverGold(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var mu sync.Mutex
 	var lives []schema.LiveUpdate
-	r := start(t, l, stages.Options{Now: clockAt(t0), MaxSkew: -1, Live: func(u schema.LiveUpdate) {
+	r := start(t, l, stages.Options{Clock: clockAt(t0), MaxSkew: -1, Live: func(u schema.LiveUpdate) {
 		mu.Lock()
 		u.Silver = slices.Clone(u.Silver)
 		u.Gold = slices.Clone(u.Gold)
@@ -136,9 +142,9 @@ func TestSubmitBronzeSilverGold(t *testing.T) {
 	total := 0
 	for d := range 3 {
 		for _, b := range makeBatches(fmt.Sprintf("dev-%d", d), 0xdead0000+uint64(d), 30, 400, t0+int64(d)*777, rng) {
-			name := land(t, l, b)
+			name := landOne(t, l, time.UnixMicro(t0), b)
 			total += len(b.Readings)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -176,10 +182,10 @@ func TestSubmitBronzeSilverGold(t *testing.T) {
 func TestBronzeStats(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(21, 22))
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 1000})
 	for d, dev := range []string{"b-2", "a-1", "c-3"} {
 		for _, b := range makeBatches(dev, uint64(d+5), 6, 300, t0+int64(d)*999, rng) {
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: landName(b), Batch: b, ReceivedAt: time.UnixMicro(t0 + int64(b.Seq)), Source: "mqtt"}); err != nil {
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: notLanded, Batch: b, ReceivedAt: time.UnixMicro(t0 + int64(b.Seq)), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}

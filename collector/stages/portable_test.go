@@ -12,6 +12,7 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -25,14 +26,14 @@ import (
 func TestEveryFilePortable(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(21, 22))
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 2, CompactEvery: 4, AllowedLateness: 2 * time.Second})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 2, CompactEvery: 4, AllowedLateness: 2 * time.Second})
 	var late []*wire.Batch
 	for d, dev := range []string{"dev-a", "dev-b", "dev-c"} {
 		bs := makeBatches(dev, uint64(d+1), 30, 200, t0+int64(d)*1000, rng)
 		late = append(late, bs[3])
 		for _, b := range bs {
-			name := land(t, l, b)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			name := landOne(t, l, time.UnixMicro(t0), b)
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -40,8 +41,8 @@ func TestEveryFilePortable(t *testing.T) {
 	for _, b := range late {
 		c := *b
 		c.Seq = 1000
-		name := land(t, l, &c)
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: &c, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		name := landOne(t, l, time.UnixMicro(t0), &c)
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: &c, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}

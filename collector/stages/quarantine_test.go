@@ -23,14 +23,17 @@ func TestSkewAndCorruptGoToQuarantine(t *testing.T) {
 	for i := 90; i < 100; i++ {
 		bs[1].Readings[i].TimeUS += 20 * 60 * 1_000_000
 	}
-	// A corrupt object in landing/ (as if the disk or another writer broke it).
-	if err := l.PutIfAbsent(ctx, "landing/dev-q/0000000000000001/00000000000000000009.bin", []byte{1, 2, 3}); err != nil {
+	// A corrupt batch in landing/ (as if the disk or another writer broke
+	// it): a segment whose one record does not decode.
+	corrupt := landing.EncodeSegment([]landing.SegmentRecord{{ReceivedAt: time.UnixMicro(t0), Source: "mqtt", Payload: []byte{1, 2, 3}}})
+	if err := l.PutIfAbsent(ctx, landing.SegmentName(time.UnixMicro(t0), inst2, 9), corrupt); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, l, stages.Options{MaxSkew: 10 * time.Minute, Now: clockAt(t0), SkipShutdownScan: false})
+	r := start(t, l, stages.Options{MaxSkew: 10 * time.Minute, Clock: clockAt(t0), SkipShutdownScan: false})
 	for _, b := range bs {
-		name := land(t, l, b)
-		if err := r.p.Submit(ctx, stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0 + 1_000_000), Source: "mqtt"}); err != nil {
+		recv := time.UnixMicro(t0 + 1_000_000)
+		name := landOne(t, l, recv, b)
+		if err := r.p.Submit(ctx, landing.Landed{Name: name, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -47,7 +50,7 @@ func TestSkewAndCorruptGoToQuarantine(t *testing.T) {
 		t.Fatalf("reasons %q (objects %v)", reasons, objs)
 	}
 	// A restart does not land the quarantined object again.
-	r = start(t, l, stages.Options{MaxSkew: 10 * time.Minute, Now: clockAt(t0)})
+	r = start(t, l, stages.Options{MaxSkew: 10 * time.Minute, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.QuarantinedFiles != 0 || st.Readings != 0 {
 		t.Fatalf("restart stats %+v", st)
@@ -72,10 +75,10 @@ func TestPipelineArrivalOrder(t *testing.T) {
 			}
 		}
 		l := newLake(t)
-		r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), CommitInterval: 10 * time.Millisecond})
+		r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), CommitInterval: 10 * time.Millisecond})
 		for _, b := range order {
-			name := land(t, l, b)
-			if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+			name := landOne(t, l, time.UnixMicro(t0), b)
+			if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -86,7 +89,7 @@ func TestPipelineArrivalOrder(t *testing.T) {
 			ref, refGold = silver, gold
 			continue
 		}
-		if !slices.Equal(silver, ref) || gold != refGold {
+		if !rowsEqual(silver, ref) || gold != refGold {
 			t.Fatalf("order %d: silver differs (%d vs %d rows) or gold (%d vs %d)", k, len(silver), len(ref), gold, refGold)
 		}
 	}

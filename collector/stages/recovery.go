@@ -24,7 +24,7 @@ func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
 	props := delta.Retention{CheckpointInterval: p.opts.CheckpointInterval,
 		DeletedFiles: max(0, p.opts.VacuumRetention), Log: max(0, p.opts.LogRetention)}.Properties()
 	dopts := func(parts ...string) delta.Options {
-		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Now,
+		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Clock.Now,
 			Properties: props, CheckpointBySize: true, CheckpointMaxAge: p.opts.CheckpointMaxAge, CheckpointPolicy: p.opts.CheckpointPolicy}
 	}
 	r, c := newRunner(p), newCommitter(p)

@@ -30,7 +30,7 @@ type runner struct {
 	log  *slog.Logger
 	m    *meters
 
-	in      <-chan Landed
+	in      <-chan landing.Landed
 	scanned <-chan segmentObject // other collectors' segments, read by the scanner; nil without one
 
 	f      *folder
@@ -146,9 +146,9 @@ loop:
 }
 
 // process folds one landed batch into the current epoch.
-func (r *runner) process(b Landed) {
-	if b.Segment != "" {
-		r.segmentRecord(b.Segment, b.SegmentRecords)
+func (r *runner) process(b landing.Landed) {
+	if b.SegmentRecords > 0 {
+		r.segmentRecord(b.Name, b.SegmentRecords)
 	}
 	stream := batchStream(b.Batch)
 	set := r.landed[stream]
@@ -234,17 +234,17 @@ func (r *runner) process(b Landed) {
 		s.Quarantined += int64(len(bad))
 	})
 	if live != nil {
-		live.PublishedUS = r.opts.Now().UnixMicro()
+		live.PublishedUS = r.opts.Clock.Now().UnixMicro()
 		r.opts.Live(*live)
 	}
 	// The encoder is the batch's last reader: it releases it.
 	switch {
 	case bad != nil: // held for quarantine (which copied the batch header): not released
 		if len(good) > 0 {
-			r.jobs <- bronzeJob{readings: slices.Clone(good), tmpl: tmpl} // r.good is scratch
+			r.jobs <- bronzeJob{readings: slices.Clone(good), tmpl: tmpl, flags: b.Batch.Flags} // r.good is scratch
 		}
 	case len(good) > 0:
-		r.jobs <- bronzeJob{readings: good, tmpl: tmpl, batch: b.Batch}
+		r.jobs <- bronzeJob{readings: good, tmpl: tmpl, flags: b.Batch.Flags, batch: b.Batch}
 	default:
 		r.opts.Release(b.Batch)
 	}

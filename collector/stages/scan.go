@@ -6,28 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/bronzeapp"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
-	"github.com/pilake/pilake/collector/schema"
 )
 
-// scanLanding lands into bronze every batch in landing/ not yet in it, in
-// name order: the batches of segments not yet processed whole, and legacy
-// per-batch objects.
+// scanLanding lands into bronze every batch in landing/ not yet in it: the
+// batches of the segments not processed whole, in name order.
 //
 // With a landing position in the state (see lifecycle.go) it lists only the
 // hours of segments from that position on; without one (a new lake, or one
-// from a version without it) all of landing/, once.
+// from a version without it) all of landing/-seg/, once.
 func (r *runner) scanLanding(ctx context.Context) error {
 	if !r.landing.From.IsZero() {
 		return r.scanLandingHours(ctx)
 	}
-	objs, err := r.l.List(ctx, schema.Landing)
+	objs, err := r.l.List(ctx, landing.SegmentDir)
 	if err != nil {
 		return fmt.Errorf("scanning landing: %w", err)
 	}
@@ -37,7 +34,7 @@ func (r *runner) scanLanding(ctx context.Context) error {
 	}
 	defer func() {
 		if ctx.Err() == nil {
-			r.landingHint = oldestSegmentHour(objs, r.opts.Now())
+			r.landingHint = oldestSegmentHour(objs, r.opts.Clock.Now())
 			r.landing.From = r.landingHint
 			r.startScanned = true
 		}
@@ -47,51 +44,17 @@ func (r *runner) scanLanding(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if strings.HasPrefix(o.Name, landing.SegmentDir) {
-			if inst, _, ok := landing.ParseSegmentName(o.Name); ok && appended[inst] {
-				continue // a bronze-appending collector's: in bronze already
-			}
-			k, err := r.scanSegment(ctx, o)
-			if err != nil {
-				return err
-			}
-			n += k
-			continue
+		if inst, _, ok := landing.ParseSegmentName(o.Name); ok && appended[inst] {
+			continue // a bronze-appending collector's: in bronze already
 		}
-		stream, seq, err := landingKey(o.Name)
+		k, err := r.scanSegment(ctx, o)
 		if err != nil {
-			r.log.Warn("ignoring object in landing/", slog.String("name", o.Name), slog.Any("err", err))
-			continue
-		}
-		if r.landed[stream].Has(seq) {
-			continue
-		}
-		data, err := r.l.Get(ctx, o.Name)
-		if err != nil {
-			return fmt.Errorf("scanning landing: %w", err)
-		}
-		b := &wire.Batch{}
-		reason := ""
-		if err := wire.Decode(data, b); err != nil {
-			reason = fmt.Sprintf("decoding landing object: %v", err)
-		} else if got := batchStream(b); got != stream || b.Seq != seq {
-			reason = fmt.Sprintf("landing object %s holds batch %s", o.Name, b.Key())
-		}
-		if reason != "" {
-			r.landed[stream] = r.landed[stream].Add(seq)
-			r.dirty = true
-			r.quar = append(r.quar, quarantined{name: o.Name, raw: data, recv: o.ModTime, source: "landing", reason: reason})
-			r.m.count(func(s *Stats) { s.QuarantinedFiles++ })
-			continue
-		}
-		r.process(Landed{Name: o.Name, Batch: b, ReceivedAt: o.ModTime, Source: "recovered"})
-		n++
-		if err := r.cutIfFull(); err != nil {
 			return err
 		}
+		n += k
 	}
 	if n > 0 {
-		r.log.Info("landed objects found in landing/ into bronze", slog.Int("batches", n))
+		r.log.Info("landed segments found in landing/ into bronze", slog.Int("batches", n))
 	}
 	return nil
 }
@@ -132,7 +95,7 @@ func (s *scanner) run(ctx context.Context, out chan<- segmentObject) {
 }
 
 func (s *scanner) scanRecent(ctx context.Context, out chan<- segmentObject) error {
-	now := s.opts.Now()
+	now := s.opts.Clock.Now()
 	n := 0
 	// Collectors that append bronze themselves (collector/bronzeapp): their
 	// batches are in bronze already.
@@ -218,7 +181,7 @@ func (r *runner) takeSegment(o lake.Object, data []byte) (int, error) {
 		if src == "" {
 			src = "recovered"
 		}
-		r.process(Landed{Name: o.Name, Batch: b, ReceivedAt: rec.ReceivedAt, Source: src})
+		r.process(landing.Landed{Name: o.Name, Batch: b, ReceivedAt: rec.ReceivedAt, Source: src})
 		n++
 		if err := r.cutIfFull(); err != nil {
 			return n, err

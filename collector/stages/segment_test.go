@@ -12,6 +12,7 @@ import (
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 // landSegment writes bs as segment number counter of instance inst, as a
@@ -57,9 +58,9 @@ func bronzeKeys(t *testing.T, l lake.Lake) map[string]schema.BronzeRow {
 }
 
 // Recovery reads segments with each batch's own receive time and source; a
-// batch in two segments (a redelivery landed by another process or after a
-// restart) and in a legacy object is in bronze once; a restart does not
-// read processed segments again.
+// batch in three segments (redeliveries landed by other processes or after
+// a restart) is in bronze once; a restart does not read processed segments
+// again.
 func TestRecoverSegments(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -67,9 +68,9 @@ func TestRecoverSegments(t *testing.T) {
 	recv := time.UnixMicro(t0 + 2_000_000).UTC()
 	seg1 := landSegment(t, l, inst1, 1, recv, "mqtt", bs[0], bs[1], bs[2])
 	seg2 := landSegment(t, l, inst2, 7, recv.Add(time.Second), "iothub", bs[2], bs[3], bs[4]) // bs[2] redelivered
-	land(t, l, bs[4])                                                                         // and a legacy copy
-	land(t, l, bs[5])
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	seg3 := landSegment(t, l, inst2, 8, recv.Add(2*time.Second), "iothub", bs[4])             // bs[4] again
+	seg4 := landSegment(t, l, inst2, 9, recv.Add(3*time.Second), "mqtt", bs[5])
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 6 || st.Readings != 300 || st.QuarantinedFiles != 0 {
 		t.Fatalf("stats %+v; want 6 batches, 300 readings", st)
@@ -81,23 +82,21 @@ func TestRecoverSegments(t *testing.T) {
 	for i, want := range []struct {
 		src  string
 		recv time.Time
-	}{{"mqtt", recv}, {"mqtt", recv}, {"mqtt", recv}, {"iothub", recv.Add(time.Second)}} {
+	}{{"mqtt", recv}, {"mqtt", recv}, {"mqtt", recv}, {"iothub", recv.Add(time.Second)}, {"iothub", recv.Add(time.Second)},
+		{"mqtt", recv.Add(3 * time.Second)}} {
 		r := rows[fmt.Sprintf("dev-s/%016x/%d", 3, i+1)]
 		if r.Source != want.src || r.ReceivedAt != want.recv.UnixMicro() {
-			t.Errorf("batch %d: source %q received %d; want %q %d (from its segment)", i+1, r.Source, r.ReceivedAt, want.src, want.recv.UnixMicro())
+			t.Errorf("batch %d: source %q received %d; want %q %d (from its first segment in name order)", i+1, r.Source, r.ReceivedAt, want.src, want.recv.UnixMicro())
 		}
 	}
-	if r := rows[fmt.Sprintf("dev-s/%016x/%d", 3, 6)]; r.Source != "recovered" {
-		t.Errorf("legacy batch: source %q, want recovered", r.Source)
-	}
-	// The checkpoint says both segments are processed: a restart does not
+	// The checkpoint says every segment is processed: a restart does not
 	// read them (it would quarantine what it cannot decode).
-	for _, name := range []string{seg1, seg2} {
+	for _, name := range []string{seg1, seg2, seg3, seg4} {
 		if err := l.Put(t.Context(), name, []byte("overwritten")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r = start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r = start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 0 || st.QuarantinedFiles != 0 {
 		t.Fatalf("restart stats %+v; want nothing read", st)
@@ -114,11 +113,11 @@ func TestSubmittedSegments(t *testing.T) {
 	recv := time.UnixMicro(t0 + 1_000_000)
 	whole := landSegment(t, l, inst1, 1, recv, "mqtt", bs[0], bs[1], bs[2])
 	part := landSegment(t, l, inst1, 2, recv, "mqtt", bs[3], bs[4], bs[5])
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), SkipShutdownScan: false})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), SkipShutdownScan: false})
 	<-r.p.Ready()
 	submit := func(name string, b *wire.Batch) {
 		t.Helper()
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Segment: name, SegmentRecords: 3, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: name, SegmentRecords: 3, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -132,7 +131,7 @@ func TestSubmittedSegments(t *testing.T) {
 
 	// Now segments written while the pipeline runs; no scan at shutdown.
 	l = newLake(t)
-	r = start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0), SkipShutdownScan: true})
+	r = start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), SkipShutdownScan: true})
 	<-r.p.Ready()
 	whole = landSegment(t, l, inst1, 1, recv, "mqtt", bs[0], bs[1], bs[2])
 	part = landSegment(t, l, inst1, 2, recv, "mqtt", bs[3], bs[4], bs[5])
@@ -149,7 +148,7 @@ func TestSubmittedSegments(t *testing.T) {
 	if err := l.Put(t.Context(), whole, []byte("overwritten")); err != nil {
 		t.Fatal(err)
 	}
-	r = start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r = start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 2 || st.QuarantinedFiles != 0 {
 		t.Fatalf("restart stats %+v; want the 2 unsubmitted batches, the whole segment skipped", st)
@@ -181,7 +180,7 @@ func TestCorruptSegment(t *testing.T) {
 	if err := l.PutIfAbsent(ctx, name, data); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 3 || st.QuarantinedFiles != 2 {
 		t.Fatalf("stats %+v; want 3 batches, 2 quarantined", st)
@@ -193,7 +192,7 @@ func TestCorruptSegment(t *testing.T) {
 	if len(objs) != 4 || len(reasons) != 2 || !strings.Contains(reasons[0], "decoding record 1") || !strings.Contains(reasons[1], "truncated") {
 		t.Fatalf("quarantine %v, reasons %q", objs, reasons)
 	}
-	r = start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(t0)})
+	r = start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0)})
 	r.stop(t)
 	if st := r.p.Stats(); st.Batches != 0 || st.QuarantinedFiles != 0 {
 		t.Fatalf("restart stats %+v", st)
@@ -210,19 +209,13 @@ func TestScanOtherCollectorsSegments(t *testing.T) {
 	own := makeBatches("dev-own", 1, 2, 50, t0, rng)
 	other := makeBatches("dev-other", 1, 4, 50, t0, rng)
 	now := time.UnixMicro(t0 + 2_000_000).UTC()
-	r := start(t, l, stages.Options{MaxSkew: -1, Now: clockAt(now.UnixMicro()), ScanInterval: 10 * time.Millisecond, LocalInstance: inst1})
+	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(now.UnixMicro()), ScanInterval: 10 * time.Millisecond, LocalInstance: inst1})
 	<-r.p.Ready()
 	// Written after the start-up scan, as a running collector's Lander would.
 	landSegment(t, l, inst1, 1, now, "mqtt", own...)                       // ours, never submitted
 	landSegment(t, l, inst2, 1, now.Add(-time.Hour), "mqtt", other[:2]...) // another collector, the previous hour
 	landSegment(t, l, inst2, 2, now, "mqtt", other[2:]...)
-	for r.p.Stats().Readings < 200 {
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("the periodic scan took %d of the other collector's 200 readings", r.p.Stats().Readings)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	testwait.Until(t, "the periodic scan to take the other collector's 200 readings", func() bool { return r.p.Stats().Readings >= 200 })
 	if got := r.p.Stats().Readings; got != 200 {
 		t.Fatalf("while running: %d readings in bronze, want the other collector's 200 (our own segment is not scanned)", got)
 	}

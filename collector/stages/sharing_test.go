@@ -10,6 +10,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 	"github.com/pilake/pilake/internal/testwait"
@@ -59,8 +60,8 @@ func bronzeMetadata(t *testing.T, l lake.Lake, conf map[string]string) map[strin
 func submitBatches(t *testing.T, r *run, l lake.Lake, bs []*wire.Batch) {
 	t.Helper()
 	for _, b := range bs {
-		name := land(t, l, b)
-		if err := r.p.Submit(t.Context(), stages.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
+		name := landOne(t, l, time.UnixMicro(t0), b)
+		if err := r.p.Submit(t.Context(), landing.Landed{Name: name, Batch: b, ReceivedAt: time.UnixMicro(t0), Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,7 +78,7 @@ func submitBatches(t *testing.T, r *run, l lake.Lake, bs []*wire.Batch) {
 func TestSharingWithDatabricks(t *testing.T) {
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(31, 32))
-	opts := stages.Options{MaxSkew: -1, Now: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 2, RefusedRetry: 10 * time.Millisecond}
+	opts := stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 1000, CheckpointInterval: 2, RefusedRetry: 10 * time.Millisecond}
 	bs := makeBatches("dev-a", 1, 40, 200, t0, rng)
 
 	r := start(t, l, opts)

@@ -3,9 +3,6 @@ package stages
 import (
 	"encoding/json"
 	"fmt"
-	"path"
-	"strconv"
-	"strings"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
@@ -13,47 +10,14 @@ import (
 	"github.com/pilake/pilake/collector/schema"
 )
 
-// landingKey parses a landing object name
-// "landing/{device}/{boot:016x}/{seq:020d}.{bin|json}" into its stream
-// ("device/boot") and sequence number.
-func landingKey(name string) (stream string, seq uint64, err error) {
-	rest, ok := strings.CutPrefix(name, schema.Landing)
-	parts := strings.Split(rest, "/")
-	if !ok || len(parts) != 3 {
-		return "", 0, fmt.Errorf("landing name %q: want landing/{device}/{boot}/{seq}.{ext}", name)
-	}
-	if !wire.ValidDeviceID(parts[0]) {
-		return "", 0, fmt.Errorf("landing name %q: bad device id", name)
-	}
-	if len(parts[1]) != 16 {
-		return "", 0, fmt.Errorf("landing name %q: bad boot id", name)
-	}
-	// Only the canonical spelling (lower-case hex, as wire.Batch.Key writes it):
-	// two spellings of one batch would be two streams and land twice.
-	if boot, err := strconv.ParseUint(parts[1], 16, 64); err != nil || fmt.Sprintf("%016x", boot) != parts[1] {
-		return "", 0, fmt.Errorf("landing name %q: bad boot id", name)
-	}
-	ext := path.Ext(parts[2])
-	if ext != ".bin" && ext != ".json" {
-		return "", 0, fmt.Errorf("landing name %q: extension %q", name, ext)
-	}
-	num := strings.TrimSuffix(parts[2], ext)
-	if len(num) != 20 {
-		return "", 0, fmt.Errorf("landing name %q: bad sequence number", name)
-	}
-	seq, err = strconv.ParseUint(num, 10, 64)
-	if err != nil || seq == 0 {
-		return "", 0, fmt.Errorf("landing name %q: bad sequence number", name)
-	}
-	return parts[0] + "/" + parts[1], seq, nil
-}
-
 func batchStream(b *wire.Batch) string {
 	return b.DeviceID + "/" + fmt.Sprintf("%016x", b.BootID)
 }
 
 // window is an open silver window's running aggregate in the sensor's
-// fixed-point units (order-independent).
+// fixed-point units (order-independent). Pressure and humidity aggregate
+// the PN and HN readings that have the value (batches flagged
+// wire.FlagNoPressure / FlagNoHumidity have none).
 type window struct {
 	Start int64  `json:"s"`
 	N     int64  `json:"n"`
@@ -61,42 +25,70 @@ type window struct {
 	TSum  int64  `json:"ts"`
 	TMin  int32  `json:"tn"`
 	TMax  int32  `json:"tx"`
+	PN    int64  `json:"pc"`
 	PSum  int64  `json:"ps"`
 	PMin  uint32 `json:"pn"`
 	PMax  uint32 `json:"px"`
+	HN    int64  `json:"hc"`
 	HSum  int64  `json:"hs"`
 	HMin  uint32 `json:"hn"`
 	HMax  uint32 `json:"hx"`
 }
 
-func (w *window) add(r *wire.Reading) {
+// add folds r in; press and hum say whether it has those values.
+func (w *window) add(r *wire.Reading, press, hum bool) {
 	if w.N == 0 {
-		w.TMin, w.TMax, w.PMin, w.PMax, w.HMin, w.HMax = r.Temp, r.Temp, r.Press, r.Press, r.Hum, r.Hum
+		w.TMin, w.TMax = r.Temp, r.Temp
 	} else {
 		w.TMin, w.TMax = min(w.TMin, r.Temp), max(w.TMax, r.Temp)
-		w.PMin, w.PMax = min(w.PMin, r.Press), max(w.PMax, r.Press)
-		w.HMin, w.HMax = min(w.HMin, r.Hum), max(w.HMax, r.Hum)
 	}
 	w.N++
 	if r.Fresh {
 		w.Fresh++
 	}
 	w.TSum += int64(r.Temp)
-	w.PSum += int64(r.Press)
-	w.HSum += int64(r.Hum)
+	if press {
+		if w.PN == 0 {
+			w.PMin, w.PMax = r.Press, r.Press
+		} else {
+			w.PMin, w.PMax = min(w.PMin, r.Press), max(w.PMax, r.Press)
+		}
+		w.PN++
+		w.PSum += int64(r.Press)
+	}
+	if hum {
+		if w.HN == 0 {
+			w.HMin, w.HMax = r.Hum, r.Hum
+		} else {
+			w.HMin, w.HMax = min(w.HMin, r.Hum), max(w.HMax, r.Hum)
+		}
+		w.HN++
+		w.HSum += int64(r.Hum)
+	}
 }
 
 func (w *window) row(device string, width int64) schema.SilverRow {
 	n := float64(w.N)
-	return schema.SilverRow{
+	row := schema.SilverRow{
 		Device: device, WindowStart: w.Start, WindowEnd: w.Start + width, Count: w.N, FreshCount: w.Fresh,
 		TempAvg: float64(w.TSum) / n / 100, TempMin: float64(w.TMin) / 100, TempMax: float64(w.TMax) / 100,
-		PressureAvg: float64(w.PSum) / n / 256, PressureMin: float64(w.PMin) / 256, PressureMax: float64(w.PMax) / 256,
-		HumidityAvg: float64(w.HSum) / n / 1024, HumidityMin: float64(w.HMin) / 1024, HumidityMax: float64(w.HMax) / 1024,
 	}
+	if w.PN > 0 || w.HN > 0 {
+		v := new([6]float64) // one allocation for the row's present values
+		if w.PN > 0 {
+			v[0], v[1], v[2] = float64(w.PSum)/float64(w.PN)/256, float64(w.PMin)/256, float64(w.PMax)/256
+			row.PressureAvg, row.PressureMin, row.PressureMax = &v[0], &v[1], &v[2]
+		}
+		if w.HN > 0 {
+			v[3], v[4], v[5] = float64(w.HSum)/float64(w.HN)/1024, float64(w.HMin)/1024, float64(w.HMax)/1024
+			row.HumidityAvg, row.HumidityMin, row.HumidityMax = &v[3], &v[4], &v[5]
+		}
+	}
+	return row
 }
 
-// hist is a final window's averages, kept for gold.
+// hist is a final window's averages, kept for gold; P and H are NaN when
+// the window has no such value.
 type hist struct {
 	Start int64   `json:"s"`
 	T     float64 `json:"t"`

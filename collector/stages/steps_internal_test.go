@@ -14,6 +14,7 @@ import (
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // lakeState is every object of a lake and a hash of its content.
@@ -45,7 +46,7 @@ func TestCommitStepsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	p, err := New(l, Options{MaxSkew: -1, CompactEvery: 3, Now: func() time.Time { return now }})
+	p, err := New(l, Options{MaxSkew: -1, CompactEvery: 3, Clock: clock.NewFake(now)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,18 +1,21 @@
 package history
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -30,15 +33,17 @@ import (
 //
 // Files are pruned by their device partition value and their window_start
 // (and device) statistics. The rows of each data file (immutable in Delta)
-// are cached in a compact form (64 bytes a row, gold only at the shown
-// moving-average length), up to CacheRows, so a page that polls a range
-// re-reads only the files committed since.
+// are cached per page in a compact form (64 bytes a silver row, 40 a gold
+// row, gold only at the shown moving-average length), least recently used
+// pages evicted first, so a page that polls a range re-reads only the files
+// committed since, and the views a dashboard cycles through stay decoded.
 type Lake struct {
 	lake lake.Lake
 	// Logger receives a warning for each data file that cannot be read (once per file).
 	Logger *slog.Logger
 	goldN  int32
-	// CacheRows bounds the rows kept in the file cache (default 1 million, ~64 MiB).
+	// CacheRows bounds the file cache to CacheRows silver rows' worth of
+	// bytes (64 each; a gold row takes 40). Default 1.5 million: 96 MiB.
 	CacheRows int
 	// Tiers are the rollup tables read for long ranges, finest first
 	// (default silver_10s, silver_1m, silver_1h); a tier missing from the
@@ -51,13 +56,20 @@ type Lake struct {
 	// rowsScanned counts the cached rows Series looked at (tests, benchmarks).
 	rowsScanned atomic.Int64
 
-	mu    sync.Mutex
-	bad   map[string]bool // data files that could not be read
-	snaps map[string]snapEntry
-	index map[string][]segment // table/path → its segments
-	cache map[string]*chunk    // table/path#first row → rows
-	order []string             // cache keys, oldest first
-	rows  int
+	mu     sync.Mutex
+	bad    map[string]bool // data files that could not be read
+	snaps  map[string]snapEntry
+	index  map[string][]segment     // table/path → its segments
+	bounds map[string]fileBounds    // table/path → what pruning needs
+	cache  map[string]*list.Element // table/path#first row → its *cached in lru
+	lru    list.List                // of *cached, least recently used first
+	bytes  int                      // of the cached rows
+}
+
+// cached is one entry of the page cache.
+type cached struct {
+	key string
+	c   *chunk
 }
 
 // Tier is a rollup table of silver and its bucket width.
@@ -91,12 +103,29 @@ type crow struct {
 	lo, hi [3]float32
 }
 
-// chunk is the cached rows of one data file.
+// grow is one cached gold row: a moving average.
+type grow struct {
+	ws  int64 // µs
+	dev uint16
+	v   [3]float64
+}
+
+// Sizes of the cached rows, for the cache's bound.
+const (
+	crowBytes = int(unsafe.Sizeof(crow{}))
+	growBytes = int(unsafe.Sizeof(grow{}))
+)
+
+// chunk is the cached rows of one page (or row group) of a data file:
+// silver or tier windows in rows, gold moving averages in gold.
 type chunk struct {
 	devs  []string
 	rows  []crow
-	minWS int64 // the file's first window: files are read in time order
+	gold  []grow
+	minWS int64 // the first window: chunks are read in time order
 }
+
+func (c *chunk) bytes() int { return len(c.rows)*crowBytes + len(c.gold)*growBytes }
 
 var _ Source = (*Lake)(nil)
 
@@ -106,8 +135,8 @@ func NewLake(l lake.Lake, goldN int32) *Lake {
 	if goldN == 0 {
 		goldN = 8
 	}
-	return &Lake{lake: l, goldN: goldN, CacheRows: 1 << 20, Tiers: DefaultTiers(), minReload: 500 * time.Millisecond, now: time.Now,
-		snaps: map[string]snapEntry{}, index: map[string][]segment{}, cache: map[string]*chunk{}, bad: map[string]bool{}}
+	return &Lake{lake: l, goldN: goldN, CacheRows: 3 << 19, Tiers: DefaultTiers(), minReload: 500 * time.Millisecond, now: time.Now,
+		snaps: map[string]snapEntry{}, index: map[string][]segment{}, bounds: map[string]fileBounds{}, cache: map[string]*list.Element{}, bad: map[string]bool{}}
 }
 
 // snapshot returns table's snapshot, replaying the log at most every minReload;
@@ -144,6 +173,11 @@ func (h *Lake) snapshot(ctx context.Context, table string) (*delta.Snapshot, err
 				delete(h.index, k)
 			}
 		}
+		for k := range h.bounds {
+			if strings.HasPrefix(k, table+"/") && !live[k] {
+				delete(h.bounds, k)
+			}
+		}
 		for k := range h.bad {
 			if strings.HasPrefix(k, table+"/") && !live[k] {
 				delete(h.bad, k)
@@ -154,37 +188,77 @@ func (h *Lake) snapshot(ctx context.Context, table string) (*delta.Snapshot, err
 	return snap, nil
 }
 
-// keepFile reports whether f may hold rows of device (""=any) with
-// window_start in [fromUS, toUS).
-func keepFile(f delta.AddFile, device string, fromUS, toUS int64) bool {
-	if device != "" {
-		if d, ok := f.PartitionValues["device"]; ok && d != device {
-			return false
-		}
-	}
+// fileBounds is what pruning needs of a data file's add action, parsed
+// once per file (a table of thousands of small files is pruned on every
+// request, and parsing each file's statistics JSON each time cost more
+// than reading the few pages a range needs).
+type fileBounds struct {
+	partDev        string // the device partition value ("" if none)
+	partitioned    bool
+	minWS, maxWS   int64 // µs; math.MinInt64 / MaxInt64 when unknown
+	minDev, maxDev string
+	devStats       bool // minDev and maxDev known
+}
+
+// parseBounds reads f's partition value and statistics.
+func parseBounds(f delta.AddFile) fileBounds {
+	b := fileBounds{minWS: math.MinInt64, maxWS: math.MaxInt64}
+	b.partDev, b.partitioned = f.PartitionValues["device"]
 	st, err := f.ParsedStats()
 	if err != nil {
-		return true // no statistics: read it
+		return b // no statistics: read it
 	}
 	if v, ok := st.MinValues["window_start"]; ok {
-		if min, err := delta.ParseStatsTime(v); err == nil && min >= toUS {
-			return false
+		if min, err := delta.ParseStatsTime(v); err == nil {
+			b.minWS = min
 		}
 	}
 	if v, ok := st.MaxValues["window_start"]; ok {
 		// maxValues are truncated to milliseconds: the true max is < stat+1 ms.
-		if max, err := delta.ParseStatsTime(v); err == nil && max+1000 <= fromUS {
-			return false
+		if max, err := delta.ParseStatsTime(v); err == nil {
+			b.maxWS = max + 999
 		}
 	}
-	if device != "" {
-		if mn, ok := st.MinValues["device"].(string); ok {
-			if mx, ok := st.MaxValues["device"].(string); ok && (device < mn || device > mx) {
-				return false
-			}
+	if mn, ok := st.MinValues["device"].(string); ok {
+		if mx, ok := st.MaxValues["device"].(string); ok {
+			b.minDev, b.maxDev, b.devStats = mn, mx, true
 		}
+	}
+	return b
+}
+
+// keep reports whether the file may hold rows of device (""=any) with
+// window_start in [fromUS, toUS).
+func (b *fileBounds) keep(device string, fromUS, toUS int64) bool {
+	if device != "" && b.partitioned && b.partDev != device {
+		return false
+	}
+	if b.minWS >= toUS || b.maxWS < fromUS {
+		return false
+	}
+	if device != "" && b.devStats && (device < b.minDev || device > b.maxDev) {
+		return false
 	}
 	return true
+}
+
+// keepFile reports whether table's file f may hold rows of device (""=any)
+// with window_start in [fromUS, toUS), from its bounds parsed once.
+func (h *Lake) keepFile(table string, f delta.AddFile, device string, fromUS, toUS int64) bool {
+	key := table + "/" + f.Path
+	h.mu.Lock()
+	b, ok := h.bounds[key]
+	h.mu.Unlock()
+	if !ok {
+		b = parseBounds(f)
+		h.mu.Lock()
+		if h.bounds == nil {
+			h.bounds = map[string]fileBounds{}
+		}
+		h.bounds[key] = b
+		h.mu.Unlock()
+	}
+	return b.keep(device, fromUS, toUS)
 }
 
 // files returns the rows of table's files kept by keep whose pages may hold
@@ -252,7 +326,7 @@ func (h *Lake) pages(ctx context.Context, l lake.Lake, table, key string, f delt
 			if sg.maxWS < lo || sg.minWS >= hi {
 				continue
 			}
-			if c, ok := h.cache[segKey(key, sg)]; ok {
+			if c := h.hitLocked(segKey(key, sg)); c != nil {
 				out = append(out, c)
 			} else {
 				missing = append(missing, sg)
@@ -313,7 +387,7 @@ func (h *Lake) decode(table, key string, f delta.AddFile, data []byte, lo, hi in
 			if sg.maxWS < lo || sg.minWS >= hi {
 				continue
 			}
-			if c, ok := h.cache[segKey(key, sg)]; ok {
+			if c := h.hitLocked(segKey(key, sg)); c != nil {
 				out = append(out, c)
 			} else {
 				missing = append(missing, sg)
@@ -326,20 +400,22 @@ func (h *Lake) decode(table, key string, f delta.AddFile, data []byte, lo, hi in
 		r := parquet.NewGenericReader[schema.GoldRow](pf)
 		defer r.Close()
 		for _, sg := range missing {
-			rows, err := readRows(r, sg)
+			c := newChunk()
+			err := readRows(r, sg, func(rows []schema.GoldRow) {
+				for i := range rows {
+					x := &rows[i]
+					if dev != "" {
+						x.Device = dev
+					}
+					hum, press := series.Opt(x.HumidityRH), series.Opt(x.PressurePa) // NaN: null, a gap
+					if x.N != h.goldN || !series.FiniteOrMissing(x.TempC, hum, press, x.HumidityRH == nil, x.PressurePa == nil) {
+						continue
+					}
+					c.addGold(grow{ws: x.WindowStart, v: [3]float64{x.TempC, hum, press}}, x.Device)
+				}
+			})
 			if err != nil {
 				return nil, fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, table, delta.ErrCorruptFile, err)
-			}
-			c := newChunk()
-			for i := range rows {
-				x := &rows[i]
-				if dev != "" {
-					x.Device = dev
-				}
-				if x.N != h.goldN || !series.Finite(x.TempC, x.HumidityRH, x.PressurePa) {
-					continue
-				}
-				c.add(crow{ws: x.WindowStart, v: [3]float64{x.TempC, x.HumidityRH, x.PressurePa}}, x.Device)
 			}
 			out = append(out, h.put(segKey(key, sg), c.done()))
 		}
@@ -348,50 +424,52 @@ func (h *Lake) decode(table, key string, f delta.AddFile, data []byte, lo, hi in
 	r := parquet.NewGenericReader[schema.SilverRow](pf)
 	defer r.Close()
 	for _, sg := range missing {
-		rows, err := readRows(r, sg)
+		c := newChunk()
+		err := readRows(r, sg, func(rows []schema.SilverRow) {
+			for i := range rows {
+				x := &rows[i]
+				if dev != "" {
+					x.Device = dev
+				}
+				p, ok := series.SilverPoint(x)
+				if !ok {
+					continue
+				}
+				c.add(crow{ws: x.WindowStart, n: int32(min(x.Count, math.MaxInt32)), v: p.V,
+					lo: [3]float32{float32(p.Lo[0]), float32(p.Lo[1]), float32(p.Lo[2])},
+					hi: [3]float32{float32(p.Hi[0]), float32(p.Hi[1]), float32(p.Hi[2])}}, x.Device)
+			}
+		})
 		if err != nil {
 			return nil, fmt.Errorf("reading data file %s of %s: %w: %v", f.Path, table, delta.ErrCorruptFile, err)
-		}
-		c := newChunk()
-		for i := range rows {
-			x := &rows[i]
-			if dev != "" {
-				x.Device = dev
-			}
-			p, ok := series.SilverPoint(x)
-			if !ok {
-				continue
-			}
-			c.add(crow{ws: x.WindowStart, n: int32(min(x.Count, math.MaxInt32)), v: p.V,
-				lo: [3]float32{float32(p.Lo[0]), float32(p.Lo[1]), float32(p.Lo[2])},
-				hi: [3]float32{float32(p.Hi[0]), float32(p.Hi[1]), float32(p.Hi[2])}}, x.Device)
 		}
 		out = append(out, h.put(segKey(key, sg), c.done()))
 	}
 	return out, nil
 }
 
-// readRows reads segment sg's rows with r.
-func readRows[T any](r *parquet.GenericReader[T], sg segment) ([]T, error) {
+// readRows reads segment sg's rows with r, handing them to fn a few
+// thousand at a time (fn must not keep the slice: it is reused).
+func readRows[T any](r *parquet.GenericReader[T], sg segment, fn func([]T)) error {
 	if err := r.SeekToRow(sg.first); err != nil {
-		return nil, err
+		return err
 	}
-	buf := make([]T, min(sg.n, 4096))
-	out := make([]T, 0, min(sg.n, 1<<16)) // the footer's counts are not trusted for an allocation
-	for int64(len(out)) < sg.n {
-		k, err := r.Read(buf[:min(int64(len(buf)), sg.n-int64(len(out)))])
-		out = append(out, buf[:k]...)
+	buf := make([]T, min(sg.n, 4096)) // the footer's counts are not trusted for an allocation
+	for done := int64(0); done < sg.n; {
+		k, err := r.Read(buf[:min(int64(len(buf)), sg.n-done)])
+		fn(buf[:k])
+		done += int64(k)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if k == 0 {
-			return nil, errors.New("no progress")
+			return errors.New("no progress")
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // indexFile returns the segments of a Parquet file: the pages of its
@@ -415,23 +493,48 @@ type chunkBuilder struct {
 	devs map[string]uint16
 }
 
-func (b *chunkBuilder) add(r crow, dev string) {
+// dev returns dev's number in the chunk (false when the chunk has too many).
+func (b *chunkBuilder) dev(dev string) (uint16, bool) {
 	i, ok := b.devs[dev]
 	if !ok {
 		if len(b.c.devs) >= math.MaxUint16 {
-			return
+			return 0, false
 		}
 		i = uint16(len(b.c.devs))
 		b.devs[dev] = i
 		b.c.devs = append(b.c.devs, dev)
+	}
+	return i, true
+}
+
+func (b *chunkBuilder) add(r crow, dev string) {
+	i, ok := b.dev(dev)
+	if !ok {
+		return
 	}
 	r.dev = i
 	b.c.rows = append(b.c.rows, r)
 	b.c.minWS = min(b.c.minWS, r.ws)
 }
 
+func (b *chunkBuilder) addGold(r grow, dev string) {
+	i, ok := b.dev(dev)
+	if !ok {
+		return
+	}
+	r.dev = i
+	b.c.gold = append(b.c.gold, r)
+	b.c.minWS = min(b.c.minWS, r.ws)
+}
+
+// done returns the chunk, its slices trimmed to their length (the cache
+// counts what they hold).
 func (b *chunkBuilder) done() *chunk {
-	b.c.rows = b.c.rows[:len(b.c.rows):len(b.c.rows)]
+	b.c.rows = slices.Clip(b.c.rows)
+	b.c.gold = slices.Clip(b.c.gold)
+	if cap(b.c.rows) == 0 {
+		b.c.rows = nil
+	}
 	return b.c
 }
 
@@ -448,23 +551,44 @@ func (g *getRecorder) Get(ctx context.Context, name string) ([]byte, error) {
 	return b, err
 }
 
+// hitLocked returns the cached chunk of key (nil if none) and marks it
+// recently used. h.mu must be held.
+func (h *Lake) hitLocked(key string) *chunk {
+	e, ok := h.cache[key]
+	if !ok {
+		return nil
+	}
+	h.lru.MoveToBack(e)
+	return e.Value.(*cached).c
+}
+
+// put caches c under key, evicting the least recently used chunks beyond
+// the bound, and returns the cached chunk of key.
 func (h *Lake) put(key string, c *chunk) *chunk {
-	n := len(c.rows)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if old, ok := h.cache[key]; ok {
+	if old := h.hitLocked(key); old != nil {
 		return old
 	}
-	h.cache[key] = c
-	h.order = append(h.order, key)
-	h.rows += n
-	for h.rows > h.CacheRows && len(h.order) > 1 {
-		old := h.order[0]
-		h.order = h.order[1:]
-		h.rows -= len(h.cache[old].rows)
-		delete(h.cache, old)
+	if h.cache == nil {
+		h.cache = map[string]*list.Element{}
+	}
+	h.cache[key] = h.lru.PushBack(&cached{key: key, c: c})
+	h.bytes += c.bytes()
+	limit := h.CacheRows * crowBytes
+	for h.bytes > limit && h.lru.Len() > 1 {
+		old := h.lru.Remove(h.lru.Front()).(*cached)
+		h.bytes -= old.c.bytes()
+		delete(h.cache, old.key)
 	}
 	return c
+}
+
+// CachedBytes returns the bytes of rows the page cache holds.
+func (h *Lake) CachedBytes() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bytes
 }
 
 // Warm replays the Delta logs of silver, gold and the tiers, so that the
@@ -523,7 +647,7 @@ func (h *Lake) Devices(ctx context.Context) ([]string, error) {
 		// Not partitioned by device: look at the newest hour of rows.
 		to := h.now().UnixMicro() + 1
 		from := to - time.Hour.Microseconds()
-		cs, _, err := h.files(ctx, table, func(f delta.AddFile) bool { return keepFile(f, "", from, to) }, from, to)
+		cs, _, err := h.files(ctx, table, func(f delta.AddFile) bool { return h.keepFile(table, f, "", from, to) }, from, to)
 		if err != nil {
 			return nil, err
 		}
@@ -625,7 +749,7 @@ func (h *Lake) Series(ctx context.Context, q Query) ([]series.Series, error) {
 				return err
 			}
 		}
-		cs, _, err := h.files(ctx, table, func(f delta.AddFile) bool { return keepFile(f, q.Device, a, b) }, a, b)
+		cs, _, err := h.files(ctx, table, func(f delta.AddFile) bool { return h.keepFile(table, f, q.Device, a, b) }, a, b)
 		if err != nil {
 			return err
 		}
@@ -641,14 +765,14 @@ func (h *Lake) Series(ctx context.Context, q Query) ([]series.Series, error) {
 		return nil, err
 	}
 	if !tiered { // a lake without rollups shows gold at every range, as before
-		cs, _, err := h.files(ctx, schema.Gold, func(f delta.AddFile) bool { return keepFile(f, q.Device, fromUS, toUS) }, fromUS, toUS)
+		cs, _, err := h.files(ctx, schema.Gold, func(f delta.AddFile) bool { return h.keepFile(schema.Gold, f, q.Device, fromUS, toUS) }, fromUS, toUS)
 		if err != nil {
 			return nil, err
 		}
 		for _, c := range cs {
-			h.rowsScanned.Add(int64(len(c.rows)))
-			for i := range c.rows {
-				r := &c.rows[i]
+			h.rowsScanned.Add(int64(len(c.gold)))
+			for i := range c.gold {
+				r := &c.gold[i]
 				d := c.devs[r.dev]
 				if r.ws < fromUS || r.ws >= toUS || d == "" || (q.Device != "" && d != q.Device) {
 					continue

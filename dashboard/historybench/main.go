@@ -23,6 +23,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/rollup"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
@@ -136,7 +137,7 @@ func build(ctx context.Context, dir string, devices, hours, hz int) (meta, error
 					Press: uint32((101000 + 300*math.Sin(x/3+float64(di))) * 256), Hum: uint32((45 + 10*math.Cos(x/5+float64(di))) * 1024), Fresh: j%2 == 0}
 			}
 			m.Readings += int64(per)
-			if err := p.Submit(rctx, stages.Landed{Name: "landing/bench", Batch: b, ReceivedAt: time.UnixMicro(base + batchS*1e6), Source: "mqtt"}); err != nil {
+			if err := p.Submit(rctx, landing.Landed{Name: "landing/bench", Batch: b, ReceivedAt: time.UnixMicro(base + batchS*1e6), Source: "mqtt"}); err != nil {
 				cancel()
 				return m, err
 			}

@@ -29,6 +29,7 @@ type config struct {
 	batch, warmup, duration             time.Duration
 	freshness                           string // a lake directory: measure table freshness instead of the page
 	sseClients                          int    // Go SSE clients on /api/live beside the browser
+	aligned                             bool   // all devices' batches end together
 }
 
 func main() {
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.batch, "batch", time.Second, "batch interval (the agent's default is 1 s)")
 	fs.DurationVar(&c.warmup, "warmup", 5*time.Second, "time before measuring")
 	fs.DurationVar(&c.duration, "seconds", 30*time.Second, "measuring time")
+	fs.BoolVar(&c.aligned, "aligned", false, "end every device's batches at the same moments (as agents cutting batches on whole seconds of a synchronised clock would), instead of at phases spread evenly over the batch interval (as agents started at random times do)")
 	fs.IntVar(&c.sseClients, "sse-clients", 0, "Go clients reading the dashboard's live stream (/api/live) beside the measuring browser (999: 1,000 clients in all)")
 	fs.StringVar(&c.freshness, "freshness", "", "the collector's lake directory: instead of the page, measure how far behind now the newest event time in bronze, silver and gold is, reading their Delta logs as another engine would")
 	if err := conf.Load(fs, args, "PILAKE_BENCH_", os.LookupEnv); err != nil {
@@ -125,7 +127,7 @@ func run(ctx context.Context, args []string) error {
 	if len(r.Lat) == 0 {
 		return fmt.Errorf("the page received no live points in %v (status %q): is the collector publishing live updates?", c.duration, r.Status)
 	}
-	fmt.Printf("devices=%d rate_hz=%g batch_interval=%v seconds=%.1f\n", c.devices, c.rate, c.batch, elapsed)
+	fmt.Printf("devices=%d rate_hz=%g batch_interval=%v seconds=%.1f aligned=%t\n", c.devices, c.rate, c.batch, elapsed, c.aligned)
 	fmt.Printf("batches_sent_per_s=%.1f publish_errors=%d\n", float64(stats.batches.Load()-sent0)/elapsed, stats.errors.Load())
 	fmt.Printf("live_points=%d live_points_per_s=%.1f page_messages_per_s=%.1f\n", len(r.Lat), float64(len(r.Lat))/elapsed, float64(r.Messages)/elapsed)
 	fmt.Printf("collector_p50_ms=%.1f collector_p99_ms=%.1f\n", pct(r.Pub, 50), pct(r.Pub, 99))
@@ -218,11 +220,15 @@ func generate(ctx context.Context, c config, clients []mqtt.Client, st *loadStat
 	period := time.Duration(float64(time.Second) / c.rate)
 	perBatch := int64(math.Max(1, math.Round(c.batch.Seconds()*c.rate)))
 	devs := make([]*dev, len(clients))
+	spread := int64(len(clients))
+	if c.aligned {
+		spread = math.MaxInt64 // every phase 0
+	}
 	for i := range devs {
 		devs[i] = &dev{
 			b: wire.Batch{DeviceID: fmt.Sprintf("%s-%03d", c.prefix, i), BootID: rand.Uint64(), Seq: 0,
 				IntervalUS: uint32(period.Microseconds()), Readings: make([]wire.Reading, 0, perBatch)},
-			phase:  int64(i) * perBatch / int64(len(clients)),
+			phase:  int64(i) * perBatch / spread,
 			offset: float64(i),
 		}
 	}

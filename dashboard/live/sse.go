@@ -35,11 +35,15 @@ type SSE struct {
 	// Interval is the least time between two "live" messages to one client
 	// (default 100 ms: at most 10 chart updates per second).
 	Interval time.Duration
-	// Gather is how long a client that has been idle for a whole Interval
-	// waits after the first new update before sending, so that a burst (the
-	// collector publishes one update per device as it folds an epoch) goes
-	// out as one message instead of one now and the rest an Interval later.
-	// Zero means 10 ms; negative means no wait.
+	// Gather is how long the feed must be quiet (no new update) before
+	// pending updates go out, once Interval has passed since the last
+	// message: a burst (e.g. agents whose batches end together) goes out as
+	// one message right after its last update, instead of its first update
+	// now and the rest an Interval later. The wait never holds an update
+	// more than Interval after it arrived (a steady stream goes out every
+	// Interval). Zero means 5 ms; negative means none (leading edge: an
+	// update goes out at once when the last message is Interval old).
+	// See throttle.
 	Gather time.Duration
 	// Heartbeat is the idle time after which a comment is sent (default 15 s).
 	Heartbeat time.Duration
@@ -64,7 +68,7 @@ const replayChunk = 256 << 10
 func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	interval, heartbeat, writeTimeout, gather := s.Interval, s.Heartbeat, s.WriteTimeout, s.Gather
 	if gather == 0 {
-		gather = 10 * time.Millisecond
+		gather = 5 * time.Millisecond
 	}
 	if interval <= 0 {
 		interval = 100 * time.Millisecond
@@ -152,7 +156,7 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	buf.WriteString("retry: 2000\n\n")
 	var lastStatus Status
 	var entries []Entry
-	var lastSend time.Time
+	th := throttle{interval: interval, quiet: max(gather, 0)}
 	ctx := r.Context()
 	for {
 		st := s.Hub.Status()
@@ -180,7 +184,7 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			buf.WriteString("]}\n\n")
-			lastSend = clock.Now()
+			th.sent(clock.Now())
 		}
 		after = newest
 		if !send() {
@@ -195,21 +199,70 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			buf.WriteString(": ping\n\n")
 			continue
 		}
-		// Coalesce: whatever arrives before the interval since the last
-		// message has passed goes out together in the next one; after an
-		// idle spell, wait a moment for the rest of a burst.
-		wait := gather
-		if !lastSend.IsZero() {
-			wait = max(wait, interval-clock.Now().Sub(lastSend))
-		}
-		if wait > 0 {
+		// Coalesce: hold what arrives until the throttle says it is due,
+		// noting each further arrival (a burst goes out after its end).
+		th.arrive(clock.Now())
+		for {
+			wait := th.due().Sub(clock.Now())
+			if wait <= 0 {
+				break
+			}
 			select {
 			case <-ctx.Done():
 				return
+			case <-sig:
+				th.arrive(clock.Now())
 			case <-clock.After(wait):
 			}
 		}
 	}
+}
+
+// throttle decides when a stream's pending updates go out: at most one
+// message per interval, and within that, as soon as the feed has been quiet
+// for quiet after the newest pending update, but never later than interval
+// after the first one arrived. So:
+//   - a lone update (one device's chart: one update a second) goes out
+//     quiet after it arrives;
+//   - a burst (many devices' updates within a few milliseconds) goes out
+//     as one message, quiet after its last update;
+//   - a steady stream (100 devices at random phases: an update every
+//     10 ms) goes out every interval, each message with what arrived since
+//     the last, so an update waits up to interval: with arrivals spread
+//     evenly no schedule of one message per interval does better.
+type throttle struct {
+	interval, quiet time.Duration
+	last            time.Time // the last message (zero: none yet)
+	first, newest   time.Time // arrivals of the pending updates (zero: none)
+}
+
+// arrive notes an update arriving at now.
+func (t *throttle) arrive(now time.Time) {
+	if t.first.IsZero() {
+		t.first = now
+	}
+	t.newest = now
+}
+
+// due returns when the pending updates go out (with none pending: the
+// earliest time a message may go out).
+func (t *throttle) due() time.Time {
+	d := t.newest.Add(t.quiet)
+	if c := t.first.Add(t.interval); c.Before(d) {
+		d = c
+	}
+	if !t.last.IsZero() {
+		if e := t.last.Add(t.interval); e.After(d) {
+			d = e
+		}
+	}
+	return d
+}
+
+// sent notes a message going out at now with every pending update.
+func (t *throttle) sent(now time.Time) {
+	t.last = now
+	t.first, t.newest = time.Time{}, time.Time{}
 }
 
 // startPoint reads where a client resumes: the Last-Event-ID header (sent by

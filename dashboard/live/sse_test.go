@@ -54,14 +54,24 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 // waitTimer blocks until a timer of duration d is pending.
 func (c *fakeClock) waitTimer(t *testing.T, d time.Duration) {
 	t.Helper()
+	c.waitTimers(t, d, 1)
+}
+
+// waitTimers blocks until n timers of duration d are pending.
+func (c *fakeClock) waitTimers(t *testing.T, d time.Duration, n int) {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		c.mu.Lock()
+		k := 0
 		for _, p := range c.pending {
 			if p.d == d {
-				c.mu.Unlock()
-				return
+				k++
 			}
+		}
+		if k >= n {
+			c.mu.Unlock()
+			return
 		}
 		c.mu.Unlock()
 		select {
@@ -199,10 +209,12 @@ func TestSSECoalesces(t *testing.T) {
 	for hub.Subscribers() == 0 {
 		clock.waitTimer(t, 15*time.Second) // the handler is idle, waiting
 	}
-	// After an idle spell the first update waits Gather for the rest of its burst.
+	// After an idle spell an update waits until the feed has been quiet for
+	// Gather, for the rest of its burst.
 	publish(t, hub, upd("dev-a", 1))
 	clock.waitTimer(t, 5*time.Millisecond)
 	publish(t, hub, upd("dev-b", 1))
+	clock.waitTimers(t, 5*time.Millisecond, 2) // dev-b seen: quiet from now
 	clock.advance(5 * time.Millisecond)
 	m1 := next(t, ev, "live")
 	if got := liveUpdates(t, m1); len(got) != 2 || m1.id != "2" {

@@ -1,10 +1,12 @@
 // Package clock is the one small time interface the agent, the collector
-// and the dashboard share: code that waits takes a Clock, the programs pass
-// Real, and tests pass a Fake they move by hand, so a timeout path runs in
-// microseconds and deterministically.
+// and the dashboard share: code that tells the time or waits takes a Clock,
+// the programs pass Real, and tests pass a Fake they move by hand (or a
+// virtual clock of their own), so a timeout path runs in microseconds and
+// deterministically.
 package clock
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
@@ -22,8 +24,50 @@ type realClock struct{}
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
+// SleepUntil sleeps to t precisely (the sampler's 2.5 ms periods): waits up
+// to 20 ms use preciseSleep (not interruptible: ctx is checked when it
+// returns); longer ones a timer that ctx can interrupt, then preciseSleep
+// for the last 2 ms.
+func (realClock) SleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d > 20*time.Millisecond {
+		timer := time.NewTimer(d - 2*time.Millisecond)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		}
+		d = time.Until(t)
+	}
+	if d > 0 {
+		preciseSleep(d)
+	}
+	return ctx.Err()
+}
+
 // Real is the system clock.
 var Real Clock = realClock{}
+
+// SleepUntil returns once c shows t, or when ctx ends (with ctx's error).
+// A Clock with a SleepUntil method of its own is asked to (Real sleeps
+// precisely; a virtual clock can jump to t); any other waits on c.After.
+func SleepUntil(ctx context.Context, c Clock, t time.Time) error {
+	if s, ok := c.(interface {
+		SleepUntil(context.Context, time.Time) error
+	}); ok {
+		return s.SleepUntil(ctx, t)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-c.After(t.Sub(c.Now())):
+		return ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Fake is a Clock that moves only when told (Advance). Safe for concurrent
 // use.

@@ -56,8 +56,8 @@ func (r *recorder) Fatal(args ...any) { r.failed = true; runtime.Goexit() }
 
 func (r *recorder) Fatalf(format string, args ...any) { r.failed = true; runtime.Goexit() }
 
-// A per-batch object of an earlier version fails the test.
-func TestCopiesLegacyObjectFails(t *testing.T) {
+// A batch alone in an object that is not a segment fails the test.
+func TestCopiesNonSegmentFails(t *testing.T) {
 	lk, err := lake.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestCopiesLegacyObjectFails(t *testing.T) {
 	if err := wire.Decode(data, &b); err != nil {
 		t.Fatal(err)
 	}
-	if err := lk.Put(t.Context(), landing.ObjectName(&b, data), data); err != nil {
+	if err := lk.Put(t.Context(), "landing/"+b.Key()+".bin", data); err != nil {
 		t.Fatal(err)
 	}
 	r := &recorder{TB: t}
@@ -78,6 +78,6 @@ func TestCopiesLegacyObjectFails(t *testing.T) {
 	}()
 	<-done
 	if !r.failed {
-		t.Fatal("Copies accepted a per-batch object")
+		t.Fatal("Copies accepted an object that is not a segment")
 	}
 }
