@@ -74,6 +74,28 @@ func TestThreeCollectorsAppendBronze(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
+			// The operator's metrics in this mode: readings committed to
+			// bronze (all of them, between the three), epochs, commit latency.
+			deadline = time.Now().Add(30 * time.Second)
+			for {
+				total := 0
+				for _, rc := range rcs {
+					total += metric(t, rc, "pilake_collector_bronze_readings_total")
+				}
+				if total == readings {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("bronze_readings_total says %d of %d readings committed", total, readings)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for i, rc := range rcs {
+				if e, c, b := metric(t, rc, "pilake_collector_epochs_total"), metric(t, rc, "pilake_collector_bronze_commit_seconds_count"),
+					metric(t, rc, "pilake_collector_bronze_batches_total"); b > 0 && (e == 0 || c != e) {
+					t.Errorf("collector %d: %d batches committed in %d epochs, %d commit latencies", i, b, e, c)
+				}
+			}
 			for _, rc := range rcs {
 				rc.stop(t)
 			}
