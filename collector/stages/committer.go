@@ -41,7 +41,8 @@ type committer struct {
 	goldInterval    time.Duration
 
 	compactions int       // compaction rounds
-	maintained  time.Time // last vacuum, log cleanup and landing lifecycle round
+	maintained  time.Time // last log cleanup and landing lifecycle round
+	vacuumed    time.Time // last vacuum
 	// compactedHour: the last hour bucket whose closing started a round.
 	compactedHour time.Time
 	landing       landingPositions
@@ -50,7 +51,7 @@ type committer struct {
 
 func newCommitter(p *Pipeline) *committer {
 	return &committer{l: p.l, opts: p.opts, log: p.log, m: &p.m, instance: p.instance,
-		tables: map[string]*delta.Table{}, compactedHour: p.opts.Now().Add(-compactionGrace).Truncate(time.Hour)}
+		tables: map[string]*delta.Table{}, compactedHour: p.opts.Clock.Now().Add(-compactionGrace).Truncate(time.Hour)}
 }
 
 // setGoldLayout sets how gold is written: partitioned by device (a lake
@@ -405,7 +406,7 @@ func (c *committer) maintain(ctx context.Context, e *epoch) error {
 	if c.opts.CompactEvery <= 0 {
 		return nil
 	}
-	hour := c.opts.Now().Add(-compactionGrace).Truncate(time.Hour)
+	hour := c.opts.Clock.Now().Add(-compactionGrace).Truncate(time.Hour)
 	if e.n%int64(c.opts.CompactEvery) == 0 || hour.After(c.compactedHour) {
 		c.compactedHour = hour
 		c.compact(ctx, e.segments)
