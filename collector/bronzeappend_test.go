@@ -11,6 +11,7 @@ import (
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/internal/testwait"
 	"github.com/pilake/pilake/scripts/testenv"
 )
 
@@ -73,6 +74,28 @@ func TestThreeCollectorsAppendBronze(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
+			// The operator's metrics in this mode: readings committed to
+			// bronze (all of them, between the three), epochs, commit latency.
+			deadline = time.Now().Add(30 * time.Second)
+			for {
+				total := 0
+				for _, rc := range rcs {
+					total += metric(t, rc, "pilake_collector_bronze_readings_total")
+				}
+				if total == readings {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("bronze_readings_total says %d of %d readings committed", total, readings)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for i, rc := range rcs {
+				if e, c, b := metric(t, rc, "pilake_collector_epochs_total"), metric(t, rc, "pilake_collector_bronze_commit_seconds_count"),
+					metric(t, rc, "pilake_collector_bronze_batches_total"); b > 0 && (e == 0 || c != e) {
+					t.Errorf("collector %d: %d batches committed in %d epochs, %d commit latencies", i, b, e, c)
+				}
+			}
 			for _, rc := range rcs {
 				rc.stop(t)
 			}
@@ -102,16 +125,10 @@ func TestThreeCollectorsAppendBronze(t *testing.T) {
 
 func waitReady(t *testing.T, rc *runningCollector) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, _ := get(t, rc.st.Metrics+"/readyz"); code == 200 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("collector not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "the collector to be ready (/readyz 200)", func() bool {
+		code, _ := get(t, rc.st.Metrics+"/readyz")
+		return code == 200
+	})
 }
 
 func metric(t *testing.T, rc *runningCollector, name string) int {

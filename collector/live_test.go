@@ -32,8 +32,8 @@ func liveUpdate(dev string, ts int64) schema.LiveUpdate {
 	return schema.LiveUpdate{Device: dev, NewestCaptureUS: ts, WatermarkUS: ts - 1_000_000,
 		Silver: []schema.LiveSilver{{SilverRow: schema.SilverRow{Device: dev, WindowStart: ts - ts%1_000_000,
 			WindowEnd: ts - ts%1_000_000 + 1_000_000, Count: 400, FreshCount: 400, TempAvg: 21.5, TempMin: 21, TempMax: 22,
-			PressureAvg: 101325.5, PressureMin: 101325, PressureMax: 101326, HumidityAvg: 45.25, HumidityMin: 45, HumidityMax: 46}}},
-		Gold: []schema.GoldRow{{Device: dev, WindowStart: ts - ts%1_000_000, N: 8, Windows: 3, TempC: 21.5, PressurePa: 101325.5, HumidityRH: 45.25}}}
+			PressureAvg: schema.Float(101325.5), PressureMin: schema.Float(101325), PressureMax: schema.Float(101326), HumidityAvg: schema.Float(45.25), HumidityMin: schema.Float(45), HumidityMax: schema.Float(46)}}},
+		Gold: []schema.GoldRow{{Device: dev, WindowStart: ts - ts%1_000_000, N: 8, Windows: 3, TempC: 21.5, PressurePa: schema.Float(101325.5), HumidityRH: schema.Float(45.25)}}}
 }
 
 func runLive(t *testing.T, p *livePublisher) {

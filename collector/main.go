@@ -145,8 +145,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	case cfg.BronzeAppend != "":
 		// Landing and bronze here, each collector under its own txn app id;
 		// silver and gold elsewhere (scripts/databricks).
+		// The stage collector's skew checks (--max-skew, --max-ahead); a
+		// negative --max-skew turns both off, as there.
+		maxAhead := cfg.MaxAhead
+		if cfg.MaxSkew < 0 {
+			maxAhead = -1
+		}
 		appender, err = bronzeapp.New(lk, bronzeapp.Options{Name: cfg.BronzeAppend, Instance: instance, CommitInterval: cfg.CommitInterval,
-			CompatibleBronze: so.CompatibleBronze, Release: landing.ReleaseBatch, Logger: log})
+			CompatibleBronze: so.CompatibleBronze, MaxSkew: cfg.MaxSkew, MaxAhead: maxAhead, Release: landing.ReleaseBatch, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -245,6 +251,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		coll := newCollector(lander, pipeline, live, lakeRetries.Load, routingStats, rate.perSecond, brokerRef.Load, hostRefused.Load).withAcker(acker)
+		coll.appender = appender
 		coll.routingLimited = func() uint64 {
 			if r := routing.Load(); r != nil {
 				return r.Limited()

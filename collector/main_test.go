@@ -26,6 +26,7 @@ import (
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/landing/landingtest"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/internal/testwait"
 	"github.com/pilake/pilake/scripts/testenv"
 )
 
@@ -269,29 +270,14 @@ func TestExternalBrokerEndToEnd(t *testing.T) {
 	cfg.Broker = url
 	cfg.ClientID = fmt.Sprintf("collector-%d", rand.Uint32())
 	rc := startCollector(t, cfg)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, _ := get(t, rc.st.Metrics+"/readyz"); code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not ready: no subscription to the external broker")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitReady(t, rc) // subscribed to the external broker
 	const devices, per, n = 3, 10, 100
 	readings := agents(t, url, devices, per, n)
 	// The broker acknowledged the agents; wait until the collector landed all.
-	for {
+	testwait.Until(t, "the collector to land every batch from the external broker", func() bool {
 		_, m := get(t, rc.st.Metrics+"/metrics")
-		if strings.Contains(m, fmt.Sprintf("pilake_collector_batches_in_total %d", devices*per)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("batches not landed from the external broker")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return strings.Contains(m, fmt.Sprintf("pilake_collector_batches_in_total %d", devices*per))
+	})
 	rc.stop(t)
 	checkLake(t, cfg.Lake, devices, per, readings)
 }
@@ -329,17 +315,10 @@ func TestAzureLakeAndRouting(t *testing.T) {
 	rc := startCollector(t, cfg)
 	const devices, per, n = 2, 5, 400
 	readings := agents(t, rc.st.MQTT, devices, per, n) + routed*400
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.Until(t, "the routing file and the agents' batches to land", func() bool {
 		_, m := get(t, rc.st.Metrics+"/metrics")
-		if strings.Contains(m, fmt.Sprintf("pilake_collector_readings_in_total %d", readings)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("routing file not landed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(m, fmt.Sprintf("pilake_collector_readings_in_total %d", readings))
+	})
 	rc.stop(t)
 	if got := landingtest.Copies(t, lk); len(got) != devices*per+routed {
 		t.Fatalf("landing/ in Azure holds %d batches, want %d", len(got), devices*per+routed)

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/collector/bronzeapp"
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/stages"
@@ -26,6 +27,9 @@ type collector struct {
 	broker      func() *broker.Broker // nil, or returning nil: no embedded broker (yet)
 	hostRefused func() uint64
 	acker       *ingest.Acker // nil with the embedded broker
+	// appender, when set (--bronze-append), appends bronze instead of the
+	// stages: the bronze, epoch, commit and skew metrics are its.
+	appender *bronzeapp.Appender
 	// routingLimited counts IoT Hub routing files quarantined for a limit.
 	routingLimited func() uint64
 
@@ -35,7 +39,7 @@ type collector struct {
 	readingsPerSec, limited                                                                 *prometheus.Desc
 	syncs, syncSeconds, segments                                                            *prometheus.Desc
 	epochs, commitRetries, lastCommit, watermark, liveUpdates, routingFiles, routingRecords *prometheus.Desc
-	refusals, refusing, compactSkipped                                                      *prometheus.Desc
+	refusals, refusing, compactSkipped, commitSeconds, commitConflicts                      *prometheus.Desc
 	compacted, vacuumed, landingExpired, forgotten                                          *prometheus.Desc
 }
 
@@ -85,6 +89,10 @@ func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, la
 		landingExpired: d("landing_expired_total", "landing/ segments deleted after --landing-retention, once in bronze."),
 		forgotten:      d("forgotten_total", "Devices, and streams (device and boot), forgotten after --forget-after; what is the stages' or the Lander's.", "what"),
 		commitRetries:  d("commit_retries_total", "Failed epoch commit attempts."),
+		commitSeconds: d("bronze_commit_seconds", "With --bronze-append: time from preparing a bronze commit (file, state) to its Delta commit, "+
+			"retries included."),
+		commitConflicts: d("commit_conflicts_total", "With --bronze-append: bronze commits that lost the race for a version to another writer "+
+			"(another collector) and were retried at the next version."),
 		lastCommit:     d("last_commit_timestamp_seconds", "Unix time of the last epoch commit."),
 		watermark:      d("watermark_timestamp_seconds", "Per-device watermark: windows ending at or before it are final.", "device"),
 		liveUpdates:    d("live_updates_total", "Live updates by outcome.", "outcome"),
@@ -137,6 +145,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.lakeErrors, float64(c.lakeRetries()), "retried")
 	}
 	ps := c.pipeline.Stats()
+	if c.appender != nil {
+		// Bronze-append mode: the stages do not run; bronze is the appender's.
+		as := c.appender.Stats()
+		ps.Batches, ps.Readings, ps.Duplicates, ps.Epochs = as.Batches, as.Readings, as.Duplicates, as.Epochs
+		ps.Quarantined, ps.Ahead, ps.CommitRetries, ps.LastCommit = as.Quarantined, as.Ahead, as.CommitRetries, as.LastCommit
+		counter(c.commitConflicts, float64(as.Conflicts))
+		h := as.CommitSeconds
+		buckets := make(map[float64]uint64, len(h.Bounds))
+		for i, b := range h.Bounds {
+			buckets[b] = h.Counts[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(c.commitSeconds, h.Count, h.Sum, buckets)
+	}
 	counter(c.lakeErrors, float64(ps.CommitRetries), "commit")
 	for _, k := range landing.Kinds {
 		v := s.Quarantined(k)

@@ -18,6 +18,7 @@ import (
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing/landingtest"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/internal/testwait"
 	"github.com/pilake/pilake/scripts/testenv"
 )
 
@@ -116,17 +117,11 @@ func TestAzureOutageBackPressure(t *testing.T) {
 		during = append(during, publish(s))
 	}
 	// Wait until the collector has retried the lake a few times.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	deadline := time.Now().Add(testwait.Deadline)
+	testwait.Until(t, "lake retries during the outage", func() bool {
 		_, m := get(t, rc.st.Metrics+"/metrics")
-		if v := metricValue(m, `pilake_collector_lake_errors_total{kind="retried"}`); v >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no lake retries during the outage")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return metricValue(m, `pilake_collector_lake_errors_total{kind="retried"}`) >= 3
+	})
 	for i, tok := range during {
 		select {
 		case <-tok.Done():

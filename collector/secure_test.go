@@ -24,6 +24,7 @@ import (
 	"github.com/pilake/pilake/agent/uplink"
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 // testCA writes a CA and issues certificates into dir.
@@ -183,13 +184,7 @@ func TestExternalBrokerOverTLS(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Broker, cfg.ClientID, cfg.BrokerTLSCA = ext.URL(), "collector-tls", filepath.Join(ca.dir, "ca.pem")
 	rc := startCollector(t, cfg)
-	deadline := time.Now().Add(20 * time.Second)
-	for code := 0; code != 200; code, _ = get(t, rc.st.Metrics+"/readyz") {
-		if time.Now().After(deadline) {
-			t.Fatal("not subscribed to the external broker over TLS")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitReady(t, rc) // subscribed to the external broker over TLS
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.cert)
 	agent := paho.NewClient(paho.NewClientOptions().AddBroker(ext.URL()).SetClientID("pi-ext").
@@ -203,13 +198,8 @@ func TestExternalBrokerOverTLS(t *testing.T) {
 			t.Fatal(tok.Error())
 		}
 	}
-	for {
-		if _, m := get(t, rc.st.Metrics+"/metrics"); strings.Contains(m, "pilake_collector_batches_in_total 3") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("batches not landed from the external broker over TLS")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, "the batches to land from the external broker over TLS", func() bool {
+		_, m := get(t, rc.st.Metrics+"/metrics")
+		return strings.Contains(m, "pilake_collector_batches_in_total 3")
+	})
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pilake/pilake/agent/spool"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 // fakeCollector stands for a collector behind an external broker: it sees
@@ -161,10 +162,7 @@ func TestLandedModeWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(fc.snapshot()) < 5 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "5 batches delivered", func() bool { return len(fc.snapshot()) >= 5 })
 	time.Sleep(200 * time.Millisecond) // would a sixth go out?
 	if n := len(fc.snapshot()); n != 5 {
 		t.Fatalf("%d batches delivered with no landing ack, want the window of 5", n)
@@ -174,10 +172,7 @@ func TestLandedModeWindow(t *testing.T) {
 	}
 	// Now the collector acknowledges 1..5 in one ack: the next five go.
 	_ = srv.Publish(wire.AckTopic(device), wire.EncodeAck(nil, &wire.Ack{Boot: 1, Landed: [][2]uint64{{1, 5}}}), false, 1)
-	deadline = time.Now().Add(10 * time.Second)
-	for len(fc.snapshot()) < 10 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "10 batches delivered", func() bool { return len(fc.snapshot()) >= 10 })
 	if n, st := len(fc.snapshot()), sp.Stats(); n != 10 || st.Records != 15 {
 		t.Fatalf("after acking 1-5: %d delivered, %d spooled; want 10 and 15", n, st.Records)
 	}
@@ -213,10 +208,7 @@ func TestAutoModeTrustsAnAnnouncedPuback(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(fc.snapshot()) < 8 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "8 batches delivered", func() bool { return len(fc.snapshot()) >= 8 })
 	if st := sp.Stats(); st.Records != 8 {
 		t.Fatalf("before the announcement the spool holds %d, want 8", st.Records)
 	}
@@ -256,10 +248,7 @@ func TestResendRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for sp.Stats().Records != 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "every batch but the lost one landed", func() bool { return sp.Stats().Records == 1 })
 	if n := sp.Stats().Records; n != 1 {
 		t.Fatalf("%d batches unlanded, want only the lost one", n)
 	}

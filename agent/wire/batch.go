@@ -44,6 +44,11 @@ const (
 	// MonoOffsetUS is the new offset. Every reading's TimeUS is its
 	// monotonic capture time plus its batch's MonoOffsetUS.
 	FlagClockStepped uint8 = 1 << 2
+	// FlagNoPressure is set when the readings carry no pressure; Press is
+	// then 0. No agent sets it: the collector does for sources without a
+	// pressure value (the Azure Raspberry Pi web simulator's messages), and
+	// the lake stores their pressure as null.
+	FlagNoPressure uint8 = 1 << 3
 )
 
 // Reading is one poll of the sensor, in the BME280's fixed-point units.
@@ -150,7 +155,11 @@ func (b *Batch) Validate() error {
 		if r.Temp < MinTemp || r.Temp > MaxTemp {
 			return fmt.Errorf("%w: reading %d: temperature %.2f °C outside -40..85", ErrInvalid, i, r.TempC())
 		}
-		if r.Press < MinPress || r.Press > MaxPress {
+		if b.Flags&FlagNoPressure != 0 {
+			if r.Press != 0 {
+				return fmt.Errorf("%w: reading %d has pressure but the batch is flagged no-pressure", ErrInvalid, i)
+			}
+		} else if r.Press < MinPress || r.Press > MaxPress {
 			return fmt.Errorf("%w: reading %d: pressure %.0f Pa outside 30000..110000", ErrInvalid, i, r.PressurePa())
 		}
 		if r.Hum > MaxHum {

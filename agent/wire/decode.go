@@ -201,12 +201,19 @@ func decodeBody(body []byte, n int, b *Batch) error {
 		return fmt.Errorf("%w: first reading carries no values", ErrCorrupt)
 	}
 	hum := b.Flags&FlagNoHumidity == 0
+	press := b.Flags&FlagNoPressure == 0
 	// Columns: all temperature deltas, then pressure, then humidity.
 	cols := [3]struct {
 		min, max int64
 		name     string
 	}{{math.MinInt32, math.MaxInt32, "temperature"}, {0, math.MaxUint32, "pressure"}, {0, math.MaxUint32, "humidity"}}
 	for c := 0; c < 3; c++ {
+		if c == 1 && !press {
+			for i := range b.Readings {
+				b.Readings[i].Press = 0
+			}
+			continue
+		}
 		if c == 2 && !hum {
 			for i := range b.Readings {
 				b.Readings[i].Hum = 0
@@ -290,7 +297,7 @@ func decodeJSON(data []byte, b *Batch) error {
 	if err != nil {
 		return fmt.Errorf("%w: JSON reading 0: bootId %q is not hex", ErrInvalid, truncate(first.BootID, 40))
 	}
-	if first.Flags&^(FlagClockSynced|FlagNoHumidity|FlagClockStepped) != 0 {
+	if first.Flags&^(FlagClockSynced|FlagNoHumidity|FlagClockStepped|FlagNoPressure) != 0 {
 		return fmt.Errorf("%w: JSON: unknown flags %#x", ErrVersion, first.Flags)
 	}
 	b.DeviceID, b.BootID, b.Seq = first.DeviceID, boot, *first.Seq
@@ -305,18 +312,28 @@ func decodeJSON(data []byte, b *Batch) error {
 		if j.DeviceID != b.DeviceID || j.BootID != first.BootID || j.Seq == nil || *j.Seq != b.Seq {
 			return fmt.Errorf("%w: JSON reading %d: deviceId/bootId/seq differ from reading 0", ErrInvalid, i)
 		}
-		if j.Temperature == nil || j.Pressure == nil || j.TS == nil {
+		noPress := b.Flags&FlagNoPressure != 0
+		if j.Temperature == nil || j.Pressure == nil && !noPress || j.TS == nil {
 			return fmt.Errorf("%w: JSON reading %d: temperature, pressure and ts are required", ErrInvalid, i)
+		}
+		if noPress && j.Pressure != nil {
+			return fmt.Errorf("%w: JSON reading %d has pressure but the batch is flagged no-pressure", ErrInvalid, i)
 		}
 		rd := &b.Readings[i]
 		rd.TimeUS = *j.TS
 		rd.Fresh = j.Fresh == nil || *j.Fresh
-		t, ok1 := fixed(*j.Temperature, 100, MinTemp, MaxTemp)
-		p, ok2 := fixed(*j.Pressure, 256, MinPress, MaxPress)
-		if !ok1 || !ok2 {
-			return fmt.Errorf("%w: JSON reading %d: temperature %g °C or pressure %g Pa out of range", ErrInvalid, i, *j.Temperature, *j.Pressure)
+		t, ok := fixed(*j.Temperature, 100, MinTemp, MaxTemp)
+		if !ok {
+			return fmt.Errorf("%w: JSON reading %d: temperature %g °C out of range", ErrInvalid, i, *j.Temperature)
 		}
-		rd.Temp, rd.Press, rd.Hum = int32(t), uint32(p), 0
+		rd.Temp, rd.Press, rd.Hum = int32(t), 0, 0
+		if !noPress {
+			p, ok := fixed(*j.Pressure, 256, MinPress, MaxPress)
+			if !ok {
+				return fmt.Errorf("%w: JSON reading %d: pressure %g Pa out of range", ErrInvalid, i, *j.Pressure)
+			}
+			rd.Press = uint32(p)
+		}
 		if b.Flags&FlagNoHumidity == 0 {
 			if j.Humidity == nil {
 				return fmt.Errorf("%w: JSON reading %d: humidity is required", ErrInvalid, i)

@@ -40,7 +40,7 @@ func (e *Encoder) Append(dst []byte, b *Batch) ([]byte, error) {
 	if err := b.Validate(); err != nil {
 		return dst, fmt.Errorf("encoding batch: %w", err)
 	}
-	if b.Flags&^(FlagClockSynced|FlagNoHumidity|FlagClockStepped) != 0 {
+	if b.Flags&^(FlagClockSynced|FlagNoHumidity|FlagClockStepped|FlagNoPressure) != 0 {
 		return dst, fmt.Errorf("encoding batch: %w: unknown flags %#x", ErrInvalid, b.Flags)
 	}
 	start := len(dst)
@@ -73,6 +73,7 @@ func (e *Encoder) appendBinary(dst []byte, b *Batch) ([]byte, error) {
 	clear(bits)
 	fresh, changed := bits[:nb], bits[nb:]
 	hum := b.Flags&FlagNoHumidity == 0
+	press := b.Flags&FlagNoPressure == 0
 	interval := int64(b.IntervalUS)
 
 	first := &b.Readings[0]
@@ -94,7 +95,9 @@ func (e *Encoder) appendBinary(dst []byte, b *Batch) ([]byte, error) {
 		if i == 0 || t != pt || p != pp || h != ph {
 			changed[i>>3] |= 1 << (i & 7)
 			e.t = binary.AppendUvarint(e.t, zz(t-pt))
-			e.p = binary.AppendUvarint(e.p, zz(p-pp))
+			if press {
+				e.p = binary.AppendUvarint(e.p, zz(p-pp))
+			}
 			if hum {
 				e.h = binary.AppendUvarint(e.h, zz(h-ph))
 			}
@@ -171,7 +174,11 @@ func appendJSON(dst []byte, b *Batch) []byte {
 			dst = strconv.AppendFloat(dst, r.HumidityRH(), 'f', -1, 64)
 		}
 		dst = append(dst, `,"pressure":`...)
-		dst = strconv.AppendFloat(dst, r.PressurePa(), 'f', -1, 64)
+		if b.Flags&FlagNoPressure != 0 {
+			dst = append(dst, "null"...)
+		} else {
+			dst = strconv.AppendFloat(dst, r.PressurePa(), 'f', -1, 64)
+		}
 		dst = append(dst, `,"ts":`...)
 		dst = strconv.AppendInt(dst, r.TimeUS, 10)
 		dst = append(dst, `,"fresh":`...)

@@ -5,7 +5,7 @@ package wire
 //
 //	offset  field
 //	0       version      byte, 0x01
-//	1       flags        byte: FlagClockSynced, FlagNoHumidity, FlagClockStepped, flagZstd (0x80: body is zstd)
+//	1       flags        byte: FlagClockSynced, FlagNoHumidity, FlagClockStepped, FlagNoPressure, flagZstd (0x80: body is zstd)
 //	2       device       uvarint length + bytes (ValidDeviceID)
 //	        boot         8 bytes
 //	        seq          uvarint
@@ -26,7 +26,7 @@ package wire
 //	          without values repeats the previous reading's (reading 0 always carries)
 //	temp      per carrying reading: varint delta of Temp from the previous carried value
 //	          (reading 0: the value itself)
-//	press     same for Press
+//	press     same for Press (absent when FlagNoPressure)
 //	hum       same for Hum (absent when FlagNoHumidity)
 //
 // At 400 Hz a BME280 converts ~110 times a second, so about three polls in four
@@ -36,6 +36,6 @@ const (
 	Version1 byte = 1
 
 	flagZstd   uint8 = 0x80
-	knownFlags       = FlagClockSynced | FlagNoHumidity | FlagClockStepped | flagZstd
+	knownFlags       = FlagClockSynced | FlagNoHumidity | FlagClockStepped | FlagNoPressure | flagZstd
 	crcSize          = 4
 )

@@ -54,14 +54,26 @@ func synth(seed uint64, n int, noHum bool) *Batch {
 	return b
 }
 
+// noPress makes b a batch without pressure (FlagNoPressure, Press 0), as the
+// collector makes of the Raspberry Pi simulator's messages.
+func noPress(b *Batch) *Batch {
+	b.Flags |= FlagNoPressure
+	for i := range b.Readings {
+		b.Readings[i].Press = 0
+	}
+	return b
+}
+
 func TestRoundTrip(t *testing.T) {
 	cases := map[string]*Batch{
-		"one":        synth(1, 1, false),
-		"second":     synth(2, 400, false),
-		"no-hum":     synth(3, 400, true),
-		"long":       synth(4, 4000, false),
-		"repeats":    {DeviceID: "a", BootID: 1, Seq: 1, IntervalUS: 2500, Readings: []Reading{{TimeUS: 5, Temp: 1, Press: MinPress, Hum: 3}, {TimeUS: 5, Temp: 1, Press: MinPress, Hum: 3}}},
-		"stale-jump": {DeviceID: "a.b_c-d", BootID: math.MaxUint64, Seq: math.MaxUint64, IntervalUS: 1, Readings: []Reading{{TimeUS: 0, Temp: MinTemp, Press: MaxPress, Hum: MaxHum, Fresh: true}, {TimeUS: MaxGapUS, Temp: MaxTemp, Press: MinPress, Hum: 0}}},
+		"one":             synth(1, 1, false),
+		"second":          synth(2, 400, false),
+		"no-hum":          synth(3, 400, true),
+		"long":            synth(4, 4000, false),
+		"repeats":         {DeviceID: "a", BootID: 1, Seq: 1, IntervalUS: 2500, Readings: []Reading{{TimeUS: 5, Temp: 1, Press: MinPress, Hum: 3}, {TimeUS: 5, Temp: 1, Press: MinPress, Hum: 3}}},
+		"no-press":        noPress(synth(9, 40, false)),
+		"no-press-no-hum": noPress(synth(10, 40, true)),
+		"stale-jump":      {DeviceID: "a.b_c-d", BootID: math.MaxUint64, Seq: math.MaxUint64, IntervalUS: 1, Readings: []Reading{{TimeUS: 0, Temp: MinTemp, Press: MaxPress, Hum: MaxHum, Fresh: true}, {TimeUS: MaxGapUS, Temp: MaxTemp, Press: MinPress, Hum: 0}}},
 	}
 	for name, b := range cases {
 		for _, enc := range []Encoding{Binary, BinaryZstd, JSON} {
@@ -106,17 +118,18 @@ func TestDecodeReusesBatch(t *testing.T) {
 func TestEncodeRejects(t *testing.T) {
 	good := synth(7, 10, false)
 	for name, mut := range map[string]func(b *Batch){
-		"bad device":      func(b *Batch) { b.DeviceID = "a/b" },
-		"long device":     func(b *Batch) { b.DeviceID = strings.Repeat("x", 65) },
-		"empty":           func(b *Batch) { b.Readings = nil },
-		"seq zero":        func(b *Batch) { b.Seq = 0 },
-		"time back":       func(b *Batch) { b.Readings[3].TimeUS = b.Readings[2].TimeUS - 1 },
-		"hot":             func(b *Batch) { b.Readings[1].Temp = 9000 },
-		"vacuum":          func(b *Batch) { b.Readings[1].Press = 100 },
-		"wet":             func(b *Batch) { b.Readings[1].Hum = 101 * 1024 },
-		"unknown flag":    func(b *Batch) { b.Flags |= 0x40 },
-		"hum without hum": func(b *Batch) { b.Flags |= FlagNoHumidity },
-		"gap":             func(b *Batch) { b.Readings[5].TimeUS += MaxGapUS + 1 },
+		"bad device":          func(b *Batch) { b.DeviceID = "a/b" },
+		"long device":         func(b *Batch) { b.DeviceID = strings.Repeat("x", 65) },
+		"empty":               func(b *Batch) { b.Readings = nil },
+		"seq zero":            func(b *Batch) { b.Seq = 0 },
+		"time back":           func(b *Batch) { b.Readings[3].TimeUS = b.Readings[2].TimeUS - 1 },
+		"hot":                 func(b *Batch) { b.Readings[1].Temp = 9000 },
+		"vacuum":              func(b *Batch) { b.Readings[1].Press = 100 },
+		"wet":                 func(b *Batch) { b.Readings[1].Hum = 101 * 1024 },
+		"unknown flag":        func(b *Batch) { b.Flags |= 0x40 },
+		"hum without hum":     func(b *Batch) { b.Flags |= FlagNoHumidity },
+		"press without press": func(b *Batch) { b.Flags |= FlagNoPressure },
+		"gap":                 func(b *Batch) { b.Readings[5].TimeUS += MaxGapUS + 1 },
 	} {
 		t.Run(name, func(t *testing.T) {
 			b := *good
@@ -227,6 +240,8 @@ func TestGolden(t *testing.T) {
 		"v1_400hz_zstd": {synth(13, 400, false), BinaryZstd},
 		"v1_bmp280":     {synth(14, 16, true), Binary},
 		"json_3":        {synth(15, 3, false), JSON},
+		"v1_nopress":    {noPress(synth(16, 16, false)), Binary},
+		"json_nopress":  {noPress(synth(17, 2, true)), JSON},
 	}
 	for name, v := range vectors {
 		t.Run(name, func(t *testing.T) {
@@ -270,6 +285,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte{1, 0, 1, 'a', 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0})
 	f.Add([]byte(`[{"deviceId":"a","bootId":"1","seq":1,"temperature":20,"humidity":40,"pressure":100000,"ts":1}]`))
+	f.Add([]byte(`[{"deviceId":"a","bootId":"1","seq":1,"temperature":20,"humidity":40,"pressure":null,"ts":1,"flags":8}]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var b Batch
 		if err := Decode(data, &b); err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/pilake/pilake/collector/broker"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 var fleetKey = []byte("0123456789abcdef0123456789abcdef-test-fleet-key")
@@ -261,13 +262,7 @@ func TestMutualTLSAndCertificateReload(t *testing.T) {
 	// Replace the server certificate: new handshakes get the new one.
 	first := serverSerial(t, b, ca)
 	_, _, _ = ca.issue("collector", nil, true, 99) // overwrites collector.pem/.key in ca.dir
-	deadline := time.Now().Add(10 * time.Second)
-	for serverSerial(t, b, ca) == first {
-		if time.Now().After(deadline) {
-			t.Fatal("the renewed server certificate was not loaded")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.Until(t, "the renewed server certificate to be loaded", func() bool { return serverSerial(t, b, ca) != first })
 }
 
 func serverSerial(t *testing.T, b *broker.Broker, ca *pki) int64 {

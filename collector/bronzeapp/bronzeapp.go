@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
@@ -42,6 +43,17 @@ type Options struct {
 	MaxRows int
 	// CompatibleBronze: see stages.Options.CompatibleBronze.
 	CompatibleBronze bool
+	// MaxSkew: readings captured further than this from their batch's
+	// receive time are quarantined (kind "skew", with the reason), as the
+	// stage collector does (stages.Options.MaxSkew; --max-skew); <= 0: off.
+	MaxSkew time.Duration
+	// MaxAhead: readings captured further than this after their batch's
+	// receive time are quarantined (kind "skew"), so a clock ahead of time
+	// puts nothing in bronze that would move Databricks' watermark
+	// (--max-ahead); <= 0: off. Unlike the stage collector, this mode does
+	// not re-base an unsynchronised clock from the batch's monotonic offset:
+	// such readings are quarantined too.
+	MaxAhead time.Duration
 	// Release, if set, gets each batch back once it is in bronze or dropped.
 	Release func(*wire.Batch)
 	Logger  *slog.Logger
@@ -55,9 +67,45 @@ type Landed struct {
 	Source     string
 }
 
-// Stats are an Appender's counters.
+// Stats are an Appender's counters, what an operator watches (the
+// collector exports them to Prometheus in this mode).
 type Stats struct {
-	Batches, Readings, Duplicates, Epochs, Recovered int64
+	Batches, Readings int64 // committed to bronze
+	Duplicates        int64 // submitted batches in bronze or queued already (dropped)
+	Epochs            int64 // bronze commits
+	Recovered         int64 // batches an earlier instance landed, appended at start
+	Quarantined       int64 // readings quarantined (skew; Ahead included)
+	Ahead             int64 // of which: captured more than MaxAhead after their receive time
+	CommitRetries     int64 // failed commit attempts (retried)
+	Conflicts         int64 // commits that lost a race to another writer and were retried at the next version
+	LastCommit        time.Time
+	// CommitSeconds is the latency of bronze commits (writing the file and
+	// state, then the Delta commit, retries included), as a histogram.
+	CommitSeconds Histogram
+}
+
+// Histogram counts observations into cumulative buckets (Prometheus's shape).
+type Histogram struct {
+	Bounds []float64 // upper bounds, ascending
+	Counts []uint64  // Counts[i]: observations <= Bounds[i]
+	Count  uint64
+	Sum    float64
+}
+
+// commitBounds are the commit latency buckets, in seconds.
+var commitBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+func (h *Histogram) observe(v float64) {
+	if h.Bounds == nil {
+		h.Bounds, h.Counts = commitBounds, make([]uint64, len(commitBounds))
+	}
+	for i, b := range h.Bounds {
+		if v <= b {
+			h.Counts[i]++
+		}
+	}
+	h.Count++
+	h.Sum += v
 }
 
 // Appender appends landed batches to bronze.
@@ -72,10 +120,21 @@ type Appender struct {
 	epoch     int64
 	committed map[string]landing.SeqRanges // stream "device/boot" → seqs in bronze as of epoch
 	seen      map[string]landing.SeqRanges // committed, plus what is queued
-	queue     []Landed
+	queue     []queued
 	rows      int
 	pending   *attempt // a commit that failed, retried as it was before anything else
-	stats     Stats
+	mu        sync.Mutex
+	stats     Stats     // guarded by mu
+	started   time.Time // when the commit being tried was first prepared
+}
+
+// queued is a batch waiting for bronze: the readings that go there, and
+// those the skew check quarantines, with the reason.
+type queued struct {
+	Landed
+	good, bad []wire.Reading
+	ahead     int
+	reason    string
 }
 
 // attempt is one epoch's commit: retried with the same actions and id
@@ -117,8 +176,22 @@ func New(l lake.Lake, opts Options) (*Appender, error) {
 // AppID returns the Delta txn application id this collector commits under.
 func (a *Appender) AppID() string { return a.appID }
 
-// Stats returns the counters (call after Run returned, or accept a race).
-func (a *Appender) Stats() Stats { return a.stats }
+// Stats returns the counters; safe while Run runs.
+func (a *Appender) Stats() Stats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.stats
+	s.CommitSeconds.Bounds = append([]float64(nil), s.CommitSeconds.Bounds...)
+	s.CommitSeconds.Counts = append([]uint64(nil), s.CommitSeconds.Counts...)
+	return s
+}
+
+// count updates the counters under the lock.
+func (a *Appender) count(f func(*Stats)) {
+	a.mu.Lock()
+	f(&a.stats)
+	a.mu.Unlock()
+}
 
 func (a *Appender) dir() string { return StateDir + a.opts.Name + "/" }
 
@@ -198,12 +271,12 @@ func (a *Appender) Start(ctx context.Context) error {
 				continue // the Lander decoded it before landing; damage is quarantined by the stages
 			}
 			if a.add(Landed{Batch: b, ReceivedAt: r.ReceivedAt, Source: r.Source}) {
-				a.stats.Recovered++
+				a.count(func(s *Stats) { s.Recovered++ })
 			}
 		}
 	}
-	if a.stats.Recovered > 0 {
-		a.log.Info("appending batches landed before a restart", "batches", a.stats.Recovered)
+	if n := a.Stats().Recovered; n > 0 {
+		a.log.Info("appending batches landed before a restart", "batches", n)
 	}
 	if err := a.commit(ctx); err != nil {
 		return fmt.Errorf("bronze append: recovering: %w", err)
@@ -264,16 +337,64 @@ func (a *Appender) Submit(ctx context.Context, b Landed) error {
 func (a *Appender) add(b Landed) bool {
 	key := streamKey(b.Batch)
 	if a.seen[key].Has(b.Batch.Seq) {
-		a.stats.Duplicates++
+		a.count(func(s *Stats) { s.Duplicates++ })
 		if a.opts.Release != nil {
 			a.opts.Release(b.Batch)
 		}
 		return false
 	}
 	a.seen[key] = a.seen[key].Add(b.Batch.Seq)
-	a.queue = append(a.queue, b)
+	q := a.checkSkew(b)
+	a.queue = append(a.queue, q)
 	a.rows += len(b.Batch.Readings)
 	return true
+}
+
+// checkSkew splits b's readings into those for bronze and those the skew
+// check quarantines: captured further than MaxSkew from the receive time,
+// or more than MaxAhead after it (the stage collector's checks, and its
+// reasons).
+func (a *Appender) checkSkew(b Landed) queued {
+	q := queued{Landed: b, good: b.Batch.Readings}
+	skew, ahead := a.opts.MaxSkew.Microseconds(), a.opts.MaxAhead.Microseconds()
+	if skew <= 0 && ahead <= 0 {
+		return q
+	}
+	recv := b.ReceivedAt.UnixMicro()
+	nskew := 0
+	for i, rd := range b.Batch.Readings {
+		isSkew := skew > 0 && (rd.TimeUS > recv+skew || rd.TimeUS < recv-skew)
+		isAhead := !isSkew && ahead > 0 && rd.TimeUS > recv+ahead
+		if !isSkew && !isAhead {
+			if q.bad != nil {
+				q.good = append(q.good, rd)
+			}
+			continue
+		}
+		if q.bad == nil {
+			q.good = append([]wire.Reading(nil), b.Batch.Readings[:i]...)
+		}
+		q.bad = append(q.bad, rd)
+		if isSkew {
+			nskew++
+		} else {
+			q.ahead++
+		}
+	}
+	if q.bad == nil {
+		return q
+	}
+	at := b.ReceivedAt.UTC().Format(time.RFC3339Nano)
+	var why []string
+	if nskew > 0 {
+		why = append(why, fmt.Sprintf("%d readings captured more than %v from the receive time %s", nskew, a.opts.MaxSkew, at))
+	}
+	if q.ahead > 0 {
+		why = append(why, fmt.Sprintf("%d readings captured more than %v ahead of the receive time %s (a clock ahead of time; refused so the device's watermark is not moved; bronze-append mode does not re-base unsynchronised clocks)",
+			q.ahead, a.opts.MaxAhead, at))
+	}
+	q.reason = strings.Join(why, "; ")
+	return q
 }
 
 // Run commits every CommitInterval (or at MaxRows readings) until ctx ends,
@@ -348,8 +469,10 @@ func (a *Appender) commit(ctx context.Context) error {
 		if len(a.queue) == 0 {
 			return nil
 		}
+		a.started = a.opts.Now()
 		p, err := a.prepare(ctx)
 		if err != nil {
+			a.count(func(s *Stats) { s.CommitRetries++ })
 			return err
 		}
 		a.pending = p
@@ -357,7 +480,11 @@ func (a *Appender) commit(ctx context.Context) error {
 	p := a.pending
 	// The id names this process's attempt: a retry of an attempt that did
 	// land is recognised, another process's commit of the same epoch is not.
-	if _, err := a.tbl.CommitID(ctx, p.actions, "WRITE", fmt.Sprintf("%s-%s-%d", a.appID, a.opts.Instance, p.e)); err != nil {
+	conflicts := a.tbl.Conflicts()
+	_, err := a.tbl.CommitID(ctx, p.actions, "WRITE", fmt.Sprintf("%s-%s-%d", a.appID, a.opts.Instance, p.e))
+	lost := a.tbl.Conflicts() - conflicts
+	if err != nil {
+		a.count(func(s *Stats) { s.CommitRetries++; s.Conflicts += lost })
 		if v, ok := a.tbl.Snapshot().TxnVersion(a.appID); errors.Is(err, delta.ErrConflict) && ok && v >= p.e {
 			return fmt.Errorf("%w (%s committed epoch %d): %v", ErrNameTaken, a.appID, v, err)
 		}
@@ -365,15 +492,28 @@ func (a *Appender) commit(ctx context.Context) error {
 	}
 	a.pending = nil
 	a.epoch, a.committed = p.e, p.landed
-	a.stats.Epochs++
+	now := a.opts.Now()
+	var batches, readings, bad, ahead int64
 	for _, b := range a.queue[:p.n] {
-		a.stats.Batches++
-		a.stats.Readings += int64(len(b.Batch.Readings))
+		batches++
+		readings += int64(len(b.good))
+		bad += int64(len(b.bad))
+		ahead += int64(b.ahead)
 		a.rows -= len(b.Batch.Readings)
 		if a.opts.Release != nil {
 			a.opts.Release(b.Batch)
 		}
 	}
+	a.count(func(s *Stats) {
+		s.Epochs++
+		s.Batches += batches
+		s.Readings += readings
+		s.Quarantined += bad
+		s.Ahead += ahead
+		s.Conflicts += lost
+		s.LastCommit = now
+		s.CommitSeconds.observe(now.Sub(a.started).Seconds())
+	})
 	a.queue = append(a.queue[:0], a.queue[p.n:]...)
 	// the state of epoch e-2 is no longer needed (e-1 is kept for a look back)
 	if p.e > 2 {
@@ -388,9 +528,16 @@ func (a *Appender) prepare(ctx context.Context) (*attempt, error) {
 	bw := delta.NewBronzeWriter(a.opts.CompatibleBronze)
 	landed := clone(a.committed)
 	for _, b := range a.queue {
+		if b.bad != nil {
+			// Quarantined before the commit that marks the batch done;
+			// writing it again after a failed attempt is harmless (same name).
+			if err := a.quarantine(ctx, b); err != nil {
+				return nil, err
+			}
+		}
 		tmpl := schema.BronzeRow{Device: b.Batch.DeviceID, Boot: int64(b.Batch.BootID), Seq: int64(b.Batch.Seq),
 			ReceivedAt: b.ReceivedAt.UnixMicro(), Source: b.Source}
-		bw.Write(b.Batch.Readings, &tmpl)
+		bw.WriteFlags(b.good, &tmpl, b.Batch.Flags)
 		k := streamKey(b.Batch)
 		landed[k] = landed[k].Add(b.Batch.Seq)
 	}
@@ -416,4 +563,25 @@ func (a *Appender) prepare(ctx context.Context) (*attempt, error) {
 	}
 	actions := []delta.Action{{Add: &add}, {Txn: &delta.Txn{AppID: a.appID, Version: e, LastUpdated: a.opts.Now().UnixMilli()}}}
 	return &attempt{e: e, actions: actions, n: len(a.queue), landed: landed}, nil
+}
+
+// quarantine stores the readings of b the skew check refused, with the
+// reason, under _quarantine/ (kind "skew"), as JSON.
+func (a *Appender) quarantine(ctx context.Context, b queued) error {
+	qb := *b.Batch
+	qb.Readings = b.bad
+	data, err := wire.NewEncoder(wire.JSON).Append(nil, &qb)
+	if err != nil {
+		// The refused readings alone can break a batch's rules (a gap
+		// longer than wire.MaxGapUS where accepted ones were between
+		// them): keep them as plain JSON then.
+		if data, err = json.Marshal(&qb); err != nil {
+			return fmt.Errorf("encoding quarantined readings: %w", err)
+		}
+	}
+	rec := landing.Record{Reason: fmt.Sprintf("batch %s: %s", b.Batch.Key(), b.reason), Kind: landing.KindSkew, Source: b.Source, ReceivedAt: b.ReceivedAt}
+	if err := landing.QuarantineRecord(ctx, a.l, data, rec); err != nil {
+		return fmt.Errorf("bronze append: %w", err)
+	}
+	return nil
 }

@@ -2,8 +2,11 @@ package bronzeapp_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,5 +194,103 @@ func TestConcurrentCollectors(t *testing.T) {
 	}
 	if _, err := bronzeapp.New(lk, bronzeapp.Options{Name: "Bad_Name", Instance: landing.NewInstance()}); err == nil {
 		t.Error("bad name accepted")
+	}
+}
+
+// The stage collector's skew checks apply in this mode too: readings
+// captured further than MaxSkew from their receive time, or more than
+// MaxAhead after it, are quarantined (kind skew) with the reason, the
+// others go to bronze; the counters say so.
+func TestSkewQuarantine(t *testing.T) {
+	lk := lake.NewMemory()
+	recv := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	a, err := bronzeapp.New(lk, bronzeapp.Options{Name: "skew", Instance: landing.NewInstance(), CommitInterval: time.Hour,
+		MaxSkew: time.Hour, MaxAhead: 2 * time.Minute, Logger: quiet, Now: func() time.Time { return recv }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(seq uint64, offsets ...time.Duration) *wire.Batch {
+		b := &wire.Batch{DeviceID: "pi-1", BootID: 7, Seq: seq, IntervalUS: 2500}
+		for _, o := range offsets {
+			b.Readings = append(b.Readings, wire.Reading{TimeUS: recv.Add(o).UnixMicro(), Temp: 2100, Press: 101325 * 256, Hum: 40 * 1024})
+		}
+		return b
+	}
+	for _, b := range []*wire.Batch{
+		mk(1, -time.Second, 0),                                                 // fine
+		mk(2, time.Minute, 3*time.Minute, 4*time.Minute),                       // 2 ahead of the receive time by more than MaxAhead
+		mk(3, -2*time.Hour, -2*time.Hour+time.Second),                          // both more than MaxSkew behind
+		mk(4, -61*time.Minute, -40*time.Minute, -20*time.Minute, -time.Second), // one more than MaxSkew behind
+	} {
+		if err := a.Submit(t.Context(), bronzeapp.Landed{Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, process{a: a})
+	got := bronzeBatches(t, lk)
+	if want := map[int64]int{1: 2, 2: 1, 4: 3}; len(got) != len(want) || got[1] != 2 || got[2] != 1 || got[4] != 3 {
+		t.Errorf("bronze readings per seq %v, want %v", got, want)
+	}
+	st := a.Stats()
+	if st.Quarantined != 5 || st.Ahead != 2 || st.Readings != 6 || st.Batches != 4 || st.Epochs != 1 || st.LastCommit != recv || st.CommitSeconds.Count != 1 {
+		t.Errorf("stats %+v: want 5 quarantined (2 ahead), 6 readings of 4 batches in 1 epoch", st)
+	}
+	objs, err := lk.List(t.Context(), schema.Quarantine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, o := range objs {
+		if !strings.HasSuffix(o.Name, ".reason.json") {
+			continue
+		}
+		data, err := lk.Get(t.Context(), o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec landing.Record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Kind != landing.KindSkew {
+			t.Errorf("quarantine kind %q", rec.Kind)
+		}
+		reasons = append(reasons, rec.Reason)
+	}
+	slices.Sort(reasons)
+	want := []string{
+		"batch pi-1/0000000000000007/00000000000000000002: 2 readings captured more than 2m0s ahead of the receive time",
+		"batch pi-1/0000000000000007/00000000000000000003: 2 readings captured more than 1h0m0s from the receive time",
+		"batch pi-1/0000000000000007/00000000000000000004: 1 readings captured more than 1h0m0s from the receive time",
+	}
+	if len(reasons) != len(want) {
+		t.Fatalf("quarantine reasons %q", reasons)
+	}
+	for i := range want {
+		if !strings.HasPrefix(reasons[i], want[i]) {
+			t.Errorf("reason %q, want it to start with %q", reasons[i], want[i])
+		}
+	}
+}
+
+// A collector whose bronze snapshot is behind (another collector committed
+// the next version) loses the race, retries at the next version and counts
+// the conflict.
+func TestConflictCounted(t *testing.T) {
+	lk := lake.NewMemory()
+	a := start(t, lk, "c1")
+	b := start(t, lk, "c2")
+	land(t, a, "pi-1", 1)
+	land(t, b, "pi-2", 1)
+	run(t, b) // takes the version a's snapshot expects to write
+	run(t, a)
+	if st := a.a.Stats(); st.Conflicts < 1 || st.Epochs != 1 || st.Readings != 10 || st.CommitRetries != 0 {
+		t.Errorf("stats %+v: want a conflict retried and the epoch committed", st)
+	}
+	if got := bronzeBatches(t, lk); got[1] != 20 {
+		t.Errorf("bronze %v", got)
 	}
 }

@@ -22,4 +22,10 @@
 //
 // Recovery takes the epoch of bronze's txn for the app id, loads that state,
 // and appends every batch of its own instances' segments that it lacks.
+//
+// The stage collector's skew checks apply (Options.MaxSkew, MaxAhead):
+// refused readings are quarantined (kind "skew") with the reason before
+// the epoch's commit. Stats are what an operator watches (readings and
+// batches committed, quarantined, commit retries, lost races, commit
+// latency); the collector exports them to Prometheus in this mode.
 package bronzeapp

@@ -46,9 +46,12 @@ import (
 // Runtime 13.3+ decode (no BYTE_STREAM_SPLIT: released Spark cannot read
 // it). Pages are v1 data pages (PROTOCOL.md: writers SHOULD use DataPageV1
 // for tables other engines read), compressed with zstd (the fastest level,
-// the codec DefaultCompression shares). The columns are required, so the pages hold
-// no levels. The pages carry no statistics: the writer keeps the file's
-// bounds itself, for Stats().
+// the codec DefaultCompression shares). pressure_pa and humidity_rh are
+// optional (a batch flagged wire.FlagNoPressure or FlagNoHumidity has
+// nulls there): their pages start with the definition levels (RLE runs, a
+// run per batch at most) and hold the present values only. The other
+// columns are required: their pages hold no levels. The pages carry no
+// statistics: the writer keeps the file's bounds itself, for Stats().
 type BronzeWriter struct {
 	compatible bool
 	n          int64 // readings written
@@ -67,8 +70,10 @@ type BronzeWriter struct {
 	// converting them to floats is monotonic.
 	tsLo, tsHi       int64
 	tempLo, tempHi   int32
-	pressLo, pressHi uint32
+	pressLo, pressHi uint32 // over the present values: MaxUint32, 0 while none
 	humLo, humHi     uint32
+	pressNulls       int64 // readings without pressure
+	humNulls         int64
 	devLo, devHi     string
 	srcLo, srcHi     string
 	bootLo, bootHi   int64
@@ -108,9 +113,10 @@ const bronzePageRows = 1 << 16
 type bronzePage struct {
 	rows             int
 	ts               []int64
-	temp, press, hum []float64
-	fresh            []byte // bit-packed, least significant bit first (PLAIN booleans)
+	temp, press, hum []float64 // press and hum: the present values only
+	fresh            []byte    // bit-packed, least significant bit first (PLAIN booleans)
 	runs             [numBronzeColumns][]bronzeRun
+	defs             [numBronzeColumns][]bronzeRun // of the optional columns: definition levels (idx 0 null, 1 present)
 }
 
 // bronzeRun is a run of equal dictionary indexes.
@@ -263,7 +269,7 @@ func appendBitPacked(b []byte, idx []uint32, n int) []byte {
 
 // NewBronzeWriter starts a bronze file. See BronzeWriter for compatible.
 func NewBronzeWriter(compatible bool) *BronzeWriter {
-	bw := &BronzeWriter{compatible: compatible}
+	bw := &BronzeWriter{compatible: compatible, pressLo: math.MaxUint32, humLo: math.MaxUint32}
 	for _, c := range []int{colDevice, colSource} {
 		bw.dicts[c] = &bronzeDict{str: map[string]uint32{}}
 	}
@@ -277,8 +283,14 @@ func NewBronzeWriter(compatible bool) *BronzeWriter {
 }
 
 // Write appends a batch's readings, each with tmpl's device, boot, seq,
-// received_at and source.
+// received_at and source, and with pressure and humidity.
 func (bw *BronzeWriter) Write(rs []wire.Reading, tmpl *schema.BronzeRow) {
+	bw.WriteFlags(rs, tmpl, 0)
+}
+
+// WriteFlags is Write of a batch with wire flags flags: pressure is null
+// when they hold wire.FlagNoPressure, humidity when wire.FlagNoHumidity.
+func (bw *BronzeWriter) WriteFlags(rs []wire.Reading, tmpl *schema.BronzeRow, flags uint8) {
 	if bw.err != nil || len(rs) == 0 {
 		return
 	}
@@ -295,8 +307,6 @@ func (bw *BronzeWriter) Write(rs []wire.Reading, tmpl *schema.BronzeRow) {
 		r := &rs[0]
 		bw.tsLo, bw.tsHi = r.TimeUS, r.TimeUS
 		bw.tempLo, bw.tempHi = r.Temp, r.Temp
-		bw.pressLo, bw.pressHi = r.Press, r.Press
-		bw.humLo, bw.humHi = r.Hum, r.Hum
 		bw.devLo, bw.devHi = tmpl.Device, tmpl.Device
 		bw.srcLo, bw.srcHi = tmpl.Source, tmpl.Source
 		bw.bootLo, bw.bootHi = tmpl.Boot, tmpl.Boot
@@ -306,23 +316,55 @@ func (bw *BronzeWriter) Write(rs []wire.Reading, tmpl *schema.BronzeRow) {
 
 	// Per-reading columns.
 	k, n := pg.rows, len(rs)
+	hasP, hasH := flags&wire.FlagNoPressure == 0, flags&wire.FlagNoHumidity == 0
 	pg.ts = slices.Grow(pg.ts, n)[:k+n]
 	pg.temp = slices.Grow(pg.temp, n)[:k+n]
-	pg.press = slices.Grow(pg.press, n)[:k+n]
-	pg.hum = slices.Grow(pg.hum, n)[:k+n]
-	ts, temp, press, hum := pg.ts[k:k+n], pg.temp[k:k+n], pg.press[k:k+n], pg.hum[k:k+n]
+	ts, temp := pg.ts[k:k+n], pg.temp[k:k+n]
 	tsLo, tsHi := bw.tsLo, bw.tsHi
 	tLo, tHi := bw.tempLo, bw.tempHi
 	pLo, pHi := bw.pressLo, bw.pressHi
 	hLo, hHi := bw.humLo, bw.humHi
-	for i := range rs {
-		r := &rs[i]
-		ts[i], temp[i], press[i], hum[i] = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH()
-		tsLo, tsHi = min(tsLo, r.TimeUS), max(tsHi, r.TimeUS)
-		tLo, tHi = min(tLo, r.Temp), max(tHi, r.Temp)
-		pLo, pHi = min(pLo, r.Press), max(pHi, r.Press)
-		hLo, hHi = min(hLo, r.Hum), max(hHi, r.Hum)
+	if hasP && hasH { // a BME280's batch: one pass
+		kp, kh := len(pg.press), len(pg.hum)
+		pg.press = slices.Grow(pg.press, n)[:kp+n]
+		pg.hum = slices.Grow(pg.hum, n)[:kh+n]
+		press, hum := pg.press[kp:kp+n], pg.hum[kh:kh+n]
+		for i := range rs {
+			r := &rs[i]
+			ts[i], temp[i], press[i], hum[i] = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH()
+			tsLo, tsHi = min(tsLo, r.TimeUS), max(tsHi, r.TimeUS)
+			tLo, tHi = min(tLo, r.Temp), max(tHi, r.Temp)
+			pLo, pHi = min(pLo, r.Press), max(pHi, r.Press)
+			hLo, hHi = min(hLo, r.Hum), max(hHi, r.Hum)
+		}
+	} else {
+		for i := range rs {
+			r := &rs[i]
+			ts[i], temp[i] = r.TimeUS, r.TempC()
+			tsLo, tsHi = min(tsLo, r.TimeUS), max(tsHi, r.TimeUS)
+			tLo, tHi = min(tLo, r.Temp), max(tHi, r.Temp)
+		}
+		if hasP {
+			for i := range rs {
+				r := &rs[i]
+				pg.press = append(pg.press, r.PressurePa())
+				pLo, pHi = min(pLo, r.Press), max(pHi, r.Press)
+			}
+		} else {
+			bw.pressNulls += int64(n)
+		}
+		if hasH {
+			for i := range rs {
+				r := &rs[i]
+				pg.hum = append(pg.hum, r.HumidityRH())
+				hLo, hHi = min(hLo, r.Hum), max(hHi, r.Hum)
+			}
+		} else {
+			bw.humNulls += int64(n)
+		}
 	}
+	pg.addDef(colPress, hasP, n)
+	pg.addDef(colHum, hasH, n)
 	bw.tsLo, bw.tsHi, bw.tempLo, bw.tempHi = tsLo, tsHi, tLo, tHi
 	bw.pressLo, bw.pressHi, bw.humLo, bw.humHi = pLo, pHi, hLo, hHi
 	pg.fresh = slices.Grow(pg.fresh, n/8+2)[:(k+n+7)/8]
@@ -357,6 +399,20 @@ func (bw *BronzeWriter) Write(rs []wire.Reading, tmpl *schema.BronzeRow) {
 	if pg.rows >= bronzePageRows {
 		bw.flushPage()
 	}
+}
+
+// addDef adds n definition levels (1: present, 0: null) to an optional column.
+func (pg *bronzePage) addDef(col int, present bool, n int) {
+	var lvl uint32
+	if present {
+		lvl = 1
+	}
+	defs := pg.defs[col]
+	if l := len(defs) - 1; l >= 0 && defs[l].idx == lvl {
+		defs[l].n += uint32(n)
+		return
+	}
+	pg.defs[col] = append(defs, bronzeRun{idx: lvl, n: uint32(n)})
 }
 
 func (pg *bronzePage) addRun(col int, idx uint32, n int) {
@@ -394,8 +450,11 @@ func (bw *BronzeWriter) flushPage() {
 			} else if c == colHum {
 				v = pg.hum
 			}
+			if c != colTemp {
+				body = appendDefLevels(body, pg.defs[c])
+			}
 			bw.idx = slices.Grow(bw.idx[:0], len(v))[:len(v)]
-			if d := bw.fdicts[c]; d.indexes(v, bw.idx) {
+			if d := bw.fdicts[c]; len(v) > 0 && d.indexes(v, bw.idx) {
 				enc, body = format.RLEDictionary, appendBitPacked(body, bw.idx, len(d.vals))
 			} else {
 				enc, body = format.Plain, append(body, le64(v)...)
@@ -418,7 +477,22 @@ func (bw *BronzeWriter) flushPage() {
 	pg.fresh = pg.fresh[:0]
 	for c := range pg.runs {
 		pg.runs[c] = pg.runs[c][:0]
+		pg.defs[c] = pg.defs[c][:0]
 	}
+}
+
+// appendDefLevels appends a v1 data page's definition levels of a flat
+// optional column: their length (4 bytes, little-endian), then one RLE run
+// (bit width 1) per bronzeRun.
+func appendDefLevels(b []byte, runs []bronzeRun) []byte {
+	at := len(b)
+	b = append(b, 0, 0, 0, 0)
+	for _, r := range runs {
+		b = binary.AppendUvarint(b, uint64(r.n)<<1)
+		b = append(b, byte(r.idx))
+	}
+	binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	return b
 }
 
 // appendRuns appends an RLE_DICTIONARY page body: the bit width of the
@@ -508,14 +582,21 @@ var bronzeFileTemplate = sync.OnceValues(func() (*format.FileMetaData, error) {
 func (bw *BronzeWriter) Stats() Stats {
 	vals := func(dev, src string, ts int64, temp int32, press, hum uint32, boot, seq, recv int64) map[string]any {
 		r := wire.Reading{Temp: temp, Press: press, Hum: hum}
-		return map[string]any{"device": dev, "ts": FormatStatsTime(ts), "temp_c": r.TempC(),
-			"pressure_pa": r.PressurePa(), "humidity_rh": r.HumidityRH(), "boot": boot, "seq": seq,
-			"received_at": FormatStatsTime(recv), "source": src}
+		m := map[string]any{"device": dev, "ts": FormatStatsTime(ts), "temp_c": r.TempC(),
+			"boot": boot, "seq": seq, "received_at": FormatStatsTime(recv), "source": src}
+		if bw.pressNulls < bw.n { // a bound only of present values
+			m["pressure_pa"] = r.PressurePa()
+		}
+		if bw.humNulls < bw.n {
+			m["humidity_rh"] = r.HumidityRH()
+		}
+		return m
 	}
 	nulls := map[string]int64{}
 	for _, c := range bronzeColumns {
 		nulls[c] = 0
 	}
+	nulls["pressure_pa"], nulls["humidity_rh"] = bw.pressNulls, bw.humNulls
 	return Stats{NumRecords: bw.n,
 		MinValues: vals(bw.devLo, bw.srcLo, bw.tsLo, bw.tempLo, bw.pressLo, bw.humLo, bw.bootLo, bw.seqLo, bw.recvLo),
 		MaxValues: vals(bw.devHi, bw.srcHi, bw.tsHi, bw.tempHi, bw.pressHi, bw.humHi, bw.bootHi, bw.seqHi, bw.recvHi),

@@ -358,6 +358,27 @@ func copyFile[T any](ctx context.Context, t *Table, f AddFile, w *parquet.Generi
 	if err != nil {
 		return fmt.Errorf("compacting data file %s of %s: %w: %w", f.Path, t.name, ErrCannotCompact, err)
 	}
+	if plan.widen { // required columns into nullable fields (a file from before they were nullable): same values
+		k := 0
+		flush := func() error {
+			if _, err := w.Write(chunk[:k]); err != nil {
+				return fmt.Errorf("encoding parquet: %w", err)
+			}
+			k = 0
+			return nil
+		}
+		err := eachRow(pf, plan, nil, func(row T) error {
+			chunk[k] = row
+			if k++; k == len(chunk) {
+				return flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("reading data file %s of %s: %w", f.Path, t.name, err)
+		}
+		return flush()
+	}
 	if !plan.fast {
 		return fmt.Errorf("compacting data file %s of %s: %w: its columns need conversion", f.Path, t.name, ErrCannotCompact)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +32,7 @@ func bronzeRows(n int, device string, base int64) []schema.BronzeRow {
 	rows := make([]schema.BronzeRow, n)
 	for i := range rows {
 		rows[i] = schema.BronzeRow{Device: device, TS: base + int64(i)*2500, TempC: 20 + float64(i)/100,
-			PressurePa: 101325, HumidityRH: 40, Fresh: i%3 == 0, Boot: 7, Seq: int64(i/400 + 1), ReceivedAt: base + 1e6, Source: "mqtt"}
+			PressurePa: schema.Float(101325), HumidityRH: schema.Float(40), Fresh: i%3 == 0, Boot: 7, Seq: int64(i/400 + 1), ReceivedAt: base + 1e6, Source: "mqtt"}
 	}
 	return rows
 }
@@ -148,7 +149,7 @@ func TestWriteReadBronze(t *testing.T) {
 	}
 	sortBronze(got)
 	sortBronze(want)
-	if !slices.Equal(got, want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("read %d rows, want %d (first %+v vs %+v)", len(got), len(want), got[0], want[0])
 	}
 	checkLog(t, l, schema.Bronze)
@@ -196,7 +197,7 @@ func TestPartitionedGoldAndCheckpoint(t *testing.T) {
 	var want []schema.GoldRow
 	for i := range 25 {
 		dev := fmt.Sprintf("dev-%d", i%4)
-		rows := []schema.GoldRow{{Device: dev, WindowStart: int64(i) * 1e6, N: 8, Windows: 8, TempC: float64(i), PressurePa: 1e5, HumidityRH: 50}}
+		rows := []schema.GoldRow{{Device: dev, WindowStart: int64(i) * 1e6, N: 8, Windows: 8, TempC: float64(i), PressurePa: schema.Float(1e5), HumidityRH: schema.Float(50)}}
 		add, err := delta.WriteFile(ctx, tb, rows, map[string]string{"device": dev})
 		if err != nil {
 			t.Fatal(err)
@@ -240,7 +241,7 @@ func TestPartitionedGoldAndCheckpoint(t *testing.T) {
 	}
 	key := func(a, b schema.GoldRow) int { return int(a.WindowStart - b.WindowStart) }
 	slices.SortFunc(got, key)
-	if !slices.Equal(got, want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 	// Only dev-1's files.

@@ -69,20 +69,26 @@ type colPlan struct {
 	col      int // leaf column index in the file
 	conv     conv
 	optional bool
+	ptr      bool // the field is a pointer (a nullable column): a null leaves it nil
 }
 
 // filePlan is how one data file is read into rows of T.
 type filePlan struct {
 	cols []colPlan
 	fast bool // parquet-go's GenericReader reads the file exactly
+	// widen: not fast only because required columns fill pointer fields
+	// (a file written before its column became nullable): read row by row,
+	// the values are the same.
+	widen bool
 }
 
 // rowField is a field of a row type: its column name and how to set it.
 type rowField struct {
 	name  string
 	index []int
-	kind  reflect.Kind
+	kind  reflect.Kind // of the pointed-to type when ptr
 	ts    bool
+	ptr   bool
 }
 
 func rowFields(t reflect.Type) []rowField {
@@ -105,7 +111,11 @@ func rowFields(t reflect.Type) []rowField {
 			}
 			opts = o
 		}
-		out = append(out, rowField{name: name, index: f.Index, kind: f.Type.Kind(), ts: strings.Contains(opts, "timestamp")})
+		rf := rowField{name: name, index: f.Index, kind: f.Type.Kind(), ts: strings.Contains(opts, "timestamp")}
+		if rf.kind == reflect.Pointer {
+			rf.ptr, rf.kind = true, f.Type.Elem().Kind()
+		}
+		out = append(out, rf)
 	}
 	return out
 }
@@ -116,7 +126,7 @@ func rowFields(t reflect.Type) []rowField {
 func planFile[T any](pf *parquet.File, ri *readInfo, partition map[string]string) (*filePlan, error) {
 	fields := rowFields(reflect.TypeFor[T]())
 	top := pf.Schema().Fields()
-	plan := &filePlan{fast: true}
+	plan := &filePlan{fast: true, widen: true}
 	for _, rf := range fields {
 		if _, ok := partition[rf.name]; ok {
 			if rf.kind != reflect.String {
@@ -164,11 +174,20 @@ func planFile[T any](pf *parquet.File, ri *readInfo, partition map[string]string
 		if err != nil {
 			return nil, fmt.Errorf("column %s: %w", rf.name, err)
 		}
-		cp := colPlan{name: rf.name, field: rf.index, kind: rf.kind, col: leaf.ColumnIndex, conv: c, optional: node.Optional()}
-		if c != convSame || cp.optional || node.Name() != rf.name || byID >= 0 {
+		if rf.ptr && rf.ts {
+			return nil, fmt.Errorf("column %s: a nullable timestamp field: %w", rf.name, ErrUnsupported)
+		}
+		cp := colPlan{name: rf.name, field: rf.index, kind: rf.kind, col: leaf.ColumnIndex, conv: c, optional: node.Optional(), ptr: rf.ptr}
+		if c != convSame || cp.optional != cp.ptr || node.Name() != rf.name || byID >= 0 {
 			plan.fast = false
 		}
+		if c != convSame || cp.optional && !cp.ptr || node.Name() != rf.name || byID >= 0 {
+			plan.widen = false
+		}
 		plan.cols = append(plan.cols, cp)
+	}
+	if plan.fast {
+		plan.widen = false
 	}
 	return plan, nil
 }
@@ -279,6 +298,15 @@ func int96Micros(v [3]uint32) (int64, error) {
 
 // setValue converts v as c says and stores it in field f.
 func (c *colPlan) setValue(f reflect.Value, v parquet.Value) error {
+	if c.ptr {
+		if v.IsNull() {
+			f.SetZero()
+			return nil
+		}
+		p := reflect.New(f.Type().Elem())
+		f.Set(p)
+		f = p.Elem()
+	}
 	if v.IsNull() {
 		return fmt.Errorf("null in column %s: %w", c.name, ErrInexact)
 	}
@@ -354,6 +382,19 @@ func readRows[T any](pf *parquet.File, plan *filePlan, dv *roaring64.Bitmap, out
 			}
 		}
 	}
+	err := eachRow(pf, plan, dv, func(t T) error {
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachRow reads the rows of pf one by one by plan (with conversions),
+// leaving out those dv deletes, and passes each to emit.
+func eachRow[T any](pf *parquet.File, plan *filePlan, dv *roaring64.Bitmap, emit func(T) error) error {
 	ncols := len(pf.Schema().Columns())
 	vals := make([]parquet.Value, ncols)
 	seen := make([]bool, ncols)
@@ -381,30 +422,33 @@ func readRows[T any](pf *parquet.File, plan *filePlan, dv *roaring64.Bitmap, out
 					cp := &plan.cols[i]
 					if !seen[cp.col] {
 						_ = rr.Close()
-						return nil, fmt.Errorf("column %s: no value in row %d: %w", cp.name, row-1, ErrCorruptFile)
+						return fmt.Errorf("column %s: no value in row %d: %w", cp.name, row-1, ErrCorruptFile)
 					}
 					if err := cp.setValue(tv.FieldByIndex(cp.field), vals[cp.col]); err != nil {
 						_ = rr.Close()
-						return nil, err
+						return err
 					}
 				}
-				out = append(out, t)
+				if err := emit(t); err != nil {
+					_ = rr.Close()
+					return err
+				}
 			}
 			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {
 				_ = rr.Close()
-				return nil, fmt.Errorf("%w: %v", ErrCorruptFile, err)
+				return fmt.Errorf("%w: %v", ErrCorruptFile, err)
 			}
 			if n == 0 {
 				_ = rr.Close()
-				return nil, fmt.Errorf("%w: no progress", ErrCorruptFile)
+				return fmt.Errorf("%w: no progress", ErrCorruptFile)
 			}
 		}
 		if err := rr.Close(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrCorruptFile, err)
+			return fmt.Errorf("%w: %v", ErrCorruptFile, err)
 		}
 	}
-	return out, nil
+	return nil
 }

@@ -70,6 +70,60 @@ type Table struct {
 	// unsynced is set when a data file was written without being made
 	// durable (lake.GroupWriter); Commit syncs before it commits.
 	unsynced atomic.Bool
+	// optional are the columns T may hold nulls in (pointer fields).
+	optional []string
+	// conflicts counts commits that lost a race (another writer took the
+	// version) and were retried at the next version.
+	conflicts atomic.Int64
+}
+
+// Conflicts returns how many commit attempts of this Table lost the race
+// for a version to another writer (each then retried at the next version).
+func (t *Table) Conflicts() int64 { return t.conflicts.Load() }
+
+// relaxNullability makes the table's columns that this Table's row type
+// may leave null (pressure and humidity since issue 13) nullable, with a
+// metaData commit (what Spark's ALTER TABLE … ALTER COLUMN … DROP NOT NULL
+// writes), if the table declares any of them NOT NULL. Everything else of
+// the schema string is kept as it is.
+func (t *Table) relaxNullability(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		md := t.snap.Metadata
+		var sch map[string]any
+		if err := json.Unmarshal([]byte(md.SchemaString), &sch); err != nil {
+			return fmt.Errorf("%w: schema: %v", ErrCorruptLog, err)
+		}
+		fields, _ := sch["fields"].([]any)
+		changed := false
+		for _, f := range fields {
+			fm, ok := f.(map[string]any)
+			if !ok || !slices.Contains(t.optional, fmt.Sprint(fm["name"])) {
+				continue
+			}
+			if n, ok := fm["nullable"].(bool); ok && !n {
+				fm["nullable"] = true
+				changed = true
+			}
+		}
+		if !changed {
+			return nil
+		}
+		b, err := json.Marshal(sch)
+		if err != nil {
+			return err
+		}
+		md.SchemaString = string(b)
+		_, err = t.Commit(ctx, []Action{{MetaData: &md}}, "CHANGE COLUMN")
+		if err == nil || !errors.Is(err, ErrConflict) || attempt >= 3 {
+			if err != nil {
+				return fmt.Errorf("making columns %v nullable: %w", t.optional, err)
+			}
+			return nil
+		}
+		if err := t.Refresh(ctx); err != nil {
+			return err
+		}
+	}
 }
 
 // Open opens table, creating it (version 0: protocol and metaData with T's
@@ -99,6 +153,11 @@ func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (
 		opts.MaxRetries = 100
 	}
 	t := &Table{l: l, name: table, opts: opts, schema: schema}
+	for _, f := range parquet.SchemaOf(new(T)).Fields() {
+		if f.Optional() {
+			t.optional = append(t.optional, f.Name())
+		}
+	}
 	for {
 		snap, err := load(ctx, l, table, true)
 		if err == nil {
@@ -119,6 +178,9 @@ func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (
 				t.lastCP = snap.Version - snap.Version%int64(opts.CheckpointInterval)
 			}
 			t.lastCPBytes, t.lastCPTime = snap.checkpointBytes, opts.Now()
+			if err := t.relaxNullability(ctx); err != nil {
+				return nil, fmt.Errorf("opening delta table %s: %w", table, err)
+			}
 			if err := t.addProperties(ctx); err != nil {
 				return nil, fmt.Errorf("opening delta table %s: %w", table, err)
 			}
@@ -284,6 +346,7 @@ func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id st
 		if !errors.Is(err, lake.ErrExists) {
 			return 0, fmt.Errorf("committing version %d to %s: %w", v, t.name, err)
 		}
+		t.conflicts.Add(1)
 		if attempt >= t.opts.MaxRetries {
 			return 0, fmt.Errorf("committing to %s: gave up after %d concurrent commits: %w", t.name, attempt, ErrConflict)
 		}
@@ -367,11 +430,37 @@ func (t *Table) writable(actions []Action) error {
 			}
 		}
 	}
+	if err := checkNotNull(got, actions); err != nil {
+		return err
+	}
 	cs, err := tableConstraints(s.Metadata)
 	if err != nil {
 		return err
 	}
 	return checkConstraints(cs, got, actions)
+}
+
+// checkNotNull refuses added files with nulls (by their statistics) in a
+// column the table declares NOT NULL (nullable false).
+func checkNotNull(schema StructType, actions []Action) error {
+	for _, a := range actions {
+		if a.Add == nil || !a.Add.DataChange {
+			continue
+		}
+		for _, f := range schema.Fields {
+			if f.Nullable {
+				continue
+			}
+			st, err := a.Add.ParsedStats()
+			if err != nil {
+				return fmt.Errorf("file %s: %w: %w", a.Add.Path, ErrConstraint, err)
+			}
+			if st.NumRecords > 0 && st.NullCount[f.Name] != 0 {
+				return fmt.Errorf("file %s: %w: column %s is NOT NULL and the file has nulls in it", a.Add.Path, ErrConstraint, f.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // schemaWritable returns an error unless files with schema ours can be

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 type published struct {
@@ -79,11 +80,8 @@ func TestResendRequests(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); a.RunResendRequests(ctx, src, 5*time.Millisecond) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(got()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(30 * time.Millisecond)
+	testwait.Until(t, "a resend request", func() bool { return len(got()) > 0 })
+	time.Sleep(30 * time.Millisecond) // would another go out?
 	cancel()
 	<-done
 	want := []published{{wire.AckTopic("dev-a"), wire.Ack{Boot: 7, Resend: [][2]uint64{{4, 6}}}}}

@@ -31,18 +31,14 @@ import (
 //     same system properties, so it lands once.
 //   - time: the enqueued time (the simulator sends none of its own).
 //   - values: temperature (°C) and humidity (%RH) in the BME280's fixed point;
-//     pressure (Pa, or hPa when 300..1100) when the message has one.
-//
-// A message without pressure cannot be stored yet: pilake's bronze, silver and
-// gold hold pressure as a required column, so a reading without one would need
-// a made-up value. Such records are quarantined with ErrNoPressure's reason
-// until the tables take a null pressure (issue 13).
+//     pressure (Pa, or hPa when 300..1100) when the message has one. The
+//     simulator's own messages have none: the batch is flagged
+//     wire.FlagNoPressure and the lake stores the reading's pressure as null
+//     (silver, gold and the rollups aggregate pressure over the readings that
+//     have one).
 
 // ErrNotSimulator means a routing record's body is not a simulator message.
 var ErrNotSimulator = errors.New("not a Raspberry Pi simulator message")
-
-// ErrNoPressure is the quarantine reason of simulator messages without pressure.
-var ErrNoPressure = errors.New("simulator message has no pressure, and pilake's tables cannot store a reading without one yet (a null pressure needs nullable bronze/silver/gold columns)")
 
 // SimulatorMessage is the simulator's message.
 type SimulatorMessage struct {
@@ -172,19 +168,22 @@ func SimulatorBatch(rec RoutingRecord) (*wire.Batch, error) {
 	if !ok {
 		return nil, fmt.Errorf("simulator humidity %g %%RH outside 0..100", *m.Humidity)
 	}
+	r.Temp, r.Hum = int32(t), uint32(hu)
+	var flags uint8
 	if m.Pressure == nil {
-		return nil, ErrNoPressure
+		flags = wire.FlagNoPressure // stored as null
+	} else {
+		pa := *m.Pressure
+		if pa >= 300 && pa <= 1100 {
+			pa *= 100 // hPa, as most BME280 sketches send it
+		}
+		p, ok := fixedPoint(pa, 256, wire.MinPress, wire.MaxPress)
+		if !ok {
+			return nil, fmt.Errorf("simulator pressure %g outside 30000..110000 Pa (or 300..1100 hPa)", *m.Pressure)
+		}
+		r.Press = uint32(p)
 	}
-	pa := *m.Pressure
-	if pa >= 300 && pa <= 1100 {
-		pa *= 100 // hPa, as most BME280 sketches send it
-	}
-	p, ok := fixedPoint(pa, 256, wire.MinPress, wire.MaxPress)
-	if !ok {
-		return nil, fmt.Errorf("simulator pressure %g outside 30000..110000 Pa (or 300..1100 hPa)", *m.Pressure)
-	}
-	r.Temp, r.Hum, r.Press = int32(t), uint32(hu), uint32(p)
-	b := &wire.Batch{DeviceID: dev, BootID: h.Sum64(), Seq: uint64(rec.EnqueuedTime.UnixNano() / 100), Readings: []wire.Reading{r}}
+	b := &wire.Batch{DeviceID: dev, BootID: h.Sum64(), Seq: uint64(rec.EnqueuedTime.UnixNano() / 100), Flags: flags, Readings: []wire.Reading{r}}
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}

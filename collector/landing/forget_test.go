@@ -7,14 +7,15 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // TestLanderForgetsIdleStreams: a stream nothing was landed in for
 // ForgetAfter leaves the Lander's memory; its redelivered batch then lands
 // again (the stages keep one copy), and a live stream is kept.
 func TestLanderForgetsIdleStreams(t *testing.T) {
-	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	ld, err := landing.New(landing.Options{Lake: lake.NewMemory(), Now: func() time.Time { return now }, ForgetAfter: time.Hour})
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	ld, err := landing.New(landing.Options{Lake: lake.NewMemory(), Clock: clk, ForgetAfter: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +23,7 @@ func TestLanderForgetsIdleStreams(t *testing.T) {
 		t.Helper()
 		b := batch(dev, seq, 3)
 		for i := range b.Readings {
-			b.Readings[i].TimeUS = now.UnixMicro() + int64(i)
+			b.Readings[i].TimeUS = clk.Now().UnixMicro() + int64(i)
 		}
 		out, err := ld.Land(t.Context(), landing.Message{Data: encode(t, wire.Binary, b), Source: "mqtt", Device: dev})
 		if err != nil {
@@ -37,7 +38,7 @@ func TestLanderForgetsIdleStreams(t *testing.T) {
 		t.Fatal("redelivery before ForgetAfter not a duplicate")
 	}
 	for i := range 8 { // "stays" keeps sending
-		now = now.Add(10 * time.Minute)
+		clk.Advance(10 * time.Minute)
 		land("stays", uint64(i+2))
 	}
 	if n := ld.Streams(); n != 1 || ld.Stats().Forgotten.Load() != 1 {

@@ -15,6 +15,7 @@ import (
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // Message is one received batch, as the transport delivered it.
@@ -95,8 +96,9 @@ type Options struct {
 	// (landed, or a duplicate of one landed): what the collector's landing
 	// acks (ingest.Acker) report to the agents. It must not block.
 	OnDurable func(device string, boot, seq uint64)
-	// Now is the clock for ReceivedAt; default time.Now.
-	Now func() time.Time
+	// Clock tells the time: ReceivedAt, segment names, the new-device and
+	// quarantine rate limits, forgetting [clock.Real].
+	Clock clock.Clock
 	// NoGroupCommit makes every write durable on its own (PutIfAbsent) even
 	// when the lake offers group commit.
 	NoGroupCommit bool
@@ -201,8 +203,8 @@ func New(opts Options) (*Lander, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.Real
 	}
 	l := &Lander{opts: opts, log: opts.Logger, qlim: newQLimiter(opts.QuarantineLimit), gate: newDeviceGate(opts.NewDeviceLimit)}
 	l.stats.quarantined = map[string]*atomic.Uint64{}
@@ -268,7 +270,7 @@ func (l *Lander) Instance() string { return l.sw.instance }
 // failed, or ctx ended) means it must not be: it will be redelivered.
 func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 	if m.ReceivedAt.IsZero() {
-		m.ReceivedAt = l.opts.Now()
+		m.ReceivedAt = l.opts.Clock.Now()
 	}
 	b := newBatch()
 	if err := wire.Decode(m.Data, b); err != nil {
@@ -282,7 +284,7 @@ func (l *Lander) Land(ctx context.Context, m Message) (Outcome, error) {
 	}
 	// The bucket runs on the collector's clock, not on the receive time
 	// (a routing record's is its enqueue time, possibly days old).
-	if m.Peer == "" && !l.gate.admit(b.DeviceID, l.opts.Now()) {
+	if m.Peer == "" && !l.gate.admit(b.DeviceID, l.opts.Clock.Now()) {
 		ReleaseBatch(b)
 		l.stats.NewDeviceRefused.Add(1)
 		return 0, ErrNewDeviceRate
@@ -443,9 +445,9 @@ func (l *Lander) quarantine(ctx context.Context, m Message, kind, reason string)
 		peer = m.Source
 	}
 	topic, reason := redact.Clean(m.Topic, maxTopicLen), redact.Clean(reason, maxReasonLen)
-	if !l.qlim.allow(peer, len(m.Data), l.opts.Now()) {
+	if !l.qlim.allow(peer, len(m.Data), l.opts.Clock.Now()) {
 		n := l.stats.QuarantineDropped.Add(1)
-		if now := l.opts.Now().Unix(); now > l.lastDropLog.Load() && l.lastDropLog.CompareAndSwap(l.lastDropLog.Load(), now) {
+		if now := l.opts.Clock.Now().Unix(); now > l.lastDropLog.Load() && l.lastDropLog.CompareAndSwap(l.lastDropLog.Load(), now) {
 			l.log.Warn("quarantine limit reached; dropping rejected input without a record", "source", m.Source,
 				"peer", redact.Clean(peer, 80), "kind", kind, "reason", reason, "topic", topic, "dropped_total", n)
 		}
@@ -489,7 +491,7 @@ func classify(err error) string {
 // routing record or file.
 func (l *Lander) Quarantine(ctx context.Context, m Message, kind, reason string) error {
 	if m.ReceivedAt.IsZero() {
-		m.ReceivedAt = l.opts.Now()
+		m.ReceivedAt = l.opts.Clock.Now()
 	}
 	_, err := l.quarantine(ctx, m, kind, reason)
 	return err

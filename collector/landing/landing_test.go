@@ -18,6 +18,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/internal/clock"
 	"github.com/pilake/pilake/scripts/testenv"
 )
 
@@ -56,7 +57,8 @@ func testLander(t *testing.T, lk lake.Lake) {
 	ctx := t.Context()
 	sub := &submitted{}
 	now := time.Date(2026, 11, 24, 12, 0, 5, 0, time.UTC)
-	ld, err := landing.New(landing.Options{Lake: lk, Submit: sub.submit, Now: func() time.Time { return now }, Logger: quiet})
+	clk := clock.NewFake(now)
+	ld, err := landing.New(landing.Options{Lake: lk, Submit: sub.submit, Clock: clk, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // TestMismatchReasonNamesBothDevices: issue 16 item 11. The reason is built
@@ -96,8 +97,8 @@ func TestQuarantineLimitFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Now: func() time.Time { return now },
+	clk := clock.NewFake(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Clock: clk,
 		QuarantineLimit: landing.QuarantineLimit{PerSecond: 1, Burst: 10, BytesPerSecond: 1 << 20, BurstBytes: 1 << 20}})
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +122,7 @@ func TestQuarantineLimitFlood(t *testing.T) {
 	if err := ld.LandTopic(t.Context(), "pi-1", "pilake/v1/telemetry/pi-1", encode(t, wire.Binary, batch("pi-1", 1, 5))); err != nil || ld.Stats().Batches.Load() != 1 {
 		t.Errorf("a real batch did not land during the flood: %v", err)
 	}
-	now = now.Add(2 * time.Second) // two more inputs' worth
+	clk.Advance(2 * time.Second) // two more inputs' worth
 	ld.Land(t.Context(), landing.Message{Data: garbage[:20], Source: "mqtt", Peer: "attacker"})
 	if len(quarantined(t, lk)) != 24 {
 		t.Error("the limit did not refill")
@@ -158,8 +159,8 @@ func TestNewDeviceFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Now: func() time.Time { return now },
+	clk := clock.NewFake(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Clock: clk,
 		NewDeviceLimit: landing.NewDeviceLimit{PerSecond: 10, Burst: 100}})
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +185,7 @@ func TestNewDeviceFlood(t *testing.T) {
 			t.Fatalf("a known device during the flood: %v", err)
 		}
 	}
-	now = now.Add(time.Second)
+	clk.Advance(time.Second)
 	if err := ld.LandTopic(t.Context(), "", wire.TelemetryTopic("flood-999"), encode(t, wire.Binary, batch("flood-999", 1, 2))); err != nil {
 		t.Errorf("after the refill: %v", err)
 	}
@@ -197,8 +198,8 @@ func TestNewDeviceOldReceiveTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Now: func() time.Time { return now },
+	clk := clock.NewFake(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Clock: clk,
 		NewDeviceLimit: landing.NewDeviceLimit{PerSecond: 10, Burst: 5}})
 	if err != nil {
 		t.Fatal(err)
@@ -206,14 +207,14 @@ func TestNewDeviceOldReceiveTime(t *testing.T) {
 	for i := range 5 {
 		dev := "old-" + strconv.Itoa(i)
 		_, err := ld.Land(t.Context(), landing.Message{Data: encode(t, wire.Binary, batch(dev, 1, 2)),
-			ReceivedAt: now.Add(-5 * 24 * time.Hour), Source: "iothub"})
+			ReceivedAt: clk.Now().Add(-5 * 24 * time.Hour), Source: "iothub"})
 		if err != nil {
 			t.Fatalf("device %d of the burst, received 5 days ago: %v", i, err)
 		}
 	}
-	now = now.Add(time.Second) // refills 10 tokens (capped at the burst of 5)
+	clk.Advance(time.Second) // refills 10 tokens (capped at the burst of 5)
 	if _, err := ld.Land(t.Context(), landing.Message{Data: encode(t, wire.Binary, batch("late-new", 1, 2)),
-		ReceivedAt: now.Add(-5 * 24 * time.Hour), Source: "iothub"}); err != nil {
+		ReceivedAt: clk.Now().Add(-5 * 24 * time.Hour), Source: "iothub"}); err != nil {
 		t.Fatalf("a new device after the refill: %v", err)
 	}
 }

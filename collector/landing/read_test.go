@@ -7,6 +7,7 @@ import (
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 func TestReadLanded(t *testing.T) {
@@ -16,7 +17,8 @@ func TestReadLanded(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 24, 12, 0, 5, 0, time.UTC)
-	ld, err := landing.New(landing.Options{Lake: lk, Submit: (&submitted{}).submit, Now: func() time.Time { return now }, Logger: quiet})
+	clk := clock.NewFake(now)
+	ld, err := landing.New(landing.Options{Lake: lk, Submit: (&submitted{}).submit, Clock: clk, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

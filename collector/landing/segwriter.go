@@ -143,7 +143,7 @@ func (w *segWriter) flush() {
 			continue
 		}
 		w.counter++
-		s.name = SegmentName(w.l.opts.Now(), w.instance, w.counter)
+		s.name = SegmentName(w.l.opts.Clock.Now(), w.instance, w.counter)
 		w.cur = newSegment()
 		select { // a full signal for the segment just taken is stale
 		case <-w.full:
@@ -188,7 +188,7 @@ func (l *Lander) writeSegment(s *segment) error {
 		return err
 	}
 	l.stats.Segments.Add(1)
-	now := l.opts.Now().UnixMicro()
+	now := l.opts.Clock.Now().UnixMicro()
 	l.seen.addAll(s.keys, now)
 	l.maybeForget(now)
 	return nil

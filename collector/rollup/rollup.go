@@ -413,42 +413,83 @@ func Aggregate(rows []schema.SilverRow, width int64) []schema.SilverRow {
 }
 
 type accum struct {
-	row        schema.SilverRow
-	n          int
-	st, sh, sp float64 // Σ avg·count
-	ut, uh, up float64 // Σ avg (for count 0 rows)
+	row    schema.SilverRow
+	n      int
+	st, ut float64  // Σ avg·count, Σ avg (for count 0 rows)
+	h, p   optAccum // humidity and pressure: over the rows that have them
+}
+
+// optAccum accumulates a nullable quantity (humidity, pressure) over the
+// rows that have it; a bucket none of whose rows has it has none. The mean
+// is weighted by the rows' counts: exact when each window's readings all
+// have the value or none has (one sensor per device), as silver does not
+// say how many of a window's readings had it.
+type optAccum struct {
+	n      int
+	count  int64
+	s, u   float64 // Σ avg·count, Σ avg
+	lo, hi float64
+}
+
+func (o *optAccum) add(avg, lo, hi *float64, count int64) {
+	if avg == nil {
+		return
+	}
+	l, h := *avg, *avg
+	if lo != nil {
+		l = *lo
+	}
+	if hi != nil {
+		h = *hi
+	}
+	if o.n == 0 {
+		o.lo, o.hi = l, h
+	}
+	o.n++
+	o.count += count
+	o.s += *avg * float64(count)
+	o.u += *avg
+	o.lo, o.hi = min(o.lo, l), max(o.hi, h)
+}
+
+func (o *optAccum) done() (avg, lo, hi *float64) {
+	if o.n == 0 {
+		return nil, nil, nil
+	}
+	v := new([3]float64)
+	if o.count > 0 {
+		v[0] = o.s / float64(o.count)
+	} else {
+		v[0] = o.u / float64(o.n)
+	}
+	v[1], v[2] = o.lo, o.hi
+	return &v[0], &v[1], &v[2]
 }
 
 func (a *accum) add(x *schema.SilverRow) {
 	r := &a.row
 	if a.n == 0 {
 		r.TempMin, r.TempMax = x.TempMin, x.TempMax
-		r.HumidityMin, r.HumidityMax = x.HumidityMin, x.HumidityMax
-		r.PressureMin, r.PressureMax = x.PressureMin, x.PressureMax
 	}
 	a.n++
 	r.Count += x.Count
 	r.FreshCount += x.FreshCount
 	c := float64(x.Count)
 	a.st += x.TempAvg * c
-	a.sh += x.HumidityAvg * c
-	a.sp += x.PressureAvg * c
 	a.ut += x.TempAvg
-	a.uh += x.HumidityAvg
-	a.up += x.PressureAvg
+	a.h.add(x.HumidityAvg, x.HumidityMin, x.HumidityMax, x.Count)
+	a.p.add(x.PressureAvg, x.PressureMin, x.PressureMax, x.Count)
 	r.TempMin, r.TempMax = min(r.TempMin, x.TempMin), max(r.TempMax, x.TempMax)
-	r.HumidityMin, r.HumidityMax = min(r.HumidityMin, x.HumidityMin), max(r.HumidityMax, x.HumidityMax)
-	r.PressureMin, r.PressureMax = min(r.PressureMin, x.PressureMin), max(r.PressureMax, x.PressureMax)
 }
 
 func (a *accum) done() schema.SilverRow {
 	r := a.row
 	if r.Count > 0 {
-		c := float64(r.Count)
-		r.TempAvg, r.HumidityAvg, r.PressureAvg = a.st/c, a.sh/c, a.sp/c
+		r.TempAvg = a.st / float64(r.Count)
 	} else {
-		n := float64(a.n)
-		r.TempAvg, r.HumidityAvg, r.PressureAvg = a.ut/n, a.uh/n, a.up/n
+		r.TempAvg = a.ut / float64(a.n)
 	}
+	r.HumidityAvg, r.HumidityMin, r.HumidityMax = a.h.done()
+	r.PressureAvg, r.PressureMin, r.PressureMax = a.p.done()
 	return r
 }

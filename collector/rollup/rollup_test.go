@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
@@ -20,10 +21,58 @@ func silverRow(r *rand.Rand, dev string, ws int64) schema.SilverRow {
 	h := 40 + r.Float64()*10
 	p := 101000 + r.Float64()*500
 	c := int64(r.IntN(400))
-	return schema.SilverRow{Device: dev, WindowStart: ws, WindowEnd: ws + sec, Count: c, FreshCount: c / 4,
+	row := schema.SilverRow{Device: dev, WindowStart: ws, WindowEnd: ws + sec, Count: c, FreshCount: c / 4,
 		TempAvg: t, TempMin: t - r.Float64(), TempMax: t + r.Float64(),
-		HumidityAvg: h, HumidityMin: h - r.Float64(), HumidityMax: h + r.Float64(),
-		PressureAvg: p, PressureMin: p - r.Float64()*10, PressureMax: p + r.Float64()*10}
+		HumidityAvg: schema.Float(h), HumidityMin: schema.Float(h - r.Float64()), HumidityMax: schema.Float(h + r.Float64()),
+		PressureAvg: schema.Float(p), PressureMin: schema.Float(p - r.Float64()*10), PressureMax: schema.Float(p + r.Float64()*10)}
+	switch dev {
+	case "dev-b": // no pressure (the Azure simulator's)
+		row.PressureAvg, row.PressureMin, row.PressureMax = nil, nil, nil
+	case "dev-c": // no humidity (a BMP280) in the first hour
+		if ws%(2*3600*sec) < 3600*sec {
+			row.HumidityAvg, row.HumidityMin, row.HumidityMax = nil, nil, nil
+		}
+	}
+	return row
+}
+
+// fv is a nullable value, NaN for null.
+func fv(p *float64) float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return *p
+}
+
+// nanMin and nanMax ignore a NaN (no value) operand.
+func nanMin(a, b float64) float64 {
+	if math.IsNaN(a) {
+		return b
+	}
+	if math.IsNaN(b) {
+		return a
+	}
+	return math.Min(a, b)
+}
+
+func nanMax(a, b float64) float64 {
+	if math.IsNaN(a) {
+		return b
+	}
+	if math.IsNaN(b) {
+		return a
+	}
+	return math.Max(a, b)
+}
+
+// same3 compares per quantity, NaN (no value) equal to NaN.
+func same3(a, b [3]float64) bool {
+	for i := range a {
+		if a[i] != b[i] && !(math.IsNaN(a[i]) && math.IsNaN(b[i])) {
+			return false
+		}
+	}
+	return true
 }
 
 type combined struct {
@@ -45,9 +94,9 @@ func combine(rows []schema.SilverRow, width int64, before int64) map[[2]int64]ma
 			out[k] = map[string]*combined{}
 		}
 		c := out[k][x.Device]
-		v := [3]float64{x.TempAvg, x.HumidityAvg, x.PressureAvg}
-		lo := [3]float64{x.TempMin, x.HumidityMin, x.PressureMin}
-		hi := [3]float64{x.TempMax, x.HumidityMax, x.PressureMax}
+		v := [3]float64{x.TempAvg, fv(x.HumidityAvg), fv(x.PressureAvg)}
+		lo := [3]float64{x.TempMin, fv(x.HumidityMin), fv(x.PressureMin)}
+		hi := [3]float64{x.TempMax, fv(x.HumidityMax), fv(x.PressureMax)}
 		if c == nil {
 			c = &combined{min: lo, max: hi}
 			out[k][x.Device] = c
@@ -56,9 +105,12 @@ func combine(rows []schema.SilverRow, width int64, before int64) map[[2]int64]ma
 		c.count += x.Count
 		c.fresh += x.FreshCount
 		for i := range 3 {
+			if math.IsNaN(v[i]) {
+				continue // no value: not in the aggregate
+			}
 			c.sum[i] += v[i] * float64(x.Count)
-			c.min[i] = math.Min(c.min[i], lo[i])
-			c.max[i] = math.Max(c.max[i], hi[i])
+			c.min[i] = nanMin(c.min[i], lo[i])
+			c.max[i] = nanMax(c.max[i], hi[i])
 		}
 	}
 	return out
@@ -167,7 +219,7 @@ func TestTiersMatchSilver(t *testing.T) {
 					if gc.rows > 1 {
 						multi++
 					}
-					if gc.count != wc.count || gc.fresh != wc.fresh || gc.min != wc.min || gc.max != wc.max {
+					if gc.count != wc.count || gc.fresh != wc.fresh || !same3(gc.min, wc.min) || !same3(gc.max, wc.max) {
 						t.Fatalf("bucket %v of %s: got %+v want %+v", k, d, gc, wc)
 					}
 					for i := range 3 {
@@ -192,9 +244,9 @@ func combineTier(rows []schema.SilverRow, w int64) map[[2]int64]map[string]*comb
 			out[k] = map[string]*combined{}
 		}
 		c := out[k][x.Device]
-		lo := [3]float64{x.TempMin, x.HumidityMin, x.PressureMin}
-		hi := [3]float64{x.TempMax, x.HumidityMax, x.PressureMax}
-		v := [3]float64{x.TempAvg, x.HumidityAvg, x.PressureAvg}
+		lo := [3]float64{x.TempMin, fv(x.HumidityMin), fv(x.PressureMin)}
+		hi := [3]float64{x.TempMax, fv(x.HumidityMax), fv(x.PressureMax)}
+		v := [3]float64{x.TempAvg, fv(x.HumidityAvg), fv(x.PressureAvg)}
 		if c == nil {
 			c = &combined{min: lo, max: hi}
 			out[k][x.Device] = c
@@ -203,9 +255,12 @@ func combineTier(rows []schema.SilverRow, w int64) map[[2]int64]map[string]*comb
 		c.count += x.Count
 		c.fresh += x.FreshCount
 		for i := range 3 {
+			if math.IsNaN(v[i]) {
+				continue // no value: not in the aggregate
+			}
 			c.sum[i] += v[i] * float64(x.Count)
-			c.min[i] = math.Min(c.min[i], lo[i])
-			c.max[i] = math.Max(c.max[i], hi[i])
+			c.min[i] = nanMin(c.min[i], lo[i])
+			c.max[i] = nanMax(c.max[i], hi[i])
 		}
 	}
 	return out
@@ -221,7 +276,7 @@ func TestAggregateExact(t *testing.T) {
 	a := rollup.Aggregate(rows, 60*sec)
 	r.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
 	b := rollup.Aggregate(rows, 60*sec)
-	if len(a) != 1 || a[0] != b[0] {
+	if len(a) != 1 || !reflect.DeepEqual(a[0], b[0]) {
 		t.Fatalf("%+v vs %+v", a, b)
 	}
 	var n int64
@@ -232,6 +287,46 @@ func TestAggregateExact(t *testing.T) {
 	}
 	if a[0].Count != n || a[0].TempMin != mn || a[0].TempMax != mx || a[0].WindowEnd != 60*sec {
 		t.Errorf("%+v", a[0])
+	}
+}
+
+// TestAggregateNulls: humidity and pressure aggregate over the rows that
+// have them; a bucket where none has one has none (null), and its count
+// and temperature are still every row's.
+func TestAggregateNulls(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var rows []schema.SilverRow
+	for k := int64(0); k < 120; k++ {
+		x := silverRow(r, "d", k*sec)
+		x.PressureAvg, x.PressureMin, x.PressureMax = nil, nil, nil // none has pressure
+		if k%60 >= 30 {
+			x.HumidityAvg, x.HumidityMin, x.HumidityMax = nil, nil, nil // half of each bucket has humidity
+		}
+		rows = append(rows, x)
+	}
+	out := rollup.Aggregate(rows, 60*sec)
+	if len(out) != 2 {
+		t.Fatalf("%d buckets", len(out))
+	}
+	for b, a := range out {
+		var n int64
+		var hs float64
+		var hc int64
+		hmin, hmax := math.Inf(1), math.Inf(-1)
+		for _, x := range rows[b*60 : b*60+60] {
+			n += x.Count
+			if x.HumidityAvg != nil {
+				hs += *x.HumidityAvg * float64(x.Count)
+				hc += x.Count
+				hmin, hmax = math.Min(hmin, *x.HumidityMin), math.Max(hmax, *x.HumidityMax)
+			}
+		}
+		if a.Count != n || a.PressureAvg != nil || a.PressureMin != nil || a.PressureMax != nil {
+			t.Fatalf("bucket %d: count %d (want %d), pressure %v %v %v (want null)", b, a.Count, n, a.PressureAvg, a.PressureMin, a.PressureMax)
+		}
+		if a.HumidityAvg == nil || math.Abs(*a.HumidityAvg-hs/float64(hc)) > 1e-9 || *a.HumidityMin != hmin || *a.HumidityMax != hmax {
+			t.Fatalf("bucket %d: humidity %v %v %v, want %v %v %v", b, fv(a.HumidityAvg), fv(a.HumidityMin), fv(a.HumidityMax), hs/float64(hc), hmin, hmax)
+		}
 	}
 }
 

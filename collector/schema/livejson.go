@@ -46,12 +46,12 @@ func (u *LiveUpdate) AppendJSON(b []byte) ([]byte, error) {
 			b, ok = appendFloatField(b, `,"temp_avg":`, r.TempAvg, ok)
 			b, ok = appendFloatField(b, `,"temp_min":`, r.TempMin, ok)
 			b, ok = appendFloatField(b, `,"temp_max":`, r.TempMax, ok)
-			b, ok = appendFloatField(b, `,"pressure_avg":`, r.PressureAvg, ok)
-			b, ok = appendFloatField(b, `,"pressure_min":`, r.PressureMin, ok)
-			b, ok = appendFloatField(b, `,"pressure_max":`, r.PressureMax, ok)
-			b, ok = appendFloatField(b, `,"humidity_avg":`, r.HumidityAvg, ok)
-			b, ok = appendFloatField(b, `,"humidity_min":`, r.HumidityMin, ok)
-			b, ok = appendFloatField(b, `,"humidity_max":`, r.HumidityMax, ok)
+			b, ok = appendOptFloatField(b, `,"pressure_avg":`, r.PressureAvg, ok)
+			b, ok = appendOptFloatField(b, `,"pressure_min":`, r.PressureMin, ok)
+			b, ok = appendOptFloatField(b, `,"pressure_max":`, r.PressureMax, ok)
+			b, ok = appendOptFloatField(b, `,"humidity_avg":`, r.HumidityAvg, ok)
+			b, ok = appendOptFloatField(b, `,"humidity_min":`, r.HumidityMin, ok)
+			b, ok = appendOptFloatField(b, `,"humidity_max":`, r.HumidityMax, ok)
 			b = append(b, `,"final":`...)
 			b = strconv.AppendBool(b, r.Final)
 			b = append(b, '}')
@@ -77,8 +77,8 @@ func (u *LiveUpdate) AppendJSON(b []byte) ([]byte, error) {
 			b = append(b, `,"windows":`...)
 			b = strconv.AppendInt(b, int64(r.Windows), 10)
 			b, ok = appendFloatField(b, `,"temp_c":`, r.TempC, ok)
-			b, ok = appendFloatField(b, `,"pressure_pa":`, r.PressurePa, ok)
-			b, ok = appendFloatField(b, `,"humidity_rh":`, r.HumidityRH, ok)
+			b, ok = appendOptFloatField(b, `,"pressure_pa":`, r.PressurePa, ok)
+			b, ok = appendOptFloatField(b, `,"humidity_rh":`, r.HumidityRH, ok)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -114,6 +114,14 @@ func appendFloatField(b []byte, key string, f float64, ok bool) ([]byte, bool) {
 		}
 	}
 	return b, ok
+}
+
+// appendOptFloatField is appendFloatField of *f, or null when f is nil.
+func appendOptFloatField(b []byte, key string, f *float64, ok bool) ([]byte, bool) {
+	if f == nil {
+		return append(append(b, key...), "null"...), ok
+	}
+	return appendFloatField(b, key, *f, ok)
 }
 
 // appendString appends s as a JSON string. Device IDs are plain printable

@@ -15,6 +15,14 @@ import (
 // randFloat returns a finite float64 from every region encoding/json
 // formats differently: zero, tiny (exponent form), ordinary, huge
 // (exponent form from 1e21), integral, negative, and random bit patterns.
+// randOpt is a nullable column's value: nil (null) or randFloat's.
+func randOpt(r *rand.Rand) *float64 {
+	if r.IntN(4) == 0 {
+		return nil
+	}
+	return schema.Float(randFloat(r))
+}
+
 func randFloat(r *rand.Rand) float64 {
 	switch r.IntN(9) {
 	case 0:
@@ -64,8 +72,8 @@ func randUpdate(r *rand.Rand) schema.LiveUpdate {
 			u.Silver = append(u.Silver, schema.LiveSilver{SilverRow: schema.SilverRow{
 				Device: devices[r.IntN(len(devices))], WindowStart: i64(), WindowEnd: i64(), Count: i64(), FreshCount: i64(),
 				TempAvg: randFloat(r), TempMin: randFloat(r), TempMax: randFloat(r),
-				PressureAvg: randFloat(r), PressureMin: randFloat(r), PressureMax: randFloat(r),
-				HumidityAvg: randFloat(r), HumidityMin: randFloat(r), HumidityMax: randFloat(r),
+				PressureAvg: randOpt(r), PressureMin: randOpt(r), PressureMax: randOpt(r),
+				HumidityAvg: randOpt(r), HumidityMin: randOpt(r), HumidityMax: randOpt(r),
 			}, Final: r.IntN(2) == 0})
 		}
 	}
@@ -76,7 +84,7 @@ func randUpdate(r *rand.Rand) schema.LiveUpdate {
 		for range 1 + r.IntN(6) {
 			u.Gold = append(u.Gold, schema.GoldRow{
 				Device: devices[r.IntN(len(devices))], WindowStart: i64(), N: int32(r.Uint32()), Windows: int32(r.Uint32()),
-				TempC: randFloat(r), PressurePa: randFloat(r), HumidityRH: randFloat(r),
+				TempC: randFloat(r), PressurePa: randOpt(r), HumidityRH: randOpt(r),
 			})
 		}
 	}
@@ -136,10 +144,10 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 			WatermarkUS: 1764029999000000,
 			Silver: []schema.LiveSilver{{SilverRow: schema.SilverRow{Device: "pi-0042", WindowStart: 1764029999000000,
 				WindowEnd: 1764030000000000, Count: 400, FreshCount: 399, TempAvg: 21.53125, TempMin: 21.5, TempMax: 21.5625,
-				PressureAvg: 101325.17, PressureMin: 101324.9, PressureMax: 101325.5, HumidityAvg: 45.123,
-				HumidityMin: 44.9, HumidityMax: 45.6}, Final: true}},
+				PressureAvg: schema.Float(101325.17), PressureMin: schema.Float(101324.9), PressureMax: schema.Float(101325.5), HumidityAvg: schema.Float(45.123),
+				HumidityMin: schema.Float(44.9), HumidityMax: schema.Float(45.6)}, Final: true}},
 			Gold: []schema.GoldRow{{Device: "pi-0042", WindowStart: 1764029999000000, N: 8, Windows: 3,
-				TempC: 21.5, PressurePa: 101325, HumidityRH: 45}}})
+				TempC: 21.5, PressurePa: schema.Float(101325), HumidityRH: schema.Float(45)}}})
 	})
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 20_000 {
@@ -154,7 +162,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 func TestAppendJSONRefusesNonFinite(t *testing.T) {
 	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 		for _, u := range []schema.LiveUpdate{
-			{Silver: []schema.LiveSilver{{SilverRow: schema.SilverRow{HumidityMax: f}}}},
+			{Silver: []schema.LiveSilver{{SilverRow: schema.SilverRow{HumidityMax: schema.Float(f)}}}},
 			{Gold: []schema.GoldRow{{}, {TempC: f}}},
 		} {
 			if _, err := json.Marshal(u); err == nil {
@@ -177,8 +185,8 @@ func FuzzAppendJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, dev string, ts int64, a, b, c float64, n int32) {
 		u := schema.LiveUpdate{Device: dev, NewestCaptureUS: ts, PublishedUS: -ts, WatermarkUS: ts / 3,
 			Silver: []schema.LiveSilver{{SilverRow: schema.SilverRow{Device: dev, WindowStart: ts, TempAvg: a, TempMin: b,
-				TempMax: c, PressureAvg: a * b, HumidityMax: c / 7}, Final: n%2 == 0}},
-			Gold: []schema.GoldRow{{Device: dev, N: n, Windows: -n, TempC: a, PressurePa: b, HumidityRH: c}}}
+				TempMax: c, PressureAvg: schema.Float(a * b), HumidityMax: schema.Float(c / 7)}, Final: n%2 == 0}},
+			Gold: []schema.GoldRow{{Device: dev, N: n, Windows: -n, TempC: a, PressurePa: schema.Float(b), HumidityRH: schema.Float(c)}}}
 		if _, err := json.Marshal(u); err != nil {
 			if _, aerr := u.AppendJSON(nil); aerr == nil {
 				t.Fatalf("json.Marshal failed (%v) but AppendJSON did not", err)
@@ -196,12 +204,12 @@ func BenchmarkLiveUpdateJSON(b *testing.B) {
 	u.Gold = make([]schema.GoldRow, 6)
 	for i := range u.Silver {
 		u.Silver[i].SilverRow = schema.SilverRow{Device: "pi-0042", WindowStart: 1764029999000000, WindowEnd: 1764030000000000,
-			Count: 400, FreshCount: 399, TempAvg: 21.53125, TempMin: 21.5, TempMax: 21.5625, PressureAvg: 101325.17,
-			PressureMin: 101324.9, PressureMax: 101325.5, HumidityAvg: 45.123, HumidityMin: 44.9, HumidityMax: 45.6}
+			Count: 400, FreshCount: 399, TempAvg: 21.53125, TempMin: 21.5, TempMax: 21.5625, PressureAvg: schema.Float(101325.17),
+			PressureMin: schema.Float(101324.9), PressureMax: schema.Float(101325.5), HumidityAvg: schema.Float(45.123), HumidityMin: schema.Float(44.9), HumidityMax: schema.Float(45.6)}
 	}
 	for i := range u.Gold {
 		u.Gold[i] = schema.GoldRow{Device: "pi-0042", WindowStart: 1764029999000000, N: 8, Windows: 8,
-			TempC: 21.52345, PressurePa: 101325.0625, HumidityRH: 45.0123}
+			TempC: 21.52345, PressurePa: schema.Float(101325.0625), HumidityRH: schema.Float(45.0123)}
 	}
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()

@@ -3,7 +3,11 @@
 // Databricks, which read them.
 //
 // Timestamps are microseconds since the Unix epoch, UTC (Delta/Spark
-// "timestamp"). Values are SI floats: °C, Pa, %RH.
+// "timestamp"). Values are SI floats: °C, Pa, %RH. Pressure and humidity
+// are nullable (nil): a BMP280 has no humidity channel (wire.FlagNoHumidity)
+// and the Azure Raspberry Pi web simulator sends no pressure
+// (wire.FlagNoPressure). Aggregates of them (silver, gold, rollups) are
+// over the readings that have a value, and null when none has.
 package schema
 
 // Object name prefixes in the lake.
@@ -28,16 +32,16 @@ const (
 // BronzeRow is one reading. Partitioned by nothing (files are per commit);
 // Databricks clusters by device, ts.
 type BronzeRow struct {
-	Device     string  `parquet:"device" json:"device"`
-	TS         int64   `parquet:"ts,timestamp(microsecond)" json:"ts"`
-	TempC      float64 `parquet:"temp_c" json:"temp_c"`
-	PressurePa float64 `parquet:"pressure_pa" json:"pressure_pa"`
-	HumidityRH float64 `parquet:"humidity_rh" json:"humidity_rh"`
-	Fresh      bool    `parquet:"fresh" json:"fresh"`
-	Boot       int64   `parquet:"boot" json:"boot"` // the agent's boot id, as a signed 64-bit integer
-	Seq        int64   `parquet:"seq" json:"seq"`   // batch sequence number within the boot
-	ReceivedAt int64   `parquet:"received_at,timestamp(microsecond)" json:"received_at"`
-	Source     string  `parquet:"source" json:"source"` // "mqtt" or "iothub"
+	Device     string   `parquet:"device" json:"device"`
+	TS         int64    `parquet:"ts,timestamp(microsecond)" json:"ts"`
+	TempC      float64  `parquet:"temp_c" json:"temp_c"`
+	PressurePa *float64 `parquet:"pressure_pa,optional" json:"pressure_pa"` // nil: the reading has none (wire.FlagNoPressure)
+	HumidityRH *float64 `parquet:"humidity_rh,optional" json:"humidity_rh"` // nil: the reading has none (wire.FlagNoHumidity)
+	Fresh      bool     `parquet:"fresh" json:"fresh"`
+	Boot       int64    `parquet:"boot" json:"boot"` // the agent's boot id, as a signed 64-bit integer
+	Seq        int64    `parquet:"seq" json:"seq"`   // batch sequence number within the boot
+	ReceivedAt int64    `parquet:"received_at,timestamp(microsecond)" json:"received_at"`
+	Source     string   `parquet:"source" json:"source"` // "mqtt" or "iothub"
 }
 
 // SilverRow is one per-device event-time window (tumbling, default 1 s).
@@ -50,12 +54,14 @@ type SilverRow struct {
 	TempAvg     float64 `parquet:"temp_avg" json:"temp_avg"`
 	TempMin     float64 `parquet:"temp_min" json:"temp_min"`
 	TempMax     float64 `parquet:"temp_max" json:"temp_max"`
-	PressureAvg float64 `parquet:"pressure_avg" json:"pressure_avg"`
-	PressureMin float64 `parquet:"pressure_min" json:"pressure_min"`
-	PressureMax float64 `parquet:"pressure_max" json:"pressure_max"`
-	HumidityAvg float64 `parquet:"humidity_avg" json:"humidity_avg"`
-	HumidityMin float64 `parquet:"humidity_min" json:"humidity_min"`
-	HumidityMax float64 `parquet:"humidity_max" json:"humidity_max"`
+	// Pressure and humidity aggregates are over the window's readings that
+	// have the value; nil when none has.
+	PressureAvg *float64 `parquet:"pressure_avg,optional" json:"pressure_avg"`
+	PressureMin *float64 `parquet:"pressure_min,optional" json:"pressure_min"`
+	PressureMax *float64 `parquet:"pressure_max,optional" json:"pressure_max"`
+	HumidityAvg *float64 `parquet:"humidity_avg,optional" json:"humidity_avg"`
+	HumidityMin *float64 `parquet:"humidity_min,optional" json:"humidity_min"`
+	HumidityMax *float64 `parquet:"humidity_max,optional" json:"humidity_max"`
 }
 
 // SilverLateRow is a reading that arrived after its window was final.
@@ -74,9 +80,14 @@ type GoldRow struct {
 	N           int32   `parquet:"n" json:"n"`             // the moving average's length in windows
 	Windows     int32   `parquet:"windows" json:"windows"` // windows actually averaged (< N at the start of a device's history)
 	TempC       float64 `parquet:"temp_c" json:"temp_c"`
-	PressurePa  float64 `parquet:"pressure_pa" json:"pressure_pa"`
-	HumidityRH  float64 `parquet:"humidity_rh" json:"humidity_rh"`
+	// PressurePa and HumidityRH average the windows that have the value
+	// (nil when none of them has).
+	PressurePa *float64 `parquet:"pressure_pa,optional" json:"pressure_pa"`
+	HumidityRH *float64 `parquet:"humidity_rh,optional" json:"humidity_rh"`
 }
+
+// Float returns a pointer to v: a present value of a nullable column.
+func Float(v float64) *float64 { return &v }
 
 // LiveUpdate is what the collector publishes (JSON, QoS 0) on
 // wire.LiveTopic(device) each time it has folded a batch into silver and gold:

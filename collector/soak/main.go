@@ -151,7 +151,7 @@ func run(ctx context.Context, c config) error {
 	case err := <-runErr:
 		return err
 	}
-	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Now: clk.Now, Instance: instance,
+	lander, err := landing.New(landing.Options{Lake: lk, Logger: log, Clock: clk, Instance: instance,
 		Submit: p.Submit})
 	if err != nil {
 		return err

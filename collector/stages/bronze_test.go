@@ -29,6 +29,14 @@ import (
 type bronzeInput struct {
 	readings [][]wire.Reading
 	tmpls    []schema.BronzeRow
+	flags    []uint8 // per batch; nil: all 0
+}
+
+func (in bronzeInput) flag(k int) uint8 {
+	if in.flags == nil {
+		return 0
+	}
+	return in.flags[k]
 }
 
 // rows are the bronze rows the input stands for, built as the row-based
@@ -38,7 +46,13 @@ func (in bronzeInput) rows() []schema.BronzeRow {
 	for k, rs := range in.readings {
 		for _, r := range rs {
 			row := in.tmpls[k]
-			row.TS, row.TempC, row.PressurePa, row.HumidityRH, row.Fresh = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH(), r.Fresh
+			row.TS, row.TempC, row.Fresh = r.TimeUS, r.TempC(), r.Fresh
+			if in.flag(k)&wire.FlagNoPressure == 0 {
+				row.PressurePa = schema.Float(r.PressurePa())
+			}
+			if in.flag(k)&wire.FlagNoHumidity == 0 {
+				row.HumidityRH = schema.Float(r.HumidityRH())
+			}
 			rows = append(rows, row)
 		}
 	}
@@ -54,7 +68,7 @@ func (in bronzeInput) encode(t testing.TB, compatible bool) (*delta.BronzeWriter
 	bw := delta.NewBronzeWriter(compatible)
 	for k := range in.readings {
 		b := &wire.Batch{}
-		jobs <- bronzeJob{readings: in.readings[k], tmpl: in.tmpls[k], batch: b}
+		jobs <- bronzeJob{readings: in.readings[k], tmpl: in.tmpls[k], flags: in.flag(k), batch: b}
 	}
 	reply := make(chan *delta.BronzeWriter, 1)
 	jobs <- bronzeJob{cut: reply, next: delta.NewBronzeWriter(compatible)}
@@ -130,7 +144,32 @@ func testBronzeInputs() map[string]bronzeInput {
 		wide.readings = append(wide.readings, rs)
 		wide.tmpls = append(wide.tmpls, schema.BronzeRow{Device: "dev-w", Boot: 1, Seq: int64(k), ReceivedAt: t0, Source: "mqtt"})
 	}
-	return map[string]bronzeInput{"small": small, "big": big, "wide": wide}
+	// Batches without pressure and/or humidity (the simulator's, a BMP280's)
+	// among BME280 ones: null runs within and across pages, a page (the
+	// 65,536-reading batch's) with no pressure at all, a file whose
+	// humidity starts null.
+	var nulls bronzeInput
+	nsizes := []int{3, 400, 65536, 1, 700, 2}
+	nflags := []uint8{wire.FlagNoHumidity, 0, wire.FlagNoPressure, wire.FlagNoPressure | wire.FlagNoHumidity, wire.FlagNoPressure, 0}
+	for k := range 30 {
+		n := nsizes[k%len(nsizes)]
+		if k >= 6 && n > 700 {
+			n = 700
+		}
+		rs := make([]wire.Reading, n)
+		for i := range rs {
+			m := k*1000 + i
+			rs[i] = wire.Reading{TimeUS: t0 + int64(k)*1_000_000 + int64(i)*2500, Temp: int32(2150 + m%301 - 150),
+				Press: uint32(101325*256 + m%977), Hum: uint32(45*1024 + m%1031), Fresh: m%4 == 0}
+		}
+		nulls.readings = append(nulls.readings, rs)
+		nulls.flags = append(nulls.flags, nflags[k%len(nflags)])
+		nulls.tmpls = append(nulls.tmpls, schema.BronzeRow{Device: fmt.Sprintf("dev-%d", k%3), Boot: 7, Seq: int64(k + 1), ReceivedAt: t0, Source: "iothub"})
+	}
+	// No pressure anywhere: the column is all null.
+	nopress := bronzeInput{readings: nulls.readings[:4], tmpls: nulls.tmpls[:4],
+		flags: []uint8{wire.FlagNoPressure, wire.FlagNoPressure | wire.FlagNoHumidity, wire.FlagNoPressure, wire.FlagNoPressure}}
+	return map[string]bronzeInput{"small": small, "big": big, "wide": wide, "nulls": nulls, "nopress": nopress}
 }
 
 // TestBronzeRoundTrip encodes inputs in both modes and reads the files back
@@ -204,7 +243,7 @@ func compareBronzeRows(t *testing.T, reader string, got, want []schema.BronzeRow
 	}
 	bad := 0
 	for i := range want {
-		if got[i] != want[i] {
+		if !sameBronzeRow(got[i], want[i]) {
 			if bad++; bad <= 5 {
 				t.Errorf("%s: row %d = %+v, want %+v", reader, i, got[i], want[i])
 			}
@@ -213,6 +252,16 @@ func compareBronzeRows(t *testing.T, reader string, got, want []schema.BronzeRow
 	if bad > 0 {
 		t.Errorf("%s: %d of %d rows differ", reader, bad, len(want))
 	}
+}
+
+// sameBronzeRow compares rows by value (nullable columns are pointers).
+func sameBronzeRow(a, b schema.BronzeRow) bool {
+	same := func(x, y *float64) bool { return x == nil && y == nil || x != nil && y != nil && *x == *y }
+	if !same(a.PressurePa, b.PressurePa) || !same(a.HumidityRH, b.HumidityRH) {
+		return false
+	}
+	a.PressurePa, a.HumidityRH, b.PressurePa, b.HumidityRH = nil, nil, nil, nil
+	return a == b
 }
 
 // checkBronzeSchemaElements compares the file's schema elements with those
@@ -262,27 +311,48 @@ func checkBronzeEncodings(t *testing.T, data []byte, md *format.FileMetaData, co
 // bronzeStatsOf is the Delta statistics of rows, computed from the rows.
 func bronzeStatsOf(rows []schema.BronzeRow) delta.Stats {
 	lo, hi := rows[0], rows[0]
+	var pLo, pHi, hLo, hHi *float64
+	var pNull, hNull int64
 	for _, r := range rows {
 		lo.Device, hi.Device = min(lo.Device, r.Device), max(hi.Device, r.Device)
 		lo.TS, hi.TS = min(lo.TS, r.TS), max(hi.TS, r.TS)
 		lo.TempC, hi.TempC = min(lo.TempC, r.TempC), max(hi.TempC, r.TempC)
-		lo.PressurePa, hi.PressurePa = min(lo.PressurePa, r.PressurePa), max(hi.PressurePa, r.PressurePa)
-		lo.HumidityRH, hi.HumidityRH = min(lo.HumidityRH, r.HumidityRH), max(hi.HumidityRH, r.HumidityRH)
+		if p := r.PressurePa; p == nil {
+			pNull++
+		} else if pLo == nil {
+			pLo, pHi = schema.Float(*p), schema.Float(*p)
+		} else {
+			*pLo, *pHi = min(*pLo, *p), max(*pHi, *p)
+		}
+		if h := r.HumidityRH; h == nil {
+			hNull++
+		} else if hLo == nil {
+			hLo, hHi = schema.Float(*h), schema.Float(*h)
+		} else {
+			*hLo, *hHi = min(*hLo, *h), max(*hHi, *h)
+		}
 		lo.Boot, hi.Boot = min(lo.Boot, r.Boot), max(hi.Boot, r.Boot)
 		lo.Seq, hi.Seq = min(lo.Seq, r.Seq), max(hi.Seq, r.Seq)
 		lo.ReceivedAt, hi.ReceivedAt = min(lo.ReceivedAt, r.ReceivedAt), max(hi.ReceivedAt, r.ReceivedAt)
 		lo.Source, hi.Source = min(lo.Source, r.Source), max(hi.Source, r.Source)
 	}
-	vals := func(r schema.BronzeRow) map[string]any {
-		return map[string]any{"device": r.Device, "ts": delta.FormatStatsTime(r.TS), "temp_c": r.TempC,
-			"pressure_pa": r.PressurePa, "humidity_rh": r.HumidityRH, "boot": r.Boot, "seq": r.Seq,
-			"received_at": delta.FormatStatsTime(r.ReceivedAt), "source": r.Source}
+	vals := func(r schema.BronzeRow, p, h *float64) map[string]any {
+		m := map[string]any{"device": r.Device, "ts": delta.FormatStatsTime(r.TS), "temp_c": r.TempC,
+			"boot": r.Boot, "seq": r.Seq, "received_at": delta.FormatStatsTime(r.ReceivedAt), "source": r.Source}
+		if p != nil {
+			m["pressure_pa"] = *p
+		}
+		if h != nil {
+			m["humidity_rh"] = *h
+		}
+		return m
 	}
 	nulls := map[string]int64{}
 	for _, c := range []string{"device", "ts", "temp_c", "pressure_pa", "humidity_rh", "fresh", "boot", "seq", "received_at", "source"} {
 		nulls[c] = 0
 	}
-	return delta.Stats{NumRecords: int64(len(rows)), MinValues: vals(lo), MaxValues: vals(hi), NullCount: nulls}
+	nulls["pressure_pa"], nulls["humidity_rh"] = pNull, hNull
+	return delta.Stats{NumRecords: int64(len(rows)), MinValues: vals(lo, pLo, hLo), MaxValues: vals(hi, pHi, hHi), NullCount: nulls}
 }
 
 // readBronzeArrow reads a bronze file with Apache Arrow's Go reader.
@@ -322,8 +392,16 @@ func readBronzeArrow(t *testing.T, data []byte) []schema.BronzeRow {
 	each("device", func(i int, a arrow.Array, j int) { rows[i].Device = a.(*array.String).Value(j) })
 	each("ts", func(i int, a arrow.Array, j int) { rows[i].TS = int64(a.(*array.Timestamp).Value(j)) })
 	each("temp_c", func(i int, a arrow.Array, j int) { rows[i].TempC = a.(*array.Float64).Value(j) })
-	each("pressure_pa", func(i int, a arrow.Array, j int) { rows[i].PressurePa = a.(*array.Float64).Value(j) })
-	each("humidity_rh", func(i int, a arrow.Array, j int) { rows[i].HumidityRH = a.(*array.Float64).Value(j) })
+	each("pressure_pa", func(i int, a arrow.Array, j int) {
+		if !a.IsNull(j) {
+			rows[i].PressurePa = schema.Float(a.(*array.Float64).Value(j))
+		}
+	})
+	each("humidity_rh", func(i int, a arrow.Array, j int) {
+		if !a.IsNull(j) {
+			rows[i].HumidityRH = schema.Float(a.(*array.Float64).Value(j))
+		}
+	})
 	each("fresh", func(i int, a arrow.Array, j int) { rows[i].Fresh = a.(*array.Boolean).Value(j) })
 	each("boot", func(i int, a arrow.Array, j int) { rows[i].Boot = a.(*array.Int64).Value(j) })
 	each("seq", func(i int, a arrow.Array, j int) { rows[i].Seq = a.(*array.Int64).Value(j) })

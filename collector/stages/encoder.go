@@ -12,6 +12,7 @@ import (
 type bronzeJob struct {
 	readings []wire.Reading
 	tmpl     schema.BronzeRow
+	flags    uint8       // the batch's wire flags (which values it has)
 	batch    *wire.Batch // released once the readings are encoded, if set
 	cut      chan<- *delta.BronzeWriter
 	next     *delta.BronzeWriter
@@ -26,7 +27,7 @@ func encodeBronze(jobs <-chan bronzeJob, bw *delta.BronzeWriter, release func(*w
 			bw = j.next
 			continue
 		}
-		bw.Write(j.readings, &j.tmpl)
+		bw.WriteFlags(j.readings, &j.tmpl, j.flags)
 		if j.batch != nil {
 			release(j.batch)
 		}

@@ -69,6 +69,7 @@ func (f *folder) fold(b *wire.Batch, readings []wire.Reading, row schema.BronzeR
 	cur := -1 // index of the open window last used
 	f.touched = f.touched[:0]
 	var maxTS int64 = math.MinInt64
+	press, hum := b.Flags&wire.FlagNoPressure == 0, b.Flags&wire.FlagNoHumidity == 0
 	for i := range readings {
 		r := &readings[i]
 		maxTS = max(maxTS, r.TimeUS)
@@ -76,7 +77,14 @@ func (f *folder) fold(b *wire.Batch, readings []wire.Reading, row schema.BronzeR
 		if ws < d.ClosedBefore {
 			nlate++
 			lr := row
-			lr.TS, lr.TempC, lr.PressurePa, lr.HumidityRH, lr.Fresh = r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH(), r.Fresh
+			lr.TS, lr.TempC, lr.Fresh = r.TimeUS, r.TempC(), r.Fresh
+			lr.PressurePa, lr.HumidityRH = nil, nil
+			if press {
+				lr.PressurePa = schema.Float(r.PressurePa())
+			}
+			if hum {
+				lr.HumidityRH = schema.Float(r.HumidityRH())
+			}
 			f.late = append(f.late, schema.SilverLateRow{BronzeRow: lr, WindowStart: ws, Watermark: f.watermark(d)})
 			continue
 		}
@@ -98,7 +106,7 @@ func (f *folder) fold(b *wire.Batch, readings []wire.Reading, row schema.BronzeR
 				f.touched = append(f.touched, ws)
 			}
 		}
-		d.Open[cur].add(r)
+		d.Open[cur].add(r, press, hum)
 	}
 	if maxTS > d.MaxEvent {
 		d.MaxEvent = maxTS
@@ -138,26 +146,53 @@ func (f *folder) finalize(id string, d *device, w *window) {
 		copy(d.Hist, d.Hist[1:])
 		d.Hist = d.Hist[:f.maxN-1]
 	}
-	d.Hist = append(d.Hist, hist{Start: row.WindowStart, T: row.TempAvg, P: row.PressureAvg, H: row.HumidityAvg})
+	d.Hist = append(d.Hist, histOf(&row))
 	for _, n := range f.mas {
 		f.gold = append(f.gold, goldRow(id, d.Hist, n))
 	}
 }
 
-// goldRow averages the last n entries of h (fewer if h is shorter), oldest first.
+// histOf is a final (or provisional) window's entry in the gold history.
+func histOf(r *schema.SilverRow) hist {
+	e := hist{Start: r.WindowStart, T: r.TempAvg, P: math.NaN(), H: math.NaN()}
+	if r.PressureAvg != nil {
+		e.P = *r.PressureAvg
+	}
+	if r.HumidityAvg != nil {
+		e.H = *r.HumidityAvg
+	}
+	return e
+}
+
+// goldRow averages the last n entries of h (fewer if h is shorter), oldest
+// first: temperature over all of them, pressure and humidity over those
+// that have the value (nil when none has).
 func goldRow(id string, h []hist, n int) schema.GoldRow {
 	if len(h) > n {
 		h = h[len(h)-n:]
 	}
 	var t, p, hu float64
+	var np, nh int
 	for _, e := range h {
 		t += e.T
-		p += e.P
-		hu += e.H
+		if !math.IsNaN(e.P) {
+			p += e.P
+			np++
+		}
+		if !math.IsNaN(e.H) {
+			hu += e.H
+			nh++
+		}
 	}
-	k := float64(len(h))
-	return schema.GoldRow{Device: id, WindowStart: h[len(h)-1].Start, N: int32(n), Windows: int32(len(h)),
-		TempC: t / k, PressurePa: p / k, HumidityRH: hu / k}
+	g := schema.GoldRow{Device: id, WindowStart: h[len(h)-1].Start, N: int32(n), Windows: int32(len(h)),
+		TempC: t / float64(len(h))}
+	if np > 0 {
+		g.PressurePa = schema.Float(p / float64(np))
+	}
+	if nh > 0 {
+		g.HumidityRH = schema.Float(hu / float64(nh))
+	}
+	return g
 }
 
 // closeAll finalises every open window of every device (clean shutdown).
@@ -211,7 +246,7 @@ func (f *folder) fillLive(id string, d *device, live *schema.LiveUpdate, nfinal,
 				h = append(h, e)
 			}
 		}
-		h = append(h, hist{Start: ws, T: row.TempAvg, P: row.PressureAvg, H: row.HumidityAvg})
+		h = append(h, histOf(&row))
 		f.hscr = h
 		for _, n := range f.mas {
 			live.Gold = append(live.Gold, goldRow(id, h, n))

@@ -3,8 +3,10 @@ package stages
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -27,6 +29,22 @@ func genInput(rng *rand.Rand, devices, batches int) []*wire.Batch {
 				b.Readings = append(b.Readings, wire.Reading{TimeUS: ts, Temp: 1000 + rng.Int32N(3000), Press: 90000*256 + rng.Uint32N(1<<20),
 					Hum: rng.Uint32N(100 * 1024), Fresh: rng.IntN(3) == 0})
 				ts += 10_000 + rng.Int64N(50) // jitter
+			}
+			switch rng.IntN(16) { // some batches without pressure (the simulator's) or humidity (a BMP280's)
+			case 0:
+				b.Flags |= wire.FlagNoPressure
+			case 1:
+				b.Flags |= wire.FlagNoHumidity
+			case 2:
+				b.Flags |= wire.FlagNoPressure | wire.FlagNoHumidity
+			}
+			for i := range b.Readings {
+				if b.Flags&wire.FlagNoPressure != 0 {
+					b.Readings[i].Press = 0
+				}
+				if b.Flags&wire.FlagNoHumidity != 0 {
+					b.Readings[i].Hum = 0
+				}
 			}
 			out = append(out, b)
 			if rng.IntN(10) == 0 {
@@ -143,10 +161,10 @@ func TestPropertyOrderIndependentSilver(t *testing.T) {
 			if len(got.late) != 0 {
 				t.Fatalf("seed %d/%d: %d late readings", seed, k, len(got.late))
 			}
-			if g := sortedSilver(got.silver); !slices.Equal(g, want) {
+			if g := sortedSilver(got.silver); !reflect.DeepEqual(g, want) {
 				t.Fatalf("seed %d/%d: silver differs:\n%v\nwant\n%v", seed, k, g, want)
 			}
-			if g := sortedGold(got.gold); !slices.Equal(g, wantGold) {
+			if g := sortedGold(got.gold); !reflect.DeepEqual(g, wantGold) {
 				t.Fatalf("seed %d/%d: gold differs", seed, k)
 			}
 		}
@@ -206,7 +224,7 @@ func TestPropertyNothingLostAnyOrder(t *testing.T) {
 					w = &window{Start: k.ws}
 					exp[k] = w
 				}
-				w.add(r)
+				w.add(r, b.Flags&wire.FlagNoPressure == 0, b.Flags&wire.FlagNoHumidity == 0)
 			}
 		}
 		var sum int64
@@ -218,7 +236,7 @@ func TestPropertyNothingLostAnyOrder(t *testing.T) {
 			}
 			seen[k] = true
 			w := exp[k]
-			if w == nil || w.row(s.Device, sec) != s {
+			if w == nil || !reflect.DeepEqual(w.row(s.Device, sec), s) {
 				t.Fatalf("seed %d: silver %+v, want %+v", seed, s, w)
 			}
 			sum += s.Count
@@ -302,7 +320,7 @@ func TestDevicesCodecRoundTrip(t *testing.T) {
 	}
 	for id, d := range f.devices {
 		g := got[id]
-		if g == nil || g.MaxEvent != d.MaxEvent || g.ClosedBefore != d.ClosedBefore || !slices.Equal(g.Open, d.Open) || !slices.Equal(g.Hist, d.Hist) {
+		if g == nil || g.MaxEvent != d.MaxEvent || g.ClosedBefore != d.ClosedBefore || !slices.Equal(g.Open, d.Open) || !sameHist(g.Hist, d.Hist) {
 			t.Fatalf("device %s: %+v, want %+v", id, g, d)
 		}
 	}
@@ -322,6 +340,7 @@ func FuzzDecodeDevices(f *testing.F) {
 	f.Add(appendDevices(nil, ff.devices))
 	f.Add([]byte("PLSD1\x01\x01a\x00\x00\x00\x00"))
 	f.Add([]byte("PLSD1\xff\xff\xff\xff\x0f"))
+	f.Add([]byte("PLSD2\x01\x01a\x00\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		devs, err := decodeDevices(data)
 		if err != nil {
@@ -335,35 +354,67 @@ func FuzzDecodeDevices(f *testing.F) {
 	})
 }
 
-// TestDevicesGolden pins the binary state format (PLSD1): a state written by
-// an older build must load in a newer one. PILAKE_UPDATE_GOLDEN=1 rewrites it.
+// sameHist compares gold histories bit for bit (NaN: no value).
+func sameHist(a, b []hist) bool {
+	return slices.EqualFunc(a, b, func(x, y hist) bool {
+		return x.Start == y.Start && x.T == y.T && math.Float64bits(x.P) == math.Float64bits(y.P) && math.Float64bits(x.H) == math.Float64bits(y.H)
+	})
+}
+
+// TestDevicesGolden pins the binary state format (PLSD2): a state written by
+// an older build must load in a newer one. PILAKE_UPDATE_GOLDEN=1 rewrites
+// the PLSD2 file; the PLSD1 one (written before nullable pressure and
+// humidity) must still load, every reading having had both.
 func TestDevicesGolden(t *testing.T) {
-	devs := map[string]*device{"dev-1": {
-		MaxEvent: 1_767_225_612_345_678, ClosedBefore: 1_767_225_602_000_000,
-		Open: []window{{Start: 1_767_225_602_000_000, N: 400, Fresh: 100, TSum: 800000, TMin: 1990, TMax: 2010,
-			PSum: 400 * 101325 * 256, PMin: 101300 * 256, PMax: 101350 * 256, HSum: 400 * 40 * 1024, HMin: 39 * 1024, HMax: 41 * 1024}},
-		Hist: []hist{{Start: 1_767_225_600_000_000, T: 20.01, P: 101325.5, H: 40.25}, {Start: 1_767_225_601_000_000, T: 20.02, P: 101325.75, H: 40.5}},
-	}}
-	got := appendDevices(nil, devs)
-	const golden = "testdata/devices-v1.bin"
-	if os.Getenv("PILAKE_UPDATE_GOLDEN") == "1" {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
+	mk := func(pn, hn int64, p, h float64) map[string]*device {
+		return map[string]*device{"dev-1": {
+			MaxEvent: 1_767_225_612_345_678, ClosedBefore: 1_767_225_602_000_000,
+			Open: []window{{Start: 1_767_225_602_000_000, N: 400, Fresh: 100, TSum: 800000, TMin: 1990, TMax: 2010,
+				PN: pn, PSum: pn * 101325 * 256, PMin: 101300 * 256, PMax: 101350 * 256, HN: hn, HSum: hn * 40 * 1024, HMin: 39 * 1024, HMax: 41 * 1024}},
+			Hist: []hist{{Start: 1_767_225_600_000_000, T: 20.01, P: p, H: h}, {Start: 1_767_225_601_000_000, T: 20.02, P: 101325.75, H: 40.5}},
+		}}
+	}
+	same := func(a, b *device) bool {
+		return a != nil && b != nil && a.MaxEvent == b.MaxEvent && slices.Equal(a.Open, b.Open) && sameHist(a.Hist, b.Hist)
+	}
+	t.Run("v2", func(t *testing.T) {
+		devs := mk(300, 0, math.NaN(), 40.25) // a window with 100 readings without pressure, none with humidity
+		got := appendDevices(nil, devs)
+		const golden = "testdata/devices-v2.bin"
+		if os.Getenv("PILAKE_UPDATE_GOLDEN") == "1" {
+			if err := os.WriteFile(golden, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("encoding changed:\n got %x\nwant %x", got, want)
-	}
-	back, err := decodeDevices(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := back["dev-1"]
-	if d == nil || d.MaxEvent != devs["dev-1"].MaxEvent || !slices.Equal(d.Open, devs["dev-1"].Open) || !slices.Equal(d.Hist, devs["dev-1"].Hist) {
-		t.Fatalf("decoded %+v", d)
-	}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("encoding changed:\n got %x\nwant %x", got, want)
+		}
+		back, err := decodeDevices(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !same(back["dev-1"], devs["dev-1"]) {
+			t.Fatalf("decoded %+v", back["dev-1"])
+		}
+		if r := back["dev-1"].Open[0].row("dev-1", 1e6); r.PressureAvg == nil || *r.PressureAvg != 101325 || r.HumidityAvg != nil || r.Count != 400 {
+			t.Fatalf("row of the decoded window: %+v", r)
+		}
+	})
+	t.Run("v1", func(t *testing.T) {
+		want, err := os.ReadFile("testdata/devices-v1.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeDevices(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !same(back["dev-1"], mk(400, 400, 101325.5, 40.25)["dev-1"]) {
+			t.Fatalf("decoded %+v", back["dev-1"])
+		}
+	})
 }

@@ -40,15 +40,19 @@ type vectorBatch struct {
 	Readings [][5]any `json:"readings"`
 }
 
-// vectorInput makes batches of three devices: random 64-bit boot ids (above
+// vectorInput makes batches of four devices: random 64-bit boot ids (above
 // 2^53, one negative as bronze stores it), batches arriving out of order by
 // up to 14 s (so some readings are late for the 10 s lateness), a device
-// whose clock runs 40 s ahead of the others, gaps, and a reboot.
+// whose clock runs 40 s ahead of the others, gaps, and a reboot; and
+// missing values: the Azure simulator's device never has pressure, the
+// rebooted device comes back as a BMP280 (no humidity), and two of
+// pi-kitchen's batches have no pressure (windows with and without it).
 func vectorInput() []*wire.Batch {
 	rng := rand.New(rand.NewPCG(13, 2026))
 	var all []*wire.Batch
-	boots := map[string]uint64{"pi-kitchen": 0x9e3779b97f4a7c15, "pi-garage": 0x00f0_0000_0000_0001, "pi-fast-clock": 0x7fff_ffff_ffff_fff3}
-	for _, dev := range []string{"pi-kitchen", "pi-garage", "pi-fast-clock"} {
+	boots := map[string]uint64{"pi-kitchen": 0x9e3779b97f4a7c15, "pi-garage": 0x00f0_0000_0000_0001, "pi-fast-clock": 0x7fff_ffff_ffff_fff3,
+		"Raspberry_20Pi_20Web_20Client": 0xfedc_ba98_7654_3210}
+	for _, dev := range []string{"pi-kitchen", "pi-garage", "pi-fast-clock", "Raspberry_20Pi_20Web_20Client"} {
 		ts := int64(1_767_225_600)*sec + rng.Int64N(sec)
 		if dev == "pi-fast-clock" {
 			ts += 40 * sec
@@ -63,9 +67,24 @@ func vectorInput() []*wire.Batch {
 				seq = uint64(s - 8)
 			}
 			b := &wire.Batch{DeviceID: dev, BootID: boot, Seq: seq}
+			switch {
+			case dev == "Raspberry_20Pi_20Web_20Client":
+				b.Flags = wire.FlagNoPressure
+			case boot == 0x0123_4567_89ab_cdef:
+				b.Flags = wire.FlagNoHumidity
+			case dev == "pi-kitchen" && (s == 5 || s == 10):
+				b.Flags = wire.FlagNoPressure
+			}
 			for range 20 {
-				b.Readings = append(b.Readings, wire.Reading{TimeUS: ts, Temp: 1500 + rng.Int32N(1500), Press: 95000*256 + rng.Uint32N(1<<18),
-					Hum: 30*1024 + rng.Uint32N(40*1024), Fresh: rng.IntN(4) != 0})
+				r := wire.Reading{TimeUS: ts, Temp: 1500 + rng.Int32N(1500), Press: 95000*256 + rng.Uint32N(1<<18),
+					Hum: 30*1024 + rng.Uint32N(40*1024), Fresh: rng.IntN(4) != 0}
+				if b.Flags&wire.FlagNoPressure != 0 {
+					r.Press = 0
+				}
+				if b.Flags&wire.FlagNoHumidity != 0 {
+					r.Hum = 0
+				}
+				b.Readings = append(b.Readings, r)
 				ts += 50_000 + rng.Int64N(20)
 			}
 			all = append(all, b)
@@ -109,7 +128,14 @@ func TestFoldVectors(t *testing.T) {
 		row := schema.BronzeRow{Device: b.DeviceID, Boot: int64(b.BootID), Seq: int64(b.Seq), ReceivedAt: received + int64(i)*1000, Source: "mqtt"}
 		vb := vectorBatch{Device: row.Device, Boot: row.Boot, Seq: row.Seq, ReceivedAt: row.ReceivedAt, Source: row.Source}
 		for _, r := range b.Readings {
-			vb.Readings = append(vb.Readings, [5]any{r.TimeUS, r.TempC(), r.PressurePa(), r.HumidityRH(), r.Fresh})
+			var p, h any // null when the batch has none
+			if b.Flags&wire.FlagNoPressure == 0 {
+				p = r.PressurePa()
+			}
+			if b.Flags&wire.FlagNoHumidity == 0 {
+				h = r.HumidityRH()
+			}
+			vb.Readings = append(vb.Readings, [5]any{r.TimeUS, r.TempC(), p, h, r.Fresh})
 		}
 		v.Batches = append(v.Batches, vb)
 		late += f.fold(b, b.Readings, row, nil)
@@ -127,6 +153,38 @@ func TestFoldVectors(t *testing.T) {
 	}
 	if !hasBig {
 		t.Error("no late reading with a boot id beyond 2^53: the vectors would not catch a float64 boot")
+	}
+	// Missing values in every table: silver windows without pressure or
+	// humidity and with some of it (mixed), gold rows without, and late
+	// readings without.
+	var noP, noH, mixed, goldNoP, goldMixed, lateNoP int
+	for _, r := range v.Silver {
+		if r.PressureAvg == nil {
+			noP++
+		}
+		if r.HumidityAvg == nil {
+			noH++
+		}
+		if r.Device == "pi-kitchen" && r.PressureAvg != nil && r.Count > 1 {
+			mixed++
+		}
+	}
+	for _, g := range v.Gold {
+		if g.PressurePa == nil {
+			goldNoP++
+		}
+		if g.Device == "pi-garage" && g.HumidityRH != nil && g.Windows > 1 {
+			goldMixed++
+		}
+	}
+	for _, r := range v.SilverLate {
+		if r.PressurePa == nil {
+			lateNoP++
+		}
+	}
+	if noP == 0 || noH == 0 || mixed == 0 || goldNoP == 0 || goldMixed == 0 || lateNoP == 0 {
+		t.Errorf("vectors lack missing values: silver without pressure %d, without humidity %d, gold without pressure %d, pi-garage gold over windows with and without humidity %d, late readings without pressure %d",
+			noP, noH, goldNoP, goldMixed, lateNoP)
 	}
 	got, err := json.Marshal(v)
 	if err != nil {

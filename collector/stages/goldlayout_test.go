@@ -12,6 +12,7 @@ import (
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 // TestGoldLayout: a new lake's gold is unpartitioned and committed with the
@@ -46,15 +47,12 @@ func TestGoldLayout(t *testing.T) {
 				}
 			}
 			if !legacy {
-				// Gold reaches the lake with the epochs, not a minute later.
-				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-					if snap, err := delta.Load(ctx, l, schema.Gold); err == nil && goldRows(t, l, snap) > 0 {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatal("no gold in the lake 10 s after its windows were final")
-					}
-				}
+				// Gold reaches the lake with the epochs, not a minute later
+				// (testwait.Deadline is 30 s).
+				testwait.Until(t, "gold in the lake once its windows were final", func() bool {
+					snap, err := delta.Load(ctx, l, schema.Gold)
+					return err == nil && goldRows(t, l, snap) > 0
+				})
 			}
 			cancel()
 			if err := <-done; err != nil {

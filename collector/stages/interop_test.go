@@ -16,14 +16,11 @@ import (
 	"github.com/pilake/pilake/collector/stages"
 )
 
-// TestIndependentReader has a reader that shares no code with pilake
-// (collector/delta/interop: the Delta log replayed in JavaScript, Parquet
-// read by DuckDB) read all four tables, and compares what it sees with
-// ReadTable. It runs `npm ci --prefix collector/delta/interop` if the reader
-// is not installed; if that fails it skips, unless PILAKE_TEST_REQUIRE=1,
-// where it fails.
-func TestIndependentReader(t *testing.T) {
-	dir, _ := filepath.Abs("../delta/interop")
+// duckdbReader returns node and the directory of the independent reader
+// (collector/delta/interop), installing it if needed.
+func duckdbReader(t *testing.T) (node, dir string) {
+	t.Helper()
+	dir, _ = filepath.Abs("../delta/interop")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@duckdb", "node-api")); err != nil {
 		// Install it from the lockfile (the npm registry is reachable here and in CI).
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -40,6 +37,17 @@ func TestIndependentReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return node, dir
+}
+
+// TestIndependentReader has a reader that shares no code with pilake
+// (collector/delta/interop: the Delta log replayed in JavaScript, Parquet
+// read by DuckDB) read all four tables, and compares what it sees with
+// ReadTable. It runs `npm ci --prefix collector/delta/interop` if the reader
+// is not installed; if that fails it skips, unless PILAKE_TEST_REQUIRE=1,
+// where it fails.
+func TestIndependentReader(t *testing.T) {
+	node, dir := duckdbReader(t)
 	l := newLake(t)
 	rng := rand.New(rand.NewPCG(12, 13))
 	r := start(t, l, stages.Options{MaxSkew: -1, Clock: clockAt(t0), MaxEpochRows: 2000, CheckpointInterval: 3, CompactEvery: 4, AllowedLateness: 2 * time.Second})

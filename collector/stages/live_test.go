@@ -168,7 +168,7 @@ func TestReleaseAfterLastUse(t *testing.T) {
 	}
 	for _, row := range bronze {
 		rd, ok := want[row.TS]
-		if !ok || row.Device != "rel-1" || row.TempC != rd.TempC() || row.PressurePa != rd.PressurePa() {
+		if !ok || row.Device != "rel-1" || row.TempC != rd.TempC() || row.PressurePa == nil || *row.PressurePa != rd.PressurePa() {
 			t.Fatalf("bronze row %+v does not match its reading %+v", row, rd)
 		}
 	}

@@ -89,7 +89,7 @@ func TestPipelineArrivalOrder(t *testing.T) {
 			ref, refGold = silver, gold
 			continue
 		}
-		if !slices.Equal(silver, ref) || gold != refGold {
+		if !rowsEqual(silver, ref) || gold != refGold {
 			t.Fatalf("order %d: silver differs (%d vs %d rows) or gold (%d vs %d)", k, len(silver), len(ref), gold, refGold)
 		}
 	}

@@ -207,10 +207,10 @@ func TestRestartSIGKILL(t *testing.T) {
 	}
 	got := readTables(t, killed)
 	checkBronzeOnce(t, got.bronze, total)
-	if !slices.Equal(got.silver, want.silver) {
+	if !rowsEqual(got.silver, want.silver) {
 		t.Fatalf("silver after kills differs from the uninterrupted run (%d vs %d rows)", len(got.silver), len(want.silver))
 	}
-	if !slices.Equal(got.gold, want.gold) {
+	if !rowsEqual(got.gold, want.gold) {
 		t.Fatalf("gold after kills differs from the uninterrupted run (%d vs %d rows)", len(got.gold), len(want.gold))
 	}
 	if got.late != want.late {

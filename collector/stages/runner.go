@@ -241,10 +241,10 @@ func (r *runner) process(b landing.Landed) {
 	switch {
 	case bad != nil: // held for quarantine (which copied the batch header): not released
 		if len(good) > 0 {
-			r.jobs <- bronzeJob{readings: slices.Clone(good), tmpl: tmpl} // r.good is scratch
+			r.jobs <- bronzeJob{readings: slices.Clone(good), tmpl: tmpl, flags: b.Batch.Flags} // r.good is scratch
 		}
 	case len(good) > 0:
-		r.jobs <- bronzeJob{readings: good, tmpl: tmpl, batch: b.Batch}
+		r.jobs <- bronzeJob{readings: good, tmpl: tmpl, flags: b.Batch.Flags, batch: b.Batch}
 	default:
 		r.opts.Release(b.Batch)
 	}

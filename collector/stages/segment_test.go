@@ -12,6 +12,7 @@ import (
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/testwait"
 )
 
 // landSegment writes bs as segment number counter of instance inst, as a
@@ -214,13 +215,7 @@ func TestScanOtherCollectorsSegments(t *testing.T) {
 	landSegment(t, l, inst1, 1, now, "mqtt", own...)                       // ours, never submitted
 	landSegment(t, l, inst2, 1, now.Add(-time.Hour), "mqtt", other[:2]...) // another collector, the previous hour
 	landSegment(t, l, inst2, 2, now, "mqtt", other[2:]...)
-	for r.p.Stats().Readings < 200 {
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("the periodic scan took %d of the other collector's 200 readings", r.p.Stats().Readings)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	testwait.Until(t, "the periodic scan to take the other collector's 200 readings", func() bool { return r.p.Stats().Readings >= 200 })
 	if got := r.p.Stats().Readings; got != 200 {
 		t.Fatalf("while running: %d readings in bronze, want the other collector's 200 (our own segment is not scanned)", got)
 	}

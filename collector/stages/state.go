@@ -15,7 +15,9 @@ func batchStream(b *wire.Batch) string {
 }
 
 // window is an open silver window's running aggregate in the sensor's
-// fixed-point units (order-independent).
+// fixed-point units (order-independent). Pressure and humidity aggregate
+// the PN and HN readings that have the value (batches flagged
+// wire.FlagNoPressure / FlagNoHumidity have none).
 type window struct {
 	Start int64  `json:"s"`
 	N     int64  `json:"n"`
@@ -23,42 +25,70 @@ type window struct {
 	TSum  int64  `json:"ts"`
 	TMin  int32  `json:"tn"`
 	TMax  int32  `json:"tx"`
+	PN    int64  `json:"pc"`
 	PSum  int64  `json:"ps"`
 	PMin  uint32 `json:"pn"`
 	PMax  uint32 `json:"px"`
+	HN    int64  `json:"hc"`
 	HSum  int64  `json:"hs"`
 	HMin  uint32 `json:"hn"`
 	HMax  uint32 `json:"hx"`
 }
 
-func (w *window) add(r *wire.Reading) {
+// add folds r in; press and hum say whether it has those values.
+func (w *window) add(r *wire.Reading, press, hum bool) {
 	if w.N == 0 {
-		w.TMin, w.TMax, w.PMin, w.PMax, w.HMin, w.HMax = r.Temp, r.Temp, r.Press, r.Press, r.Hum, r.Hum
+		w.TMin, w.TMax = r.Temp, r.Temp
 	} else {
 		w.TMin, w.TMax = min(w.TMin, r.Temp), max(w.TMax, r.Temp)
-		w.PMin, w.PMax = min(w.PMin, r.Press), max(w.PMax, r.Press)
-		w.HMin, w.HMax = min(w.HMin, r.Hum), max(w.HMax, r.Hum)
 	}
 	w.N++
 	if r.Fresh {
 		w.Fresh++
 	}
 	w.TSum += int64(r.Temp)
-	w.PSum += int64(r.Press)
-	w.HSum += int64(r.Hum)
+	if press {
+		if w.PN == 0 {
+			w.PMin, w.PMax = r.Press, r.Press
+		} else {
+			w.PMin, w.PMax = min(w.PMin, r.Press), max(w.PMax, r.Press)
+		}
+		w.PN++
+		w.PSum += int64(r.Press)
+	}
+	if hum {
+		if w.HN == 0 {
+			w.HMin, w.HMax = r.Hum, r.Hum
+		} else {
+			w.HMin, w.HMax = min(w.HMin, r.Hum), max(w.HMax, r.Hum)
+		}
+		w.HN++
+		w.HSum += int64(r.Hum)
+	}
 }
 
 func (w *window) row(device string, width int64) schema.SilverRow {
 	n := float64(w.N)
-	return schema.SilverRow{
+	row := schema.SilverRow{
 		Device: device, WindowStart: w.Start, WindowEnd: w.Start + width, Count: w.N, FreshCount: w.Fresh,
 		TempAvg: float64(w.TSum) / n / 100, TempMin: float64(w.TMin) / 100, TempMax: float64(w.TMax) / 100,
-		PressureAvg: float64(w.PSum) / n / 256, PressureMin: float64(w.PMin) / 256, PressureMax: float64(w.PMax) / 256,
-		HumidityAvg: float64(w.HSum) / n / 1024, HumidityMin: float64(w.HMin) / 1024, HumidityMax: float64(w.HMax) / 1024,
 	}
+	if w.PN > 0 || w.HN > 0 {
+		v := new([6]float64) // one allocation for the row's present values
+		if w.PN > 0 {
+			v[0], v[1], v[2] = float64(w.PSum)/float64(w.PN)/256, float64(w.PMin)/256, float64(w.PMax)/256
+			row.PressureAvg, row.PressureMin, row.PressureMax = &v[0], &v[1], &v[2]
+		}
+		if w.HN > 0 {
+			v[3], v[4], v[5] = float64(w.HSum)/float64(w.HN)/1024, float64(w.HMin)/1024, float64(w.HMax)/1024
+			row.HumidityAvg, row.HumidityMin, row.HumidityMax = &v[3], &v[4], &v[5]
+		}
+	}
+	return row
 }
 
-// hist is a final window's averages, kept for gold.
+// hist is a final window's averages, kept for gold; P and H are NaN when
+// the window has no such value.
 type hist struct {
 	Start int64   `json:"s"`
 	T     float64 `json:"t"`

@@ -13,14 +13,21 @@ import (
 // The devices' state is stored in a compact binary form (JSON of thousands
 // of devices' windows and histories costs more than the rest of an epoch):
 //
-//	"PLSD1" uvarint(#devices) { device }
+//	"PLSD2" uvarint(#devices) { device }
 //	device: uvarint(len) id  varint(maxEvent) varint(closedBefore)
 //	        uvarint(#open) { varint(start) uvarint(n) uvarint(fresh)
 //	                         varint(tSum) varint(tMin) varint(tMax)
-//	                         varint(pSum) uvarint(pMin) uvarint(pMax)
-//	                         varint(hSum) uvarint(hMin) uvarint(hMax) }
+//	                         uvarint(pN) varint(pSum) uvarint(pMin) uvarint(pMax)
+//	                         uvarint(hN) varint(hSum) uvarint(hMin) uvarint(hMax) }
 //	        uvarint(#hist) { varint(start) f64le(t) f64le(p) f64le(h) }
-const stateMagic = "PLSD1"
+//
+// p and h of a history entry are NaN when its window had no such value.
+// "PLSD1" (before nullable pressure and humidity) has no pN and hN: every
+// reading then had both (pN = hN = n).
+const (
+	stateMagic   = "PLSD2"
+	stateMagicV1 = "PLSD1"
+)
 
 // errState wraps every decoding error of the devices' state.
 var errState = errors.New("corrupt stage state")
@@ -42,9 +49,11 @@ func appendDevices(dst []byte, devs map[string]*device) []byte {
 			dst = binary.AppendVarint(dst, w.TSum)
 			dst = binary.AppendVarint(dst, int64(w.TMin))
 			dst = binary.AppendVarint(dst, int64(w.TMax))
+			dst = binary.AppendUvarint(dst, uint64(w.PN))
 			dst = binary.AppendVarint(dst, w.PSum)
 			dst = binary.AppendUvarint(dst, uint64(w.PMin))
 			dst = binary.AppendUvarint(dst, uint64(w.PMax))
+			dst = binary.AppendUvarint(dst, uint64(w.HN))
 			dst = binary.AppendVarint(dst, w.HSum)
 			dst = binary.AppendUvarint(dst, uint64(w.HMin))
 			dst = binary.AppendUvarint(dst, uint64(w.HMax))
@@ -121,9 +130,10 @@ func (r *stateReader) fail(msg string) {
 // decodeDevices parses appendDevices' output. The state comes from the lake:
 // every count is checked against the bytes left before anything is allocated.
 func decodeDevices(data []byte) (map[string]*device, error) {
-	if len(data) < len(stateMagic) || string(data[:len(stateMagic)]) != stateMagic {
+	if len(data) < len(stateMagic) || string(data[:len(stateMagic)]) != stateMagic && string(data[:len(stateMagic)]) != stateMagicV1 {
 		return nil, fmt.Errorf("%w: bad magic", errState)
 	}
+	v1 := string(data[:len(stateMagic)]) == stateMagicV1
 	r := &stateReader{b: data[len(stateMagic):]}
 	n := r.uvarint(uint64(len(r.b)))
 	devs := make(map[string]*device, n)
@@ -148,10 +158,18 @@ func decodeDevices(data []byte) (map[string]*device, error) {
 		d.Open = make([]window, 0, no)
 		for j := uint64(0); j < no && r.err == nil; j++ {
 			w := window{Start: r.varint(), N: int64(r.uvarint(math.MaxInt64)), Fresh: int64(r.uvarint(math.MaxInt64)),
-				TSum: r.varint(), TMin: r.int32(), TMax: r.int32(),
-				PSum: r.varint(), PMin: uint32(r.uvarint(math.MaxUint32)), PMax: uint32(r.uvarint(math.MaxUint32)),
-				HSum: r.varint(), HMin: uint32(r.uvarint(math.MaxUint32)), HMax: uint32(r.uvarint(math.MaxUint32))}
-			if r.err == nil && (w.N <= 0 || w.Fresh > w.N || w.Start < d.ClosedBefore ||
+				TSum: r.varint(), TMin: r.int32(), TMax: r.int32()}
+			w.PN = w.N
+			if !v1 {
+				w.PN = int64(r.uvarint(math.MaxInt64))
+			}
+			w.PSum, w.PMin, w.PMax = r.varint(), uint32(r.uvarint(math.MaxUint32)), uint32(r.uvarint(math.MaxUint32))
+			w.HN = w.N
+			if !v1 {
+				w.HN = int64(r.uvarint(math.MaxInt64))
+			}
+			w.HSum, w.HMin, w.HMax = r.varint(), uint32(r.uvarint(math.MaxUint32)), uint32(r.uvarint(math.MaxUint32))
+			if r.err == nil && (w.N <= 0 || w.Fresh > w.N || w.PN > w.N || w.HN > w.N || w.Start < d.ClosedBefore ||
 				len(d.Open) > 0 && w.Start <= d.Open[len(d.Open)-1].Start) {
 				r.fail("bad open window of " + id)
 			}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/dashboard/history"
@@ -435,5 +436,166 @@ func TestLakeOnAzurite(t *testing.T) {
 	devs, err := h.Devices(context.Background())
 	if err != nil || !reflect.DeepEqual(devs, []string{"dev-a", "dev-b"}) {
 		t.Errorf("devices %v, %v", devs, err)
+	}
+}
+
+// TestSourcesNulls: windows without pressure (the Azure simulator's device)
+// or humidity (a BMP280's) come out of both sources as NaN, drawn as gaps
+// (JSON null), with the temperature still there; decimated buckets average
+// what they have.
+func TestSourcesNulls(t *testing.T) {
+	const n = 40
+	l, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := laketest.NewWriter(t, l)
+	db := sqltest.Open(t)
+	nan := math.NaN()
+	var silver []schema.SilverRow
+	var gold []schema.GoldRow
+	for i := range n {
+		ws := t0 + int64(i)*1e6
+		h := hum(i)
+		if i >= 10 && i < 20 {
+			h = nan // the BMP280 stretch
+		}
+		silver = append(silver, sqltest.Silver("sim", ws, temp("sim", i), hum(i), nan), sqltest.Silver("mix", ws, temp("mix", i), h, press(i)))
+		gold = append(gold, sqltest.Gold("sim", ws, 8, gtemp("sim", i), hum(i), nan), sqltest.Gold("mix", ws, 8, gtemp("mix", i), h, press(i)))
+	}
+	w.Silver(silver...)
+	w.Gold(gold...)
+	sqltest.InsertSilver(t, db, silver...)
+	sqltest.InsertGold(t, db, gold...)
+	srcs := map[string]history.Source{
+		"lake":   history.NewLake(l, 8),
+		"sqlite": &history.SQL{DB: db, SilverTable: "silver", GoldTable: "gold", GoldN: 8},
+	}
+	for name, src := range srcs {
+		t.Run(name, func(t *testing.T) {
+			got, err := src.Series(context.Background(), history.Query{FromMS: t0 / 1000, ToMS: (t0 + n*1e6) / 1000, MaxPoints: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 2 || got[0].Device != "mix" || got[1].Device != "sim" {
+				t.Fatalf("got %d series", len(got))
+			}
+			for _, s := range got {
+				for _, c := range []series.Columns{s.Silver, s.Gold} {
+					if c.Len() != n {
+						t.Fatalf("%s: %d points, want %d (a missing value must not drop the point)", s.Device, c.Len(), n)
+					}
+					for i := range n {
+						noH := s.Device == "mix" && i >= 10 && i < 20
+						if math.IsNaN(c.TempC[i]) || math.IsNaN(c.PressurePa[i]) != (s.Device == "sim") || math.IsNaN(c.HumidityRH[i]) != noH {
+							t.Fatalf("%s point %d: %v °C %v %%RH %v Pa", s.Device, i, c.TempC[i], c.HumidityRH[i], c.PressurePa[i])
+						}
+					}
+				}
+			}
+			b, err := json.Marshal(got[1])
+			if err != nil || !strings.Contains(string(b), `"pressure_pa":[null,null`) {
+				t.Errorf("JSON of the device without pressure: %s, %v", b[:min(len(b), 300)], err)
+			}
+			// Decimated: 4 buckets of 10 windows; mix's second one has no humidity.
+			got, err = src.Series(context.Background(), history.Query{Device: "mix", FromMS: t0 / 1000, ToMS: (t0 + n*1e6) / 1000, MaxPoints: 4})
+			if err != nil || len(got) != 1 {
+				t.Fatalf("decimated: %v, %d series", err, len(got))
+			}
+			nanH := 0
+			for i := range got[0].Silver.Len() {
+				if math.IsNaN(got[0].Silver.HumidityRH[i]) {
+					nanH++
+				} else if math.IsNaN(got[0].Silver.PressurePa[i]) || math.IsNaN(got[0].Silver.TempC[i]) {
+					t.Errorf("decimated point %d: %+v", i, got[0].Silver.At(i))
+				}
+			}
+			if got[0].Silver.Len() == 0 || nanH > 1 {
+				t.Errorf("decimated: %d points, %d without humidity, want at most 1", got[0].Silver.Len(), nanH)
+			}
+		})
+	}
+}
+
+// oldSilverRow and oldGoldRow are silver and gold as pilake wrote them
+// before pressure and humidity were nullable (required columns).
+type oldSilverRow struct {
+	Device      string  `parquet:"device"`
+	WindowStart int64   `parquet:"window_start,timestamp(microsecond)"`
+	WindowEnd   int64   `parquet:"window_end,timestamp(microsecond)"`
+	Count       int64   `parquet:"count"`
+	FreshCount  int64   `parquet:"fresh_count"`
+	TempAvg     float64 `parquet:"temp_avg"`
+	TempMin     float64 `parquet:"temp_min"`
+	TempMax     float64 `parquet:"temp_max"`
+	PressureAvg float64 `parquet:"pressure_avg"`
+	PressureMin float64 `parquet:"pressure_min"`
+	PressureMax float64 `parquet:"pressure_max"`
+	HumidityAvg float64 `parquet:"humidity_avg"`
+	HumidityMin float64 `parquet:"humidity_min"`
+	HumidityMax float64 `parquet:"humidity_max"`
+}
+
+type oldGoldRow struct {
+	Device      string  `parquet:"device"`
+	WindowStart int64   `parquet:"window_start,timestamp(microsecond)"`
+	N           int32   `parquet:"n"`
+	Windows     int32   `parquet:"windows"`
+	TempC       float64 `parquet:"temp_c"`
+	PressurePa  float64 `parquet:"pressure_pa"`
+	HumidityRH  float64 `parquet:"humidity_rh"`
+}
+
+func commitOld[T any](t *testing.T, l lake.Lake, table string, rows []T, partitions []string, pv map[string]string) {
+	t.Helper()
+	tb, err := delta.Open[T](t.Context(), l, table, delta.Options{PartitionColumns: partitions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := delta.WriteFile(t.Context(), tb, rows, pv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Commit(t.Context(), []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLakeReadsFilesFromBeforeNulls: a lake's silver and gold files written
+// before the columns were nullable (required) read beside new ones with
+// nulls.
+func TestLakeReadsFilesFromBeforeNulls(t *testing.T) {
+	l, err := lake.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	var os []oldSilverRow
+	var og []oldGoldRow
+	for i := range n {
+		ws := t0 + int64(i)*1e6
+		os = append(os, oldSilverRow{Device: "d", WindowStart: ws, WindowEnd: ws + 1e6, Count: 400, TempAvg: temp("d", i), TempMin: temp("d", i), TempMax: temp("d", i),
+			PressureAvg: press(i), PressureMin: press(i), PressureMax: press(i), HumidityAvg: hum(i), HumidityMin: hum(i), HumidityMax: hum(i)})
+		og = append(og, oldGoldRow{Device: "d", WindowStart: ws, N: 8, Windows: 8, TempC: gtemp("d", i), PressurePa: press(i), HumidityRH: hum(i)})
+	}
+	commitOld(t, l, schema.Silver, os, nil, nil)
+	commitOld(t, l, schema.Gold, og, []string{"device"}, map[string]string{"device": "d"}) // as laketest writes gold
+	w := laketest.NewWriter(t, l)
+	ws := t0 + n*1e6
+	w.Silver(sqltest.Silver("d", ws, temp("d", n), hum(n), math.NaN()))
+	w.Gold(sqltest.Gold("d", ws, 8, gtemp("d", n), hum(n), math.NaN()))
+	got, err := history.NewLake(l, 8).Series(context.Background(), history.Query{FromMS: t0 / 1000, ToMS: (t0 + (n+1)*1e6) / 1000, MaxPoints: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Silver.Len() != n+1 || got[0].Gold.Len() != n+1 {
+		t.Fatalf("got %+v", got)
+	}
+	for _, c := range []series.Columns{got[0].Silver, got[0].Gold} {
+		for i := range n + 1 {
+			if math.IsNaN(c.PressurePa[i]) != (i == n) || math.IsNaN(c.HumidityRH[i]) {
+				t.Fatalf("point %d: %+v", i, c.At(i))
+			}
+		}
 	}
 }

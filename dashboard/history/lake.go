@@ -407,10 +407,11 @@ func (h *Lake) decode(table, key string, f delta.AddFile, data []byte, lo, hi in
 					if dev != "" {
 						x.Device = dev
 					}
-					if x.N != h.goldN || !series.Finite(x.TempC, x.HumidityRH, x.PressurePa) {
+					hum, press := series.Opt(x.HumidityRH), series.Opt(x.PressurePa) // NaN: null, a gap
+					if x.N != h.goldN || !series.FiniteOrMissing(x.TempC, hum, press, x.HumidityRH == nil, x.PressurePa == nil) {
 						continue
 					}
-					c.addGold(grow{ws: x.WindowStart, v: [3]float64{x.TempC, x.HumidityRH, x.PressurePa}}, x.Device)
+					c.addGold(grow{ws: x.WindowStart, v: [3]float64{x.TempC, hum, press}}, x.Device)
 				}
 			})
 			if err != nil {

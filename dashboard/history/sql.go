@@ -201,14 +201,15 @@ func (s *SQL) Series(ctx context.Context, q Query) ([]series.Series, error) {
 				}
 				n++
 				afterDev, afterBucket = d, bucket
-				if !ts.Valid || !a.Valid || !b.Valid || !c.Valid || !series.Finite(a.Float64, b.Float64, c.Float64) {
-					continue // a bucket of NULLs or NaNs: nothing to draw
+				hum, press, ok := values(a, b, c)
+				if !ts.Valid || !ok {
+					continue // no temperature, or NaNs: nothing to draw
 				}
 				col := &get(d).Silver
 				if t.gold {
 					col = &get(d).Gold
 				}
-				col.Append(series.MS(int64(ts.Float64)), a.Float64, b.Float64, c.Float64)
+				col.Append(series.MS(int64(ts.Float64)), a.Float64, hum, press)
 			}
 			err = rows.Err()
 			rows.Close()
@@ -482,14 +483,15 @@ func (p *Poller) PollOnce(ctx context.Context, c *Cursor) (int, error) {
 			if ws > cursors[d] {
 				cursors[d] = ws
 			}
-			if !a.Valid || !b.Valid || !cc.Valid || !series.Finite(a.Float64, b.Float64, cc.Float64) {
+			hum, press, ok := values(a, b, cc)
+			if !ok {
 				continue
 			}
 			u := get(d)
 			if i == 0 {
-				u.Silver.Append(series.MS(ws), a.Float64, b.Float64, cc.Float64)
+				u.Silver.Append(series.MS(ws), a.Float64, hum, press)
 			} else {
-				u.Gold.Append(series.MS(ws), a.Float64, b.Float64, cc.Float64)
+				u.Gold.Append(series.MS(ws), a.Float64, hum, press)
 			}
 			// No capture time in the tables: the newest window's end stands for it.
 			if ms := float64(end) / 1000; ms > u.CaptureMS {
@@ -569,4 +571,21 @@ func cursorCondition(cursors map[string]int64, newFrom int64) (string, []any) {
 	b.WriteString(") AND window_start > timestamp_micros(?))")
 	args = append(args, newFrom)
 	return b.String(), args
+}
+
+// values checks a row's temperature, humidity and pressure: ok is false
+// unless the temperature is a finite number and the others are finite or
+// NULL (no humidity from a BMP280, no pressure from the Azure simulator;
+// SQL's avg of a bucket is NULL when none of its windows has one). A NULL
+// is returned as NaN: a gap on the chart.
+func values(temp, hum, press sql.NullFloat64) (h, p float64, ok bool) {
+	h, p = series.Opt(nil), series.Opt(nil)
+	if hum.Valid {
+		h = hum.Float64
+	}
+	if press.Valid {
+		p = press.Float64
+	}
+	ok = temp.Valid && series.FiniteOrMissing(temp.Float64, h, p, !hum.Valid, !press.Valid)
+	return h, p, ok
 }

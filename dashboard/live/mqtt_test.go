@@ -53,8 +53,8 @@ func liveJSON(t *testing.T, dev string, captureUS int64) []byte {
 	t.Helper()
 	lu := schema.LiveUpdate{Device: dev, NewestCaptureUS: captureUS, PublishedUS: captureUS + 5000,
 		Silver: []schema.LiveSilver{{SilverRow: schema.SilverRow{Device: dev, WindowStart: captureUS / 1e6 * 1e6, WindowEnd: captureUS/1e6*1e6 + 1e6,
-			Count: 400, TempAvg: 21.5, HumidityAvg: 40, PressureAvg: 101325}}},
-		Gold: []schema.GoldRow{{Device: dev, WindowStart: captureUS / 1e6 * 1e6, N: 8, Windows: 8, TempC: 21.4, HumidityRH: 40.1, PressurePa: 101320}}}
+			Count: 400, TempAvg: 21.5, HumidityAvg: schema.Float(40), PressureAvg: schema.Float(101325)}}},
+		Gold: []schema.GoldRow{{Device: dev, WindowStart: captureUS / 1e6 * 1e6, N: 8, Windows: 8, TempC: 21.4, HumidityRH: schema.Float(40.1), PressurePa: schema.Float(101320)}}}
 	b, err := json.Marshal(lu)
 	if err != nil {
 		t.Fatal(err)

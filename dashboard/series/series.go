@@ -16,6 +16,10 @@ import (
 // decimated point the min of its windows' minima and the max of their
 // maxima), so a one-second spike stays visible in a day's view. N, when
 // set, is the readings behind each point: decimation weighs the means by it.
+//
+// Humidity and pressure are NaN where the point has none (a BMP280 has no
+// humidity, the Azure simulator sends no pressure): JSON null, which the
+// page draws as a gap. Temperature is always a number.
 type Columns struct {
 	T          []int64   `json:"t"`
 	TempC      []float64 `json:"temp_c"`
@@ -126,16 +130,31 @@ func MS(us int64) int64 {
 }
 
 // SilverPoint is a silver row's point: window start, averages, the band of
-// its readings' min and max, and its reading count. ok is false if a value
-// is not finite.
+// its readings' min and max, and its reading count; a null humidity or
+// pressure is NaN. ok is false if a value is not finite.
 func SilverPoint(r *schema.SilverRow) (Point, bool) {
-	p := Point{T: MS(r.WindowStart), V: [3]float64{r.TempAvg, r.HumidityAvg, r.PressureAvg},
-		Lo: [3]float64{r.TempMin, r.HumidityMin, r.PressureMin}, Hi: [3]float64{r.TempMax, r.HumidityMax, r.PressureMax},
+	p := Point{T: MS(r.WindowStart), V: [3]float64{r.TempAvg, Opt(r.HumidityAvg), Opt(r.PressureAvg)},
+		Lo: [3]float64{r.TempMin, Opt(r.HumidityMin), Opt(r.PressureMin)}, Hi: [3]float64{r.TempMax, Opt(r.HumidityMax), Opt(r.PressureMax)},
 		Band: true, N: r.Count}
-	if !Finite(p.V[0], p.V[1], p.V[2]) || !Finite(p.Lo[0], p.Lo[1], p.Lo[2]) || !Finite(p.Hi[0], p.Hi[1], p.Hi[2]) {
-		return p, false
+	ok := FiniteOrMissing(p.V[0], p.V[1], p.V[2], r.HumidityAvg == nil, r.PressureAvg == nil) &&
+		FiniteOrMissing(p.Lo[0], p.Lo[1], p.Lo[2], r.HumidityMin == nil, r.PressureMin == nil) &&
+		FiniteOrMissing(p.Hi[0], p.Hi[1], p.Hi[2], r.HumidityMax == nil, r.PressureMax == nil)
+	return p, ok
+}
+
+// Opt is a nullable column's value as Columns holds it: NaN for null.
+func Opt(v *float64) float64 {
+	if v == nil {
+		return math.NaN()
 	}
-	return p, true
+	return *v
+}
+
+// FiniteOrMissing reports whether tempC is finite and humRH and pressPa are
+// finite or missing (their noHum / noPress set, the value NaN).
+func FiniteOrMissing(tempC, humRH, pressPa float64, noHum, noPress bool) bool {
+	fin := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	return fin(tempC) && (fin(humRH) || noHum && math.IsNaN(humRH)) && (fin(pressPa) || noPress && math.IsNaN(pressPa))
 }
 
 // AppendSilver adds a silver row's window start, averages and band, and
@@ -148,13 +167,15 @@ func (c *Columns) AppendSilver(r *schema.SilverRow) bool {
 	return ok
 }
 
-// AppendGold adds a gold row's window start and moving averages, and reports
-// false (adding nothing) if a value is not finite.
+// AppendGold adds a gold row's window start and moving averages (a null
+// humidity or pressure as NaN), and reports false (adding nothing) if a
+// value is not finite.
 func (c *Columns) AppendGold(r *schema.GoldRow) bool {
-	if !Finite(r.TempC, r.HumidityRH, r.PressurePa) {
+	h, p := Opt(r.HumidityRH), Opt(r.PressurePa)
+	if !FiniteOrMissing(r.TempC, h, p, r.HumidityRH == nil, r.PressurePa == nil) {
 		return false
 	}
-	c.Append(MS(r.WindowStart), r.TempC, r.HumidityRH, r.PressurePa)
+	c.Append(MS(r.WindowStart), r.TempC, h, p)
 	return true
 }
 
@@ -197,10 +218,12 @@ func (c *Columns) Sort() {
 }
 
 // Bucket accumulates the points of one decimation bucket: weighted means,
-// mean time, and the band (min of minima, max of maxima).
+// mean time, and the band (min of minima, max of maxima). A quantity's
+// mean and band are over the points that have it (not NaN); NaN when none
+// has.
 type Bucket struct {
 	n        int
-	w        float64
+	w        [3]float64
 	sumT     float64
 	sum      [3]float64
 	lo, hi   [3]float64
@@ -215,15 +238,20 @@ func (b *Bucket) Add(p Point) {
 		p.Lo, p.Hi = p.V, p.V
 	}
 	if b.n == 0 {
-		b.lo, b.hi = p.Lo, p.Hi
 		b.band = p.Band
 	}
 	b.band = b.band || p.Band
 	b.n++
 	b.sumT += float64(p.T)
-	b.w += w
 	b.readings += max(p.N, 1)
 	for k := range 3 {
+		if math.IsNaN(p.V[k]) {
+			continue // the point has none of this quantity
+		}
+		if b.w[k] == 0 {
+			b.lo[k], b.hi[k] = p.Lo[k], p.Hi[k]
+		}
+		b.w[k] += w
 		b.sum[k] += p.V[k] * w
 		b.lo[k] = min(b.lo[k], p.Lo[k])
 		b.hi[k] = max(b.hi[k], p.Hi[k])
@@ -237,7 +265,11 @@ func (b *Bucket) Len() int { return b.n }
 func (b *Bucket) Point() Point {
 	p := Point{T: int64(math.Round(b.sumT / float64(b.n))), Lo: b.lo, Hi: b.hi, Band: b.band, N: b.readings}
 	for k := range 3 {
-		p.V[k] = b.sum[k] / b.w
+		if b.w[k] == 0 {
+			p.V[k], p.Lo[k], p.Hi[k] = math.NaN(), math.NaN(), math.NaN()
+			continue
+		}
+		p.V[k] = b.sum[k] / b.w[k]
 	}
 	return p
 }
@@ -254,7 +286,8 @@ func BucketWidth(fromMS, toMS int64, maxPoints int) int64 {
 // of maxPoints equal time buckets over [fromMS, toMS) become one point at
 // their mean time with their means (weighted by N when c has it) and, when c
 // has a band, the least minimum and the greatest maximum of the bucket, so
-// extremes survive any zoom level. c must be sorted and hold finite values.
+// extremes survive any zoom level. c must be sorted and hold finite values
+// (or NaN for a missing humidity or pressure).
 // If c already fits, it is returned unchanged.
 func Decimate(c Columns, fromMS, toMS int64, maxPoints int) Columns {
 	n := c.Len()
@@ -335,10 +368,11 @@ func appendArray(b []byte, key string, v []float64, decimals int) []byte {
 }
 
 // AppendFloat appends f rounded to decimals places as a JSON number, without
-// trailing zeros (0 for a non-finite value, which Columns never hold).
+// trailing zeros, or null for NaN (a missing humidity or pressure: the
+// chart's gap) and ±Inf (which Columns never hold).
 func AppendFloat(b []byte, f float64, decimals int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, '0')
+		return append(b, "null"...)
 	}
 	if math.Abs(f) >= 1e15 {
 		return strconv.AppendFloat(b, f, 'g', -1, 64)

@@ -79,7 +79,7 @@ func TestDecimate(t *testing.T) {
 
 func TestAppendRejectsNonFinite(t *testing.T) {
 	var c Columns
-	if c.AppendSilver(&schema.SilverRow{TempAvg: math.NaN()}) || c.AppendGold(&schema.GoldRow{PressurePa: math.Inf(1)}) || c.Len() != 0 {
+	if c.AppendSilver(&schema.SilverRow{TempAvg: math.NaN()}) || c.AppendGold(&schema.GoldRow{PressurePa: schema.Float(math.Inf(1))}) || c.Len() != 0 {
 		t.Error("non-finite value appended")
 	}
 	if !c.AppendSilver(&schema.SilverRow{WindowStart: 1_500_000, TempAvg: 1}) || c.T[0] != 1500 {
@@ -108,7 +108,7 @@ func TestDecimateKeepsSpike(t *testing.T) {
 	var c Columns
 	for i := int64(0); i < n; i++ {
 		r := schema.SilverRow{WindowStart: i * 1e6, Count: 400, TempAvg: 21, TempMin: 20.9, TempMax: 21.1,
-			HumidityAvg: 40, HumidityMin: 39, HumidityMax: 41, PressureAvg: 101000, PressureMin: 100990, PressureMax: 101010}
+			HumidityAvg: schema.Float(40), HumidityMin: schema.Float(39), HumidityMax: schema.Float(41), PressureAvg: schema.Float(101000), PressureMin: schema.Float(100990), PressureMax: schema.Float(101010)}
 		if i == spikeAt {
 			r.TempAvg, r.TempMax = 30, 45
 		}
@@ -136,7 +136,7 @@ func TestDecimateKeepsSpike(t *testing.T) {
 func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	var c Columns
 	r := schema.SilverRow{WindowStart: 1_790_000_000_123_456, Count: 3, TempAvg: 21.123456789, TempMin: -0.000012345678, TempMax: 1e22,
-		HumidityAvg: 40, HumidityMin: 39.5, HumidityMax: 41, PressureAvg: 101325.123456, PressureMin: 100990, PressureMax: 101010}
+		HumidityAvg: schema.Float(40), HumidityMin: schema.Float(39.5), HumidityMax: schema.Float(41), PressureAvg: schema.Float(101325.123456), PressureMin: schema.Float(100990), PressureMax: schema.Float(101010)}
 	c.AppendSilver(&r)
 	c.Append(1_790_000_001_000, 22, 41, 101000)
 	var got, want map[string][]float64

@@ -15,6 +15,11 @@ Databricks makes the same silver, silver_late and gold rows from bronze:
              with the device's watermark at the time
   sums       in the sensor's fixed-point units (0.01 degC, Pa/256, %RH/1024),
              so aggregates do not depend on arrival order
+  nulls      pressure_pa and humidity_rh may be None (null in bronze: the
+             Azure simulator sends no pressure, a BMP280 has no humidity);
+             a window's pressure (humidity) aggregates are over its readings
+             that have one, None when none has; gold averages the windows
+             that have one; counts are every reading's
 
 Rows are dicts with the lake's column names (collector/schema), timestamps in
 microseconds. Boot ids stay Python ints (64-bit signed), never floats.
@@ -43,9 +48,10 @@ class DeviceState:
     def __init__(self):
         self.max_event = None      # largest event time seen (us); None before the first reading
         self.closed_before = None  # windows starting before it are final; None: none yet
-        # open windows: start -> [n, fresh, t_sum, t_min, t_max, p_sum, p_min, p_max, h_sum, h_min, h_max]
+        # open windows: start -> [n, fresh, t_sum, t_min, t_max, p_n, p_sum, p_min, p_max, h_n, h_sum, h_min, h_max]
+        # (p_n, h_n: readings with a pressure, a humidity; their min/max are None while 0)
         self.open = {}
-        self.hist = []             # last max(N) final windows: [start, temp_avg, pressure_avg, humidity_avg]
+        self.hist = []             # last max(N) final windows: [start, temp_avg, pressure_avg or None, humidity_avg or None]
         # landed batches folded: boot -> sorted disjoint [lo, hi] seq ranges, so that a second
         # copy of a batch in bronze (collectors appending bronze themselves can, after a crash,
         # each hold one) is not folded twice
@@ -74,7 +80,12 @@ class DeviceState:
         d = json.loads(s)
         st = cls()
         st.max_event, st.closed_before = d["max_event"], d["closed_before"]
-        st.open = {w[0]: w[1:] for w in d["open"]}
+        st.open = {}
+        for e in d["open"]:
+            ws, w = e[0], e[1:]
+            if len(w) == 11:  # state from before nullable pressure/humidity: every reading had both
+                w = w[:5] + [w[0]] + w[5:8] + [w[0]] + w[8:]
+            st.open[ws] = w
         st.hist = d["hist"]
         st.folded = {b: r for b, r in d.get("folded", [])}
         return st
@@ -117,19 +128,24 @@ class Fold:
                     "watermark": self.watermark(st)})
                 continue
             # back to the sensor's integers (bronze holds raw/100, raw/256, raw/1024)
-            t, p, h = round(temp_c * 100), round(pressure_pa * 256), round(humidity_rh * 1024)
+            t = round(temp_c * 100)
             w = st.open.get(ws)
             if w is None:
-                st.open[ws] = [1, int(bool(fresh)), t, t, t, p, p, p, h, h, h]
-                continue
+                w = st.open[ws] = [0, 0, 0, t, t, 0, 0, None, None, 0, 0, None, None]
             w[0] += 1
             w[1] += int(bool(fresh))
             w[2] += t
             w[3], w[4] = min(w[3], t), max(w[4], t)
-            w[5] += p
-            w[6], w[7] = min(w[6], p), max(w[7], p)
-            w[8] += h
-            w[9], w[10] = min(w[9], h), max(w[10], h)
+            if pressure_pa is not None:
+                p = round(pressure_pa * 256)
+                w[5] += 1
+                w[6] += p
+                w[7], w[8] = (p, p) if w[7] is None else (min(w[7], p), max(w[8], p))
+            if humidity_rh is not None:
+                h = round(humidity_rh * 1024)
+                w[9] += 1
+                w[10] += h
+                w[11], w[12] = (h, h) if w[11] is None else (min(w[11], h), max(w[12], h))
         if max_ts is not None and (st.max_event is None or max_ts > st.max_event):
             st.max_event = max_ts
         wm = self.watermark(st)
@@ -158,9 +174,15 @@ class Fold:
         row = {
             "device": device, "window_start": ws, "window_end": ws + self.width, "count": w[0], "fresh_count": w[1],
             "temp_avg": float(w[2]) / n / 100, "temp_min": float(w[3]) / 100, "temp_max": float(w[4]) / 100,
-            "pressure_avg": float(w[5]) / n / 256, "pressure_min": float(w[6]) / 256, "pressure_max": float(w[7]) / 256,
-            "humidity_avg": float(w[8]) / n / 1024, "humidity_min": float(w[9]) / 1024, "humidity_max": float(w[10]) / 1024,
+            "pressure_avg": None, "pressure_min": None, "pressure_max": None,
+            "humidity_avg": None, "humidity_min": None, "humidity_max": None,
         }
+        if w[5] > 0:
+            row["pressure_avg"] = float(w[6]) / float(w[5]) / 256
+            row["pressure_min"], row["pressure_max"] = float(w[7]) / 256, float(w[8]) / 256
+        if w[9] > 0:
+            row["humidity_avg"] = float(w[10]) / float(w[9]) / 1024
+            row["humidity_min"], row["humidity_max"] = float(w[11]) / 1024, float(w[12]) / 1024
         self.silver.append(row)
         if self.max_n == 0:
             return
@@ -170,13 +192,18 @@ class Fold:
         for n_ma in self.mas:
             h = st.hist[-n_ma:]
             t = p = hu = 0.0
+            np = nh = 0
             for e in h:
                 t += e[1]
-                p += e[2]
-                hu += e[3]
-            k = float(len(h))
+                if e[2] is not None:
+                    p += e[2]
+                    np += 1
+                if e[3] is not None:
+                    hu += e[3]
+                    nh += 1
             self.gold.append({"device": device, "window_start": h[-1][0], "n": n_ma, "windows": len(h),
-                              "temp_c": t / k, "pressure_pa": p / k, "humidity_rh": hu / k})
+                              "temp_c": t / float(len(h)), "pressure_pa": p / float(np) if np else None,
+                              "humidity_rh": hu / float(nh) if nh else None})
 
 
 def batches_in_order(rows):

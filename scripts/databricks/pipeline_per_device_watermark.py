@@ -101,6 +101,12 @@ def frame(rows):
     return pd.DataFrame(data, columns=COLUMNS)
 
 
+def opt(v):
+    """A nullable bronze value (pressure_pa, humidity_rh): pandas hands a
+    null double over as NaN (or None/pd.NA); the fold takes None."""
+    return None if v is None or v is pd.NA or v != v else float(v)
+
+
 def fold_device(key, pdfs, state):
     (device,) = key
     st = pilake_fold.DeviceState.from_json(state.get[0]) if state.exists else pilake_fold.DeviceState()
@@ -113,7 +119,7 @@ def fold_device(key, pdfs, state):
             rows.extend(pdf[BRONZE_COLUMNS].itertuples(index=False, name=None))
         for b in pilake_fold.batches_in_order(rows):
             f.fold_batch(st, device, int(b["boot"]), int(b["seq"]), int(b["received_at"]), b["source"],
-                         [(int(r[0]), float(r[1]), float(r[2]), float(r[3]), bool(r[4])) for r in b["readings"]])
+                         [(int(r[0]), float(r[1]), opt(r[2]), opt(r[3]), bool(r[4])) for r in b["readings"]])
         state.setTimeoutDuration(IDLE_CLOSE_MS)
     state.update((st.to_json(),))
     out = ([dict(r, kind="silver") for r in f.silver] + [dict(r, kind="silver_late") for r in f.silver_late]

@@ -31,6 +31,9 @@ w AS (
   SELECT
     device,
     window(ts, '1 second') AS win,
+    -- pressure_pa / humidity_rh are null for readings without them (the Azure simulator's,
+    -- a BMP280's): AVG/MIN/MAX skip nulls and are null when all are, COUNT(*) counts every
+    -- reading, as the collector's fold does; gold's AVG OVER skips null windows likewise.
     COUNT(*) AS count,
     COUNT_IF(fresh) AS fresh_count,
     AVG(temp_c) AS temp_avg, MIN(temp_c) AS temp_min, MAX(temp_c) AS temp_max,

@@ -2,7 +2,8 @@
 // table's _delta_log (the Parquet checkpoint named by _last_checkpoint, read
 // with DuckDB, then the JSON commits after it), checks the actions against
 // the Delta protocol, and reads the live data files with DuckDB's Parquet
-// reader. Prints one JSON object: per table, rows, files and column types.
+// reader. Prints one JSON object: per table, rows, files, column types and
+// the null counts of DOUBLE columns.
 //
 //   node check.mjs LAKE [table ...]
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -67,11 +68,18 @@ for (const t of tables) {
   const parts = meta.partitionColumns || [];
   let rows = 0;
   const types = {};
+  const nulls = {}; // DOUBLE columns' null counts, where not 0
   if (files.length > 0) {
     const list = '[' + files.map((f) => lit(path.join(dir, decodeURIComponent(f.path)))).join(',') + ']';
     const src = `read_parquet(${list}, hive_partitioning = ${parts.length > 0})`;
     rows = Number((await q(`select count(*) as n from ${src}`))[0].n);
     for (const c of await q(`describe select * from ${src}`)) types[c.column_name] = c.column_type;
+    for (const [c, ty] of Object.entries(types)) {
+      if (ty !== 'DOUBLE') continue;
+      const id = '"' + c.replaceAll('"', '""') + '"';
+      const n = Number((await q(`select count(*) - count(${id}) as n from ${src}`))[0].n);
+      if (n > 0) nulls[c] = n;
+    }
     let statRows = 0;
     for (const f of files) statRows += JSON.parse(f.stats).numRecords;
     if (statRows !== rows) fail(`${t}: stats say ${statRows} rows, files hold ${rows}`);
@@ -79,6 +87,6 @@ for (const t of tables) {
   for (const f of schema.fields) {
     if (files.length > 0 && !(f.name in types)) fail(`${t}: column ${f.name} of the schema not in the files`);
   }
-  out[t] = { version, files: files.length, rows, types, schema: Object.fromEntries(schema.fields.map((f) => [f.name, f.type])) };
+  out[t] = { version, files: files.length, rows, types, nulls, schema: Object.fromEntries(schema.fields.map((f) => [f.name, f.type])) };
 }
 console.log(JSON.stringify(out));

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -86,14 +87,24 @@ func InsertGold(t testing.TB, db *sql.DB, rows ...schema.GoldRow) {
 	}
 }
 
-// Silver makes a silver row of device for the 1 s window starting at startUS.
+// Silver makes a silver row of device for the 1 s window starting at
+// startUS; a NaN hum or press makes those columns null.
 func Silver(device string, startUS int64, temp, hum, press float64) schema.SilverRow {
 	return schema.SilverRow{Device: device, WindowStart: startUS, WindowEnd: startUS + 1e6, Count: 400, FreshCount: 100,
-		TempAvg: temp, TempMin: temp - 0.1, TempMax: temp + 0.1, HumidityAvg: hum, HumidityMin: hum - 1, HumidityMax: hum + 1,
-		PressureAvg: press, PressureMin: press - 5, PressureMax: press + 5}
+		TempAvg: temp, TempMin: temp - 0.1, TempMax: temp + 0.1, HumidityAvg: opt(hum, 0), HumidityMin: opt(hum, -1), HumidityMax: opt(hum, 1),
+		PressureAvg: opt(press, 0), PressureMin: opt(press, -5), PressureMax: opt(press, 5)}
 }
 
-// Gold makes a gold row of device ending at the window starting at startUS.
+// Gold makes a gold row of device ending at the window starting at startUS;
+// a NaN hum or press makes those columns null.
 func Gold(device string, startUS int64, n int32, temp, hum, press float64) schema.GoldRow {
-	return schema.GoldRow{Device: device, WindowStart: startUS, N: n, Windows: n, TempC: temp, HumidityRH: hum, PressurePa: press}
+	return schema.GoldRow{Device: device, WindowStart: startUS, N: n, Windows: n, TempC: temp, HumidityRH: opt(hum, 0), PressurePa: opt(press, 0)}
+}
+
+// opt is v+d, or nil (null) when v is NaN.
+func opt(v, d float64) *float64 {
+	if math.IsNaN(v) {
+		return nil
+	}
+	return schema.Float(v + d)
 }

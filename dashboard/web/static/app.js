@@ -213,10 +213,12 @@
       series: [
         {},
         // Without gold (long ranges read from the rollup tiers) the mean line is the main one.
-        { label: 'silver', stroke: () => (card.gold.t.length ? q.color + '80' : q.color), width: 1.25, spanGaps: true, points: { show: false } },
-        { label: 'max', stroke: q.color + '30', width: 0.5, spanGaps: true, points: { show: false } },
-        { label: 'min', stroke: q.color + '30', width: 0.5, spanGaps: true, points: { show: false } },
-        { label: 'gold', stroke: q.color, width: 2.5, spanGaps: true, points: { show: false } },
+        // A null (no humidity from a BMP280, no pressure from the Azure simulator) is a gap;
+        // the undefined that joining silver and gold leaves is spanned.
+        { label: 'silver', stroke: () => (card.gold.t.length ? q.color + '80' : q.color), width: 1.25, spanGaps: false, points: { show: false } },
+        { label: 'max', stroke: q.color + '30', width: 0.5, spanGaps: false, points: { show: false } },
+        { label: 'min', stroke: q.color + '30', width: 0.5, spanGaps: false, points: { show: false } },
+        { label: 'gold', stroke: q.color, width: 2.5, spanGaps: false, points: { show: false } },
       ],
       bands: [{ series: [2, 3], fill: q.color + '26' }],
     };
@@ -225,7 +227,8 @@
   function chartData(card, q) {
     const s = card.silver, g = card.gold;
     const xs = s.t.map((t) => t / 1000), gx = g.t.map((t) => t / 1000);
-    return window.uPlot.join([[xs, s[q.key].map(q.conv), s[q.key + '_hi'].map(q.conv), s[q.key + '_lo'].map(q.conv)], [gx, g[q.key].map(q.conv)]]);
+    const cv = (v) => (v == null ? null : q.conv(v)); // null: the device has no such value there
+    return window.uPlot.join([[xs, s[q.key].map(cv), s[q.key + '_hi'].map(cv), s[q.key + '_lo'].map(cv)], [gx, g[q.key].map(cv)]]);
   }
   function drawCard(card) {
     card.dirty = false;
@@ -234,7 +237,10 @@
     card.el.dataset.points = String(card.silver.t.length + card.gold.t.length);
     // current values: the newest silver window (provisional while live)
     const n = card.silver.t.length;
-    for (const q of QS) card.nowEls[q.id].textContent = n ? q.conv(card.silver[q.key][n - 1]).toFixed(q.digits) : '–';
+    for (const q of QS) {
+      const v = n ? card.silver[q.key][n - 1] : null;
+      card.nowEls[q.id].textContent = v == null ? '–' : q.conv(v).toFixed(q.digits);
+    }
     updateAge(card);
     if (!hasPlot) return;
     const [from, to] = windowNow();
