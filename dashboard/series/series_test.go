@@ -163,7 +163,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 // 'f' formatting, trailing zeros dropped.
 func appendFloatSlow(b []byte, f float64, decimals int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, '0')
+		return append(b, "null"...)
 	}
 	if math.Abs(f) >= 1e15 {
 		return strconv.AppendFloat(b, f, 'g', -1, 64)
