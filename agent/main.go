@@ -30,6 +30,7 @@ import (
 	"github.com/pilake/pilake/agent/uplink"
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/hw"
+	"github.com/pilake/pilake/internal/backoff"
 )
 
 func main() {
@@ -302,7 +303,8 @@ func (a *Agent) tryOpen() error {
 // another chip id is a configuration error no retry fixes, returned.
 // Anything else (nothing answers, no I2C bus yet) is retried.
 func (a *Agent) openLoop(ctx context.Context) error {
-	var wait time.Duration // the first attempt at once
+	// Waits double from openBackoff, no jitter; the first attempt is at once.
+	retry := backoff.Backoff{Min: a.openBackoff, Max: maxOpenBackoff}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -315,7 +317,7 @@ func (a *Agent) openLoop(ctx context.Context) error {
 		a.opening = time.Now()
 		a.mu.Unlock()
 		err := a.tryOpen()
-		wait = min(max(2*wait, a.openBackoff), maxOpenBackoff)
+		wait := retry.Next()
 		a.mu.Lock()
 		a.opening = time.Time{}
 		a.openNext = time.Now().Add(wait)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/hw"
+	"github.com/pilake/pilake/internal/backoff"
 	"github.com/pilake/pilake/internal/clock"
 )
 
@@ -381,7 +382,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 		lastChange time.Time
 		lastReinit time.Time
 		consec     int
-		backoff    time.Duration
+		retry      = backoff.Backoff{Min: 10 * time.Millisecond, Max: maxBackoff} // doubling, no jitter
 		retryAt    time.Time
 		needReinit bool
 		frozen     bool
@@ -431,8 +432,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 	}
 	fail := func(now time.Time, err error) {
 		consec++
-		backoff = min(max(2*backoff, 10*time.Millisecond), maxBackoff)
-		retryAt = now.Add(backoff)
+		retryAt = now.Add(retry.Next())
 		if consec >= 5 {
 			needReinit = true
 		}
@@ -486,8 +486,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 				s.reinitErrs.Add(1)
 				consec++
 				needReinit = true // don't read on with a device that failed to initialise
-				backoff = min(max(2*backoff, 10*time.Millisecond), maxBackoff)
-				retryAt = clk.Now().Add(backoff)
+				retryAt = clk.Now().Add(retry.Next())
 				state := "reinit-failed"
 				if errors.Is(r.err, errStuck) {
 					state = "stuck"
@@ -542,7 +541,8 @@ func (s *Sampler) Run(ctx context.Context) error {
 				float64(t)/100, float64(p)/256, float64(h)/1024))
 			continue
 		}
-		consec, backoff = 0, 0
+		consec = 0
+		retry.Reset()
 		fresh := !havePrev || t != prevT || p != prevP || h != prH
 		prevT, prevP, prH, havePrev = t, p, h, true
 		if fresh {

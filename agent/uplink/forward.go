@@ -12,6 +12,7 @@ import (
 
 	"github.com/pilake/pilake/agent/spool"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/backoff"
 	"github.com/pilake/pilake/internal/clock"
 )
 
@@ -267,7 +268,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	burst := float64(f.cfg.MaxInflight)
 	tokens, last := burst, time.Now()
 	var retryAt time.Time
-	backoff := 100 * time.Millisecond
+	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second} // doubling, no jitter
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	sweep := time.NewTicker(min(time.Second, max(f.cfg.LandingTimeout/4, time.Millisecond))) // landing timeouts
@@ -392,13 +393,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 					u.released = true
 					released++
 				}
+				d := retry.Next()
 				f.log.Warn("publishing batch failed; will retry", "boot", fmt.Sprintf("%016x", r.rec.Boot),
-					"seq", r.rec.Seq, "err", r.err, "retry_in", backoff)
-				retryAt = time.Now().Add(backoff)
-				backoff = min(2*backoff, 5*time.Second)
+					"seq", r.rec.Seq, "err", r.err, "retry_in", d)
+				retryAt = time.Now().Add(d)
 				break
 			}
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 			u := pending[k]
 			if u == nil {
 				break // landed already (a second publication, or the ack beat the PUBACK)

@@ -16,6 +16,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/pilake/pilake/internal/backoff"
 )
 
 // Options configures an MQTT connection.
@@ -270,7 +272,7 @@ func (m *MQTT) Start(ctx context.Context) {
 
 func (m *MQTT) loop(ctx context.Context, stop, done chan struct{}) {
 	defer close(done)
-	backoff := time.Second
+	retry := backoff.Backoff{Min: time.Second, Max: m.cfg.MaxReconnectInterval} // doubling, no jitter
 	wait := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -301,14 +303,14 @@ func (m *MQTT) loop(ctx context.Context, stop, done chan struct{}) {
 			return
 		}
 		if err := tok.Error(); err != nil {
+			d := retry.Next()
 			// Log the first failure of a run, then at powers of two.
 			if n := m.dialFails.Add(1); n&(n-1) == 0 {
-				m.log.Warn("mqtt broker unreachable; retrying (batches wait in the spool)", "attempts", n, "retry_in", backoff, "err", err)
+				m.log.Warn("mqtt broker unreachable; retrying (batches wait in the spool)", "attempts", n, "retry_in", d, "err", err)
 			}
-			if !wait(backoff) {
+			if !wait(d) {
 				return
 			}
-			backoff = min(2*backoff, m.cfg.MaxReconnectInterval)
 			continue
 		}
 		connectedAt := time.Now()
@@ -373,12 +375,11 @@ func (m *MQTT) loop(ctx context.Context, stop, done chan struct{}) {
 		// slow the client down instead of making it storm the broker.
 		if !renewing && time.Since(connectedAt) < stableAfter {
 			m.shortLived.Add(1)
-			if !wait(backoff) {
+			if !wait(retry.Next()) {
 				return
 			}
-			backoff = min(2*backoff, m.cfg.MaxReconnectInterval)
 		} else {
-			backoff = time.Second
+			retry.Reset()
 		}
 	}
 }
