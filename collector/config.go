@@ -19,6 +19,7 @@ import (
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/collector/broker"
 	"github.com/pilake/pilake/collector/bronzeapp"
+	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/stages"
@@ -90,6 +91,7 @@ type Config struct {
 	VacuumRetention  time.Duration
 	LogRetention     time.Duration
 	ForgetAfter      time.Duration
+	CheckpointPolicy string
 
 	// Operations.
 	MetricsAddr string
@@ -158,6 +160,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.LandingRetention, "landing-retention", stages.DefaultLandingRetention, "delete landing/ segments of hours older than this once bronze holds all their batches (0: keep forever)")
 	fs.DurationVar(&c.VacuumRetention, "vacuum-retention", stages.DefaultVacuumRetention, "delta.deletedFileRetentionDuration written into new tables: how long removed files stay (negative: no vacuum)")
 	fs.DurationVar(&c.LogRetention, "log-retention", stages.DefaultLogRetention, "delta.logRetentionDuration written into new tables: how far back time travel reaches (negative: no log cleanup)")
+	fs.StringVar(&c.CheckpointPolicy, "checkpoint-policy", delta.CheckpointV2, "checkpoint kind of the tables the stages create: v2 (V2 checkpoints whose sidecars later checkpoints reuse; readers need Delta Lake 3.x, Databricks Runtime 13.3 LTS+ or delta-kernel-rs) or classic (V1 checkpoints every Delta reader reads); existing tables keep theirs")
 	fs.DurationVar(&c.ForgetAfter, "forget-after", stages.DefaultForgetAfter, "devices and boots unseen this long leave memory, state and metrics (negative: never)")
 	fs.DurationVar(&c.LandingLinger, "landing-linger", landing.DefaultSegmentLinger, "how long a landing segment waits for more batches before it is written (0: not at all); adds at most this to the acknowledgement time")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9102", "HTTP address for /metrics, /healthz, /readyz (empty: off)")
@@ -189,6 +192,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.BronzeAppend != "" && (c.Stages || !bronzeapp.ValidName(c.BronzeAppend)) {
 		errs = append(errs, fmt.Errorf("--bronze-append %q: needs --stages=false and a name of 1-40 a-z, 0-9 and -", c.BronzeAppend))
+	}
+	if c.CheckpointPolicy != delta.CheckpointV2 && c.CheckpointPolicy != delta.CheckpointClassic {
+		errs = append(errs, fmt.Errorf("--checkpoint-policy %q: want v2 or classic", c.CheckpointPolicy))
 	}
 	if c.AzureContainer == "" && c.Lake == "" {
 		errs = append(errs, errors.New("no lake: give --lake DIR or --azure-container"))
@@ -284,7 +290,7 @@ func (c Config) stageOptions(log *slog.Logger) stages.Options {
 		Window: c.Window, AllowedLateness: c.AllowedLateness, MovingAverages: mas,
 		MaxSkew: c.MaxSkew, MaxAhead: c.MaxAhead, CommitInterval: c.CommitInterval, Logger: log,
 		LandingRetention: c.landingRetention(), VacuumRetention: c.VacuumRetention, LogRetention: c.LogRetention,
-		ForgetAfter: c.ForgetAfter,
+		ForgetAfter: c.ForgetAfter, CheckpointPolicy: c.CheckpointPolicy,
 	}
 }
 

@@ -166,9 +166,17 @@ type DomainMetadata struct {
 // _delta_log/_sidecars holding some of the checkpoint's add and remove
 // actions.
 type Sidecar struct {
-	Path             string `json:"path"`
-	SizeInBytes      int64  `json:"sizeInBytes"`
-	ModificationTime int64  `json:"modificationTime"`
+	Path             string            `json:"path"`
+	SizeInBytes      int64             `json:"sizeInBytes"`
+	ModificationTime int64             `json:"modificationTime"`
+	Tags             map[string]string `json:"tags,omitempty"`
+}
+
+// CheckpointMetadata is the checkpointMetadata action that every V2-spec
+// checkpoint holds exactly once.
+type CheckpointMetadata struct {
+	Version int64             `json:"version"`
+	Tags    map[string]string `json:"tags,omitempty"`
 }
 
 // Action is one line of a commit: exactly one field is set.
@@ -181,6 +189,8 @@ type Action struct {
 	CommitInfo map[string]any  `json:"commitInfo,omitempty"`
 	Domain     *DomainMetadata `json:"domainMetadata,omitempty"`
 	Sidecar    *Sidecar        `json:"sidecar,omitempty"` // V2 checkpoints only
+	// CheckpointMetadata: V2 checkpoints only.
+	CheckpointMetadata *CheckpointMetadata `json:"checkpointMetadata,omitempty"`
 }
 
 // Errors.
@@ -227,6 +237,9 @@ func (a *Action) count() int {
 		n++
 	}
 	if a.Sidecar != nil {
+		n++
+	}
+	if a.CheckpointMetadata != nil {
 		n++
 	}
 	return n

@@ -56,26 +56,36 @@ type CheckpointStats struct {
 	Version    int64 // -1: none
 	Bytes      int64
 	Tombstones int64 // remove actions the table keeps (in it and after it)
+	Sidecars   int   // sidecar files it references (V2)
+	// Written are the objects this Table wrote for it (a V2 checkpoint's
+	// new sidecars and top-level file; reused sidecars are not listed).
+	Written []string
 }
 
 // CheckpointStats returns what the Table knows of its last checkpoint.
 func (t *Table) CheckpointStats() CheckpointStats {
-	return CheckpointStats{Version: t.snap.checkpoint, Bytes: t.snap.checkpointBytes, Tombstones: t.snap.NumTombstones()}
+	return CheckpointStats{Version: t.snap.checkpoint, Bytes: t.snap.checkpointBytes, Tombstones: t.snap.NumTombstones(),
+		Sidecars: len(t.snap.sidecars), Written: t.lastWritten}
 }
 
-// Checkpoint writes a classic checkpoint of the current version and
-// _last_checkpoint. Tombstones older than the table's
-// delta.deletedFileRetentionDuration are left out (they have expired; VACUUM
-// may delete their files). A Table does not hold the tombstones of the
-// checkpoint it started from in memory: they are streamed from that
-// checkpoint into the new one, so memory holds only the tombstones of the
-// commits since.
+// Checkpoint writes a checkpoint of the current version and
+// _last_checkpoint: a V2-spec checkpoint with sidecars when the table asks
+// for them (the v2Checkpoint feature and delta.checkpointPolicy=v2,
+// checkpoint_v2.go), else a classic V1-spec one. Tombstones older than
+// the table's delta.deletedFileRetentionDuration are left out (they have
+// expired; VACUUM may delete their files). A Table does not hold the
+// tombstones of the checkpoint it started from in memory: they are
+// streamed from that checkpoint into the new one, so memory holds only the
+// tombstones of the commits since.
 func (t *Table) Checkpoint(ctx context.Context) error {
 	cutoff := t.opts.Now().Add(-t.snap.Retention().DeletedFiles).UnixMilli()
 	for p, r := range t.snap.tombstones {
 		if r.DeletionTimestamp < cutoff {
 			delete(t.snap.tombstones, p)
 		}
+	}
+	if t.snap.v2Checkpoints() {
+		return t.checkpointV2(ctx, cutoff)
 	}
 	var buf bytes.Buffer
 	w := parquet.NewGenericWriter[cpRow](&buf, WriterOptions(nil)...)
@@ -84,24 +94,22 @@ func (t *Table) Checkpoint(ctx context.Context) error {
 		return fmt.Errorf("checkpointing %s: encoding: %w", t.name, err)
 	}
 	n := int64(len(head))
-	var tombs int64
-	if t.snap.lean && t.snap.carried > 0 && t.snap.checkpoint >= 0 {
-		k, err := t.carryTombstones(ctx, w, cutoff)
-		if err != nil {
-			return fmt.Errorf("checkpointing %s: %w", t.name, err)
-		}
-		tombs += k
-	}
 	rows := make([]cpRow, 0, 256)
-	for _, p := range slices.Sorted(maps.Keys(t.snap.tombstones)) {
-		rows = append(rows, removeRow(t.snap.tombstones[p]))
-		if len(rows) == cap(rows) {
-			if _, err := w.Write(rows); err != nil {
-				return fmt.Errorf("checkpointing %s: encoding: %w", t.name, err)
-			}
-			tombs += int64(len(rows))
-			rows = rows[:0]
+	var tombs int64
+	emit := func(r RemoveFile) error {
+		rows = append(rows, removeRow(r))
+		if len(rows) < cap(rows) {
+			return nil
 		}
+		if _, err := w.Write(rows); err != nil {
+			return fmt.Errorf("encoding: %w", err)
+		}
+		tombs += int64(len(rows))
+		rows = rows[:0]
+		return ctx.Err()
+	}
+	if err := t.eachTombstone(ctx, cutoff, emit); err != nil {
+		return fmt.Errorf("checkpointing %s: %w", t.name, err)
 	}
 	if _, err := w.Write(rows); err != nil {
 		return fmt.Errorf("checkpointing %s: encoding: %w", t.name, err)
@@ -112,37 +120,64 @@ func (t *Table) Checkpoint(ctx context.Context) error {
 	}
 	n += tombs
 	v := t.snap.Version
-	if err := t.l.Put(ctx, CheckpointName(t.name, v), buf.Bytes()); err != nil {
+	name := CheckpointName(t.name, v)
+	if err := t.l.Put(ctx, name, buf.Bytes()); err != nil {
 		return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
 	}
-	if err := t.l.Put(ctx, LastCheckpointName(t.name), encodeLastCheckpoint(LastCheckpoint{Version: v, Size: n})); err != nil {
+	lc := LastCheckpoint{Version: v, Size: n, SizeInBytes: int64(buf.Len()), NumOfAddFiles: int64(len(t.snap.files))}
+	if err := t.l.Put(ctx, LastCheckpointName(t.name), encodeLastCheckpoint(lc)); err != nil {
 		return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
 	}
-	t.lastCP, t.lastCPBytes, t.tailBytes, t.lastCPTime = v, int64(buf.Len()), 0, t.opts.Now()
-	t.snap.checkpoint, t.snap.checkpointBytes = v, int64(buf.Len())
-	t.snap.checkpointFiles = []string{CheckpointName(t.name, v)}
+	var tombFiles []string
+	if tombs > 0 {
+		tombFiles = []string{name}
+	}
+	t.checkpointed(v, int64(buf.Len()), int64(buf.Len()), []string{name}, tombs, tombFiles, []string{name})
+	t.snap.sidecars = nil
+	clear(t.snap.origin)
+	return nil
+}
+
+// checkpointed records that checkpoint v was written: written bytes of
+// new objects (the objects in written), total bytes with reused sidecars,
+// all its objects (files), tombs tombstones in tombFiles.
+func (t *Table) checkpointed(v, writtenBytes, total int64, files []string, tombs int64, tombFiles, written []string) {
+	// The by-size policy weighs the bytes a checkpoint costs to write.
+	t.lastCP, t.lastCPBytes, t.tailBytes, t.lastCPTime = v, writtenBytes, 0, t.opts.Now()
+	t.snap.checkpoint, t.snap.checkpointBytes = v, total
+	t.snap.checkpointFiles = files
+	t.snap.tombFiles = tombFiles
+	t.lastWritten = written
 	if t.snap.lean {
 		// Everything is in the checkpoint now: memory keeps the count.
 		t.snap.carried = tombs
 		clear(t.snap.tombstones)
 	}
+}
+
+// eachTombstone calls emit with every unexpired tombstone the table keeps,
+// sorted within each source: those of the checkpoint it started from
+// (streamed from that checkpoint's files) except those of files added or
+// removed again since, then those in memory.
+func (t *Table) eachTombstone(ctx context.Context, cutoff int64, emit func(RemoveFile) error) error {
+	if t.snap.lean && t.snap.carried > 0 && t.snap.checkpoint >= 0 {
+		if err := t.carryTombstones(ctx, cutoff, emit); err != nil {
+			return err
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(t.snap.tombstones)) {
+		if err := emit(t.snap.tombstones[p]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// carryTombstones copies the unexpired remove actions of the snapshot's
-// checkpoint into w, except those of files added again or removed again
-// since (the snapshot's own tombstones win), and returns how many.
-func (t *Table) carryTombstones(ctx context.Context, w *parquet.GenericWriter[cpRow], cutoff int64) (n int64, err error) {
-	out := make([]cpRow, 0, 256)
-	flush := func() error {
-		if _, err := w.Write(out); err != nil {
-			return fmt.Errorf("encoding checkpoint: %w", err)
-		}
-		n += int64(len(out))
-		out = out[:0]
-		return ctx.Err()
-	}
-	err = t.snap.eachCheckpointAction(ctx, t.l, func(a Action) error {
+// carryTombstones calls emit with the unexpired remove actions of the
+// snapshot's checkpoint, except those of files added again or removed
+// again since (the snapshot's own tombstones win).
+func (t *Table) carryTombstones(ctx context.Context, cutoff int64, emit func(RemoveFile) error) error {
+	return eachCheckpointAction(ctx, t.l, t.snap.tombFiles, func(a Action) error {
 		rm := a.Remove
 		if rm == nil || rm.DeletionTimestamp < cutoff {
 			return nil
@@ -157,16 +192,8 @@ func (t *Table) carryTombstones(ctx context.Context, w *parquet.GenericWriter[cp
 		if _, ok := t.snap.tombstones[p]; ok {
 			return nil
 		}
-		out = append(out, removeRow(*rm))
-		if len(out) == cap(out) {
-			return flush()
-		}
-		return nil
+		return emit(*rm)
 	})
-	if err != nil {
-		return n, err
-	}
-	return n, flush()
 }
 
 func removeRow(r RemoveFile) cpRow {
@@ -177,8 +204,12 @@ func removeRow(r RemoveFile) cpRow {
 }
 
 // headRows are a checkpoint's rows other than tombstones: protocol,
-// metadata, txns and the live files.
-func (s *Snapshot) headRows() []cpRow {
+// metadata, txns, domain metadata and the live files.
+func (s *Snapshot) headRows() []cpRow { return s.checkpointRows(true) }
+
+// checkpointRows are protocol, metadata, txns, domain metadata and, with
+// files, the live files.
+func (s *Snapshot) checkpointRows(files bool) []cpRow {
 	rows := []cpRow{
 		{Protocol: &cpProtocol{MinReaderVersion: int32(s.Protocol.MinReaderVersion), MinWriterVersion: int32(s.Protocol.MinWriterVersion),
 			ReaderFeatures: s.Protocol.ReaderFeatures, WriterFeatures: s.Protocol.WriterFeatures}},
@@ -193,7 +224,11 @@ func (s *Snapshot) headRows() []cpRow {
 		t := s.txns[id]
 		rows = append(rows, cpRow{Txn: &cpTxn{AppID: t.AppID, Version: t.Version, LastUpdated: optInt(t.LastUpdated)}})
 	}
-	for _, a := range s.Files() {
+	var live []AddFile
+	if files {
+		live = s.Files()
+	}
+	for _, a := range live {
 		rows = append(rows, cpRow{Add: &cpAdd{Path: a.Path, PartitionValues: nonNil(a.PartitionValues), Size: a.Size,
 			ModificationTime: a.ModificationTime, DataChange: false, Stats: optStr(a.Stats), Tags: a.Tags, DeletionVector: cpDVOf(a.DeletionVector)}})
 	}

@@ -21,25 +21,34 @@ import (
 
 // cpSidecar is a sidecar action in a V2-spec checkpoint.
 type cpSidecar struct {
-	Path             string `parquet:"path"`
-	SizeInBytes      int64  `parquet:"sizeInBytes"`
-	ModificationTime int64  `parquet:"modificationTime"`
+	Path             string            `parquet:"path"`
+	SizeInBytes      int64             `parquet:"sizeInBytes"`
+	ModificationTime int64             `parquet:"modificationTime"`
+	Tags             map[string]string `parquet:"tags,optional"`
+}
+
+// cpCheckpointMetadata is the checkpointMetadata action of a V2-spec
+// checkpoint.
+type cpCheckpointMetadata struct {
+	Version int64             `parquet:"version"`
+	Tags    map[string]string `parquet:"tags,optional"`
 }
 
 // cpReadRow is what a checkpoint row is read as: cpRow and the actions
 // only V2-spec checkpoints hold.
 type cpReadRow struct {
-	Txn      *cpTxn      `parquet:"txn,optional"`
-	Add      *cpAdd      `parquet:"add,optional"`
-	Remove   *cpRemove   `parquet:"remove,optional"`
-	MetaData *cpMetadata `parquet:"metaData,optional"`
-	Protocol *cpProtocol `parquet:"protocol,optional"`
-	Domain   *cpDomain   `parquet:"domainMetadata,optional"`
-	Sidecar  *cpSidecar  `parquet:"sidecar,optional"`
+	Txn      *cpTxn                `parquet:"txn,optional"`
+	Add      *cpAdd                `parquet:"add,optional"`
+	Remove   *cpRemove             `parquet:"remove,optional"`
+	MetaData *cpMetadata           `parquet:"metaData,optional"`
+	Protocol *cpProtocol           `parquet:"protocol,optional"`
+	Domain   *cpDomain             `parquet:"domainMetadata,optional"`
+	Sidecar  *cpSidecar            `parquet:"sidecar,optional"`
+	CPMeta   *cpCheckpointMetadata `parquet:"checkpointMetadata,optional"`
 }
 
 // action converts a checkpoint row to the action it holds (ok=false: none
-// this package keeps, such as checkpointMetadata).
+// this package knows).
 func (row *cpReadRow) action() (a Action, ok bool) {
 	switch {
 	case row.Protocol != nil:
@@ -86,7 +95,9 @@ func (row *cpReadRow) action() (a Action, ok bool) {
 	case row.Domain != nil:
 		a.Domain = &DomainMetadata{Domain: row.Domain.Domain, Configuration: row.Domain.Configuration, Removed: row.Domain.Removed}
 	case row.Sidecar != nil:
-		a.Sidecar = &Sidecar{Path: row.Sidecar.Path, SizeInBytes: row.Sidecar.SizeInBytes, ModificationTime: row.Sidecar.ModificationTime}
+		a.Sidecar = &Sidecar{Path: row.Sidecar.Path, SizeInBytes: row.Sidecar.SizeInBytes, ModificationTime: row.Sidecar.ModificationTime, Tags: row.Sidecar.Tags}
+	case row.CPMeta != nil:
+		a.CheckpointMetadata = &CheckpointMetadata{Version: row.CPMeta.Version, Tags: row.CPMeta.Tags}
 	default:
 		return a, false
 	}
@@ -112,13 +123,28 @@ func eachParquetAction(ctx context.Context, data []byte, fn func(Action) error) 
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptLog, err)
 	}
-	r := parquet.NewGenericReader[cpReadRow](f)
+	if parquet.EqualNodes(f.Schema(), sidecarSchema) {
+		// pilake's own sidecars: read as they were written (no conversion
+		// of every row to cpReadRow's schema; sidecars are many small files).
+		return eachRow(ctx, f, func(r *cpSidecarRow) cpReadRow { return cpReadRow{Add: r.Add, Remove: r.Remove} }, fn)
+	}
+	return eachRow(ctx, f, func(r *cpReadRow) cpReadRow { return *r }, fn)
+}
+
+// sidecarSchema is the schema of the sidecar files pilake writes.
+var sidecarSchema = parquet.SchemaOf(cpSidecarRow{})
+
+// eachRow calls fn with the action of each row of f, read as T and
+// converted by row.
+func eachRow[T any](ctx context.Context, f *parquet.File, row func(*T) cpReadRow, fn func(Action) error) error {
+	r := parquet.NewGenericReader[T](f)
 	defer r.Close()
-	buf := make([]cpReadRow, 256)
+	buf := make([]T, 256)
 	for {
 		n, rerr := r.Read(buf)
 		for i := range buf[:n] {
-			if a, ok := buf[i].action(); ok {
+			cr := row(&buf[i])
+			if a, ok := cr.action(); ok {
 				if err := fn(a); err != nil {
 					return err
 				}
@@ -314,41 +340,58 @@ func isCheckpointName(base string) (int64, bool) {
 }
 
 // readCheckpoint replays checkpoint v from files (its classic file when
-// nil): every part of a multi-part checkpoint, or a UUID-named V2
-// checkpoint (JSON or Parquet) and the sidecar files it names.
+// nil): every part of a multi-part checkpoint, or a V2-spec checkpoint
+// (UUID-named JSON or Parquet, or classic-named Parquet) and the sidecar
+// files it names. A checkpointMetadata action must name version v; a
+// sidecar must hold only add and remove actions.
 func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string, v int64, files []string) error {
 	if len(files) == 0 {
 		files = []string{CheckpointName(table, v)}
 	}
 	var total int64
-	var sidecars []string
-	var read []string
-	apply := func(a Action) error {
-		if a.Sidecar != nil {
-			sidecars = append(sidecars, a.Sidecar.Path)
-			return nil
-		}
-		if a.Remove != nil && s.lean {
-			s.carried++
-			return nil
-		}
-		return s.apply([]Action{a})
-	}
-	readOne := func(name string, sidecar bool) error {
+	var sidecars []Sidecar
+	var read, tombFiles []string
+	refs := map[string]sidecarRef{}
+	readOne := func(name string, sc *Sidecar) error {
 		data, err := l.Get(ctx, name)
 		if err != nil {
 			return fmt.Errorf("reading checkpoint %d of %s: %w", v, table, err)
 		}
 		total += int64(len(data))
 		read = append(read, name)
-		fn := apply
-		if sidecar {
-			fn = func(a Action) error {
-				if a.Add == nil && a.Remove == nil {
-					return fmt.Errorf("%w: sidecar %s holds an action other than add or remove", ErrCorruptLog, name)
+		var adds int64
+		hasRemoves := false
+		fn := func(a Action) error {
+			switch {
+			case sc != nil && a.Add == nil && a.Remove == nil:
+				return fmt.Errorf("%w: sidecar %s holds an action other than add or remove", ErrCorruptLog, name)
+			case a.Sidecar != nil:
+				sidecars = append(sidecars, *a.Sidecar)
+				return nil
+			case a.CheckpointMetadata != nil:
+				if a.CheckpointMetadata.Version != v {
+					return fmt.Errorf("%w: checkpoint of version %d says version %d", ErrCorruptLog, v, a.CheckpointMetadata.Version)
 				}
-				return apply(a)
+				return nil
+			case a.Remove != nil:
+				hasRemoves = true
+				if s.lean {
+					s.carried++
+					return nil
+				}
 			}
+			if err := s.apply([]Action{a}); err != nil {
+				return err
+			}
+			if a.Add != nil && sc != nil {
+				adds++
+				if s.origin != nil {
+					if p, err := fileKey(a.Add.Path, a.Add.DeletionVector); err == nil {
+						s.origin[p] = name
+					}
+				}
+			}
+			return nil
 		}
 		if strings.HasSuffix(name, ".json") {
 			actions, err := decodeCommit(data)
@@ -360,30 +403,39 @@ func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string
 					return fmt.Errorf("reading checkpoint %d of %s: %w", v, table, err)
 				}
 			}
-			return nil
-		}
-		if err := eachParquetAction(ctx, data, fn); err != nil {
+		} else if err := eachParquetAction(ctx, data, fn); err != nil {
 			return fmt.Errorf("reading checkpoint %d of %s (%s): %w", v, table, path.Base(name), err)
+		}
+		if hasRemoves {
+			tombFiles = append(tombFiles, name)
+		}
+		if sc != nil {
+			refs[name] = sidecarRef{action: *sc, adds: adds, removes: hasRemoves}
 		}
 		return nil
 	}
 	for _, name := range files {
-		if err := readOne(name, false); err != nil {
+		if err := readOne(name, nil); err != nil {
 			return err
 		}
 	}
-	for _, sc := range sidecars {
-		name, err := sidecarName(table, sc)
+	for i := range sidecars {
+		name, err := sidecarName(table, sidecars[i].Path)
 		if err != nil {
 			return fmt.Errorf("reading checkpoint %d of %s: %w", v, table, err)
 		}
-		if err := readOne(name, true); err != nil {
+		if _, dup := refs[name]; dup {
+			return fmt.Errorf("reading checkpoint %d of %s: %w: sidecar %s named twice", v, table, ErrCorruptLog, sidecars[i].Path)
+		}
+		if err := readOne(name, &sidecars[i]); err != nil {
 			return err
 		}
 	}
 	s.Version = v
 	s.checkpoint, s.checkpointBytes = v, total
 	s.checkpointFiles = read
+	s.tombFiles = tombFiles
+	s.sidecars = refs
 	return nil
 }
 
@@ -408,10 +460,10 @@ func sidecarName(table, p string) (string, error) {
 	return name, nil
 }
 
-// eachCheckpointAction calls fn with each action of the checkpoint the
-// snapshot was read from (sidecars included), read again from the lake.
-func (s *Snapshot) eachCheckpointAction(ctx context.Context, l lake.Lake, fn func(Action) error) error {
-	for _, name := range s.checkpointFiles {
+// eachCheckpointAction calls fn with each action of the given checkpoint
+// objects (a checkpoint file, sidecars), read again from the lake.
+func eachCheckpointAction(ctx context.Context, l lake.Lake, names []string, fn func(Action) error) error {
+	for _, name := range names {
 		data, err := l.Get(ctx, name)
 		if err != nil {
 			return fmt.Errorf("reading checkpoint %s: %w", name, err)

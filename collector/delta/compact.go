@@ -131,15 +131,9 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 			}
 			continue
 		}
-		st, err := f.ParsedStats()
-		if err != nil || st.NumRecords >= o.SmallFileRows {
+		rows, ts, ok := t.fileTime(f, o.TimeColumn)
+		if !ok || rows >= o.SmallFileRows {
 			continue
-		}
-		ts := f.ModificationTime * 1000
-		if v, ok := st.MinValues[o.TimeColumn]; ok {
-			if us, err := ParseStatsTime(v); err == nil {
-				ts = us
-			}
 		}
 		day := floorDiv(ts, dayUS) * dayUS
 		if day+dayUS > closed {
@@ -151,8 +145,8 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 			g = &group{start: day, tier: TierDay, part: partitionKey(f.PartitionValues)}
 			days[k] = g
 		}
-		g.files = append(g.files, small{f, st.NumRecords, ts})
-		g.rows += st.NumRecords
+		g.files = append(g.files, small{f, rows, ts})
+		g.rows += rows
 	}
 	// Days too big for one file: their untiered files by hour instead.
 	var groups []*group
@@ -185,15 +179,9 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 		if f.Tags[TagCompaction] != "" || f.DeletionVector != nil {
 			continue
 		}
-		st, err := f.ParsedStats()
-		if err != nil || st.NumRecords >= o.SmallFileRows {
+		rows, ts, ok := t.fileTime(f, o.TimeColumn)
+		if !ok || rows >= o.SmallFileRows {
 			continue
-		}
-		ts := f.ModificationTime * 1000
-		if v, ok := st.MinValues[o.TimeColumn]; ok {
-			if us, err := ParseStatsTime(v); err == nil {
-				ts = us
-			}
 		}
 		day := floorDiv(ts, dayUS) * dayUS
 		h := floorDiv(ts, hourUS) * hourUS
@@ -206,8 +194,8 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 			g = &group{start: h, tier: TierHour, part: partitionKey(f.PartitionValues)}
 			hours[k] = g
 		}
-		g.files = append(g.files, small{f, st.NumRecords, ts})
-		g.rows += st.NumRecords
+		g.files = append(g.files, small{f, rows, ts})
+		g.rows += rows
 	}
 	for _, g := range hours {
 		groups = append(groups, g)
@@ -271,6 +259,42 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 		return 0, err
 	}
 	return removed, nil
+}
+
+// fileTime is what compaction needs of a file's statistics: its row count
+// and the minimum of the time column (µs; the file's modification time
+// without it); ok=false: no usable statistics. Compaction runs every hour
+// or more often over every live file, so the parsed figures are cached by
+// path for the Table's life (pruned to the live files).
+func (t *Table) fileTime(f AddFile, col string) (rows, ts int64, ok bool) {
+	if t.ftCol != col || t.ftCache == nil {
+		t.ftCol, t.ftCache = col, map[string]fileTimes{}
+	}
+	key := f.Path
+	if c, hit := t.ftCache[key]; hit && c.stats == f.Stats {
+		return c.rows, c.ts, c.ok
+	}
+	if len(t.ftCache) > 2*len(t.snap.files)+1024 {
+		clear(t.ftCache)
+	}
+	c := fileTimes{stats: f.Stats}
+	if st, err := f.ParsedStats(); err == nil {
+		c.rows, c.ok = st.NumRecords, true
+		c.ts = f.ModificationTime * 1000
+		if v, has := st.MinValues[col]; has {
+			if us, err := ParseStatsTime(v); err == nil {
+				c.ts = us
+			}
+		}
+	}
+	t.ftCache[key] = c
+	return c.rows, c.ts, c.ok
+}
+
+type fileTimes struct {
+	stats    string // the statistics they were parsed from
+	rows, ts int64
+	ok       bool
 }
 
 type small struct {

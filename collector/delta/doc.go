@@ -4,9 +4,12 @@
 // delta.checkpointInterval, and optionally by size and age) and
 // `_last_checkpoint`, following the Delta transaction log
 // protocol (https://github.com/delta-io/delta/blob/master/PROTOCOL.md).
-// pilake creates reader v1 / writer v2 tables with only DataPageV1 pages and
-// PLAIN, dictionary and DELTA_BINARY_PACKED encodings, so Spark 3.3+,
-// Databricks, DuckDB and delta-rs read them as they are; it reads tables up
+// pilake creates reader v1 / writer v2 tables (or, with V2 checkpoints,
+// reader v3 / writer v7 with only the v2Checkpoint feature) with only
+// DataPageV1 pages and PLAIN, dictionary and DELTA_BINARY_PACKED encodings,
+// so Spark 3.3+, Databricks and DuckDB read them as they are (V2
+// checkpoints: Delta Lake 3.x, Databricks Runtime 13.3 LTS+,
+// delta-kernel-rs); it reads tables up
 // to reader v3 (deletion vectors, column mapping, timestamp_ntz, V2
 // checkpoints) and appends to tables whose writer features it honours (the
 // support matrix in README.md).
@@ -31,7 +34,10 @@
 //     cleanup (vacuum.go); Hive-escaped partition directories with
 //     URI-encoded paths (paths.go);
 //   - classic single-file V1 checkpoints (`%020d.checkpoint.parquet`) with
-//     the checkpoint schema of the spec, and `_last_checkpoint`;
+//     the checkpoint schema of the spec, and `_last_checkpoint`; with
+//     delta.checkpointPolicy=v2, V2-spec checkpoints whose sidecar files
+//     later checkpoints reuse while nothing in them changed
+//     (checkpoint_v2.go), and the cleanup of unreferenced sidecars;
 //   - compaction by time (an OPTIMIZE-like rewrite of the small files of
 //     closed hours and days: one commit with add and remove actions,
 //     dataChange=false);

@@ -57,8 +57,11 @@ func (p Protocol) hasReaderFeature(f string) bool {
 //   - deletionVectors: pilake writes none; compaction leaves files with one
 //     alone.
 //   - domainMetadata: kept in the snapshot and in checkpoints.
-//   - v2Checkpoint: classic V1-spec checkpoints are allowed; pilake never
-//     writes multi-part ones.
+//   - v2Checkpoint: with delta.checkpointPolicy=v2 pilake writes V2-spec
+//     checkpoints (classic-named, with sidecars it reuses across
+//     checkpoints, checkpoint_v2.go); otherwise classic V1-spec ones, which
+//     the protocol allows; never multi-part ones. Log cleanup deletes only
+//     sidecars no remaining checkpoint references.
 //   - timestampNtz, typeWidening: pilake's columns are its own types.
 //   - vacuumProtocolCheck: Vacuum checks the writer protocol first.
 //   - columnMapping, with delta.columnMapping.mode none.

@@ -37,6 +37,16 @@ type Snapshot struct {
 	checkpoint      int64
 	checkpointBytes int64
 	checkpointFiles []string // the objects it was read from, sidecars included
+	// tombFiles are the checkpoint's objects that hold remove actions (the
+	// lean snapshot's carried tombstones are streamed from them).
+	tombFiles []string
+	// sidecars are the checkpoint's sidecar files (V2), by object name.
+	sidecars map[string]sidecarRef
+	// origin maps a live file (fileKey) to the sidecar object that holds
+	// its add action unchanged; any later add or remove of the file drops
+	// it. Kept by lean snapshots only: it is what lets the next V2
+	// checkpoint reuse a sidecar (checkpoint_v2.go).
+	origin map[string]string
 	// lastICT is the inCommitTimestamp of the last commit applied (0:
 	// unknown, e.g. right after a checkpoint).
 	lastICT int64
@@ -44,6 +54,14 @@ type Snapshot struct {
 
 func newSnapshot() *Snapshot {
 	return &Snapshot{Version: -1, files: map[string]AddFile{}, tombstones: map[string]RemoveFile{}, txns: map[string]Txn{}, domains: map[string]DomainMetadata{}, checkpoint: -1}
+}
+
+// setLean makes s a writer's snapshot (see lean).
+func (s *Snapshot) setLean(lean bool) {
+	s.lean = lean
+	if lean {
+		s.origin = map[string]string{}
+	}
 }
 
 // Files returns the live data files, sorted by path.
@@ -56,6 +74,11 @@ func (s *Snapshot) Files() []AddFile {
 	slices.SortFunc(out, func(a, b AddFile) int { return strings.Compare(a.Path, b.Path) })
 	return out
 }
+
+// CheckpointBytes returns the bytes of the checkpoint the snapshot was
+// read from or last written: its file(s) and the sidecars it references
+// (0: none).
+func (s *Snapshot) CheckpointBytes() int64 { return s.checkpointBytes }
 
 // NumFiles returns the number of live data files.
 func (s *Snapshot) NumFiles() int { return len(s.files) }
@@ -109,6 +132,7 @@ func (s *Snapshot) apply(actions []Action) error {
 			}
 			s.files[p] = *a.Add
 			delete(s.tombstones, p)
+			delete(s.origin, p)
 		case a.Remove != nil:
 			p, err := fileKey(a.Remove.Path, a.Remove.DeletionVector)
 			if err != nil {
@@ -116,6 +140,7 @@ func (s *Snapshot) apply(actions []Action) error {
 			}
 			delete(s.files, p)
 			s.tombstones[p] = *a.Remove
+			delete(s.origin, p)
 		case a.Txn != nil:
 			s.txns[a.Txn.AppID] = *a.Txn
 		case a.CommitInfo != nil:
@@ -167,6 +192,10 @@ func (s *Snapshot) clone() *Snapshot {
 	c.tombstones = maps.Clone(s.tombstones)
 	c.txns = maps.Clone(s.txns)
 	c.domains = maps.Clone(s.domains)
+	c.origin = maps.Clone(s.origin)
+	c.sidecars = maps.Clone(s.sidecars)
+	c.checkpointFiles = slices.Clone(s.checkpointFiles)
+	c.tombFiles = slices.Clone(s.tombFiles)
 	return &c
 }
 
@@ -187,8 +216,12 @@ func LastCheckpointName(table string) string { return LogDir(table) + "_last_che
 // LastCheckpoint is the content of _last_checkpoint.
 type LastCheckpoint struct {
 	Version int64 `json:"version"`
-	Size    int64 `json:"size"`
+	Size    int64 `json:"size"`            // actions in the checkpoint (sidecars' included)
 	Parts   int   `json:"parts,omitempty"` // of a multi-part checkpoint
+	// SizeInBytes: bytes of the checkpoint (and its sidecars); optional.
+	SizeInBytes int64 `json:"sizeInBytes,omitempty"`
+	// NumOfAddFiles: add actions in the checkpoint; optional.
+	NumOfAddFiles int64 `json:"numOfAddFiles,omitempty"`
 }
 
 // Load replays table's log (latest checkpoint, then the JSON commits after
@@ -231,7 +264,7 @@ func loadFromLastCheckpoint(ctx context.Context, l lake.Lake, table string, lean
 		return nil, false
 	}
 	s := newSnapshot()
-	s.lean = lean
+	s.setLean(lean)
 	var files []string
 	if lc.Parts > 1 {
 		files = multiPartNames(table, lc.Version, lc.Parts)
@@ -323,7 +356,7 @@ func loadVersion(ctx context.Context, l lake.Lake, table string, maxV int64, lea
 		return nil, fmt.Errorf("loading delta table %s: %w", table, ErrNoTable)
 	}
 	s := newSnapshot()
-	s.lean = lean
+	s.setLean(lean)
 	if cp >= 0 {
 		if err := s.readCheckpoint(ctx, l, table, cp, cpFiles); err != nil {
 			return nil, err

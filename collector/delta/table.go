@@ -49,6 +49,16 @@ type Options struct {
 	// commits they cover, however many tombstones they carry), or until
 	// CheckpointMaxAge.
 	CheckpointBySize bool
+	// CheckpointPolicy is the checkpoint kind of a table this Table
+	// creates: CheckpointClassic ("" too: V1-spec checkpoints, reader
+	// version 1, what every Delta reader reads) or CheckpointV2 (V2-spec
+	// checkpoints whose sidecars later checkpoints reuse: the table gets
+	// reader version 3 / writer version 7 with the v2Checkpoint feature and
+	// delta.checkpointPolicy=v2, which Delta Lake 3.x, Databricks Runtime
+	// 13.3 LTS+ and delta-kernel-rs read, and older readers refuse). An
+	// existing table keeps its own: its protocol and
+	// delta.checkpointPolicy decide (PropCheckpointPolicy).
+	CheckpointPolicy string
 }
 
 // Table writes one Delta table. A Table is not safe for concurrent use; two
@@ -64,6 +74,16 @@ type Table struct {
 	// checkpoint; tailBytes: bytes of the commits after it (this Table's).
 	lastCPBytes, tailBytes int64
 	lastCPTime             time.Time
+	// lastWritten: the objects the last checkpoint this Table wrote put.
+	lastWritten []string
+	// ftCache: parsed statistics compaction uses (compact.go), of ftCol.
+	ftCache map[string]fileTimes
+	ftCol   string
+	// readableCP identifies the cutoff checkpoint CleanupLog last read
+	// whole; sidecarRefs the sidecars each kept checkpoint references (by
+	// objectIDs), so hourly cleanup reads only new checkpoints.
+	readableCP  string
+	sidecarRefs map[string][]string
 	// CheckpointErr is the error of the last failed checkpoint write (the
 	// commit itself succeeded; the checkpoint is retried at the next commit).
 	CheckpointErr error
@@ -152,6 +172,11 @@ func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 100
 	}
+	switch opts.CheckpointPolicy {
+	case "", CheckpointClassic, CheckpointV2:
+	default:
+		return nil, fmt.Errorf("opening delta table %s: checkpoint policy %q is neither %q nor %q", table, opts.CheckpointPolicy, CheckpointClassic, CheckpointV2)
+	}
 	t := &Table{l: l, name: table, opts: opts, schema: schema}
 	for _, f := range parquet.SchemaOf(new(T)).Fields() {
 		if f.Optional() {
@@ -189,14 +214,19 @@ func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (
 		if !errors.Is(err, ErrNoTable) {
 			return nil, err
 		}
+		proto, conf := Protocol{MinReaderVersion: 1, MinWriterVersion: 2}, maps.Clone(nonNil(opts.Properties))
+		if opts.CheckpointPolicy == CheckpointV2 {
+			proto = v2Protocol()
+			conf[PropCheckpointPolicy] = CheckpointV2
+		}
 		actions := []Action{
 			{CommitInfo: t.commitInfo("CREATE TABLE")},
-			{Protocol: &Protocol{MinReaderVersion: 1, MinWriterVersion: 2}},
+			{Protocol: &proto},
 			{MetaData: &Metadata{
 				ID: newUUID(), Name: path0(table), Description: opts.Description,
 				Format: Format{Provider: "parquet", Options: map[string]string{}}, SchemaString: schema.String(),
 				PartitionColumns: append([]string{}, opts.PartitionColumns...), CreatedTime: opts.Now().UnixMilli(),
-				Configuration: maps.Clone(nonNil(opts.Properties)),
+				Configuration: conf,
 			}},
 		}
 		data, err := encodeCommit(actions)

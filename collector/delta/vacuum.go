@@ -34,8 +34,9 @@ func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error
 		return 0, fmt.Errorf("vacuuming %s: retention %v is under an hour", t.name, retention)
 	}
 	// The whole state, with the tombstones of the last checkpoint (a
-	// Table's own snapshot leaves those out of memory).
-	snap, err := Load(ctx, t.l, t.name)
+	// Table's own snapshot leaves those out of memory: they are streamed
+	// from its checkpoint; if that fails, the table is loaded whole).
+	snap, err := t.vacuumState(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("vacuuming %s: %w", t.name, err)
 	}
@@ -91,6 +92,39 @@ func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error
 	return n, nil
 }
 
+// vacuumState is the table's current state with every tombstone: the
+// Table's snapshot brought up to date, and the tombstones it does not hold
+// streamed from its checkpoint (no whole Load every hour: the live files
+// are in memory already). If the checkpoint cannot be read (another
+// writer's cleanup deleted it), the table is loaded whole.
+func (t *Table) vacuumState(ctx context.Context) (*Snapshot, error) {
+	if err := t.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	if !t.snap.lean || t.snap.carried == 0 {
+		return t.snap, nil
+	}
+	snap := &Snapshot{Protocol: t.snap.Protocol, Metadata: t.snap.Metadata, files: t.snap.files, tombstones: maps.Clone(t.snap.tombstones)}
+	err := eachCheckpointAction(ctx, t.l, t.snap.tombFiles, func(a Action) error {
+		if rm := a.Remove; rm != nil {
+			p, err := fileKey(rm.Path, rm.DeletionVector)
+			if err != nil {
+				return err
+			}
+			if _, live := snap.files[p]; !live {
+				if _, newer := snap.tombstones[p]; !newer {
+					snap.tombstones[p] = *rm
+				}
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		return snap, nil
+	}
+	return Load(ctx, t.l, t.name)
+}
+
 // logEntry is a file directly in _delta_log that metadata cleanup may delete.
 type logEntry struct {
 	name    string
@@ -136,8 +170,8 @@ func parseLogName(base string) (v int64, kind string, ok bool) {
 // the cutoff checkpoint, its own commit and everything after stay, so every
 // version from the cutoff commit on can still be reconstructed (time
 // travel, DESCRIBE HISTORY). Without such a checkpoint nothing is deleted.
-// Only direct children of _delta_log are considered; sidecar files are left
-// alone. Delta's delta.logRetentionDuration defaults to 30 days. It returns
+// Then sidecar files that no remaining checkpoint references go
+// (cleanupSidecars). Delta's delta.logRetentionDuration defaults to 30 days. It returns
 // how many objects it deleted.
 func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, error) {
 	if retention < time.Hour {
@@ -187,9 +221,13 @@ func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, e
 		return 0, nil
 	}
 	// The cutoff checkpoint must be readable before anything it replaces
-	// goes.
-	if err := newSnapshot().readCheckpoint(ctx, t.l, t.name, cutoffCP, cpFiles); err != nil {
-		return 0, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
+	// goes (read once per checkpoint: the cutoff moves a few times a day).
+	id := objectIDs(objs, cpFiles)
+	if id != t.readableCP {
+		if err := newSnapshot().readCheckpoint(ctx, t.l, t.name, cutoffCP, cpFiles); err != nil {
+			return 0, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
+		}
+		t.readableCP = id
 	}
 	n := 0
 	for _, e := range entries {
@@ -202,6 +240,103 @@ func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, e
 		}
 		if err := t.l.Delete(ctx, e.name); err != nil && !errors.Is(err, lake.ErrNotFound) {
 			return n, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
+		}
+		n++
+	}
+	k, err := t.cleanupSidecars(ctx, cutoffCP)
+	n += k
+	if err != nil {
+		return n, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
+	}
+	return n, nil
+}
+
+// objectID identifies an object by name, size and modification time.
+func objectID(o lake.Object) string {
+	return o.Name + "/" + strconv.FormatInt(o.Size, 10) + "/" + strconv.FormatInt(o.ModTime.UnixNano(), 10) + ";"
+}
+
+// objectIDs identifies the objects names among objs.
+func objectIDs(objs []lake.Object, names []string) string {
+	var b strings.Builder
+	for _, o := range objs {
+		if slices.Contains(names, o.Name) {
+			b.WriteString(objectID(o))
+		}
+	}
+	return b.String()
+}
+
+// cleanupSidecars is steps 4 and 5 of the protocol's metadata cleanup: the
+// sidecar files no remaining checkpoint references are deleted, except
+// those less than a day old as of midnight UTC (an in-progress checkpoint
+// may be about to reference them). Sidecars are shared by checkpoints
+// (checkpoint_v2.go reuses them), so every remaining checkpoint's
+// top-level file is read; if one cannot be, nothing is deleted.
+func (t *Table) cleanupSidecars(ctx context.Context, cutoffCP int64) (int, error) {
+	objs, err := t.l.List(ctx, sidecarDir(t.name))
+	if err != nil || len(objs) == 0 {
+		return 0, err
+	}
+	midnight := t.opts.Now().UTC().Truncate(24 * time.Hour)
+	var old []lake.Object
+	for _, o := range objs {
+		if rel := strings.TrimPrefix(o.Name, sidecarDir(t.name)); !strings.Contains(rel, "/") && o.ModTime.Before(midnight.Add(-24*time.Hour)) {
+			old = append(old, o)
+		}
+	}
+	if len(old) == 0 {
+		return 0, nil
+	}
+	// The checkpoints that remain, listed again: another writer may have
+	// written one since the listing above.
+	logObjs, err := t.l.List(ctx, LogDir(t.name))
+	if err != nil {
+		return 0, err
+	}
+	referenced := map[string]bool{}
+	seen := map[string][]string{}
+	for _, o := range logObjs {
+		rel := strings.TrimPrefix(o.Name, LogDir(t.name))
+		v, kind, ok := parseLogName(rel)
+		if strings.Contains(rel, "/") || !ok || kind != "checkpoint" || v < cutoffCP {
+			continue
+		}
+		// A checkpoint's file is not rewritten (a classic-named one may be
+		// replaced by another writer's: then its size or time differs).
+		id := objectID(o)
+		refs, cached := t.sidecarRefs[id]
+		if !cached {
+			err := eachCheckpointAction(ctx, t.l, []string{o.Name}, func(a Action) error {
+				if a.Sidecar != nil {
+					name, err := sidecarName(t.name, a.Sidecar.Path)
+					if err != nil {
+						return err
+					}
+					refs = append(refs, name)
+				}
+				return nil
+			})
+			if errors.Is(err, lake.ErrNotFound) {
+				continue // deleted meanwhile (by another cleanup)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("reading the sidecars of checkpoint %s: %w", rel, err)
+			}
+		}
+		seen[id] = refs
+		for _, r := range refs {
+			referenced[r] = true
+		}
+	}
+	t.sidecarRefs = seen
+	n := 0
+	for _, o := range old {
+		if referenced[o.Name] {
+			continue
+		}
+		if err := t.l.Delete(ctx, o.Name); err != nil && !errors.Is(err, lake.ErrNotFound) {
+			return n, err
 		}
 		n++
 	}

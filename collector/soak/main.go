@@ -21,10 +21,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -60,6 +60,7 @@ type config struct {
 	keep    bool
 	verbose bool
 	profile string // CPU profile of each day, to this prefix
+	policy  string // checkpoint policy of the tables
 }
 
 func main() {
@@ -74,6 +75,7 @@ func main() {
 	flag.BoolVar(&c.keep, "keep", false, "keep the lake")
 	flag.BoolVar(&c.verbose, "v", false, "log the stages' info messages")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write each day's CPU profile to this prefix + day number")
+	flag.StringVar(&c.policy, "checkpoint-policy", "v2", "checkpoint policy of the tables: v2 or classic")
 	flag.Parse()
 	if err := run(context.Background(), c); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
@@ -86,8 +88,9 @@ type day struct {
 	files      map[string]int64 // table → live+garbage data files on disk
 	bytes      map[string]int64
 	logBytes   map[string]int64
-	cpBytes    map[string]int64
-	lastCP     map[string]int64 // size of the latest checkpoint
+	cpBytes    map[string]int64 // checkpoint files and sidecars on disk
+	cpWritten  map[string]int64 // checkpoint files and sidecars written during the day
+	cpState    map[string]int64 // the newest checkpoint and the sidecars it references
 	tombstones map[string]int64
 	liveFiles  map[string]int64
 	loadMS     map[string]float64
@@ -137,7 +140,7 @@ func run(ctx context.Context, c config) error {
 		Clock: clk, Logger: log, MaxEpochRows: perEpoch,
 		CommitInterval: 1000 * time.Hour, // epochs are cut by MaxEpochRows: one per simulated epoch
 		ScanInterval:   -1, SkipShutdownScan: true, LocalInstance: instance,
-		Release: landing.ReleaseBatch,
+		Release: landing.ReleaseBatch, CheckpointPolicy: c.policy,
 	})
 	if err != nil {
 		return err
@@ -165,26 +168,28 @@ func run(ctx context.Context, c config) error {
 	devs := make([]device, c.devices)
 	gen := make([]int, c.devices)
 	for i := range devs {
-		devs[i] = device{id: fmt.Sprintf("soak-%04d-g0", i), boot: 1}
+		devs[i] = device{id: fmt.Sprintf("soak-%04d-g0", i), boot: bootID(fmt.Sprintf("soak-%04d-g0", i), 0)}
 	}
 	epochsPerDay := int((24 * time.Hour) / c.epoch)
-	fmt.Printf("# soak: %d days, %d devices × %d Hz, epoch %v (%d/day), batch %v, churn %.0f%%/day, lake %s\n",
-		c.days, c.devices, c.rate, c.epoch, epochsPerDay, c.batch, c.churn*100, dir)
+	fmt.Printf("# soak: %d days, %d devices × %d Hz, epoch %v (%d/day), batch %v, churn %.0f%%/day, %s checkpoints, lake %s\n",
+		c.days, c.devices, c.rate, c.epoch, epochsPerDay, c.batch, c.churn*100, c.policy, dir)
 
 	var days []day
 	heapPeak := 0.0
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	epoch := 0
+	seen := map[string]bool{} // checkpoint objects measured on earlier days
 	for d := 1; d <= c.days; d++ {
 		// Every day each device reboots; churn replaces some by new ids.
 		replace := int(math.Round(c.churn * float64(c.devices)))
 		for i := range devs {
-			devs[i].boot++
+			devs[i].boot = bootID(devs[i].id, d)
 			devs[i].seq = 0
 			if i < replace {
 				slot := (d*replace + i) % c.devices
 				gen[slot]++
-				devs[slot] = device{id: fmt.Sprintf("soak-%04d-g%d", slot, gen[slot]), boot: 1}
+				id := fmt.Sprintf("soak-%04d-g%d", slot, gen[slot])
+				devs[slot] = device{id: id, boot: bootID(id, d)}
 			}
 		}
 		if c.profile != "" {
@@ -258,7 +263,7 @@ func run(ctx context.Context, c config) error {
 		if c.profile != "" {
 			pprof.StopCPUProfile()
 		}
-		dm, err := measure(ctx, lk, dir, d)
+		dm, err := measure(ctx, lk, dir, d, seen)
 		if err != nil {
 			return err
 		}
@@ -278,6 +283,17 @@ func run(ctx context.Context, c config) error {
 	}
 	summarize(days, heapPeak)
 	return nil
+}
+
+// bootID is device id's boot id on day d: random-looking and fixed per
+// (device, day), as the agent's (a random 64-bit id per start). Counting
+// boots instead made bronze's boot column ever less compressible as churn
+// spread the counters apart (more distinct values a file), a growth of the
+// soak's data, not of the lake's upkeep.
+func bootID(id string, d int) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", id, d)
+	return h.Sum64()
 }
 
 // simLake is the local lake with modification times on the simulated
@@ -320,9 +336,10 @@ var tables = []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Go
 
 // measure reads the lake as an operator would: object counts and sizes from
 // the directory, tombstones and load time from delta.Load.
-func measure(ctx context.Context, lk lake.Lake, dir string, n int) (day, error) {
+func measure(ctx context.Context, lk lake.Lake, dir string, n int, seen map[string]bool) (day, error) {
 	d := day{n: n, files: map[string]int64{}, bytes: map[string]int64{}, logBytes: map[string]int64{}, cpBytes: map[string]int64{},
-		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, loadMS: map[string]float64{}, lastCP: map[string]int64{}}
+		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, loadMS: map[string]float64{},
+		cpWritten: map[string]int64{}, cpState: map[string]int64{}}
 	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -347,8 +364,12 @@ func measure(ctx context.Context, lk lake.Lake, dir string, n int) (day, error) 
 			d.state += info.Size()
 		case strings.HasPrefix(rest, "_delta_log/"):
 			d.logBytes[top] += info.Size()
-			if strings.Contains(rest, ".checkpoint.") {
+			if strings.Contains(rest, ".checkpoint.") || strings.HasPrefix(rest, "_delta_log/_sidecars/") {
 				d.cpBytes[top] += info.Size()
+				if !seen[rel] {
+					seen[rel] = true
+					d.cpWritten[top] += info.Size()
+				}
 			}
 		case strings.HasSuffix(rest, ".parquet"):
 			d.files[top]++
@@ -376,14 +397,7 @@ func measure(ctx context.Context, lk lake.Lake, dir string, n int) (day, error) 
 		}
 		d.tombstones[t] = int64(len(snap.Tombstones()))
 		d.liveFiles[t] = int64(snap.NumFiles())
-		if data, err := lk.Get(ctx, delta.LastCheckpointName(t)); err == nil {
-			var lc delta.LastCheckpoint
-			if json.Unmarshal(data, &lc) == nil {
-				if st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(delta.CheckpointName(t, lc.Version)))); err == nil {
-					d.lastCP[t] = st.Size()
-				}
-			}
-		}
+		d.cpState[t] = snap.CheckpointBytes()
 	}
 	return d, nil
 }
@@ -414,9 +428,9 @@ func printDay(d day, days []day) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "day=%d", d.n)
 	for _, t := range tables {
-		fmt.Fprintf(&b, " %s_files=%d %s_mib=%.1f %s_live_files=%d %s_added_mib=%.2f %s_log_mib=%.2f %s_cp_mib=%.2f %s_last_cp_kib=%.0f %s_tombstones=%d %s_load_ms=%.1f",
+		fmt.Fprintf(&b, " %s_files=%d %s_mib=%.1f %s_live_files=%d %s_added_mib=%.2f %s_log_mib=%.2f %s_cp_mib=%.2f %s_cp_written_kib=%.0f %s_cp_state_kib=%.0f %s_tombstones=%d %s_load_ms=%.1f",
 			t, d.files[t], t, mib(d.bytes[t]), t, d.liveFiles[t], t, mib(d.bytes[t]-prev.bytes[t]), t, mib(d.logBytes[t]), t, mib(d.cpBytes[t]),
-			t, float64(d.lastCP[t])/1024, t, d.tombstones[t], t, d.loadMS[t])
+			t, float64(d.cpWritten[t])/1024, t, float64(d.cpState[t])/1024, t, d.tombstones[t], t, d.loadMS[t])
 	}
 	fmt.Fprintf(&b, " landing_objects=%d state_kib=%.0f heap_mib=%.1f heap_live_mib=%.1f cpu_ms_per_epoch=%.2f",
 		d.landing, float64(d.state)/1024, d.heapMiB, d.liveMiB, d.cpuMS)
@@ -428,8 +442,11 @@ func printDay(d day, days []day) {
 // the longest window, landing's 7 days, has filled). Figures that grow with
 // the data itself are compared by what is not data: a table's bytes by
 // their daily increase, its files by those that are not live (garbage kept
-// for the retention); live files grow with the history (an hour or day
-// file each), which the per-day lines show.
+// for the retention), its checkpoints by the bytes written each day and by
+// what the kept checkpoints hold beyond the newest one's state. What is
+// linear in the retained history by nature (the live files, and so the
+// newest checkpoint's state, which must list every one of them) is printed
+// separately, as "# linear" lines, not in the ratio.
 func summarize(days []day, heapPeak float64) {
 	last := days[len(days)-1]
 	ref := days[min(7, len(days)-1)]
@@ -437,7 +454,7 @@ func summarize(days []day, heapPeak float64) {
 		name      string
 		ref, last float64
 	}
-	var figs []fig
+	var figs, linear []fig
 	added := func(ds []day, i int, t string) float64 {
 		if i == 0 {
 			return float64(ds[0].bytes[t])
@@ -449,10 +466,18 @@ func summarize(days []day, heapPeak float64) {
 			// Files on disk that are not live: compacted away, kept for the retention.
 			fig{t + "_garbage_files", float64(ref.files[t] - ref.liveFiles[t]), float64(last.files[t] - last.liveFiles[t])},
 			fig{t + "_added_bytes", added(days, ref.n-1, t), added(days, last.n-1, t)},
-			// JSON commits (and _last_checkpoint): the log without its checkpoints, which are the next figure.
+			// JSON commits (and _last_checkpoint): the log without its checkpoints, which are the next figures.
 			fig{t + "_json_bytes", float64(ref.logBytes[t] - ref.cpBytes[t]), float64(last.logBytes[t] - last.cpBytes[t])},
-			fig{t + "_cp_bytes", float64(ref.cpBytes[t]), float64(last.cpBytes[t])},
+			// Checkpoint files and sidecars written during the day.
+			fig{t + "_cp_written_bytes", float64(ref.cpWritten[t]), float64(last.cpWritten[t])},
+			// Checkpoint bytes kept beyond the newest checkpoint's state: the
+			// older checkpoints log retention keeps, and their own sidecars.
+			fig{t + "_cp_kept_extra_bytes", float64(ref.cpBytes[t] - ref.cpState[t]), float64(last.cpBytes[t] - last.cpState[t])},
 			fig{t + "_tombstones", float64(ref.tombstones[t]), float64(last.tombstones[t])},
+		)
+		linear = append(linear,
+			fig{t + "_live_files", float64(ref.liveFiles[t]), float64(last.liveFiles[t])},
+			fig{t + "_cp_state_bytes", float64(ref.cpState[t]), float64(last.cpState[t])},
 		)
 	}
 	figs = append(figs,
@@ -462,19 +487,27 @@ func summarize(days []day, heapPeak float64) {
 		// Loads of a few ms are the shared machine's noise: 20 ms floor on the sum.
 		fig{"load_ms", max(20, sumLoad(ref)), max(20, sumLoad(last))},
 	)
+	ratio := func(f fig) float64 {
+		switch {
+		case f.ref > 0:
+			return f.last / f.ref
+		case f.last > 0:
+			return math.Inf(1)
+		}
+		return 1
+	}
 	worst, worstName := 0.0, ""
 	sort.Slice(figs, func(i, j int) bool { return figs[i].name < figs[j].name })
 	for _, f := range figs {
-		r := 1.0
-		if f.ref > 0 {
-			r = f.last / f.ref
-		} else if f.last > 0 {
-			r = math.Inf(1)
-		}
+		r := ratio(f)
 		fmt.Printf("# growth %s day%d/day%d = %.3f (%.0f → %.0f)\n", f.name, last.n, ref.n, r, f.ref, f.last)
 		if r > worst {
 			worst, worstName = r, f.name
 		}
+	}
+	for _, f := range linear {
+		fmt.Printf("# linear %s day%d/day%d = %.3f (%.0f → %.0f): grows with the retained history, not in the ratio\n",
+			f.name, last.n, ref.n, ratio(f), f.ref, f.last)
 	}
 	fmt.Printf("# largest growth: %s\n", worstName)
 	fmt.Printf("soak_growth_ratio=%.3f\n", worst)

@@ -42,13 +42,15 @@ type committer struct {
 
 	compactions int       // compaction rounds
 	maintained  time.Time // last vacuum, log cleanup and landing lifecycle round
-	landing     landingPositions
-	skipLogged  map[string]bool // files compaction stepped aside from, logged once
+	// compactedHour: the last hour bucket whose closing started a round.
+	compactedHour time.Time
+	landing       landingPositions
+	skipLogged    map[string]bool // files compaction stepped aside from, logged once
 }
 
 func newCommitter(p *Pipeline) *committer {
 	return &committer{l: p.l, opts: p.opts, log: p.log, m: &p.m, instance: p.instance,
-		tables: map[string]*delta.Table{}}
+		tables: map[string]*delta.Table{}, compactedHour: p.opts.Now().Add(-compactionGrace).Truncate(time.Hour)}
 }
 
 // setGoldLayout sets how gold is written: partitioned by device (a lake
@@ -393,17 +395,27 @@ func (c *committer) countEpoch(_ context.Context, e *epoch) error {
 	return nil
 }
 
-// maintain compacts every CompactEvery epochs.
+// maintain compacts every CompactEvery epochs, and at the first epoch
+// after an hour bucket has closed (compactionGrace past the hour).
 func (c *committer) maintain(ctx context.Context, e *epoch) error {
 	if e.maintained {
 		return nil
 	}
 	e.maintained = true
-	if c.opts.CompactEvery > 0 && e.n%int64(c.opts.CompactEvery) == 0 {
+	if c.opts.CompactEvery <= 0 {
+		return nil
+	}
+	hour := c.opts.Now().Add(-compactionGrace).Truncate(time.Hour)
+	if e.n%int64(c.opts.CompactEvery) == 0 || hour.After(c.compactedHour) {
+		c.compactedHour = hour
 		c.compact(ctx, e.segments)
 	}
 	return nil
 }
+
+// compactionGrace is delta.CompactOptions' default Grace: an hour bucket
+// is compacted once its end is this far behind the clock.
+const compactionGrace = 10 * time.Minute
 
 func unixOrZero(t time.Time) int64 {
 	if t.IsZero() {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
@@ -71,6 +72,14 @@ func TestIndependentReader(t *testing.T) {
 		}
 	}
 	r.stop(t)
+	// The stages' tables get V2 checkpoints (the default policy): the
+	// independent reader reads them through their sidecars.
+	if _, err := l.Get(t.Context(), delta.LastCheckpointName(schema.Bronze)); err != nil {
+		t.Fatalf("bronze has no checkpoint: %v", err)
+	}
+	if objs, err := l.List(t.Context(), schema.Bronze+"/_delta_log/_sidecars/"); err != nil || len(objs) == 0 {
+		t.Fatalf("bronze's checkpoint has no sidecars (%v)", err)
+	}
 
 	cmd := exec.Command(node, filepath.Join(dir, "check.mjs"), l.Root())
 	cmd.Stderr = os.Stderr

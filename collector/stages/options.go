@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/internal/clock"
 )
@@ -56,7 +57,9 @@ type Options struct {
 	// encoded bronze file (up to MaxEpochRows readings) in memory.
 	MaxPendingEpochs int
 	// CompactEvery runs compaction of small files every this many epochs [30];
-	// negative disables it.
+	// negative disables it. Compaction also runs at the first epoch after
+	// each hour bucket closes (hh:10 by Now), so that closed hours are
+	// compacted within the hour whatever the epoch length.
 	CompactEvery int
 	// VacuumRetention is the delta.deletedFileRetentionDuration written into
 	// new tables (and tables without it) [48h]: how long a removed file's
@@ -80,6 +83,14 @@ type Options struct {
 	// gets one at its next commit [6h], so that a table whose checkpoint is
 	// large (many tombstones) and whose commits are small still gets one.
 	CheckpointMaxAge time.Duration
+	// CheckpointPolicy is the checkpoint kind of the tables the stages
+	// create [delta.CheckpointV2]: V2-spec checkpoints whose sidecars later
+	// checkpoints reuse, so a checkpoint writes what changed, not the
+	// table's history (readers: Delta Lake 3.x, Databricks Runtime 13.3
+	// LTS+, delta-kernel-rs and what is built on it); delta.CheckpointClassic
+	// for V1-spec checkpoints every Delta reader reads. Existing tables keep
+	// their own (their protocol and delta.checkpointPolicy).
+	CheckpointPolicy string
 	// MaintenanceInterval is how often (by Now) vacuum, log cleanup and the
 	// landing lifecycle run, after a compaction round [1h].
 	MaintenanceInterval time.Duration
@@ -212,6 +223,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CheckpointMaxAge == 0 {
 		o.CheckpointMaxAge = 6 * time.Hour
+	}
+	if o.CheckpointPolicy == "" {
+		o.CheckpointPolicy = delta.CheckpointV2
 	}
 	if o.MaintenanceInterval == 0 {
 		o.MaintenanceInterval = time.Hour

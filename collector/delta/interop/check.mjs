@@ -1,6 +1,7 @@
 // Reads pilake's Delta tables in LAKE without pilake's code: replays each
-// table's _delta_log (the Parquet checkpoint named by _last_checkpoint, read
-// with DuckDB, then the JSON commits after it), checks the actions against
+// table's _delta_log (the Parquet checkpoint named by _last_checkpoint and,
+// for a V2 checkpoint, the sidecar files it names, read with DuckDB, then
+// the JSON commits after it), checks the actions against
 // the Delta protocol, and reads the live data files with DuckDB's Parquet
 // reader. Prints one JSON object: per table, rows, files, column types and
 // the null counts of DOUBLE columns.
@@ -27,11 +28,39 @@ async function replay(dir) {
   if (fs.existsSync(lcPath)) {
     const lc = JSON.parse(fs.readFileSync(lcPath, 'utf8'));
     const cp = path.join(log, String(lc.version).padStart(20, '0') + '.checkpoint.parquet');
-    const rows = await q(`select to_json(add) as add, to_json(metaData) as meta, to_json(protocol) as protocol from read_parquet(${lit(cp)})`);
-    if (rows.length !== lc.size) fail(`checkpoint ${cp}: ${rows.length} actions, _last_checkpoint says ${lc.size}`);
+    // A V2-spec checkpoint (the v2Checkpoint feature) has a sidecar column
+    // naming files in _delta_log/_sidecars that hold its add and remove actions.
+    const cols = (await q(`select name from parquet_schema(${lit(cp)})`)).map((r) => r.name);
+    const v2 = cols.includes('sidecar');
+    const rows = await q(`select to_json(add) as add, to_json(metaData) as meta, to_json(protocol) as protocol` +
+      (v2 ? `, to_json(sidecar) as sidecar, to_json(checkpointMetadata) as cpmeta` : '') + ` from read_parquet(${lit(cp)})`);
+    let actions = rows.length;
+    let cpMetas = 0;
+    for (const r of rows) {
+      if (r.cpmeta) {
+        cpMetas++;
+        if (JSON.parse(r.cpmeta).version !== lc.version) fail(`${cp}: checkpointMetadata names another version`);
+      }
+      if (!r.sidecar) continue;
+      const sc = JSON.parse(r.sidecar);
+      if (sc.path.includes('/')) fail(`${cp}: sidecar path ${sc.path} is not a file name`);
+      const side = path.join(log, '_sidecars', sc.path);
+      if (fs.statSync(side).size !== sc.sizeInBytes) fail(`${side}: size differs from the sidecar action`);
+      const srows = await q(`select to_json(add) as add, to_json(remove) as remove from read_parquet(${lit(side)})`);
+      actions += srows.length;
+      for (const s of srows) {
+        if (!s.add && !s.remove) fail(`${side}: a row that is neither add nor remove`);
+        if (s.add) rows.push({ add: s.add });
+      }
+    }
+    if (v2 && cpMetas !== 1) fail(`${cp}: ${cpMetas} checkpointMetadata actions, want 1`);
+    if (actions !== lc.size) fail(`checkpoint ${cp}: ${actions} actions, _last_checkpoint says ${lc.size}`);
     for (const r of rows) {
       const add = r.add && JSON.parse(r.add);
-      if (add) files.set(add.path, add);
+      if (add) {
+        if (files.has(add.path)) fail(`${cp}: ${add.path} added twice`);
+        files.set(add.path, add);
+      }
       if (r.meta) meta = JSON.parse(r.meta);
       if (r.protocol) protocol = JSON.parse(r.protocol);
     }
@@ -56,7 +85,10 @@ async function replay(dir) {
     version++;
   }
   if (!meta || !protocol) fail(`${dir}: no metaData or protocol`);
-  if (protocol.minReaderVersion !== 1) fail(`${dir}: reader version ${protocol.minReaderVersion}`);
+  // Reader version 1, or 3 with only the v2Checkpoint feature (what this
+  // script reads); anything else is a feature it would have to honour.
+  const v2ok = protocol.minReaderVersion === 3 && (protocol.readerFeatures || []).every((f) => f === 'v2Checkpoint');
+  if (protocol.minReaderVersion !== 1 && !v2ok) fail(`${dir}: reader version ${protocol.minReaderVersion} ${protocol.readerFeatures}`);
   return { version, files: [...files.values()], meta };
 }
 
