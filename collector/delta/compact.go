@@ -391,7 +391,7 @@ func copyFile[T any](ctx context.Context, t *Table, f AddFile, w *parquet.Generi
 			k = 0
 			return nil
 		}
-		err := eachRow(pf, plan, nil, func(row T) error {
+		err := convertRows(pf, plan, nil, func(row T) error {
 			chunk[k] = row
 			if k++; k == len(chunk) {
 				return flush()

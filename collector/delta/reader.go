@@ -382,7 +382,7 @@ func readRows[T any](pf *parquet.File, plan *filePlan, dv *roaring64.Bitmap, out
 			}
 		}
 	}
-	err := eachRow(pf, plan, dv, func(t T) error {
+	err := convertRows(pf, plan, dv, func(t T) error {
 		out = append(out, t)
 		return nil
 	})
@@ -392,9 +392,9 @@ func readRows[T any](pf *parquet.File, plan *filePlan, dv *roaring64.Bitmap, out
 	return out, nil
 }
 
-// eachRow reads the rows of pf one by one by plan (with conversions),
+// convertRows reads the rows of pf one by one by plan (with conversions),
 // leaving out those dv deletes, and passes each to emit.
-func eachRow[T any](pf *parquet.File, plan *filePlan, dv *roaring64.Bitmap, emit func(T) error) error {
+func convertRows[T any](pf *parquet.File, plan *filePlan, dv *roaring64.Bitmap, emit func(T) error) error {
 	ncols := len(pf.Schema().Columns())
 	vals := make([]parquet.Value, ncols)
 	seen := make([]bool, ncols)

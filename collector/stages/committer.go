@@ -50,7 +50,7 @@ type committer struct {
 
 func newCommitter(p *Pipeline) *committer {
 	return &committer{l: p.l, opts: p.opts, log: p.log, m: &p.m, instance: p.instance,
-		tables: map[string]*delta.Table{}, compactedHour: p.opts.Now().Add(-compactionGrace).Truncate(time.Hour)}
+		tables: map[string]*delta.Table{}, compactedHour: p.opts.Clock.Now().Add(-compactionGrace).Truncate(time.Hour)}
 }
 
 // setGoldLayout sets how gold is written: partitioned by device (a lake
@@ -405,7 +405,7 @@ func (c *committer) maintain(ctx context.Context, e *epoch) error {
 	if c.opts.CompactEvery <= 0 {
 		return nil
 	}
-	hour := c.opts.Now().Add(-compactionGrace).Truncate(time.Hour)
+	hour := c.opts.Clock.Now().Add(-compactionGrace).Truncate(time.Hour)
 	if e.n%int64(c.opts.CompactEvery) == 0 || hour.After(c.compactedHour) {
 		c.compactedHour = hour
 		c.compact(ctx, e.segments)

@@ -23,6 +23,7 @@ type folder struct {
 
 	touched []int64 // scratch: window starts a batch touched
 	hscr    []hist  // scratch: provisional gold history
+	fs      floats  // the rows' nullable values
 }
 
 func newFolder(width, lateness int64, mas []int) *folder {
@@ -106,7 +107,11 @@ func (f *folder) fold(b *wire.Batch, readings []wire.Reading, row schema.BronzeR
 				f.touched = append(f.touched, ws)
 			}
 		}
-		d.Open[cur].add(r, press, hum)
+		if press && hum {
+			d.Open[cur].addAll(r)
+		} else {
+			d.Open[cur].add(r, press, hum)
+		}
 	}
 	if maxTS > d.MaxEvent {
 		d.MaxEvent = maxTS
@@ -137,7 +142,7 @@ func (f *folder) closeBefore(id string, d *device, cb int64) {
 }
 
 func (f *folder) finalize(id string, d *device, w *window) {
-	row := w.row(id, f.width)
+	row := w.rowIn(id, f.width, &f.fs)
 	f.silver = append(f.silver, row)
 	if f.maxN == 0 {
 		return
@@ -148,7 +153,7 @@ func (f *folder) finalize(id string, d *device, w *window) {
 	}
 	d.Hist = append(d.Hist, histOf(&row))
 	for _, n := range f.mas {
-		f.gold = append(f.gold, goldRow(id, d.Hist, n))
+		f.gold = append(f.gold, goldRow(id, d.Hist, n, &f.fs))
 	}
 }
 
@@ -166,8 +171,8 @@ func histOf(r *schema.SilverRow) hist {
 
 // goldRow averages the last n entries of h (fewer if h is shorter), oldest
 // first: temperature over all of them, pressure and humidity over those
-// that have the value (nil when none has).
-func goldRow(id string, h []hist, n int) schema.GoldRow {
+// that have the value (nil when none has; values from fs).
+func goldRow(id string, h []hist, n int, fs *floats) schema.GoldRow {
 	if len(h) > n {
 		h = h[len(h)-n:]
 	}
@@ -187,10 +192,10 @@ func goldRow(id string, h []hist, n int) schema.GoldRow {
 	g := schema.GoldRow{Device: id, WindowStart: h[len(h)-1].Start, N: int32(n), Windows: int32(len(h)),
 		TempC: t / float64(len(h))}
 	if np > 0 {
-		g.PressurePa = schema.Float(p / float64(np))
+		g.PressurePa = fs.of(p / float64(np))
 	}
 	if nh > 0 {
-		g.HumidityRH = schema.Float(hu / float64(nh))
+		g.HumidityRH = fs.of(hu / float64(nh))
 	}
 	return g
 }
@@ -234,7 +239,7 @@ func (f *folder) fillLive(id string, d *device, live *schema.LiveUpdate, nfinal,
 		if !found {
 			continue // finalised above
 		}
-		row := d.Open[j].row(id, f.width)
+		row := d.Open[j].rowIn(id, f.width, &f.fs)
 		live.Silver = append(live.Silver, schema.LiveSilver{SilverRow: row})
 		if f.maxN == 0 {
 			continue
@@ -249,7 +254,7 @@ func (f *folder) fillLive(id string, d *device, live *schema.LiveUpdate, nfinal,
 		h = append(h, histOf(&row))
 		f.hscr = h
 		for _, n := range f.mas {
-			live.Gold = append(live.Gold, goldRow(id, h, n))
+			live.Gold = append(live.Gold, goldRow(id, h, n, &f.fs))
 		}
 	}
 }

@@ -370,7 +370,7 @@ func TestDevicesGolden(t *testing.T) {
 		return map[string]*device{"dev-1": {
 			MaxEvent: 1_767_225_612_345_678, ClosedBefore: 1_767_225_602_000_000,
 			Open: []window{{Start: 1_767_225_602_000_000, N: 400, Fresh: 100, TSum: 800000, TMin: 1990, TMax: 2010,
-				PN: pn, PSum: pn * 101325 * 256, PMin: 101300 * 256, PMax: 101350 * 256, HN: hn, HSum: hn * 40 * 1024, HMin: 39 * 1024, HMax: 41 * 1024}},
+				PMiss: 400 - pn, PSum: pn * 101325 * 256, PMin: 101300 * 256, PMax: 101350 * 256, HMiss: 400 - hn, HSum: hn * 40 * 1024, HMin: 39 * 1024, HMax: 41 * 1024}},
 			Hist: []hist{{Start: 1_767_225_600_000_000, T: 20.01, P: p, H: h}, {Start: 1_767_225_601_000_000, T: 20.02, P: 101325.75, H: 40.5}},
 		}}
 	}

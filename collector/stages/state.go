@@ -16,8 +16,10 @@ func batchStream(b *wire.Batch) string {
 
 // window is an open silver window's running aggregate in the sensor's
 // fixed-point units (order-independent). Pressure and humidity aggregate
-// the PN and HN readings that have the value (batches flagged
-// wire.FlagNoPressure / FlagNoHumidity have none).
+// the window's readings that have the value (batches flagged
+// wire.FlagNoPressure / FlagNoHumidity have none): N-PMiss and N-HMiss of
+// them. Counting the missing ones keeps a BME280's readings (all present)
+// on the path they took before values could be missing.
 type window struct {
 	Start int64  `json:"s"`
 	N     int64  `json:"n"`
@@ -25,14 +27,37 @@ type window struct {
 	TSum  int64  `json:"ts"`
 	TMin  int32  `json:"tn"`
 	TMax  int32  `json:"tx"`
-	PN    int64  `json:"pc"`
+	PMiss int64  `json:"pm"` // readings without pressure
 	PSum  int64  `json:"ps"`
 	PMin  uint32 `json:"pn"`
 	PMax  uint32 `json:"px"`
-	HN    int64  `json:"hc"`
+	HMiss int64  `json:"hm"` // readings without humidity
 	HSum  int64  `json:"hs"`
 	HMin  uint32 `json:"hn"`
 	HMax  uint32 `json:"hx"`
+}
+
+// pressN and humN are the window's readings with pressure, with humidity.
+func (w *window) pressN() int64 { return w.N - w.PMiss }
+func (w *window) humN() int64   { return w.N - w.HMiss }
+
+// addAll folds in r, which has pressure and humidity (a BME280's): the
+// common case, as cheap as before values could be missing.
+func (w *window) addAll(r *wire.Reading) {
+	if w.N == w.PMiss || w.N == w.HMiss { // the window's first reading, or first with those values
+		w.add(r, true, true)
+		return
+	}
+	w.TMin, w.TMax = min(w.TMin, r.Temp), max(w.TMax, r.Temp)
+	w.PMin, w.PMax = min(w.PMin, r.Press), max(w.PMax, r.Press)
+	w.HMin, w.HMax = min(w.HMin, r.Hum), max(w.HMax, r.Hum)
+	w.N++
+	if r.Fresh {
+		w.Fresh++
+	}
+	w.TSum += int64(r.Temp)
+	w.PSum += int64(r.Press)
+	w.HSum += int64(r.Hum)
 }
 
 // add folds r in; press and hum say whether it has those values.
@@ -42,49 +67,69 @@ func (w *window) add(r *wire.Reading, press, hum bool) {
 	} else {
 		w.TMin, w.TMax = min(w.TMin, r.Temp), max(w.TMax, r.Temp)
 	}
+	if press {
+		if w.pressN() == 0 {
+			w.PMin, w.PMax = r.Press, r.Press
+		} else {
+			w.PMin, w.PMax = min(w.PMin, r.Press), max(w.PMax, r.Press)
+		}
+		w.PSum += int64(r.Press)
+	} else {
+		w.PMiss++
+	}
+	if hum {
+		if w.humN() == 0 {
+			w.HMin, w.HMax = r.Hum, r.Hum
+		} else {
+			w.HMin, w.HMax = min(w.HMin, r.Hum), max(w.HMax, r.Hum)
+		}
+		w.HSum += int64(r.Hum)
+	} else {
+		w.HMiss++
+	}
 	w.N++
 	if r.Fresh {
 		w.Fresh++
 	}
 	w.TSum += int64(r.Temp)
-	if press {
-		if w.PN == 0 {
-			w.PMin, w.PMax = r.Press, r.Press
-		} else {
-			w.PMin, w.PMax = min(w.PMin, r.Press), max(w.PMax, r.Press)
-		}
-		w.PN++
-		w.PSum += int64(r.Press)
-	}
-	if hum {
-		if w.HN == 0 {
-			w.HMin, w.HMax = r.Hum, r.Hum
-		} else {
-			w.HMin, w.HMax = min(w.HMin, r.Hum), max(w.HMax, r.Hum)
-		}
-		w.HN++
-		w.HSum += int64(r.Hum)
-	}
 }
 
-func (w *window) row(device string, width int64) schema.SilverRow {
+func (w *window) row(device string, width int64) schema.SilverRow { return w.rowIn(device, width, nil) }
+
+// rowIn is row with its nullable values taken from fs.
+func (w *window) rowIn(device string, width int64, fs *floats) schema.SilverRow {
 	n := float64(w.N)
 	row := schema.SilverRow{
 		Device: device, WindowStart: w.Start, WindowEnd: w.Start + width, Count: w.N, FreshCount: w.Fresh,
 		TempAvg: float64(w.TSum) / n / 100, TempMin: float64(w.TMin) / 100, TempMax: float64(w.TMax) / 100,
 	}
-	if w.PN > 0 || w.HN > 0 {
-		v := new([6]float64) // one allocation for the row's present values
-		if w.PN > 0 {
-			v[0], v[1], v[2] = float64(w.PSum)/float64(w.PN)/256, float64(w.PMin)/256, float64(w.PMax)/256
-			row.PressureAvg, row.PressureMin, row.PressureMax = &v[0], &v[1], &v[2]
-		}
-		if w.HN > 0 {
-			v[3], v[4], v[5] = float64(w.HSum)/float64(w.HN)/1024, float64(w.HMin)/1024, float64(w.HMax)/1024
-			row.HumidityAvg, row.HumidityMin, row.HumidityMax = &v[3], &v[4], &v[5]
-		}
+	if pn := w.pressN(); pn > 0 {
+		row.PressureAvg = fs.of(float64(w.PSum) / float64(pn) / 256)
+		row.PressureMin, row.PressureMax = fs.of(float64(w.PMin)/256), fs.of(float64(w.PMax)/256)
+	}
+	if hn := w.humN(); hn > 0 {
+		row.HumidityAvg = fs.of(float64(w.HSum) / float64(hn) / 1024)
+		row.HumidityMin, row.HumidityMax = fs.of(float64(w.HMin)/1024), fs.of(float64(w.HMax)/1024)
 	}
 	return row
+}
+
+// floats hands out the *float64 of rows' nullable values from chunks, so
+// that a row costs no allocation of its own (a chunk is never reused: it
+// is garbage once no row points into it). A nil *floats allocates each.
+type floats struct{ buf []float64 }
+
+func (fs *floats) of(v float64) *float64 {
+	if fs == nil {
+		p := new(float64) // not &v: v would then escape on every call
+		*p = v
+		return p
+	}
+	if len(fs.buf) == cap(fs.buf) {
+		fs.buf = make([]float64, 0, 1024)
+	}
+	fs.buf = append(fs.buf, v)
+	return &fs.buf[len(fs.buf)-1]
 }
 
 // hist is a final window's averages, kept for gold; P and H are NaN when

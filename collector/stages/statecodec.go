@@ -49,11 +49,11 @@ func appendDevices(dst []byte, devs map[string]*device) []byte {
 			dst = binary.AppendVarint(dst, w.TSum)
 			dst = binary.AppendVarint(dst, int64(w.TMin))
 			dst = binary.AppendVarint(dst, int64(w.TMax))
-			dst = binary.AppendUvarint(dst, uint64(w.PN))
+			dst = binary.AppendUvarint(dst, uint64(w.pressN()))
 			dst = binary.AppendVarint(dst, w.PSum)
 			dst = binary.AppendUvarint(dst, uint64(w.PMin))
 			dst = binary.AppendUvarint(dst, uint64(w.PMax))
-			dst = binary.AppendUvarint(dst, uint64(w.HN))
+			dst = binary.AppendUvarint(dst, uint64(w.humN()))
 			dst = binary.AppendVarint(dst, w.HSum)
 			dst = binary.AppendUvarint(dst, uint64(w.HMin))
 			dst = binary.AppendUvarint(dst, uint64(w.HMax))
@@ -159,17 +159,18 @@ func decodeDevices(data []byte) (map[string]*device, error) {
 		for j := uint64(0); j < no && r.err == nil; j++ {
 			w := window{Start: r.varint(), N: int64(r.uvarint(math.MaxInt64)), Fresh: int64(r.uvarint(math.MaxInt64)),
 				TSum: r.varint(), TMin: r.int32(), TMax: r.int32()}
-			w.PN = w.N
+			pn := w.N // PLSD1: every reading had both
 			if !v1 {
-				w.PN = int64(r.uvarint(math.MaxInt64))
+				pn = int64(r.uvarint(math.MaxInt64))
 			}
 			w.PSum, w.PMin, w.PMax = r.varint(), uint32(r.uvarint(math.MaxUint32)), uint32(r.uvarint(math.MaxUint32))
-			w.HN = w.N
+			hn := w.N
 			if !v1 {
-				w.HN = int64(r.uvarint(math.MaxInt64))
+				hn = int64(r.uvarint(math.MaxInt64))
 			}
+			w.PMiss, w.HMiss = w.N-pn, w.N-hn
 			w.HSum, w.HMin, w.HMax = r.varint(), uint32(r.uvarint(math.MaxUint32)), uint32(r.uvarint(math.MaxUint32))
-			if r.err == nil && (w.N <= 0 || w.Fresh > w.N || w.PN > w.N || w.HN > w.N || w.Start < d.ClosedBefore ||
+			if r.err == nil && (w.N <= 0 || w.Fresh > w.N || pn > w.N || hn > w.N || pn < 0 || hn < 0 || w.Start < d.ClosedBefore ||
 				len(d.Open) > 0 && w.Start <= d.Open[len(d.Open)-1].Start) {
 				r.fail("bad open window of " + id)
 			}
