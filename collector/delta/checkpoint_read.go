@@ -126,17 +126,17 @@ func eachParquetAction(ctx context.Context, data []byte, fn func(Action) error) 
 	if parquet.EqualNodes(f.Schema(), sidecarSchema) {
 		// pilake's own sidecars: read as they were written (no conversion
 		// of every row to cpReadRow's schema; sidecars are many small files).
-		return eachRow(ctx, f, func(r *cpSidecarRow) cpReadRow { return cpReadRow{Add: r.Add, Remove: r.Remove} }, fn)
+		return eachActionRow(ctx, f, func(r *cpSidecarRow) cpReadRow { return cpReadRow{Add: r.Add, Remove: r.Remove} }, fn)
 	}
-	return eachRow(ctx, f, func(r *cpReadRow) cpReadRow { return *r }, fn)
+	return eachActionRow(ctx, f, func(r *cpReadRow) cpReadRow { return *r }, fn)
 }
 
 // sidecarSchema is the schema of the sidecar files pilake writes.
 var sidecarSchema = parquet.SchemaOf(cpSidecarRow{})
 
-// eachRow calls fn with the action of each row of f, read as T and
+// eachActionRow calls fn with the action of each row of f, read as T and
 // converted by row.
-func eachRow[T any](ctx context.Context, f *parquet.File, row func(*T) cpReadRow, fn func(Action) error) error {
+func eachActionRow[T any](ctx context.Context, f *parquet.File, row func(*T) cpReadRow, fn func(Action) error) error {
 	r := parquet.NewGenericReader[T](f)
 	defer r.Close()
 	buf := make([]T, 256)

@@ -41,7 +41,8 @@ type committer struct {
 	goldInterval    time.Duration
 
 	compactions int       // compaction rounds
-	maintained  time.Time // last vacuum, log cleanup and landing lifecycle round
+	maintained  time.Time // last log cleanup and landing lifecycle round
+	vacuumed    time.Time // last vacuum
 	// compactedHour: the last hour bucket whose closing started a round.
 	compactedHour time.Time
 	landing       landingPositions

@@ -14,7 +14,8 @@ import (
 
 // compact runs the tables' maintenance after an epoch (on the committer's
 // goroutine): compaction by time (delta.Compact: closed hours and days),
-// and every MaintenanceInterval vacuum and Delta log cleanup with the
+// and every MaintenanceInterval Delta log cleanup (every VacuumInterval
+// vacuum too) with the
 // tables' own retention properties, and the landing lifecycle. Failures
 // are logged; the next round tries again.
 func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
@@ -56,13 +57,15 @@ func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
 	now := c.opts.Clock.Now()
 	if c.maintained.IsZero() {
 		c.maintained = now // the first round an interval after the start
+		c.vacuumed = now
 	}
 	if now.Sub(c.maintained) < c.opts.MaintenanceInterval {
 		return
 	}
 	c.maintained = now
 	// Retention is the tables' own (their Delta properties).
-	if c.opts.VacuumRetention > 0 {
+	if c.opts.VacuumRetention > 0 && now.Sub(c.vacuumed) >= c.opts.VacuumInterval {
+		c.vacuumed = now
 		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
 			k, err := c.tables[name].Vacuum(ctx, max(time.Hour, c.tables[name].Snapshot().Retention().DeletedFiles))
 			if err != nil {

@@ -91,9 +91,14 @@ type Options struct {
 	// for V1-spec checkpoints every Delta reader reads. Existing tables keep
 	// their own (their protocol and delta.checkpointPolicy).
 	CheckpointPolicy string
-	// MaintenanceInterval is how often (by Now) vacuum, log cleanup and the
+	// MaintenanceInterval is how often (by Now) log cleanup and the
 	// landing lifecycle run, after a compaction round [1h].
 	MaintenanceInterval time.Duration
+	// VacuumInterval is how often vacuum runs, at a maintenance round [6h].
+	// Vacuum lists every file of a table (live files grow with the
+	// history), so it runs less often than the rest: removed files stay
+	// up to this long past their retention.
+	VacuumInterval time.Duration
 	// LandingRetention: landing segments are deleted, a whole hour prefix
 	// at a time, once the hour is older than this and bronze holds every
 	// batch in it [168h; negative: kept forever].
@@ -229,6 +234,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaintenanceInterval == 0 {
 		o.MaintenanceInterval = time.Hour
+	}
+	if o.VacuumInterval == 0 {
+		o.VacuumInterval = 6 * time.Hour
 	}
 	if o.LandingRetention == 0 {
 		o.LandingRetention = DefaultLandingRetention
