@@ -568,16 +568,9 @@ func (a *Appender) prepare(ctx context.Context) (*attempt, error) {
 // quarantine stores the readings of b the skew check refused, with the
 // reason, under _quarantine/ (kind "skew"), as JSON.
 func (a *Appender) quarantine(ctx context.Context, b queued) error {
-	qb := *b.Batch
-	qb.Readings = b.bad
-	data, err := wire.NewEncoder(wire.JSON).Append(nil, &qb)
+	data, err := landing.EncodeRefused(*b.Batch, b.bad)
 	if err != nil {
-		// The refused readings alone can break a batch's rules (a gap
-		// longer than wire.MaxGapUS where accepted ones were between
-		// them): keep them as plain JSON then.
-		if data, err = json.Marshal(&qb); err != nil {
-			return fmt.Errorf("encoding quarantined readings: %w", err)
-		}
+		return fmt.Errorf("bronze append: %w", err)
 	}
 	rec := landing.Record{Reason: fmt.Sprintf("batch %s: %s", b.Batch.Key(), b.reason), Kind: landing.KindSkew, Source: b.Source, ReceivedAt: b.ReceivedAt}
 	if err := landing.QuarantineRecord(ctx, a.l, data, rec); err != nil {
