@@ -156,9 +156,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		if err != nil {
 			return err
 		}
-		submit = func(ctx context.Context, l landing.Landed) error {
-			return appender.Submit(ctx, bronzeapp.Landed{Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
-		}
+		submit = appender.Submit
 	case !cfg.Stages:
 		// Landing only: a collector that runs the stages on the same lake
 		// takes these segments into bronze (its scan), or its recovery does.

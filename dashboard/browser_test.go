@@ -408,3 +408,52 @@ func TestBrowserWithToken(t *testing.T) {
 	}
 	waitJS(t, ctx, "live update over the cookie", `window.pilake.updates >= 1`)
 }
+
+// TestBrowserGaps: a device without pressure (the Azure simulator's) and one
+// without humidity for a stretch (a BMP280): the page shows no current
+// pressure ('–') and draws gaps where the lake holds nulls, not zeros; the
+// other quantities are drawn whole.
+func TestBrowserGaps(t *testing.T) {
+	if !web.HasChartLibrary() {
+		if testenv.Required() {
+			t.Fatal("the chart library is missing: run dashboard/web/build.sh before the tests")
+		}
+		t.Skip("the chart library is missing: run dashboard/web/build.sh")
+	}
+	ctx := browser(t)
+	lakeDir := t.TempDir()
+	l, err := lake.NewLocal(lakeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := laketest.NewWriter(t, l)
+	end := time.Now().Truncate(time.Second).Add(-2 * time.Second)
+	var silver []schema.SilverRow
+	var gold []schema.GoldRow
+	nan := math.NaN()
+	for ts := end.Add(-5 * time.Minute); ts.Before(end); ts = ts.Add(time.Second) {
+		tc, h, p := sensorSignal(0, ts)
+		hb := h
+		if ts.Before(end.Add(-150 * time.Second)) {
+			hb = nan // the BMP280's stretch
+		}
+		silver = append(silver, sqltest.Silver("pi-sim", ts.UnixMicro(), tc, h, nan), sqltest.Silver("pi-bmp", ts.UnixMicro(), tc, hb, p))
+		gold = append(gold, sqltest.Gold("pi-sim", ts.UnixMicro(), 8, tc, h, nan), sqltest.Gold("pi-bmp", ts.UnixMicro(), 8, tc, hb, p))
+	}
+	w.Silver(silver...)
+	w.Gold(gold...)
+	broker, _ := startBroker(t)
+	base := startDashboard(t, "--lake", lakeDir, "--broker", broker)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"?range=15m")); err != nil {
+		t.Fatal(err)
+	}
+	card := func(dev string) string { return fmt.Sprintf(`document.querySelector('.card[data-device=%q]')`, dev) }
+	waitJS(t, ctx, "both devices charted", `document.querySelectorAll('.card.has-data').length === 2 && `+
+		card("pi-sim")+`.dataset.gapspress !== undefined && `+card("pi-bmp")+`.dataset.gapshum !== undefined`)
+	waitJS(t, ctx, "no pressure: '–' and a gap over the whole range; temperature and humidity whole", card("pi-sim")+`.querySelector('.now .p b').textContent === '–' && `+
+		card("pi-sim")+`.querySelector('.now .t b').textContent !== '–' && +`+card("pi-sim")+`.dataset.gapspress >= 290 && +`+
+		card("pi-sim")+`.dataset.gapstemp === 0 && +`+card("pi-sim")+`.dataset.gapshum === 0`)
+	waitJS(t, ctx, "no humidity for a stretch: a gap there; the newest humidity shown", card("pi-bmp")+`.querySelector('.now .h b').textContent !== '–' && +`+
+		card("pi-bmp")+`.dataset.gapshum >= 140 && +`+card("pi-bmp")+`.dataset.gapshum <= 160 && +`+card("pi-bmp")+`.dataset.gapspress === 0`)
+	shoot(t, ctx, screenshotDir(t), "6-gaps.png")
+}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,12 @@ import (
 )
 
 func main() {
+	// A soft memory limit unless GOMEMLIMIT says otherwise: the history page
+	// cache (96 MiB) is most of the live heap, and without a limit the GC
+	// lets the heap grow to twice that; issue 11 asks for RSS < 256 MiB.
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+		debug.SetMemoryLimit(200 << 20)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stderr, nil); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/live"
 	"github.com/pilake/pilake/dashboard/series"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // Server is the dashboard's HTTP side.
@@ -31,7 +32,7 @@ type Server struct {
 	Assets    fs.FS // static/… and vendor/…
 	MaxPoints int
 	Auth      Auth
-	Now       func() time.Time
+	Clock     clock.Clock // the time ranges end at [clock.Real]
 	Logger    *slog.Logger
 	// AllowedHosts are the Host header names served (hostcheck.Allowed);
 	// empty: any.
@@ -78,10 +79,10 @@ func secureHeaders(h http.Handler) http.Handler {
 }
 
 func (s *Server) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
+	if s.Clock != nil {
+		return s.Clock.Now()
 	}
-	return time.Now()
+	return clock.Real.Now()
 }
 
 func (s *Server) log() *slog.Logger {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // TestAckCursorWrittenEverySecond: after a kill -9 (the files as they are,
@@ -14,10 +16,9 @@ import (
 // batches, not the last 30 s's (acknowledgements counted once).
 func TestAckCursorWrittenEverySecond(t *testing.T) {
 	dir := t.TempDir()
-	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
+	clk := clock.NewFake(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sp, err := Open(Options{Dir: dir, Logger: quiet, Now: clock})
+	sp, err := Open(Options{Dir: dir, Logger: quiet, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestAckCursorWrittenEverySecond(t *testing.T) {
 		}
 	}
 	for i := range 10 { // ten acknowledgements, one every 200 ms
-		now = now.Add(200 * time.Millisecond)
+		clk.Advance(200 * time.Millisecond)
 		rec, ok, err := sp.TakeOldest()
 		if err != nil || !ok {
 			t.Fatalf("take %d: %v %v", i, ok, err)
@@ -52,7 +53,7 @@ func TestAckCursorWrittenEverySecond(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	again, err := Open(Options{Dir: cp, Logger: quiet, Now: clock})
+	again, err := Open(Options{Dir: cp, Logger: quiet, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

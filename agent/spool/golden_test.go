@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pilake/pilake/internal/clock"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -18,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // agent must stay readable, so a change here needs a new version byte.
 func TestGoldenSegment(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, Options{Dir: dir, Now: func() time.Time { return time.Unix(0, 0) }})
+	s := openT(t, Options{Dir: dir, Clock: clock.NewFake(time.Unix(0, 0))})
 	for i := 1; i <= 3; i++ {
 		if _, err := s.Append(0x0123456789abcdef, uint64(i), 400*i, []byte(fmt.Sprintf("batch %d payload", i))); err != nil {
 			t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // FsyncPolicy says when appended records are forced to stable storage.
@@ -77,8 +79,9 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// Logger receives warnings about corrupt records (default slog.Default()).
 	Logger *slog.Logger
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock tells the time: when to sync and save the acknowledged
+	// position [clock.Real].
+	Clock clock.Clock
 }
 
 // Errors returned by the spool.
@@ -196,8 +199,8 @@ func Open(opts Options) (*Spool, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.Real
 	}
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating spool directory: %w", err)
@@ -207,7 +210,7 @@ func Open(opts Options) (*Spool, error) {
 		return nil, err
 	}
 	s := &Spool{opts: opts, log: opts.Logger, notify: make(chan struct{}, 1), lock: lock}
-	now := opts.Now()
+	now := opts.Clock.Now()
 	s.lastSync, s.lastCkpt = now, now
 	if err := s.load(); err != nil {
 		if lock != nil {
@@ -405,7 +408,7 @@ func (s *Spool) Append(boot, seq uint64, readings int, payload []byte) (uint64, 
 	s.st.Records++
 	s.st.Readings += int64(readings)
 	s.dirty = true
-	now := s.opts.Now()
+	now := s.opts.Clock.Now()
 	switch s.opts.Fsync {
 	case FsyncAlways:
 		if err := s.sync(now); err != nil {
@@ -633,7 +636,7 @@ func (s *Spool) Ack(id uint64) (bool, error) {
 		s.removeSeg(slices.Index(s.segs, seg))
 	}
 	s.advanceAckedThru()
-	now := s.opts.Now()
+	now := s.opts.Clock.Now()
 	if now.Sub(s.lastCkpt) >= s.opts.CheckpointInterval {
 		s.lastCkpt, s.lastWrite = now, now
 		return true, s.checkpoint()
@@ -779,7 +782,7 @@ func (s *Spool) Sync() error {
 	if s.closed {
 		return ErrClosed
 	}
-	return s.sync(s.opts.Now())
+	return s.sync(s.opts.Clock.Now())
 }
 
 // Close syncs, saves the acknowledged position and closes the files.
@@ -790,7 +793,7 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	var errs []error
-	if err := s.sync(s.opts.Now()); err != nil {
+	if err := s.sync(s.opts.Clock.Now()); err != nil {
 		errs = append(errs, err)
 	}
 	s.closed = true

@@ -10,11 +10,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pilake/pilake/internal/clock"
 )
-
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) Now() time.Time { return c.t }
 
 func openT(t *testing.T, opts Options) *Spool {
 	t.Helper()
@@ -264,8 +262,8 @@ func TestByteCapDropsOldest(t *testing.T) {
 
 func TestAckedSegmentsAreDeletedAndCheckpointed(t *testing.T) {
 	dir := t.TempDir()
-	clk := &fakeClock{t: time.Unix(1000, 0)}
-	opts := Options{Dir: dir, SegmentBytes: 2 * (headerSize + 10), CheckpointInterval: time.Minute, Now: clk.Now}
+	clk := clock.NewFake(time.Unix(1000, 0))
+	opts := Options{Dir: dir, SegmentBytes: 2 * (headerSize + 10), CheckpointInterval: time.Minute, Clock: clk}
 	s := openT(t, opts)
 	appendN(t, s, 1, 10, 10)
 	for _, r := range takeAll(t, s)[:7] {
@@ -286,7 +284,7 @@ func TestAckedSegmentsAreDeletedAndCheckpointed(t *testing.T) {
 	}
 	// A due checkpoint makes acknowledgements durable: acking 7 and 8 with
 	// the checkpoint interval passed saves "everything below seq 9".
-	clk.t = clk.t.Add(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	for _, r := range recs[:2] {
 		if _, err := crashed.Ack(r.ID); err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pilake/pilake/agent/redact"
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // AuthOptions say how clients prove who they are. With neither a fleet key
@@ -32,8 +33,8 @@ type AuthOptions struct {
 	// second); clients of an identity added to it are disconnected and
 	// cannot connect again. A missing file denies nobody.
 	DenyFile string
-	// Now is the clock for token expiry; default time.Now.
-	Now func() time.Time
+	// Clock tells the time for token expiry [clock.Real].
+	Clock clock.Clock
 }
 
 func (a AuthOptions) enabled(t *TLSOptions) bool {
@@ -133,8 +134,8 @@ func (p *policy) authenticate(cl *mqtt.Client, pk packets.Packet) (identity, boo
 }
 
 func (p *policy) now() time.Time {
-	if p.opts.Now != nil {
-		return p.opts.Now()
+	if p.opts.Clock != nil {
+		return p.opts.Clock.Now()
 	}
 	return time.Now()
 }

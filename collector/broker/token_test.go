@@ -2,12 +2,12 @@ package broker_test
 
 import (
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/broker"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 func FuzzVerifyToken(f *testing.F) {
@@ -34,10 +34,9 @@ func FuzzVerifyToken(f *testing.F) {
 // TestTokenExpiresWhileConnected: a client whose token expires can publish
 // nothing more.
 func TestTokenExpiresWhileConnected(t *testing.T) {
-	var now atomic.Int64
-	now.Store(time.Now().Unix())
-	b, ca, _, ld := secureBrokerWith(t, broker.AuthOptions{FleetKey: fleetKey, Now: func() time.Time { return time.Unix(now.Load(), 0) }})
-	tok, _ := broker.IssueToken(fleetKey, broker.RoleDevice, "pi-exp", time.Unix(now.Load()+60, 0))
+	clk := clock.NewFake(time.Unix(time.Now().Unix(), 0))
+	b, ca, _, ld := secureBrokerWith(t, broker.AuthOptions{FleetKey: fleetKey, Clock: clk})
+	tok, _ := broker.IssueToken(fleetKey, broker.RoleDevice, "pi-exp", clk.Now().Add(60*time.Second))
 	lost := make(chan error, 1)
 	c, err := dial(t, b, ca, "pi-exp", creds{user: "pi-exp", pass: tok}, lost)
 	if err != nil {
@@ -46,7 +45,7 @@ func TestTokenExpiresWhileConnected(t *testing.T) {
 	if pt := c.Publish(wire.TelemetryTopic("pi-exp"), 1, false, batch("pi-exp", 1, 5)); !pt.WaitTimeout(10*time.Second) || pt.Error() != nil {
 		t.Fatal(pt.Error())
 	}
-	now.Add(61)
+	clk.Advance(61 * time.Second)
 	c.Publish(wire.TelemetryTopic("pi-exp"), 1, false, batch("pi-exp", 2, 5))
 	select {
 	case <-lost:

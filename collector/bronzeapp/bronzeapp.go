@@ -16,6 +16,7 @@ import (
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // StateDir holds every bronze-appending collector's state.
@@ -57,14 +58,8 @@ type Options struct {
 	// Release, if set, gets each batch back once it is in bronze or dropped.
 	Release func(*wire.Batch)
 	Logger  *slog.Logger
-	Now     func() time.Time
-}
-
-// Landed is a batch this collector's Lander made durable.
-type Landed struct {
-	Batch      *wire.Batch
-	ReceivedAt time.Time
-	Source     string
+	// Clock tells the time (commit times, the skew checks) [clock.Real].
+	Clock clock.Clock
 }
 
 // Stats are an Appender's counters, what an operator watches (the
@@ -116,7 +111,7 @@ type Appender struct {
 	log   *slog.Logger
 	tbl   *delta.Table
 
-	in        chan Landed
+	in        chan landing.Landed
 	epoch     int64
 	committed map[string]landing.SeqRanges // stream "device/boot" → seqs in bronze as of epoch
 	seen      map[string]landing.SeqRanges // committed, plus what is queued
@@ -131,7 +126,7 @@ type Appender struct {
 // queued is a batch waiting for bronze: the readings that go there, and
 // those the skew check quarantines, with the reason.
 type queued struct {
-	Landed
+	landing.Landed
 	good, bad []wire.Reading
 	ahead     int
 	reason    string
@@ -166,11 +161,11 @@ func New(l lake.Lake, opts Options) (*Appender, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.Real
 	}
 	return &Appender{l: l, opts: opts, appID: AppIDPrefix + opts.Name, log: opts.Logger.With("bronze_append", opts.Name),
-		in: make(chan Landed, 256), committed: map[string]landing.SeqRanges{}, seen: map[string]landing.SeqRanges{}}, nil
+		in: make(chan landing.Landed, 256), committed: map[string]landing.SeqRanges{}, seen: map[string]landing.SeqRanges{}}, nil
 }
 
 // AppID returns the Delta txn application id this collector commits under.
@@ -212,7 +207,7 @@ func (a *Appender) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bronze append: %w", err)
 	}
-	if err := a.l.Put(ctx, a.dir()+"instances/"+a.opts.Instance, []byte(a.opts.Now().UTC().Format(time.RFC3339Nano)+"\n")); err != nil {
+	if err := a.l.Put(ctx, a.dir()+"instances/"+a.opts.Instance, []byte(a.opts.Clock.Now().UTC().Format(time.RFC3339Nano)+"\n")); err != nil {
 		return fmt.Errorf("bronze append: registering instance: %w", err)
 	}
 	if e, ok := a.tbl.Snapshot().TxnVersion(a.appID); ok {
@@ -270,7 +265,7 @@ func (a *Appender) Start(ctx context.Context) error {
 			if wire.Decode(r.Payload, b) != nil {
 				continue // the Lander decoded it before landing; damage is quarantined by the stages
 			}
-			if a.add(Landed{Batch: b, ReceivedAt: r.ReceivedAt, Source: r.Source}) {
+			if a.add(landing.Landed{Batch: b, ReceivedAt: r.ReceivedAt, Source: r.Source}) {
 				a.count(func(s *Stats) { s.Recovered++ })
 			}
 		}
@@ -323,7 +318,7 @@ func AppendedInstances(ctx context.Context, l lake.Lake) (map[string]bool, error
 }
 
 // Submit hands over a landed batch (the Appender owns it afterwards).
-func (a *Appender) Submit(ctx context.Context, b Landed) error {
+func (a *Appender) Submit(ctx context.Context, b landing.Landed) error {
 	select {
 	case a.in <- b:
 		return nil
@@ -334,7 +329,7 @@ func (a *Appender) Submit(ctx context.Context, b Landed) error {
 
 // add queues b unless it is in bronze or queued already; it reports whether
 // it queued it.
-func (a *Appender) add(b Landed) bool {
+func (a *Appender) add(b landing.Landed) bool {
 	key := streamKey(b.Batch)
 	if a.seen[key].Has(b.Batch.Seq) {
 		a.count(func(s *Stats) { s.Duplicates++ })
@@ -354,7 +349,7 @@ func (a *Appender) add(b Landed) bool {
 // check quarantines: captured further than MaxSkew from the receive time,
 // or more than MaxAhead after it (the stage collector's checks, and its
 // reasons).
-func (a *Appender) checkSkew(b Landed) queued {
+func (a *Appender) checkSkew(b landing.Landed) queued {
 	q := queued{Landed: b, good: b.Batch.Readings}
 	skew, ahead := a.opts.MaxSkew.Microseconds(), a.opts.MaxAhead.Microseconds()
 	if skew <= 0 && ahead <= 0 {
@@ -469,7 +464,7 @@ func (a *Appender) commit(ctx context.Context) error {
 		if len(a.queue) == 0 {
 			return nil
 		}
-		a.started = a.opts.Now()
+		a.started = a.opts.Clock.Now()
 		p, err := a.prepare(ctx)
 		if err != nil {
 			a.count(func(s *Stats) { s.CommitRetries++ })
@@ -492,7 +487,7 @@ func (a *Appender) commit(ctx context.Context) error {
 	}
 	a.pending = nil
 	a.epoch, a.committed = p.e, p.landed
-	now := a.opts.Now()
+	now := a.opts.Clock.Now()
 	var batches, readings, bad, ahead int64
 	for _, b := range a.queue[:p.n] {
 		batches++
@@ -561,23 +556,16 @@ func (a *Appender) prepare(ctx context.Context) (*attempt, error) {
 	if err := a.l.Put(ctx, a.stateName(e), js); err != nil {
 		return nil, fmt.Errorf("writing bronze append state: %w", err)
 	}
-	actions := []delta.Action{{Add: &add}, {Txn: &delta.Txn{AppID: a.appID, Version: e, LastUpdated: a.opts.Now().UnixMilli()}}}
+	actions := []delta.Action{{Add: &add}, {Txn: &delta.Txn{AppID: a.appID, Version: e, LastUpdated: a.opts.Clock.Now().UnixMilli()}}}
 	return &attempt{e: e, actions: actions, n: len(a.queue), landed: landed}, nil
 }
 
 // quarantine stores the readings of b the skew check refused, with the
 // reason, under _quarantine/ (kind "skew"), as JSON.
 func (a *Appender) quarantine(ctx context.Context, b queued) error {
-	qb := *b.Batch
-	qb.Readings = b.bad
-	data, err := wire.NewEncoder(wire.JSON).Append(nil, &qb)
+	data, err := landing.EncodeRefused(*b.Batch, b.bad)
 	if err != nil {
-		// The refused readings alone can break a batch's rules (a gap
-		// longer than wire.MaxGapUS where accepted ones were between
-		// them): keep them as plain JSON then.
-		if data, err = json.Marshal(&qb); err != nil {
-			return fmt.Errorf("encoding quarantined readings: %w", err)
-		}
+		return fmt.Errorf("bronze append: %w", err)
 	}
 	rec := landing.Record{Reason: fmt.Sprintf("batch %s: %s", b.Batch.Key(), b.reason), Kind: landing.KindSkew, Source: b.Source, ReceivedAt: b.ReceivedAt}
 	if err := landing.QuarantineRecord(ctx, a.l, data, rec); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -52,7 +53,7 @@ func start(t *testing.T, lk lake.Lake, name string) process {
 	}
 	ld, err := landing.New(landing.Options{Lake: lk, Logger: quiet, Instance: inst, SegmentLinger: -1,
 		Submit: func(ctx context.Context, l landing.Landed) error {
-			return a.Submit(ctx, bronzeapp.Landed{Batch: l.Batch, ReceivedAt: l.ReceivedAt, Source: l.Source})
+			return a.Submit(ctx, l)
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +206,7 @@ func TestSkewQuarantine(t *testing.T) {
 	lk := lake.NewMemory()
 	recv := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	a, err := bronzeapp.New(lk, bronzeapp.Options{Name: "skew", Instance: landing.NewInstance(), CommitInterval: time.Hour,
-		MaxSkew: time.Hour, MaxAhead: 2 * time.Minute, Logger: quiet, Now: func() time.Time { return recv }})
+		MaxSkew: time.Hour, MaxAhead: 2 * time.Minute, Logger: quiet, Clock: clock.NewFake(recv)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestSkewQuarantine(t *testing.T) {
 		mk(3, -2*time.Hour, -2*time.Hour+time.Second),                          // both more than MaxSkew behind
 		mk(4, -61*time.Minute, -40*time.Minute, -20*time.Minute, -time.Second), // one more than MaxSkew behind
 	} {
-		if err := a.Submit(t.Context(), bronzeapp.Landed{Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+		if err := a.Submit(t.Context(), landing.Landed{Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
 			t.Fatal(err)
 		}
 	}

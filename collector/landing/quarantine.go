@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pilake/pilake/agent/wire"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
 )
@@ -63,6 +64,23 @@ func Name(receivedAt time.Time, data []byte) (dataName, reasonName string) {
 // now. Stages use it for readings they reject.
 func Quarantine(ctx context.Context, l lake.Lake, source string, data []byte, reason string) error {
 	return QuarantineRecord(ctx, l, data, Record{Reason: reason, Kind: KindInvalid, Source: source, ReceivedAt: time.Now()})
+}
+
+// EncodeRefused encodes the readings of b that a check refused (b's fields,
+// readings in place of its own) for _quarantine/: as the wire format's JSON,
+// or, when the refused readings alone break a batch's rules (a gap longer
+// than wire.MaxGapUS where accepted readings were between them), as plain
+// JSON of the same fields, so what was refused is always kept.
+func EncodeRefused(b wire.Batch, readings []wire.Reading) ([]byte, error) {
+	b.Readings = readings
+	data, err := wire.NewEncoder(wire.JSON).Append(nil, &b)
+	if err == nil {
+		return data, nil
+	}
+	if data, err = json.Marshal(&b); err != nil {
+		return nil, fmt.Errorf("encoding refused readings: %w", err)
+	}
+	return data, nil
 }
 
 // QuarantineRecord writes data and its record (Size and SHA256 are filled in)

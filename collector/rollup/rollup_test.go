@@ -384,3 +384,82 @@ func TestLargeFilePages(t *testing.T) {
 		t.Errorf("readings %d, want %d", count, wantCount)
 	}
 }
+
+// oldSilverRow is silver as pilake wrote it before pressure and humidity
+// were nullable: required columns.
+type oldSilverRow struct {
+	Device      string  `parquet:"device"`
+	WindowStart int64   `parquet:"window_start,timestamp(microsecond)"`
+	WindowEnd   int64   `parquet:"window_end,timestamp(microsecond)"`
+	Count       int64   `parquet:"count"`
+	FreshCount  int64   `parquet:"fresh_count"`
+	TempAvg     float64 `parquet:"temp_avg"`
+	TempMin     float64 `parquet:"temp_min"`
+	TempMax     float64 `parquet:"temp_max"`
+	PressureAvg float64 `parquet:"pressure_avg"`
+	PressureMin float64 `parquet:"pressure_min"`
+	PressureMax float64 `parquet:"pressure_max"`
+	HumidityAvg float64 `parquet:"humidity_avg"`
+	HumidityMin float64 `parquet:"humidity_min"`
+	HumidityMax float64 `parquet:"humidity_max"`
+}
+
+// TestTiersOverOldAndNullSilver: silver files from before (required
+// columns) and new ones with null pressure roll up together; a bucket
+// whose windows have no pressure has none, the others average theirs.
+func TestTiersOverOldAndNullSilver(t *testing.T) {
+	ctx := context.Background()
+	l := lake.NewMemory()
+	t0 := int64(1_790_000_000) * sec / (3600 * sec) * (3600 * sec)
+	old, err := delta.Open[oldSilverRow](ctx, l, schema.Silver, delta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orows []oldSilverRow
+	for k := int64(0); k < 60; k++ { // the first minute: written before
+		orows = append(orows, oldSilverRow{Device: "d", WindowStart: t0 + k*sec, WindowEnd: t0 + (k+1)*sec, Count: 10,
+			TempAvg: 20, TempMin: 19, TempMax: 21, PressureAvg: 101000, PressureMin: 100990, PressureMax: 101010, HumidityAvg: 40, HumidityMin: 39, HumidityMax: 41})
+	}
+	add, err := delta.WriteFile(ctx, old, orows, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	silver, err := delta.Open[schema.SilverRow](ctx, l, schema.Silver, delta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []schema.SilverRow
+	for k := int64(60); k < 300; k++ { // then the simulator: no pressure
+		rows = append(rows, schema.SilverRow{Device: "d", WindowStart: t0 + k*sec, WindowEnd: t0 + (k+1)*sec, Count: 1,
+			TempAvg: 22, TempMin: 22, TempMax: 22, HumidityAvg: schema.Float(50), HumidityMin: schema.Float(50), HumidityMax: schema.Float(50)})
+	}
+	add, err = delta.WriteFile(ctx, silver, rows, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := silver.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	roller := rollup.New(l, rollup.Options{Grace: 30 * time.Second, Tiers: rollup.DefaultTiers()[:2]})
+	if _, err := roller.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := delta.ReadTable[schema.SilverRow](ctx, l, schema.Silver1m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byMin := map[int64]schema.SilverRow{}
+	for _, x := range got {
+		byMin[(x.WindowStart-t0)/(60*sec)] = x
+	}
+	first, second := byMin[0], byMin[1]
+	if first.Count != 600 || first.PressureAvg == nil || *first.PressureAvg != 101000 || *first.PressureMin != 100990 || *first.HumidityAvg != 40 {
+		t.Errorf("the minute written before: %+v", first)
+	}
+	if second.Count != 60 || second.PressureAvg != nil || second.PressureMin != nil || second.HumidityAvg == nil || *second.HumidityAvg != 50 || second.TempAvg != 22 {
+		t.Errorf("a minute without pressure: %+v", second)
+	}
+}

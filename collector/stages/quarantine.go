@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
+	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -34,12 +35,9 @@ func (c *committer) writeQuarantine(ctx context.Context, q quarantined) error {
 		data = q.raw
 	} else {
 		name = schema.Quarantine + "skew/" + q.batch.Key() + ".json"
-		b := q.batch
-		b.Readings = q.readings
 		var err error
-		data, err = wire.NewEncoder(wire.JSON).Append(nil, &b)
-		if err != nil {
-			return fmt.Errorf("encoding quarantined readings: %w", err)
+		if data, err = landing.EncodeRefused(q.batch, q.readings); err != nil {
+			return err
 		}
 	}
 	reason, _ := json.Marshal(map[string]any{

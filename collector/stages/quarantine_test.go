@@ -121,3 +121,49 @@ func quarantineReasons(t *testing.T, l lake.Lake) ([]lake.Object, []string) {
 	slices.Sort(reasons)
 	return objs, reasons
 }
+
+// Skewed readings at both ends of a batch, with accepted ones between them:
+// the refused readings alone break the wire format's gap rule (more than
+// 30 min between consecutive ones), yet they are quarantined with their
+// reason (as plain JSON) and the rest lands; the commit does not retry
+// forever.
+func TestSkewQuarantineAcrossAGap(t *testing.T) {
+	l := newLake(t)
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(12, 13))
+	b := makeBatches("dev-g", 1, 1, 100, t0, rng)[0]
+	for i := range 10 {
+		b.Readings[i].TimeUS -= 20 * 60 * 1_000_000
+		b.Readings[99-i].TimeUS += 20 * 60 * 1_000_000
+	}
+	if err := b.Validate(); err != nil {
+		t.Fatalf("the batch itself is valid: %v", err)
+	}
+	r := start(t, l, stages.Options{MaxSkew: 10 * time.Minute, Clock: clockAt(t0)})
+	recv := time.UnixMicro(t0 + 1_000_000)
+	name := landOne(t, l, recv, b)
+	if err := r.p.Submit(ctx, landing.Landed{Name: name, Batch: b, ReceivedAt: recv, Source: "mqtt"}); err != nil {
+		t.Fatal(err)
+	}
+	r.stop(t)
+	if st := r.p.Stats(); st.Quarantined != 20 || st.Readings != 80 {
+		t.Fatalf("stats %+v", st)
+	}
+	objs, reasons := quarantineReasons(t, l)
+	if len(reasons) != 1 || !strings.Contains(reasons[0], "20 readings captured more than 10m0s") {
+		t.Fatalf("reasons %q (objects %v)", reasons, objs)
+	}
+	for _, o := range objs {
+		if strings.HasSuffix(o.Name, ".reason.json") {
+			continue
+		}
+		data, err := l.Get(ctx, o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ Readings []json.RawMessage }
+		if err := json.Unmarshal(data, &got); err != nil || len(got.Readings) != 20 {
+			t.Fatalf("%s: %d readings, %v: %.200s", o.Name, len(got.Readings), err, data)
+		}
+	}
+}

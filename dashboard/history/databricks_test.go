@@ -25,6 +25,7 @@ import (
 	"github.com/pilake/pilake/dashboard/internal/dbsqltest"
 	"github.com/pilake/pilake/dashboard/internal/sqltest"
 	"github.com/pilake/pilake/dashboard/live"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // warehouse opens the driver against the stand-in warehouse that runs on db.
@@ -129,7 +130,7 @@ func TestDatabricksSourceAgreesWithSQLite(t *testing.T) {
 			t.Fatalf("%s series of one device: %v", name, err)
 		}
 		hub := live.NewHub(64, nil)
-		p := &history.Poller{Source: src, Hub: hub, Now: func() time.Time { return now }}
+		p := &history.Poller{Source: src, Hub: hub, Clock: clock.NewFake(now)}
 		c := history.NewCursor(now.Add(-10 * time.Minute).UnixMicro())
 		var polled []int
 		for range 20 {
@@ -218,7 +219,7 @@ func TestPollerKeepsOneCursorPerDevice(t *testing.T) {
 			}
 			src := &history.SQL{DB: dbs[name], SilverTable: "silver", GoldTable: "gold", PageRows: 2}
 			hub := live.NewHub(256, nil)
-			p := &history.Poller{Source: src, Hub: hub, Now: func() time.Time { return now }}
+			p := &history.Poller{Source: src, Hub: hub, Clock: clock.NewFake(now)}
 			c := history.NewCursor(now.Add(-time.Minute).UnixMicro())
 			// dev-a is ahead: its window at t0+10 s is final first
 			sqltest.InsertSilver(t, db, sqltest.Silver("dev-a", t0+10e6, 21, 40, 101000))
@@ -281,10 +282,10 @@ func TestDriverErrorsAreLoggedNotReturned(t *testing.T) {
 	}
 	hub := live.NewHub(4, nil)
 	ctx, cancel := context.WithCancel(t.Context())
-	p := &history.Poller{Source: src, Hub: hub, Name: "databricks test", After: func(time.Duration) <-chan time.Time {
+	p := &history.Poller{Source: src, Hub: hub, Name: "databricks test", Clock: stepClock{after: func(time.Duration) <-chan time.Time {
 		cancel()
 		return make(chan time.Time)
-	}}
+	}}}
 	if err := p.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -346,13 +347,14 @@ func TestPollerIdlesWithoutQueries(t *testing.T) {
 	dbx, w := warehouse(t, db)
 	src := &history.SQL{DB: dbx, SilverTable: "silver", GoldTable: "gold"}
 	for name, p := range map[string]*history.Poller{
-		"off hours":  {Hours: history.Hours{From: time.Hour, To: 2 * time.Hour, Loc: time.UTC}, Now: func() time.Time { return time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC) }},
+		"off hours":  {Hours: history.Hours{From: time.Hour, To: 2 * time.Hour, Loc: time.UTC}},
 		"no viewers": {OnlyWatched: true},
 	} {
+		noon := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 		p.Source, p.Hub = src, live.NewHub(4, nil)
 		waits := 0
 		ctx, cancel := context.WithCancel(t.Context())
-		p.After = func(time.Duration) <-chan time.Time {
+		p.Clock = stepClock{now: noon, after: func(time.Duration) <-chan time.Time {
 			waits++
 			ch := make(chan time.Time, 1)
 			if waits == 5 {
@@ -361,7 +363,7 @@ func TestPollerIdlesWithoutQueries(t *testing.T) {
 				ch <- time.Time{}
 			}
 			return ch
-		}
+		}}
 		if err := p.Run(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -370,3 +372,13 @@ func TestPollerIdlesWithoutQueries(t *testing.T) {
 		}
 	}
 }
+
+// stepClock is a clock.Clock whose waits a test decides (after), standing
+// at now.
+type stepClock struct {
+	now   time.Time
+	after func(time.Duration) <-chan time.Time
+}
+
+func (c stepClock) Now() time.Time                         { return c.now }
+func (c stepClock) After(d time.Duration) <-chan time.Time { return c.after(d) }

@@ -312,10 +312,10 @@ func TestPollerReportsOffline(t *testing.T) {
 	hub := live.NewHub(4, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	tick := make(chan time.Time)
-	p := &history.Poller{Source: src, Hub: hub, Name: "sqlite", After: func(time.Duration) <-chan time.Time {
+	p := &history.Poller{Source: src, Hub: hub, Name: "sqlite", Clock: stepClock{now: time.Now(), after: func(time.Duration) <-chan time.Time {
 		cancel() // one round is enough
 		return tick
-	}}
+	}}}
 	if err := p.Run(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pilake/pilake/dashboard/live"
 	"github.com/pilake/pilake/dashboard/series"
+	"github.com/pilake/pilake/internal/clock"
 )
 
 // SQL reads silver and gold through database/sql. The statements are the
@@ -312,9 +313,9 @@ type Poller struct {
 	// Name describes the source in the page's status (never a secret).
 	Name   string
 	Logger *slog.Logger
-	// Now is the clock (default time.Now); After waits (default time.After).
-	Now   func() time.Time
-	After func(time.Duration) <-chan time.Time
+	// Clock tells the time (polling hours, the cursor's start) and waits
+	// between polls [clock.Real].
+	Clock clock.Clock
 }
 
 // Cursor is where live polling stands: per table and device, the newest
@@ -332,10 +333,8 @@ func NewCursor(startUS int64) *Cursor {
 
 // Run polls until ctx ends.
 func (p *Poller) Run(ctx context.Context) error {
-	now, after := p.now(), p.After
-	if after == nil {
-		after = time.After
-	}
+	clk := p.clock()
+	now, after := clk.Now, clk.After
 	interval, lookback := p.Interval, p.Lookback
 	if interval <= 0 {
 		interval = 2 * time.Second
@@ -410,11 +409,11 @@ func (p *Poller) Run(ctx context.Context) error {
 	}
 }
 
-func (p *Poller) now() func() time.Time {
-	if p.Now == nil {
-		return time.Now
+func (p *Poller) clock() clock.Clock {
+	if p.Clock == nil {
+		return clock.Real
 	}
-	return p.Now
+	return p.Clock
 }
 
 // PollOnce fetches, per table, one page of the rows newer than each
@@ -428,7 +427,7 @@ func (p *Poller) PollOnce(ctx context.Context, c *Cursor) (int, error) {
 	if horizon <= 0 {
 		horizon = 15 * time.Minute
 	}
-	oldest := p.now()().Add(-horizon).UnixMicro()
+	oldest := p.clock().Now().Add(-horizon).UnixMicro()
 	page := s.pageRows()
 	updates := map[string]*live.Update{}
 	get := func(d string) *live.Update {

@@ -37,6 +37,7 @@ type meta struct {
 	BuildSeconds   float64
 	SpikeDevice    string
 	SpikeUS        int64
+	EpochRows      int `json:",omitempty"` // -epoch-rows it was built with (0: the default)
 }
 
 func main() {
@@ -51,15 +52,16 @@ func main() {
 		duck      = flag.String("duckdb", "dashboard/historybench/duckdb.mjs", "DuckDB script (empty: skip)")
 		allPts    = flag.Int("points-all", 410, "points per card in the all-devices view (a 1280 px page: two cards a row)")
 		onePts    = flag.Int("points-one", 1200, "points in the one-device view")
+		epochRows = flag.Int("epoch-rows", 0, "cut the stages' epochs at this many readings (0: the collector's default); small epochs give the many small files of a live collector (e.g. 24000: a minute of 100 devices)")
 	)
 	flag.Parse()
-	if err := run(*dir, *devices, *hours, *hz, *dashboard, *port, *n, *duck, *allPts, *onePts); err != nil {
+	if err := run(*dir, *devices, *hours, *hz, *epochRows, *dashboard, *port, *n, *duck, *allPts, *onePts); err != nil {
 		fmt.Fprintln(os.Stderr, "historybench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir string, devices, hours, hz int, dashboard string, port, n int, duck string, allPts, onePts int) error {
+func run(dir string, devices, hours, hz, epochRows int, dashboard string, port, n int, duck string, allPts, onePts int) error {
 	ctx := context.Background()
 	var m meta
 	if b, err := os.ReadFile(filepath.Join(dir, "bench.json")); err == nil {
@@ -69,11 +71,11 @@ func run(dir string, devices, hours, hz int, dashboard string, port, n int, duck
 		fmt.Fprintf(os.Stderr, "reusing the lake in %s (%d devices, %d readings)\n", dir, len(m.Devices), m.Readings)
 	} else {
 		var err error
-		if m, err = build(ctx, dir, devices, hours, hz); err != nil {
+		if m, err = build(ctx, dir, devices, hours, hz, epochRows); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("lake_devices=%d\nlake_hours=%d\nlake_readings=%d\nlake_build_s=%.0f\n", len(m.Devices), (m.EndUS-m.StartUS)/3600e6, m.Readings, m.BuildSeconds)
+	fmt.Printf("lake_devices=%d\nlake_hours=%d\nlake_readings=%d\nlake_build_s=%.0f\nlake_epoch_rows=%d\n", len(m.Devices), (m.EndUS-m.StartUS)/3600e6, m.Readings, m.BuildSeconds, m.EpochRows)
 	for _, t := range []string{schema.Silver, schema.Gold, schema.Silver10s, schema.Silver1m, schema.Silver1h} {
 		if s, err := delta.Load(ctx, mustLake(dir), t); err == nil {
 			fmt.Printf("files_%s=%d\n", t, s.NumFiles())
@@ -91,7 +93,7 @@ func mustLake(dir string) lake.Lake {
 }
 
 // build runs a day of readings of every device through the stages, then the rollups.
-func build(ctx context.Context, dir string, devices, hours, hz int) (meta, error) {
+func build(ctx context.Context, dir string, devices, hours, hz, epochRows int) (meta, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return meta{}, err
 	}
@@ -101,14 +103,14 @@ func build(ctx context.Context, dir string, devices, hours, hz int) (meta, error
 	}
 	start := time.Now()
 	end := time.Now().Truncate(time.Minute)
-	m := meta{StartUS: end.Add(-time.Duration(hours) * time.Hour).UnixMicro(), EndUS: end.UnixMicro(), Hz: hz}
+	m := meta{StartUS: end.Add(-time.Duration(hours) * time.Hour).UnixMicro(), EndUS: end.UnixMicro(), Hz: hz, EpochRows: epochRows}
 	for d := range devices {
 		m.Devices = append(m.Devices, fmt.Sprintf("dev-%05d", d))
 	}
 	m.SpikeDevice = m.Devices[len(m.Devices)/2]
 	m.SpikeUS = end.Add(-3*time.Hour).UnixMicro() + 500_000
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := stages.New(l, stages.Options{MaxSkew: -1, SkipShutdownScan: true, Logger: log})
+	p, err := stages.New(l, stages.Options{MaxSkew: -1, SkipShutdownScan: true, Logger: log, MaxEpochRows: epochRows})
 	if err != nil {
 		return m, err
 	}

@@ -377,6 +377,9 @@ func AppendFloat(b []byte, f float64, decimals int) []byte {
 	if math.Abs(f) >= 1e15 {
 		return strconv.AppendFloat(b, f, 'g', -1, 64)
 	}
+	if b, ok := appendFixed(b, f, decimals); ok {
+		return b
+	}
 	start := len(b)
 	b = strconv.AppendFloat(b, f, 'f', decimals, 64)
 	if decimals > 0 {
@@ -391,6 +394,53 @@ func AppendFloat(b []byte, f float64, decimals int) []byte {
 		b = append(b[:start], '0')
 	}
 	return b
+}
+
+// pow10 are the scales appendFixed handles.
+var pow10 = [...]float64{1, 10, 100, 1000, 10000, 100000, 1000000}
+
+// appendFixed is AppendFloat's fast path (the history answer of 100 cards
+// holds a million numbers): f scaled by 10^decimals and rounded to an
+// integer, whose digits are written with the decimal point put back and
+// trailing zeros dropped. It gives up (false) where that could round
+// otherwise than strconv's exact 'f' formatting: a scaled value near a half
+// (the scaling rounds by up to an ulp), or too large to be exact.
+func appendFixed(b []byte, f float64, decimals int) ([]byte, bool) {
+	if decimals < 0 || decimals >= len(pow10) {
+		return b, false
+	}
+	x := f * pow10[decimals]
+	if !(x > -1e12 && x < 1e12) {
+		return b, false
+	}
+	r := math.Round(x)
+	if d := math.Abs(x - r); d > 0.499 { // near a half: let strconv decide
+		return b, false
+	}
+	n := int64(r)
+	if n == 0 {
+		return append(b, '0'), true
+	}
+	if n < 0 {
+		b = append(b, '-')
+		n = -n
+	}
+	// Drop trailing zeros of the fraction.
+	for decimals > 0 && n%10 == 0 {
+		n /= 10
+		decimals--
+	}
+	scale := int64(pow10[decimals])
+	b = strconv.AppendInt(b, n/scale, 10)
+	if decimals == 0 {
+		return b, true
+	}
+	b = append(b, '.')
+	frac := n % scale
+	for p := scale / 10; p > frac; p /= 10 { // leading zeros of the fraction
+		b = append(b, '0')
+	}
+	return strconv.AppendInt(b, frac, 10), true
 }
 
 // MarshalJSON encodes c as AppendJSON does: the live feed's updates are

@@ -3,7 +3,9 @@ package series
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/pilake/pilake/collector/schema"
@@ -152,6 +154,61 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		for i := range w {
 			if math.Abs(got[k][i]-w[i]) > 0.05+1e-15*math.Abs(w[i]) { // 0.1 Pa, 0.001 °C and %RH, or 16 digits
 				t.Errorf("%s[%d] = %v, want %v", k, i, got[k][i], w[i])
+			}
+		}
+	}
+}
+
+// appendFloatSlow is AppendFloat without its fast path: strconv's exact
+// 'f' formatting, trailing zeros dropped.
+func appendFloatSlow(b []byte, f float64, decimals int) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	if math.Abs(f) >= 1e15 {
+		return strconv.AppendFloat(b, f, 'g', -1, 64)
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, f, 'f', decimals, 64)
+	if decimals > 0 {
+		for b[len(b)-1] == '0' {
+			b = b[:len(b)-1]
+		}
+		if b[len(b)-1] == '.' {
+			b = b[:len(b)-1]
+		}
+	}
+	if string(b[start:]) == "-0" {
+		b = append(b[:start], '0')
+	}
+	return b
+}
+
+// TestAppendFloatFastPath: the integer fast path writes exactly what
+// strconv's formatting writes, for sensor-like values, halves, tiny and
+// huge values, and random bit patterns.
+func TestAppendFloatFastPath(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	vals := []float64{0, -0.0, 1, -1, 0.5, -0.5, 1.0005, 21.4995, 21.5005, 0.0005, -0.0005, 0.0004999, 101325.05,
+		101325.25, 99999.95, 1e11, 1e12, -1e12, 1e14, 1e15, 123456789.0125, 0.001, 0.0099999, 2.675, 1.005, math.MaxInt64,
+		math.SmallestNonzeroFloat64, math.Inf(1), math.NaN()}
+	for range 200000 {
+		switch rng.IntN(4) {
+		case 0:
+			vals = append(vals, 15+rng.Float64()*20) // °C
+		case 1:
+			vals = append(vals, 90000+rng.Float64()*20000) // Pa
+		case 2:
+			vals = append(vals, float64(rng.IntN(2000000)-1000000)/1000+float64(rng.IntN(3)-1)*0.0005) // on and near halves
+		default:
+			vals = append(vals, math.Float64frombits(rng.Uint64()))
+		}
+	}
+	for _, f := range vals {
+		for _, d := range []int{0, 1, 3, 6} {
+			got, want := string(AppendFloat(nil, f, d)), string(appendFloatSlow(nil, f, d))
+			if got != want {
+				t.Fatalf("AppendFloat(%v, %d) = %s, want %s", f, d, got, want)
 			}
 		}
 	}
