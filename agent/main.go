@@ -255,7 +255,7 @@ func (a *Agent) samplerConfig(sensor sample.Sensor, noHumidity bool, settle time
 	}
 	return sample.Options{
 		Sensor: sensor, DeviceID: cfg.DeviceID, BootID: a.boot,
-		Rate: cfg.Rate, BatchInterval: cfg.BatchEvery, NoHumidity: noHumidity,
+		Rate: cfg.Rate, BatchInterval: cfg.BatchEvery, AlignBatches: cfg.AlignBatches, NoHumidity: noHumidity,
 		ReadTimeout: cfg.ReadTimeout, FrozenAfter: cfg.FrozenAfter, DriverSense: cfg.DriverSense,
 		Settle:      settle,
 		ClockSynced: synced, WallMinusMono: wallMinusMono,

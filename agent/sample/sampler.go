@@ -58,6 +58,13 @@ type Options struct {
 	Rate float64
 	// BatchInterval is how much time one batch covers (default 1 s).
 	BatchInterval time.Duration
+	// AlignBatches cuts batches at whole multiples of BatchInterval of the
+	// wall clock at start (on whole seconds by default), as Telegraf's
+	// round_interval does: a fleet with synchronised clocks then sends
+	// each second's batches together, so a chart of many devices gets
+	// them in one update rather than spread over the second. The first
+	// batch is shorter. Later wall-clock steps do not move the grid.
+	AlignBatches bool
 	// NoHumidity marks batches wire.FlagNoHumidity (a BMP280).
 	NoHumidity bool
 	// ReadTimeout bounds one read (default 100 ms).
@@ -440,6 +447,16 @@ func (s *Sampler) Run(ctx context.Context) error {
 	}
 
 	start := clk.Now()
+	// phase is the number of ticks the first batch lacks when batches are
+	// aligned: the tick grid starts at the first tick time on or after
+	// start that is a whole number of intervals past a batch boundary.
+	var phase int64
+	if s.cfg.AlignBatches {
+		into := start.Sub(start.Truncate(s.cfg.BatchInterval))
+		k := int64((into + s.interval - 1) / s.interval)
+		start = start.Add(time.Duration(k)*s.interval - into) // Add keeps the monotonic reading
+		phase = k % s.perBatch
+	}
 	// The monotonic clock at start, µs: a tick's due time on it is
 	// startMono + (due − start), whatever the wall clock does.
 	startMono := start.UnixMicro() - s.cfg.WallMinusMono()
@@ -468,7 +485,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 		tick := i
 		i++
 
-		if bi := tick / s.perBatch; bi != batchIdx {
+		if bi := (tick + phase) / s.perBatch; bi != batchIdx {
 			emit(false)
 			batchIdx = bi
 		}

@@ -386,3 +386,48 @@ func TestSensorThatNeverConverts(t *testing.T) {
 		t.Fatalf("health %+v after %d re-inits: want frozen with re-initialisations", h, sens.reinits)
 	}
 }
+
+// With AlignBatches, batches are cut on whole seconds of the wall clock
+// whatever the moment the sampler starts: the first batch is shorter, every
+// later one starts on a whole second; readings stay on one 2.5 ms grid.
+func TestAlignedBatches(t *testing.T) {
+	for _, offset := range []time.Duration{0, 300*time.Millisecond + 1234*time.Microsecond, 999 * time.Millisecond} {
+		t.Run(offset.String(), func(t *testing.T) {
+			clk := newVirtClock(5 * time.Second)
+			clk.t = clk.t.Add(offset)
+			fake := hw.NewFake(hw.FakeConfig{Seed: hw.SeedFor("pi-test"), Now: clk.Now})
+			t.Cleanup(func() { _ = fake.Close() })
+			sens, err := hw.NewSensor(fake, fake.Addr(), &normalOpts, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := New(Options{Sensor: sens, DeviceID: "pi-test", BootID: 1, Clock: clk, AlignBatches: true,
+				ReadTimeout: 20 * time.Millisecond, QueueLen: 64, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			batches := (&rig{clk: clk, fake: fake, sens: sens, s: s}).run(t)
+			if len(batches) < 4 {
+				t.Fatalf("%d batches", len(batches))
+			}
+			// The first batch ends with its second (readings begin after
+			// the sensor settles); every reading is on the second's grid.
+			b0 := batches[0].Readings
+			if sec := b0[0].TimeUS / 1_000_000; b0[len(b0)-1].TimeUS != sec*1_000_000+997_500 {
+				t.Fatalf("first batch %d..%d µs, want it to end at the last tick of its second", b0[0].TimeUS, b0[len(b0)-1].TimeUS)
+			}
+			for _, b := range batches {
+				for _, rd := range b.Readings {
+					if rd.TimeUS%2500 != 0 {
+						t.Fatalf("reading at %d µs, off the second's 2.5 ms grid", rd.TimeUS)
+					}
+				}
+			}
+			for i, b := range batches[1 : len(batches)-1] {
+				if ts := b.Readings[0].TimeUS; ts%1_000_000 != 0 || len(b.Readings) != 400 {
+					t.Fatalf("batch %d starts at %d µs with %d readings, want a whole second and 400", i+1, ts, len(b.Readings))
+				}
+			}
+		})
+	}
+}
