@@ -12,6 +12,7 @@ import (
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/rollup"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/collector/schema/schematest"
 )
 
 const sec = int64(1e6)
@@ -385,25 +386,6 @@ func TestLargeFilePages(t *testing.T) {
 	}
 }
 
-// oldSilverRow is silver as pilake wrote it before pressure and humidity
-// were nullable: required columns.
-type oldSilverRow struct {
-	Device      string  `parquet:"device"`
-	WindowStart int64   `parquet:"window_start,timestamp(microsecond)"`
-	WindowEnd   int64   `parquet:"window_end,timestamp(microsecond)"`
-	Count       int64   `parquet:"count"`
-	FreshCount  int64   `parquet:"fresh_count"`
-	TempAvg     float64 `parquet:"temp_avg"`
-	TempMin     float64 `parquet:"temp_min"`
-	TempMax     float64 `parquet:"temp_max"`
-	PressureAvg float64 `parquet:"pressure_avg"`
-	PressureMin float64 `parquet:"pressure_min"`
-	PressureMax float64 `parquet:"pressure_max"`
-	HumidityAvg float64 `parquet:"humidity_avg"`
-	HumidityMin float64 `parquet:"humidity_min"`
-	HumidityMax float64 `parquet:"humidity_max"`
-}
-
 // TestTiersOverOldAndNullSilver: silver files from before (required
 // columns) and new ones with null pressure roll up together; a bucket
 // whose windows have no pressure has none, the others average theirs.
@@ -411,13 +393,13 @@ func TestTiersOverOldAndNullSilver(t *testing.T) {
 	ctx := context.Background()
 	l := lake.NewMemory()
 	t0 := int64(1_790_000_000) * sec / (3600 * sec) * (3600 * sec)
-	old, err := delta.Open[oldSilverRow](ctx, l, schema.Silver, delta.Options{})
+	old, err := delta.Open[schematest.SilverV1](ctx, l, schema.Silver, delta.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var orows []oldSilverRow
+	var orows []schematest.SilverV1
 	for k := int64(0); k < 60; k++ { // the first minute: written before
-		orows = append(orows, oldSilverRow{Device: "d", WindowStart: t0 + k*sec, WindowEnd: t0 + (k+1)*sec, Count: 10,
+		orows = append(orows, schematest.SilverV1{Device: "d", WindowStart: t0 + k*sec, WindowEnd: t0 + (k+1)*sec, Count: 10,
 			TempAvg: 20, TempMin: 19, TempMax: 21, PressureAvg: 101000, PressureMin: 100990, PressureMax: 101010, HumidityAvg: 40, HumidityMin: 39, HumidityMax: 41})
 	}
 	add, err := delta.WriteFile(ctx, old, orows, nil)

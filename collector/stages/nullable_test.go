@@ -17,40 +17,8 @@ import (
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/collector/schema/schematest"
 	"github.com/pilake/pilake/collector/stages"
-)
-
-// Row types as pilake wrote them before pressure and humidity were
-// nullable (issue 13): required columns in every data file.
-type (
-	oldBronzeRow struct {
-		Device     string  `parquet:"device"`
-		TS         int64   `parquet:"ts,timestamp(microsecond)"`
-		TempC      float64 `parquet:"temp_c"`
-		PressurePa float64 `parquet:"pressure_pa"`
-		HumidityRH float64 `parquet:"humidity_rh"`
-		Fresh      bool    `parquet:"fresh"`
-		Boot       int64   `parquet:"boot"`
-		Seq        int64   `parquet:"seq"`
-		ReceivedAt int64   `parquet:"received_at,timestamp(microsecond)"`
-		Source     string  `parquet:"source"`
-	}
-	oldSilverRow struct {
-		Device      string  `parquet:"device"`
-		WindowStart int64   `parquet:"window_start,timestamp(microsecond)"`
-		WindowEnd   int64   `parquet:"window_end,timestamp(microsecond)"`
-		Count       int64   `parquet:"count"`
-		FreshCount  int64   `parquet:"fresh_count"`
-		TempAvg     float64 `parquet:"temp_avg"`
-		TempMin     float64 `parquet:"temp_min"`
-		TempMax     float64 `parquet:"temp_max"`
-		PressureAvg float64 `parquet:"pressure_avg"`
-		PressureMin float64 `parquet:"pressure_min"`
-		PressureMax float64 `parquet:"pressure_max"`
-		HumidityAvg float64 `parquet:"humidity_avg"`
-		HumidityMin float64 `parquet:"humidity_min"`
-		HumidityMax float64 `parquet:"humidity_max"`
-	}
 )
 
 // writeOld commits rows to table through a Table of the old row type.
@@ -103,11 +71,11 @@ func TestNullPressureAndHumidity(t *testing.T) {
 	ctx := t.Context()
 	l := newLake(t)
 	oldTS := t0 + 3600*1_000_000 // the same day as the new rows: compacted together
-	old := []oldBronzeRow{{Device: "dev-old", TS: oldTS, TempC: 21, PressurePa: 101325, HumidityRH: 40, Fresh: true, Boot: 1, Seq: 1, ReceivedAt: oldTS, Source: "mqtt"},
+	old := []schematest.BronzeV1{{Device: "dev-old", TS: oldTS, TempC: 21, PressurePa: 101325, HumidityRH: 40, Fresh: true, Boot: 1, Seq: 1, ReceivedAt: oldTS, Source: "mqtt"},
 		{Device: "dev-old", TS: oldTS + 2500, TempC: 21.5, PressurePa: 101326, HumidityRH: 41, Boot: 1, Seq: 1, ReceivedAt: oldTS, Source: "mqtt"}}
 	bt := writeOld(t, l, schema.Bronze, old)
 	notNull(t, bt, "pressure_pa", "humidity_rh")
-	writeOld(t, l, schema.Silver, []oldSilverRow{{Device: "dev-old", WindowStart: oldTS, WindowEnd: oldTS + 1_000_000, Count: 2, FreshCount: 1,
+	writeOld(t, l, schema.Silver, []schematest.SilverV1{{Device: "dev-old", WindowStart: oldTS, WindowEnd: oldTS + 1_000_000, Count: 2, FreshCount: 1,
 		TempAvg: 21.25, TempMin: 21, TempMax: 21.5, PressureAvg: 101325.5, PressureMin: 101325, PressureMax: 101326, HumidityAvg: 40.5, HumidityMin: 40, HumidityMax: 41}})
 
 	rng := rand.New(rand.NewPCG(21, 22))
@@ -256,7 +224,7 @@ func TestNotNullRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := delta.Open[oldBronzeRow](ctx, l, schema.Bronze, delta.Options{})
+	other, err := delta.Open[schematest.BronzeV1](ctx, l, schema.Bronze, delta.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/collector/schema/schematest"
 	"github.com/pilake/pilake/dashboard/history"
 	"github.com/pilake/pilake/dashboard/internal/laketest"
 	"github.com/pilake/pilake/dashboard/internal/sqltest"
@@ -517,35 +518,6 @@ func TestSourcesNulls(t *testing.T) {
 	}
 }
 
-// oldSilverRow and oldGoldRow are silver and gold as pilake wrote them
-// before pressure and humidity were nullable (required columns).
-type oldSilverRow struct {
-	Device      string  `parquet:"device"`
-	WindowStart int64   `parquet:"window_start,timestamp(microsecond)"`
-	WindowEnd   int64   `parquet:"window_end,timestamp(microsecond)"`
-	Count       int64   `parquet:"count"`
-	FreshCount  int64   `parquet:"fresh_count"`
-	TempAvg     float64 `parquet:"temp_avg"`
-	TempMin     float64 `parquet:"temp_min"`
-	TempMax     float64 `parquet:"temp_max"`
-	PressureAvg float64 `parquet:"pressure_avg"`
-	PressureMin float64 `parquet:"pressure_min"`
-	PressureMax float64 `parquet:"pressure_max"`
-	HumidityAvg float64 `parquet:"humidity_avg"`
-	HumidityMin float64 `parquet:"humidity_min"`
-	HumidityMax float64 `parquet:"humidity_max"`
-}
-
-type oldGoldRow struct {
-	Device      string  `parquet:"device"`
-	WindowStart int64   `parquet:"window_start,timestamp(microsecond)"`
-	N           int32   `parquet:"n"`
-	Windows     int32   `parquet:"windows"`
-	TempC       float64 `parquet:"temp_c"`
-	PressurePa  float64 `parquet:"pressure_pa"`
-	HumidityRH  float64 `parquet:"humidity_rh"`
-}
-
 func commitOld[T any](t *testing.T, l lake.Lake, table string, rows []T, partitions []string, pv map[string]string) {
 	t.Helper()
 	tb, err := delta.Open[T](t.Context(), l, table, delta.Options{PartitionColumns: partitions})
@@ -570,13 +542,13 @@ func TestLakeReadsFilesFromBeforeNulls(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 10
-	var os []oldSilverRow
-	var og []oldGoldRow
+	var os []schematest.SilverV1
+	var og []schematest.GoldV1
 	for i := range n {
 		ws := t0 + int64(i)*1e6
-		os = append(os, oldSilverRow{Device: "d", WindowStart: ws, WindowEnd: ws + 1e6, Count: 400, TempAvg: temp("d", i), TempMin: temp("d", i), TempMax: temp("d", i),
+		os = append(os, schematest.SilverV1{Device: "d", WindowStart: ws, WindowEnd: ws + 1e6, Count: 400, TempAvg: temp("d", i), TempMin: temp("d", i), TempMax: temp("d", i),
 			PressureAvg: press(i), PressureMin: press(i), PressureMax: press(i), HumidityAvg: hum(i), HumidityMin: hum(i), HumidityMax: hum(i)})
-		og = append(og, oldGoldRow{Device: "d", WindowStart: ws, N: 8, Windows: 8, TempC: gtemp("d", i), PressurePa: press(i), HumidityRH: hum(i)})
+		og = append(og, schematest.GoldV1{Device: "d", WindowStart: ws, N: 8, Windows: 8, TempC: gtemp("d", i), PressurePa: press(i), HumidityRH: hum(i)})
 	}
 	commitOld(t, l, schema.Silver, os, nil, nil)
 	commitOld(t, l, schema.Gold, og, []string{"device"}, map[string]string{"device": "d"}) // as laketest writes gold
