@@ -2,10 +2,8 @@ package bronzeapp_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/landing/landingtest"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/internal/clock"
 )
@@ -239,29 +238,13 @@ func TestSkewQuarantine(t *testing.T) {
 	if st.Quarantined != 5 || st.Ahead != 2 || st.Readings != 6 || st.Batches != 4 || st.Epochs != 1 || st.LastCommit != recv || st.CommitSeconds.Count != 1 {
 		t.Errorf("stats %+v: want 5 quarantined (2 ahead), 6 readings of 4 batches in 1 epoch", st)
 	}
-	objs, err := lk.List(t.Context(), schema.Quarantine)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var reasons []string
-	for _, o := range objs {
-		if !strings.HasSuffix(o.Name, ".reason.json") {
-			continue
-		}
-		data, err := lk.Get(t.Context(), o.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rec landing.Record
-		if err := json.Unmarshal(data, &rec); err != nil {
-			t.Fatal(err)
-		}
+	for _, rec := range landingtest.Quarantined(t, lk) {
 		if rec.Kind != landing.KindSkew {
 			t.Errorf("quarantine kind %q", rec.Kind)
 		}
 		reasons = append(reasons, rec.Reason)
 	}
-	slices.Sort(reasons)
 	want := []string{
 		"batch pi-1/0000000000000007/00000000000000000002: 2 readings captured more than 2m0s ahead of the receive time",
 		"batch pi-1/0000000000000007/00000000000000000003: 2 readings captured more than 1h0m0s from the receive time",

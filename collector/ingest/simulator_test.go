@@ -16,7 +16,7 @@ import (
 	"github.com/pilake/pilake/collector/ingest"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
-	"github.com/pilake/pilake/collector/schema"
+	"github.com/pilake/pilake/collector/landing/landingtest"
 )
 
 // realSimulatorMessage is the text the Azure IoT Raspberry Pi web simulator
@@ -263,26 +263,9 @@ func landedBatches(t *testing.T, lk lake.Lake) []*wire.Batch {
 
 func quarantineReasons(t *testing.T, lk lake.Lake) []string {
 	t.Helper()
-	objs, err := lk.List(t.Context(), schema.Quarantine)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, o := range objs {
-		if !strings.HasSuffix(o.Name, ".json") {
-			continue
-		}
-		data, err := lk.Get(t.Context(), o.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rec landing.Record
-		if err := json.Unmarshal(data, &rec); err != nil {
-			continue // a quarantined payload that happens to end in .json
-		}
-		if rec.Reason != "" {
-			out = append(out, rec.Reason)
-		}
+	for _, rec := range landingtest.Quarantined(t, lk) {
+		out = append(out, rec.Reason)
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/landing/landingtest"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 )
@@ -104,21 +105,9 @@ func quarantineReasons(t *testing.T, l lake.Lake) ([]lake.Object, []string) {
 		t.Fatal(err)
 	}
 	var reasons []string
-	for _, o := range objs {
-		if !strings.HasSuffix(o.Name, ".reason.json") {
-			continue
-		}
-		data, err := l.Get(t.Context(), o.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rec landing.Record
-		if err := json.Unmarshal(data, &rec); err != nil {
-			t.Fatalf("%s: %v", o.Name, err)
-		}
+	for _, rec := range landingtest.Quarantined(t, l) {
 		reasons = append(reasons, rec.Reason)
 	}
-	slices.Sort(reasons)
 	return objs, reasons
 }
 
