@@ -35,7 +35,10 @@ type cpCheckpointMetadata struct {
 }
 
 // cpReadRow is what a checkpoint row is read as: cpRow and the actions
-// only V2-spec checkpoints hold.
+// only V2-spec checkpoints hold. A V2 checkpoint's top-level file is written
+// with it too: add and remove are never set there (they are all in
+// sidecars) but are columns of its schema, so that readers projecting them
+// find null columns.
 type cpReadRow struct {
 	Txn      *cpTxn                `parquet:"txn,optional"`
 	Add      *cpAdd                `parquet:"add,optional"`

@@ -94,20 +94,6 @@ type cpSidecarRow struct {
 	Remove *cpRemove `parquet:"remove,optional"`
 }
 
-// cpV2Row is a row of a V2-spec checkpoint's top-level file. add and
-// remove are never set there (they are all in sidecars) but are columns of
-// its schema, so that readers projecting them find null columns.
-type cpV2Row struct {
-	Txn      *cpTxn                `parquet:"txn,optional"`
-	Add      *cpAdd                `parquet:"add,optional"`
-	Remove   *cpRemove             `parquet:"remove,optional"`
-	MetaData *cpMetadata           `parquet:"metaData,optional"`
-	Protocol *cpProtocol           `parquet:"protocol,optional"`
-	Domain   *cpDomain             `parquet:"domainMetadata,optional"`
-	CPMeta   *cpCheckpointMetadata `parquet:"checkpointMetadata,optional"`
-	Sidecar  *cpSidecar            `parquet:"sidecar,optional"`
-}
-
 func addRow(a AddFile) *cpAdd {
 	return &cpAdd{Path: a.Path, PartitionValues: nonNil(a.PartitionValues), Size: a.Size,
 		ModificationTime: a.ModificationTime, DataChange: false, Stats: optStr(a.Stats), Tags: a.Tags, DeletionVector: cpDVOf(a.DeletionVector)}
@@ -270,17 +256,17 @@ func (t *Table) checkpointV2(ctx context.Context, cutoff int64) error {
 	// The top-level file: checkpointMetadata, the non-file actions, the
 	// sidecars.
 	var buf bytes.Buffer
-	w := parquet.NewGenericWriter[cpV2Row](&buf, WriterOptions(nil)...)
-	rows := []cpV2Row{{CPMeta: &cpCheckpointMetadata{Version: v, Tags: map[string]string{
+	w := parquet.NewGenericWriter[cpReadRow](&buf, WriterOptions(nil)...)
+	rows := []cpReadRow{{CPMeta: &cpCheckpointMetadata{Version: v, Tags: map[string]string{
 		"sidecarNumActions":  strconv.FormatInt(sidecarN, 10),
 		"sidecarSizeInBytes": strconv.FormatInt(sidecarB, 10),
 		"numOfAddFiles":      strconv.Itoa(len(s.files)),
 	}}}}
 	for _, r := range s.checkpointRows(false) {
-		rows = append(rows, cpV2Row{Txn: r.Txn, MetaData: r.MetaData, Protocol: r.Protocol, Domain: r.Domain})
+		rows = append(rows, cpReadRow{Txn: r.Txn, MetaData: r.MetaData, Protocol: r.Protocol, Domain: r.Domain})
 	}
 	for _, sc := range sidecars {
-		rows = append(rows, cpV2Row{Sidecar: &cpSidecar{Path: sc.Path, SizeInBytes: sc.SizeInBytes, ModificationTime: sc.ModificationTime, Tags: sc.Tags}})
+		rows = append(rows, cpReadRow{Sidecar: &cpSidecar{Path: sc.Path, SizeInBytes: sc.SizeInBytes, ModificationTime: sc.ModificationTime, Tags: sc.Tags}})
 	}
 	if _, err := w.Write(rows); err != nil {
 		return fmt.Errorf("checkpointing %s: encoding: %w", t.name, err)
