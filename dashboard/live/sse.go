@@ -56,6 +56,9 @@ type SSE struct {
 	Logger     *slog.Logger
 
 	clients atomic.Int64
+	// arrived, if set, is called after a stream notes an update arriving
+	// while it holds updates back (tests synchronise with it).
+	arrived func()
 }
 
 var _ http.Handler = (*SSE)(nil)
@@ -201,18 +204,32 @@ func (s *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// Coalesce: hold what arrives until the throttle says it is due,
 		// noting each further arrival (a burst goes out after its end).
+		// One timer at a time: an arrival only moves the due time later (or
+		// not at all), so it is looked at again when the timer fires; a
+		// burst of updates then arms a few timers per stream, not one per
+		// update in every stream.
 		th.arrive(clock.Now())
+		var timer <-chan time.Time
+		var timerAt time.Time
 		for {
-			wait := th.due().Sub(clock.Now())
+			due := th.due()
+			wait := due.Sub(clock.Now())
 			if wait <= 0 {
 				break
+			}
+			if timer == nil || due.Before(timerAt) {
+				timer, timerAt = clock.After(wait), due
 			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-sig:
 				th.arrive(clock.Now())
-			case <-clock.After(wait):
+				if s.arrived != nil {
+					s.arrived()
+				}
+			case <-timer:
+				timer = nil
 			}
 		}
 	}
