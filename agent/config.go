@@ -138,7 +138,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.Standby, "standby", 500*time.Microsecond, "standby between conversions in normal mode (0.5ms, 10ms, 20ms, 62.5ms, 125ms, 250ms, 500ms, 1s)")
 	fs.Float64Var(&c.Rate, "rate", 400, "polling rate in Hz")
 	fs.DurationVar(&c.BatchEvery, "batch-interval", time.Second, "time covered by one batch")
-	fs.BoolVar(&c.AlignBatches, "batch-align", false, "cut batches on whole multiples of batch-interval of the wall clock (a fleet with synchronised clocks then sends each interval's batches together: a fleet chart shows them ~20 ms after the batch ends instead of up to 100 ms, but every live stream gets them as one burst; see dashboard/README.md); false: from the moment the agent starts")
+	fs.BoolVar(&c.AlignBatches, "batch-align", true, "cut batches on whole multiples of batch-interval of the wall clock (a fleet with synchronised clocks then sends each interval's batches together: a fleet chart shows them ~20-30 ms after the batch ends instead of up to 100 ms); false: from the moment the agent starts, which spreads a very large fleet's batches over the interval")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 100*time.Millisecond, "longest a sensor read may take before the bus counts as stuck")
 	fs.DurationVar(&c.FrozenAfter, "frozen-after", 2*time.Second, "unchanged values for this long mean a frozen sensor")
 	fs.BoolVar(&c.DriverSense, "driver-sense", false, "read through periph bmxx80's Sense (two allocations per read) instead of hw's allocation-free burst read with the same integer compensation")

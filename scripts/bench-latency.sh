@@ -15,11 +15,11 @@
 #   PILAKE_BENCH_AGENTS=1: run the devices as real `agent --simulate` processes
 #     (the fake I2C BME280 through periph's driver) instead of the in-process
 #     load generator; heavy on 2 cores beyond ~20 devices.
-#   PILAKE_BENCH_ALIGNED=1: every device's batches end at the same moments, as
-#     agents with --batch-align do (batches cut on whole seconds of a
-#     synchronised clock), so live updates arrive in one burst per second; by
-#     default their phases are spread evenly over the batch interval (agents
-#     started at random times, the agent's default), an update every 10 ms at
+#   PILAKE_BENCH_ALIGNED (1): every device's batches end at the same moments, as
+#     agents' do by default (--batch-align: batches cut on whole seconds of a
+#     synchronised clock), so live updates arrive in one burst per second;
+#     0: their phases are spread evenly over the batch interval (agents with
+#     --batch-align=false started at random times), an update every 10 ms at
 #     100 devices, and no schedule of <= 10 messages/s per client can keep an
 #     update waiting less than ~100 ms at p99 (see BENCHMARKS.md).
 #   PILAKE_BENCH_DIR (a fresh temporary directory)
@@ -34,8 +34,8 @@ seconds=${PILAKE_BENCH_SECONDS:-30}
 dir=${PILAKE_BENCH_DIR:-$(mktemp -d -t pilake-latency-XXXXXX)}
 mkdir -p "$dir"
 # The bench tool reads PILAKE_BENCH_* itself; pass everything as flags instead.
-aligned=false
-if [[ ${PILAKE_BENCH_ALIGNED:-} == 1 ]]; then aligned=true; fi
+aligned=true
+if [[ ${PILAKE_BENCH_ALIGNED:-1} == 0 ]]; then aligned=false; fi
 unset PILAKE_BENCH_DEVICES PILAKE_BENCH_RATE PILAKE_BENCH_BATCH PILAKE_BENCH_SECONDS PILAKE_BENCH_DIR PILAKE_BENCH_ALIGNED
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
