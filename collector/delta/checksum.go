@@ -35,7 +35,32 @@ type VersionChecksum struct {
 	SetTransactions *[]Txn            `json:"setTransactions,omitempty"`
 	DomainMetadata  *[]DomainMetadata `json:"domainMetadata,omitempty"`
 	Metadata        Metadata          `json:"metadata"`
-	Protocol        Protocol          `json:"protocol"`
+	Protocol        ChecksumProtocol  `json:"protocol"`
+}
+
+// ChecksumProtocol is the protocol action as the log spells it:
+// readerFeatures present (empty or not) when minReaderVersion is 3,
+// writerFeatures when minWriterVersion is 7 (and either when it has
+// features). Engines that validate a checksum compare it with the protocol
+// they replayed, where an empty list and a missing one differ.
+type ChecksumProtocol struct {
+	MinReaderVersion int       `json:"minReaderVersion"`
+	MinWriterVersion int       `json:"minWriterVersion"`
+	ReaderFeatures   *[]string `json:"readerFeatures,omitempty"`
+	WriterFeatures   *[]string `json:"writerFeatures,omitempty"`
+}
+
+func checksumProtocol(p Protocol) ChecksumProtocol {
+	c := ChecksumProtocol{MinReaderVersion: p.MinReaderVersion, MinWriterVersion: p.MinWriterVersion}
+	if p.MinReaderVersion >= 3 || len(p.ReaderFeatures) > 0 {
+		rf := nonNilSlice(p.ReaderFeatures)
+		c.ReaderFeatures = &rf
+	}
+	if p.MinWriterVersion >= 7 || len(p.WriterFeatures) > 0 {
+		wf := nonNilSlice(p.WriterFeatures)
+		c.WriterFeatures = &wf
+	}
+	return c
 }
 
 // checksum returns the version checksum of s's version, or false when s
@@ -48,7 +73,7 @@ func (s *Snapshot) checksum(txnID string, ict int64) (VersionChecksum, bool) {
 		return VersionChecksum{}, false
 	}
 	c := VersionChecksum{TxnID: txnID, TableSizeBytes: s.liveBytes, NumFiles: int64(len(s.files)), NumMetadata: 1, NumProtocol: 1,
-		Metadata: s.Metadata, Protocol: s.Protocol}
+		Metadata: s.Metadata, Protocol: checksumProtocol(s.Protocol)}
 	// Absent maps and lists are empty ones (what a reader of the commit
 	// would take them for); other engines' readers expect them present.
 	c.Metadata.Configuration = nonNil(c.Metadata.Configuration)
@@ -73,7 +98,7 @@ func (s *Snapshot) checksum(txnID string, ict int64) (VersionChecksum, bool) {
 // snapshot is at, which t has just committed. It is not part of the
 // commit: the commit stands whatever happens here. A failure is logged and
 // counted (ChecksumErrors), and the file is written put-if-absent (the
-// protocol: writers must not overwrite one).
+// protocol: writers must not overwrite one), without an fsync of its own.
 func (t *Table) writeChecksum(ctx context.Context, txnID string, ict int64) {
 	c, ok := t.snap.checksum(txnID, ict)
 	if !ok {
@@ -84,6 +109,14 @@ func (t *Table) writeChecksum(ctx context.Context, txnID string, ict int64) {
 		data, err := json.Marshal(c)
 		if err != nil {
 			return err
+		}
+		// Where the lake can write without an fsync (local disk), the
+		// .crc is not made durable on its own: a crash may lose it (or
+		// leave it empty), which readers must tolerate (PROTOCOL.md), and
+		// the next commit's SyncFiles makes it durable with the data files.
+		// Its fsyncs would double a commit's time on a local disk.
+		if gw, ok := t.l.(lake.GroupWriter); ok {
+			return gw.WriteIfAbsent(ctx, ChecksumName(t.name, v), data)
 		}
 		return t.l.PutIfAbsent(ctx, ChecksumName(t.name, v), data)
 	}()

@@ -1,6 +1,9 @@
 package delta
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 // TestChecksumOnlyFromExactState: no version checksum from a snapshot that
 // actions failed to apply to partway, nor when In-Commit Timestamps are on
@@ -40,5 +43,19 @@ func TestChecksumOnlyFromExactState(t *testing.T) {
 	}
 	if _, ok := s.clone().checksum("id", 0); ok {
 		t.Error("a checksum from a clone of a partly applied snapshot")
+	}
+	// Feature lists as the log has them: present, empty or not, from
+	// reader version 3 and writer version 7 on; absent below.
+	for _, c := range []struct {
+		p    Protocol
+		want string
+	}{
+		{Protocol{MinReaderVersion: 1, MinWriterVersion: 2}, `{"minReaderVersion":1,"minWriterVersion":2}`},
+		{Protocol{MinReaderVersion: 3, MinWriterVersion: 7}, `{"minReaderVersion":3,"minWriterVersion":7,"readerFeatures":[],"writerFeatures":[]}`},
+		{Protocol{MinReaderVersion: 1, MinWriterVersion: 7, WriterFeatures: []string{"appendOnly"}}, `{"minReaderVersion":1,"minWriterVersion":7,"writerFeatures":["appendOnly"]}`},
+	} {
+		if b, _ := json.Marshal(checksumProtocol(c.p)); string(b) != c.want {
+			t.Errorf("protocol %+v in a .crc: %s, want %s", c.p, b, c.want)
+		}
 	}
 }

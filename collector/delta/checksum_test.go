@@ -239,9 +239,13 @@ func testVersionChecksums(t *testing.T, policy string) {
 	// removed. Written by hand; pilake's Table does not know of it yet.
 	w := logWriter{t, l, "v"}
 	snap := tb.Snapshot()
+	// Reader version 3 (with an empty list of reader features for the
+	// classic table: a list that must stay, empty, in the .crc).
 	proto := snap.Protocol
-	proto.MinWriterVersion = 7
+	proto.MinReaderVersion, proto.MinWriterVersion = 3, 7
 	proto.WriterFeatures = append(slices.Clone(proto.WriterFeatures), "appendOnly", "invariants", "changeDataFeed", "domainMetadata")
+	rawProto := obj{"protocol": obj{"minReaderVersion": 3, "minWriterVersion": 7, "readerFeatures": append([]string{}, proto.ReaderFeatures...),
+		"writerFeatures": proto.WriterFeatures}}
 	md := snap.Metadata
 	md.SchemaString = strings.TrimSuffix(md.SchemaString, "]}") + `,{"name":"site","type":"string","nullable":true,"metadata":{}}]}`
 	md.Configuration = map[string]string{"delta.enableChangeDataFeed": "true"}
@@ -250,7 +254,7 @@ func testVersionChecksums(t *testing.T, policy string) {
 	}
 	other := snap.Version + 1
 	w.commit(other, obj{"commitInfo": obj{"operation": "SET TBLPROPERTIES", "engineInfo": "another writer"}},
-		delta.Action{Protocol: &proto}, delta.Action{MetaData: &md},
+		rawProto, delta.Action{MetaData: &md},
 		obj{"domainMetadata": obj{"domain": "delta.rowTracking.x", "configuration": `{"k":1}`, "removed": false}},
 		obj{"domainMetadata": obj{"domain": "other.domain", "configuration": "{}", "removed": false}},
 		obj{"txn": obj{"appId": "other-app", "version": 7, "lastUpdated": 1}},
@@ -266,6 +270,7 @@ func testVersionChecksums(t *testing.T, policy string) {
 	snap = tb.Snapshot()
 	proto = snap.Protocol
 	proto.WriterFeatures = append(slices.Clone(proto.WriterFeatures), "inCommitTimestamp")
+	rawProto["protocol"].(obj)["writerFeatures"] = proto.WriterFeatures
 	md = snap.Metadata
 	md.Configuration = map[string]string{"delta.enableInCommitTimestamps": "true", "delta.inCommitTimestampEnablementVersion": fmt.Sprint(snap.Version + 1),
 		"delta.inCommitTimestampEnablementTimestamp": fmt.Sprint(now.UnixMilli() + 5000)}
@@ -273,7 +278,7 @@ func testVersionChecksums(t *testing.T, policy string) {
 		md.Configuration[k] = v
 	}
 	w.commit(snap.Version+1, obj{"commitInfo": obj{"inCommitTimestamp": now.UnixMilli() + 5000, "operation": "SET TBLPROPERTIES"}},
-		delta.Action{Protocol: &proto}, delta.Action{MetaData: &md},
+		rawProto, delta.Action{MetaData: &md},
 		obj{"domainMetadata": obj{"domain": "other.domain", "configuration": "{}", "removed": true}})
 	appendRows(tb, 1)
 	appendRows(tb, 1)
