@@ -50,6 +50,11 @@ type Snapshot struct {
 	// lastICT is the inCommitTimestamp of the last commit applied (0:
 	// unknown, e.g. right after a checkpoint).
 	lastICT int64
+	// shed counts the live files whose statistics a lean snapshot dropped
+	// (see shed); shared holds the partitionValues and tags maps those
+	// files share.
+	shed   int
+	shared map[string]map[string]string
 }
 
 func newSnapshot() *Snapshot {
@@ -130,6 +135,7 @@ func (s *Snapshot) apply(actions []Action) error {
 			if err != nil {
 				return err
 			}
+			s.unshed(p)
 			s.files[p] = *a.Add
 			delete(s.tombstones, p)
 			delete(s.origin, p)
@@ -138,6 +144,7 @@ func (s *Snapshot) apply(actions []Action) error {
 			if err != nil {
 				return err
 			}
+			s.unshed(p)
 			delete(s.files, p)
 			s.tombstones[p] = *a.Remove
 			delete(s.origin, p)
