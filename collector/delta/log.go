@@ -57,6 +57,11 @@ type Snapshot struct {
 	// be neither the version before nor the one after, so no version
 	// checksum is written from it.
 	partial bool
+	// shed counts the live files whose statistics a lean snapshot dropped
+	// (see shed); shared holds the partitionValues and tags maps those
+	// files share.
+	shed   int
+	shared map[string]map[string]string
 }
 
 func newSnapshot() *Snapshot {
@@ -145,6 +150,7 @@ func (s *Snapshot) applyActions(actions []Action) error {
 			if err != nil {
 				return err
 			}
+			s.unshed(p)
 			if old, ok := s.files[p]; ok {
 				s.liveBytes -= old.Size
 			}
@@ -157,6 +163,7 @@ func (s *Snapshot) applyActions(actions []Action) error {
 			if err != nil {
 				return err
 			}
+			s.unshed(p)
 			if old, ok := s.files[p]; ok {
 				s.liveBytes -= old.Size
 				delete(s.files, p)

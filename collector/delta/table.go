@@ -87,6 +87,7 @@ type Table struct {
 	// ftCache: parsed statistics compaction uses (compact.go), of ftCol.
 	ftCache map[string]fileTimes
 	ftCol   string
+	ftPass  uint64
 	// readableCP identifies the cutoff checkpoint CleanupLog last read
 	// whole; sidecarRefs the sidecars each kept checkpoint references (by
 	// objectIDs), so hourly cleanup reads only new checkpoints.

@@ -213,6 +213,9 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	if err == nil {
 		p.m.count(func(s *Stats) { s.Refusing = false })
 	}
+	if refused(err) && ctx.Err() != nil {
+		return nil // stopped while waiting out a refusal: a clean stop (landing/ keeps the batches)
+	}
 	if err != nil {
 		return err
 	}
