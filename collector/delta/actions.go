@@ -70,6 +70,9 @@ type AddFile struct {
 	// read is how the table's files are read (column mapping), set by
 	// Snapshot.Files; nil: by column name.
 	read *readInfo
+	// shed: a writer's snapshot dropped Stats (the add in the sidecar the
+	// snapshot's origin names has them); see Snapshot.shed.
+	shed bool
 }
 
 // Stats are the per-file statistics carried (as a JSON string) in AddFile.Stats.

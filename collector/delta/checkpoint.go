@@ -87,6 +87,11 @@ func (t *Table) Checkpoint(ctx context.Context) error {
 	if t.snap.v2Checkpoints() {
 		return t.checkpointV2(ctx, cutoff)
 	}
+	// A classic checkpoint names no sidecars: statistics dropped because
+	// a sidecar held them come back into memory first (shed.go).
+	if err := t.restoreStats(ctx); err != nil {
+		return fmt.Errorf("checkpointing %s: %w", t.name, err)
+	}
 	var buf bytes.Buffer
 	w := parquet.NewGenericWriter[cpRow](&buf, WriterOptions(nil)...)
 	head := t.snap.headRows()

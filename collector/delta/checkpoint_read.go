@@ -439,6 +439,7 @@ func (s *Snapshot) readCheckpoint(ctx context.Context, l lake.Lake, table string
 	s.checkpointFiles = read
 	s.tombFiles = tombFiles
 	s.sidecars = refs
+	s.shedCold()
 	return nil
 }
 

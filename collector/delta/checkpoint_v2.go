@@ -196,9 +196,13 @@ func (t *Table) checkpointV2(ctx context.Context, cutoff int64) error {
 			continue
 		}
 		slices.Sort(keys)
+		adds, err := t.withStats(ctx, keys)
+		if err != nil {
+			return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
+		}
 		rows := make([]cpSidecarRow, len(keys))
-		for i, k := range keys {
-			rows[i] = cpSidecarRow{Add: addRow(s.files[k])}
+		for i := range adds {
+			rows[i] = cpSidecarRow{Add: addRow(adds[i])}
 		}
 		name, sc, err := t.putSidecar(ctx, g, now, func(w *parquet.GenericWriter[cpSidecarRow]) error {
 			_, err := w.Write(rows)
@@ -286,6 +290,7 @@ func (t *Table) checkpointV2(ctx context.Context, cutoff int64) error {
 	t.checkpointed(v, writtenB+int64(buf.Len()), totalB+int64(buf.Len()), append([]string{top}, files...), tombs, tombFiles, written)
 	s.sidecars = refs
 	s.origin = origin
+	s.shedCold()
 	return nil
 }
 

@@ -120,6 +120,12 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 		rows  int64
 	}
 	days := map[string]*group{}
+	t.ftPass++
+	defer func() {
+		// Only what this call asked for stays cached: files gone since, or
+		// no longer candidates (day files), leave the cache.
+		maps.DeleteFunc(t.ftCache, func(_ string, c fileTimes) bool { return c.pass != t.ftPass })
+	}()
 	for _, f := range t.snap.files {
 		if f.Tags[TagCompaction] == TierDay {
 			continue
@@ -272,12 +278,11 @@ func (t *Table) fileTime(f AddFile, col string) (rows, ts int64, ok bool) {
 	}
 	key := f.Path
 	if c, hit := t.ftCache[key]; hit && c.stats == f.Stats {
+		c.pass = t.ftPass
+		t.ftCache[key] = c
 		return c.rows, c.ts, c.ok
 	}
-	if len(t.ftCache) > 2*len(t.snap.files)+1024 {
-		clear(t.ftCache)
-	}
-	c := fileTimes{stats: f.Stats}
+	c := fileTimes{stats: f.Stats, pass: t.ftPass}
 	if st, err := f.ParsedStats(); err == nil {
 		c.rows, c.ok = st.NumRecords, true
 		c.ts = f.ModificationTime * 1000
@@ -295,6 +300,7 @@ type fileTimes struct {
 	stats    string // the statistics they were parsed from
 	rows, ts int64
 	ok       bool
+	pass     uint64 // the last Compact call that asked (Table.ftPass)
 }
 
 type small struct {

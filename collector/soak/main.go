@@ -60,6 +60,7 @@ type config struct {
 	keep    bool
 	verbose bool
 	profile string // CPU profile of each day, to this prefix
+	memprof string // heap profile at each day's end, to this prefix
 	policy  string // checkpoint policy of the tables
 }
 
@@ -75,8 +76,12 @@ func main() {
 	flag.BoolVar(&c.keep, "keep", false, "keep the lake")
 	flag.BoolVar(&c.verbose, "v", false, "log the stages' info messages")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write each day's CPU profile to this prefix + day number")
+	flag.StringVar(&c.memprof, "memprofile", "", "write a heap profile at each day's end (after a GC) to this prefix + day number")
 	flag.StringVar(&c.policy, "checkpoint-policy", "v2", "checkpoint policy of the tables: v2 or classic")
 	flag.Parse()
+	if c.memprof != "" {
+		runtime.MemProfileRate = 16 << 10 // finer than the default 512 KiB: the live heap is a few MiB
+	}
 	if err := run(context.Background(), c); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
@@ -273,6 +278,19 @@ func run(ctx context.Context, c config) error {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		dm.liveMiB = float64(ms.HeapAlloc) / (1 << 20)
+		if c.memprof != "" {
+			f, err := os.Create(fmt.Sprintf("%s%d", c.memprof, d))
+			if err != nil {
+				return err
+			}
+			err = pprof.WriteHeapProfile(f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
 		dm.cpuMS = float64(cpu.Microseconds()) / 1000 / float64(epochsPerDay)
 		days = append(days, dm)
 		printDay(dm, days)

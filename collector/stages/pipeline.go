@@ -39,6 +39,7 @@ type Stats struct {
 	GoldRows         int64
 	Epochs           int64 // epochs committed
 	CommitRetries    int64 // failed epoch commit attempts (lake errors)
+	ChecksumErrors   int64 // version checksum files (.crc) not written (their commits stand)
 	Compactions      int64 // files removed by compaction
 	Vacuumed         int64 // data files deleted by vacuum
 	LandingExpired   int64 // landing segments deleted after LandingRetention
@@ -212,6 +213,9 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	}
 	if err == nil {
 		p.m.count(func(s *Stats) { s.Refusing = false })
+	}
+	if refused(err) && ctx.Err() != nil {
+		return nil // stopped while waiting out a refusal: a clean stop (landing/ keeps the batches)
 	}
 	if err != nil {
 		return err

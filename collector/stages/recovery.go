@@ -25,7 +25,8 @@ func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
 		DeletedFiles: max(0, p.opts.VacuumRetention), Log: max(0, p.opts.LogRetention)}.Properties()
 	dopts := func(parts ...string) delta.Options {
 		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Clock.Now,
-			Properties: props, CheckpointBySize: true, CheckpointMaxAge: p.opts.CheckpointMaxAge, CheckpointPolicy: p.opts.CheckpointPolicy}
+			Properties: props, CheckpointBySize: true, CheckpointMaxAge: p.opts.CheckpointMaxAge, CheckpointPolicy: p.opts.CheckpointPolicy,
+			Logger: p.log, ChecksumFailed: func(error) { p.m.count(func(s *Stats) { s.ChecksumErrors++ }) }}
 	}
 	r, c := newRunner(p), newCommitter(p)
 	var err error

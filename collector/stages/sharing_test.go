@@ -121,6 +121,7 @@ func TestSharingWithDatabricks(t *testing.T) {
 	testwait.Until(t, "a refusal at start", func() bool { st := r.p.Stats(); return st.Refusing && st.Refusals > 0 })
 	foreignCommit(t, l, schema.Bronze, map[string]any{"protocol": map[string]any{"minReaderVersion": 3, "minWriterVersion": 7,
 		"readerFeatures": []string{"deletionVectors", "v2Checkpoint"}, "writerFeatures": features}})
+	testwait.Until(t, "the refusal to end", func() bool { return !r.p.Stats().Refusing })
 	submitBatches(t, r, l, bs[20:30])
 	r.stop(t)
 	if n := len(readAll[schema.BronzeRow](t, l, schema.Bronze)); n != 30*200 {

@@ -1,0 +1,158 @@
+package delta
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// A writer (Table) holds every live file of its table in memory, and a
+// table that keeps its history has ever more of them: about 3 KB each with
+// their statistics, the largest part. Files that compaction wrote (tagged
+// TagCompaction) and whose add sits unchanged in a sidecar of a closed
+// group (older than yesterday: sidecarGroup's blocks of days) no longer
+// change: compaction never rewrites a day file, and an hour file only into
+// its day's file while that day is recent. Of those the writer keeps only
+// what it needs (path, size, times, shared partitionValues and tags maps)
+// and drops the statistics, which it reads back from the sidecar when it
+// writes that group's files again (a new block, another writer's change).
+// Compaction leaves such files alone (fileTime finds no statistics), and
+// Files of a Table's snapshot gives them without Stats.
+
+// closedGroup reports whether g, a TagSidecarGroup value, is a block of
+// days older than yesterday ("8d-…", "64d-…", "512d-…"), not a day.
+func closedGroup(g string) bool {
+	i := strings.Index(g, "d-")
+	if i <= 0 {
+		return false
+	}
+	for _, c := range g[:i] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// shedCold drops the statistics of a lean snapshot's live files described
+// above, and makes equal partitionValues and tags maps of those files one
+// map each.
+func (s *Snapshot) shedCold() {
+	if !s.lean || len(s.origin) == 0 {
+		return
+	}
+	shared := map[string]map[string]string{}
+	intern := func(kind string, m map[string]string) map[string]string {
+		if len(m) == 0 {
+			return m
+		}
+		var b strings.Builder
+		b.WriteString(kind)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			b.WriteString("\x00" + k + "\x00" + m[k])
+		}
+		if c, ok := shared[b.String()]; ok {
+			return c
+		}
+		shared[b.String()] = m
+		return m
+	}
+	for k, name := range s.origin {
+		f, ok := s.files[k]
+		if !ok || f.DeletionVector != nil || f.Tags[TagCompaction] == "" {
+			continue
+		}
+		if !f.shed {
+			if !closedGroup(s.sidecars[name].action.Tags[TagSidecarGroup]) {
+				continue
+			}
+			f.Stats, f.shed = "", true
+			s.shed++
+			if f.Path == k {
+				f.Path = k // one string for the key and the path
+			}
+		}
+		f.PartitionValues = intern("p", f.PartitionValues)
+		f.Tags = intern("t", f.Tags)
+		s.files[k] = f
+	}
+	s.shared = shared
+}
+
+// unshed forgets that file key k's statistics were dropped (an add or
+// remove of it is being applied).
+func (s *Snapshot) unshed(k string) {
+	if f, ok := s.files[k]; ok && f.shed {
+		s.shed--
+	}
+}
+
+// withStats returns the live files of keys with their statistics: those a
+// lean snapshot dropped are read back from the sidecars that hold them.
+func (t *Table) withStats(ctx context.Context, keys []string) ([]AddFile, error) {
+	s := t.snap
+	out := make([]AddFile, len(keys))
+	want := map[string]map[string]int{} // sidecar → key → index in out
+	for i, k := range keys {
+		f := s.files[k]
+		out[i] = f
+		if !f.shed {
+			continue
+		}
+		name := s.origin[k]
+		if want[name] == nil {
+			want[name] = map[string]int{}
+		}
+		want[name][k] = i
+	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		idx := want[name]
+		err := eachCheckpointAction(ctx, t.l, []string{name}, func(a Action) error {
+			if a.Add == nil {
+				return nil
+			}
+			k, err := fileKey(a.Add.Path, a.Add.DeletionVector)
+			if err != nil {
+				return err
+			}
+			if i, ok := idx[k]; ok {
+				out[i].Stats = a.Add.Stats
+				out[i].shed = false
+				delete(idx, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(idx) > 0 {
+			return nil, fmt.Errorf("%w: sidecar %s no longer holds %d live files it held", ErrCorruptLog, name, len(idx))
+		}
+	}
+	return out, nil
+}
+
+// restoreStats reads back every statistic the snapshot dropped (before a
+// classic checkpoint, which names no sidecar to find them in later).
+func (t *Table) restoreStats(ctx context.Context) error {
+	if t.snap.shed == 0 {
+		return nil
+	}
+	var keys []string
+	for k, f := range t.snap.files {
+		if f.shed {
+			keys = append(keys, k)
+		}
+	}
+	files, err := t.withStats(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for i, k := range keys {
+		t.snap.files[k] = files[i]
+	}
+	t.snap.shed = 0
+	return nil
+}

@@ -1,0 +1,102 @@
+package delta_test
+
+import (
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/schema"
+)
+
+// TestWriterShedsColdStatistics: a writer drops the statistics of files
+// compaction wrote once a checkpoint holds them in a sidecar of a closed
+// block of days, and reads them back whenever it writes those files again:
+// when a block grows by a day, after another writer removes one of them,
+// after the Table is reopened, and in a classic checkpoint once the policy
+// changes. Every checkpoint loads with every file's statistics as written.
+func TestWriterShedsColdStatistics(t *testing.T) {
+	ctx := t.Context()
+	l := newLake(t)
+	v := newV2Table(t, l)
+	stats := map[string]string{} // path → statistics as written
+	var tombs []string
+	addDay := func(tagged bool) delta.AddFile {
+		t.Helper()
+		a, err := delta.WriteFile(ctx, v.tb, []schema.SilverRow{{Device: "d", WindowStart: v.now.UnixMicro()}, {Device: "d", WindowStart: v.now.UnixMicro() + 1}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tagged {
+			a.DataChange = false
+			a.Tags = map[string]string{delta.TagCompaction: delta.TierDay}
+		}
+		if _, err := v.tb.Commit(ctx, []delta.Action{{Add: &a}}, "WRITE"); err != nil {
+			t.Fatal(err)
+		}
+		v.live[a.Path] = true
+		stats[a.Path] = a.Stats
+		return a
+	}
+	check := func(when string) (shed int) {
+		t.Helper()
+		v.verify(tombs...)
+		snap, err := delta.Load(ctx, l, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range snap.Files() {
+			if f.Stats != stats[f.Path] {
+				t.Fatalf("%s: %s loads with stats %q, want %q", when, f.Path, f.Stats, stats[f.Path])
+			}
+		}
+		for _, f := range v.tb.Snapshot().Files() {
+			if f.Stats == "" {
+				shed++
+				if f.Tags[delta.TagCompaction] == "" {
+					t.Fatalf("%s: the writer dropped the statistics of %s, which compaction may still rewrite", when, f.Path)
+				}
+			}
+		}
+		return shed
+	}
+	var first []delta.AddFile
+	for d := range 12 {
+		first = append(first, addDay(true))
+		addDay(false)
+		v.checkpoint()
+		shed := check("day " + time.Duration(d).String())
+		if d >= 10 && shed == 0 {
+			t.Fatalf("day %d: no statistics dropped (files of 12 days, 2 recent)", d)
+		}
+		v.now = v.now.Add(24 * time.Hour)
+	}
+	if check("before the remove") == 0 {
+		t.Fatal("nothing shed")
+	}
+	// Another writer's remove of a cold file: its block is written again.
+	v.remove(first[1])
+	tombs = append(tombs, first[1].Path)
+	v.checkpoint()
+	check("after a remove")
+	// Reopened: the Table reads the checkpoint and sheds again.
+	v.open()
+	if check("reopened") == 0 {
+		t.Fatal("a reopened Table keeps every statistic")
+	}
+	v.now = v.now.Add(24 * time.Hour)
+	addDay(true)
+	v.checkpoint()
+	check("reopened, a day later")
+	// Classic checkpoints: every statistic back in memory and in the file.
+	md := v.tb.Snapshot().Metadata
+	md.Configuration = maps.Clone(md.Configuration)
+	md.Configuration[delta.PropCheckpointPolicy] = delta.CheckpointClassic
+	if _, err := v.tb.Commit(ctx, []delta.Action{{MetaData: &md}}, "SET TBLPROPERTIES"); err != nil {
+		t.Fatal(err)
+	}
+	v.checkpoint()
+	if n := check("classic"); n != 0 {
+		t.Fatalf("after a classic checkpoint %d files lack statistics in memory", n)
+	}
+}
