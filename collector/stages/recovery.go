@@ -21,11 +21,11 @@ var errSettings = errors.New("stage settings differ from the lake's")
 // runner and the committer that go on from that state; it runs before
 // either starts.
 func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
-	props := delta.Retention{CheckpointInterval: p.opts.CheckpointInterval,
-		DeletedFiles: max(0, p.opts.VacuumRetention), Log: max(0, p.opts.LogRetention)}.Properties()
+	base := p.opts.TableOptions()
 	dopts := func(parts ...string) delta.Options {
-		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Clock.Now,
-			Properties: props, CheckpointBySize: true, CheckpointMaxAge: p.opts.CheckpointMaxAge, CheckpointPolicy: p.opts.CheckpointPolicy}
+		o := base
+		o.PartitionColumns = parts
+		return o
 	}
 	r, c := newRunner(p), newCommitter(p)
 	var err error
