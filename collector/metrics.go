@@ -65,7 +65,7 @@ func newCollector(l *landing.Lander, p *stages.Pipeline, live *livePublisher, la
 		bytes:          d("bytes_in_total", "Bytes of landed batches."),
 		duplicates:     d("duplicates_total", "Redeliveries of batches this process had landed (not written again)."),
 		segments:       d("landing_segments_total", "Landing segments (objects of many batches) written durably."),
-		lakeErrors:     d("lake_errors_total", "Lake operations that failed: landing writes not acknowledged, retried Azure requests, failed epoch commits.", "kind"),
+		lakeErrors:     d("lake_errors_total", "Lake operations that failed: landing writes not acknowledged, retried Azure requests, failed epoch commits, Delta version checksum files not written.", "kind"),
 		lag:            d("ingest_lag_seconds", "Receive time minus capture time of the newest reading in the last landed batch."),
 		quarantined:    d("quarantined_total", "Inputs set aside in _quarantine/, by kind.", "kind"),
 		bronzeReadings: d("bronze_readings_total", "Readings committed to bronze."),
@@ -150,6 +150,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		as := c.appender.Stats()
 		ps.Batches, ps.Readings, ps.Duplicates, ps.Epochs = as.Batches, as.Readings, as.Duplicates, as.Epochs
 		ps.Quarantined, ps.Ahead, ps.CommitRetries, ps.LastCommit = as.Quarantined, as.Ahead, as.CommitRetries, as.LastCommit
+		ps.ChecksumErrors = as.ChecksumErrors
 		counter(c.commitConflicts, float64(as.Conflicts))
 		h := as.CommitSeconds
 		buckets := make(map[float64]uint64, len(h.Bounds))
@@ -159,6 +160,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstHistogram(c.commitSeconds, h.Count, h.Sum, buckets)
 	}
 	counter(c.lakeErrors, float64(ps.CommitRetries), "commit")
+	counter(c.lakeErrors, float64(ps.ChecksumErrors), "checksum")
 	for _, k := range landing.Kinds {
 		v := s.Quarantined(k)
 		if k == landing.KindSkew {

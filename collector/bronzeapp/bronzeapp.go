@@ -73,6 +73,7 @@ type Stats struct {
 	Ahead             int64 // of which: captured more than MaxAhead after their receive time
 	CommitRetries     int64 // failed commit attempts (retried)
 	Conflicts         int64 // commits that lost a race to another writer and were retried at the next version
+	ChecksumErrors    int64 // version checksum files (.crc) not written (their commits stand)
 	LastCommit        time.Time
 	// CommitSeconds is the latency of bronze commits (writing the file and
 	// state, then the Delta commit, retries included), as a histogram.
@@ -203,7 +204,8 @@ type state struct {
 // after it returns.
 func (a *Appender) Start(ctx context.Context) error {
 	var err error
-	a.tbl, err = delta.Open[schema.BronzeRow](ctx, a.l, schema.Bronze, delta.Options{})
+	a.tbl, err = delta.Open[schema.BronzeRow](ctx, a.l, schema.Bronze, delta.Options{Logger: a.log,
+		ChecksumFailed: func(error) { a.count(func(s *Stats) { s.ChecksumErrors++ }) }})
 	if err != nil {
 		return fmt.Errorf("bronze append: %w", err)
 	}

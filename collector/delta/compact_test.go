@@ -345,15 +345,19 @@ func TestCleanupLog(t *testing.T) {
 		t.Fatalf("fresh log cleaned: %d, %v", n, err)
 	}
 	now = now.Add(2 * time.Hour)
-	// Checkpoints at 10 and 20: commits 0..19 and checkpoint 10 go; commit
-	// 20 stays with its checkpoint (PROTOCOL.md, Metadata Cleanup: the
-	// cutoff checkpoint's own commit is kept for its commitInfo).
+	// Checkpoints at 10 and 20: commits 0..19, their version checksum
+	// files and checkpoint 10 go; commit 20 stays with its checkpoint
+	// (PROTOCOL.md, Metadata Cleanup: the cutoff checkpoint's own commit is
+	// kept for its commitInfo), and so does its .crc.
 	n, err := tb.CleanupLog(ctx, time.Hour)
-	if err != nil || n != 21 {
-		t.Fatalf("cleaned %d (%v), want 21", n, err)
+	if err != nil || n != 41 {
+		t.Fatalf("cleaned %d (%v), want 41", n, err)
 	}
 	if _, err := l.Get(ctx, delta.CommitName("g", 20)); err != nil {
 		t.Fatalf("the cutoff checkpoint's commit was deleted: %v", err)
+	}
+	if _, err := l.Get(ctx, delta.ChecksumName("g", 20)); err != nil {
+		t.Fatalf("the cutoff checkpoint's commit's .crc was deleted: %v", err)
 	}
 	for _, load := range []func() (*delta.Snapshot, error){
 		func() (*delta.Snapshot, error) { return delta.Load(ctx, l, "g") },

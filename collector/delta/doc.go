@@ -43,6 +43,9 @@
 //     dataChange=false);
 //   - retention from the table's properties (delta.deletedFileRetentionDuration,
 //     delta.logRetentionDuration, delta.checkpointInterval).
+//   - a version checksum file (`_delta_log/%020d.crc`) after each commit
+//     whose resulting state the Table knows exactly (checksum.go); readers
+//     here do not need them and ignore them.
 //
 // BronzeWriter writes bronze's data files column by column straight from
 // decoded readings (bronze.go); the other tables' files go through

@@ -50,6 +50,13 @@ type Snapshot struct {
 	// lastICT is the inCommitTimestamp of the last commit applied (0:
 	// unknown, e.g. right after a checkpoint).
 	lastICT int64
+	// liveBytes is the sum of the live files' sizes (a version checksum's
+	// tableSizeBytes), kept as files are added and removed.
+	liveBytes int64
+	// partial is set once actions failed to apply partway: the state may
+	// be neither the version before nor the one after, so no version
+	// checksum is written from it.
+	partial bool
 	// shed counts the live files whose statistics a lean snapshot dropped
 	// (see shed); shared holds the partitionValues and tags maps those
 	// files share.
@@ -118,6 +125,14 @@ func (s *Snapshot) Domain(d string) (DomainMetadata, bool) {
 func (s *Snapshot) Schema() (StructType, error) { return ParseSchema(s.Metadata.SchemaString) }
 
 func (s *Snapshot) apply(actions []Action) error {
+	if err := s.applyActions(actions); err != nil {
+		s.partial = true
+		return err
+	}
+	return nil
+}
+
+func (s *Snapshot) applyActions(actions []Action) error {
 	for _, a := range actions {
 		switch {
 		case a.Protocol != nil:
@@ -136,7 +151,11 @@ func (s *Snapshot) apply(actions []Action) error {
 				return err
 			}
 			s.unshed(p)
+			if old, ok := s.files[p]; ok {
+				s.liveBytes -= old.Size
+			}
 			s.files[p] = *a.Add
+			s.liveBytes += a.Add.Size
 			delete(s.tombstones, p)
 			delete(s.origin, p)
 		case a.Remove != nil:
@@ -145,7 +164,10 @@ func (s *Snapshot) apply(actions []Action) error {
 				return err
 			}
 			s.unshed(p)
-			delete(s.files, p)
+			if old, ok := s.files[p]; ok {
+				s.liveBytes -= old.Size
+				delete(s.files, p)
+			}
 			s.tombstones[p] = *a.Remove
 			delete(s.origin, p)
 		case a.Txn != nil:

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -59,6 +60,13 @@ type Options struct {
 	// existing table keeps its own: its protocol and
 	// delta.checkpointPolicy decide (PropCheckpointPolicy).
 	CheckpointPolicy string
+	// Logger logs what does not fail a commit (a version checksum file not
+	// written); nil means slog.Default().
+	Logger *slog.Logger
+	// ChecksumFailed, if set, is called when a version checksum file could
+	// not be written (the commit stands; the failure is logged and counted
+	// in ChecksumErrors too).
+	ChecksumFailed func(error)
 }
 
 // Table writes one Delta table. A Table is not safe for concurrent use; two
@@ -96,6 +104,8 @@ type Table struct {
 	// conflicts counts commits that lost a race (another writer took the
 	// version) and were retried at the next version.
 	conflicts atomic.Int64
+	// checksumErrors counts version checksum files not written.
+	checksumErrors atomic.Int64
 }
 
 // Conflicts returns how many commit attempts of this Table lost the race
@@ -238,6 +248,14 @@ func Open[T any](ctx context.Context, l lake.Lake, table string, opts Options) (
 		if err != nil && !errors.Is(err, lake.ErrExists) {
 			return nil, fmt.Errorf("creating delta table %s: %w", table, err)
 		}
+		if err == nil {
+			// Version 0 is what this Table wrote: its checksum is known.
+			t.snap = newSnapshot()
+			if t.snap.apply(actions) == nil {
+				t.snap.Version = 0
+				t.writeChecksum(ctx, "", 0)
+			}
+		}
 		// Created, or another writer created it first: load it.
 	}
 }
@@ -371,6 +389,7 @@ func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id st
 			}
 			t.snap.Version = v
 			t.tailBytes += int64(len(data))
+			t.writeChecksum(ctx, id, ict)
 			t.maybeCheckpoint(ctx)
 			return v, nil
 		}

@@ -54,9 +54,9 @@ type Options struct {
 	// size and age, the checkpoint policy), with Now, Description and a
 	// non-zero CheckpointInterval set by the Roller. Zero: Delta's
 	// defaults and classic checkpoints.
-	Table delta.Options
-	Logger             *slog.Logger
-	Now                func() time.Time
+	Table  delta.Options
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Roller maintains the tiers of one lake. It is not safe for concurrent use;

@@ -39,6 +39,7 @@ type Stats struct {
 	GoldRows         int64
 	Epochs           int64 // epochs committed
 	CommitRetries    int64 // failed epoch commit attempts (lake errors)
+	ChecksumErrors   int64 // version checksum files (.crc) not written (their commits stand)
 	Compactions      int64 // files removed by compaction
 	Vacuumed         int64 // data files deleted by vacuum
 	LandingExpired   int64 // landing segments deleted after LandingRetention

@@ -25,6 +25,8 @@ func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
 	dopts := func(parts ...string) delta.Options {
 		o := base
 		o.PartitionColumns = parts
+		o.Logger = p.log
+		o.ChecksumFailed = func(error) { p.m.count(func(s *Stats) { s.ChecksumErrors++ }) }
 		return o
 	}
 	r, c := newRunner(p), newCommitter(p)
