@@ -49,8 +49,14 @@ type Options struct {
 	CompactEvery int
 	// CheckpointInterval is passed to the tier tables (0: delta's default).
 	CheckpointInterval int
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// Table, if set, are the tier tables' options (the collector passes
+	// stages.Options.TableOptions: retention properties, checkpoints by
+	// size and age, the checkpoint policy), with Now, Description and a
+	// non-zero CheckpointInterval set by the Roller. Zero: Delta's
+	// defaults and classic checkpoints.
+	Table  delta.Options
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Roller maintains the tiers of one lake. It is not safe for concurrent use;
@@ -158,8 +164,13 @@ func (r *Roller) open(ctx context.Context, ts *tierState) error {
 	if ts.t != nil {
 		return nil
 	}
-	t, err := delta.Open[schema.SilverRow](ctx, r.l, ts.Table, delta.Options{CheckpointInterval: r.o.CheckpointInterval, Now: r.o.Now,
-		Description: fmt.Sprintf("pilake rollup of %s: per device, %v buckets (count, min, max, count-weighted mean)", ts.Source, ts.Width)})
+	o := r.o.Table
+	o.Now = r.o.Now
+	o.Description = fmt.Sprintf("pilake rollup of %s: per device, %v buckets (count, min, max, count-weighted mean)", ts.Source, ts.Width)
+	if r.o.CheckpointInterval != 0 {
+		o.CheckpointInterval = r.o.CheckpointInterval
+	}
+	t, err := delta.Open[schema.SilverRow](ctx, r.l, ts.Table, o)
 	if err != nil {
 		return err
 	}

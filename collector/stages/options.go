@@ -186,6 +186,19 @@ const (
 // DefaultMovingAverages are gold's default moving-average lengths.
 var DefaultMovingAverages = []int{8, 15, 60}
 
+// TableOptions are the delta.Options of the tables the stages write
+// (partition columns aside): retention written as table properties,
+// checkpoints by size and age of the policy chosen, on the stages' clock.
+// Other writers of the same lake (collector/rollup) use them too, so that
+// every table pilake keeps is bounded the same way.
+func (o Options) TableOptions() delta.Options {
+	o = o.withDefaults()
+	props := delta.Retention{CheckpointInterval: o.CheckpointInterval,
+		DeletedFiles: max(0, o.VacuumRetention), Log: max(0, o.LogRetention)}.Properties()
+	return delta.Options{CheckpointInterval: o.CheckpointInterval, Now: o.Clock.Now,
+		Properties: props, CheckpointBySize: true, CheckpointMaxAge: o.CheckpointMaxAge, CheckpointPolicy: o.CheckpointPolicy}
+}
+
 func (o Options) withDefaults() Options {
 	if o.Window == 0 {
 		o.Window = DefaultWindow
