@@ -175,7 +175,11 @@ func testSamplingSchedule(t *testing.T, driver bool) {
 		if b.Seq != uint64(i+1) || b.BootID != 0xb007 || b.DeviceID != "pi-test" {
 			t.Fatalf("batch %d: seq %d boot %x device %q", i, b.Seq, b.BootID, b.DeviceID)
 		}
-		if b.Flags != wire.FlagClockSynced || b.MonoOffsetUS != 42 || b.IntervalUS != 2500 {
+		wantFlags := wire.FlagClockSynced
+		if i == len(batches)-1 {
+			wantFlags |= wire.FlagLast // the stop ends the boot's stream
+		}
+		if b.Flags != wantFlags || b.MonoOffsetUS != 42 || b.IntervalUS != 2500 {
 			t.Fatalf("batch %d: flags %b mono offset %d interval %d", i, b.Flags, b.MonoOffsetUS, b.IntervalUS)
 		}
 		if len(b.Readings) != 400 && !(i == 0 && len(b.Readings) >= 395) {
