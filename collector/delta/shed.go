@@ -156,3 +156,22 @@ func (t *Table) restoreStats(ctx context.Context) error {
 	t.snap.shed = 0
 	return nil
 }
+
+// ForgetStats drops the statistics of the snapshot's live files, and their
+// partitionValues maps where empty, for a reader that keeps a snapshot only
+// to follow the table's files (LoadAfter) and has taken what it needs of
+// their statistics (collector/rollup keeps each file's time span). Files
+// then returns them without Stats; files added later keep theirs until
+// the next call.
+func (s *Snapshot) ForgetStats() {
+	for k, f := range s.files {
+		if f.Stats == "" && (f.PartitionValues == nil || len(f.PartitionValues) > 0) {
+			continue
+		}
+		f.Stats = ""
+		if len(f.PartitionValues) == 0 {
+			f.PartitionValues = nil
+		}
+		s.files[k] = f
+	}
+}

@@ -227,6 +227,10 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 			delete(ts.spans, p)
 		}
 	}
+	// The spans are all the roller needs of the files' statistics: the
+	// snapshot it keeps (for LoadAfter) need not hold them, or its memory
+	// would grow with the source's history.
+	snap.ForgetStats()
 	if minWS < 0 {
 		ts.src = snap
 		return 0, nil // an empty source
