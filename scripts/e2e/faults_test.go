@@ -194,6 +194,7 @@ type faultRig struct {
 
 var faultBins struct {
 	once             sync.Once
+	dir              string // removed by TestMain
 	agent, collector string
 	err              error
 }
@@ -217,6 +218,7 @@ func newFaultRig(t *testing.T, persist bool, collArgs ...string) *faultRig {
 			faultBins.err = err
 			return
 		}
+		faultBins.dir = bins
 		faultBins.agent = build(t, root, bins, "./agent")
 		faultBins.collector = build(t, root, bins, "./collector")
 	})
