@@ -53,14 +53,31 @@ type mosquitto struct {
 	n       int
 }
 
+// faultPorts are the ports faultPort gave out in this process: never
+// twice, so rigs running side by side cannot pick each other's ports, also
+// not a broker's while it is down for its outage.
+var faultPorts struct {
+	sync.Mutex
+	given map[int]bool
+}
+
 // faultPort picks a free port in 27000-27999 (this test's range).
 func faultPort(t *testing.T) int {
 	t.Helper()
+	faultPorts.Lock()
+	defer faultPorts.Unlock()
+	if faultPorts.given == nil {
+		faultPorts.given = map[int]bool{}
+	}
 	for range 200 {
 		p := 27000 + rand.IntN(1000)
+		if faultPorts.given[p] {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err == nil {
 			l.Close()
+			faultPorts.given[p] = true
 			return p
 		}
 	}
@@ -78,22 +95,60 @@ func startMosquitto(t *testing.T, dir string, persist bool) *mosquitto {
 	if _, err := exec.LookPath(bin); err != nil {
 		t.Fatalf("mosquitto binary %s: %v", bin, err)
 	}
-	m := &mosquitto{t: t, bin: bin, port: faultPort(t), persist: persist, dir: dir}
+	m := &mosquitto{t: t, bin: bin, persist: persist, dir: dir}
 	m.conf = filepath.Join(dir, "mosquitto.conf")
+	// Another process may take the port between faultPort's check and
+	// Mosquitto's bind: then take another one (only before the first start;
+	// a restart needs the same port).
+	for try := 1; ; try++ {
+		m.port = faultPort(t)
+		m.writeConf()
+		m.n++
+		m.p = start(t, dir, fmt.Sprintf("mosquitto-%d", m.n), bin, "-c", m.conf)
+		err := listening(m.p, m.port)
+		if err == nil {
+			return m
+		}
+		if try == 3 || !strings.Contains(err.Error(), "Address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("port %d taken meanwhile; trying another: %v", m.port, err)
+	}
+}
+
+func (m *mosquitto) writeConf() {
+	m.t.Helper()
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 200000\n"+
 		"log_dest stderr\nlog_type error\nlog_type warning\n", m.port)
-	if persist {
+	if m.persist {
 		// Saved on a clean stop; autosave far away, so a kill loses what
 		// came since the last save, as a default Mosquitto (30 min) would.
-		conf += fmt.Sprintf("persistence true\npersistence_location %s/\nautosave_interval 3600\n", dir)
+		conf += fmt.Sprintf("persistence true\npersistence_location %s/\nautosave_interval 3600\n", m.dir)
 	} else {
 		conf += "persistence false\n"
 	}
 	if err := os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
+		m.t.Fatal(err)
 	}
-	m.start()
-	return m
+}
+
+// listening waits until p listens on port, or returns why not (p's log
+// when it exited).
+func listening(p *proc, port int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case err := <-p.done:
+			return fmt.Errorf("%s exited early (%v); log:\n%s", p.name, err, tail(p.log))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s is not listening on %d; log:\n%s", p.name, port, tail(p.log))
 }
 
 func (m *mosquitto) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.port) }
