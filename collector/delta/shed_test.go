@@ -119,6 +119,7 @@ func TestForgetStats(t *testing.T) {
 		}
 	}
 	added := v.add(1)[0]
+	v.remove(v.add(1)[0])
 	next, err := delta.LoadAfter(ctx, l, "t", snap)
 	if err != nil {
 		t.Fatal(err)
@@ -134,5 +135,8 @@ func TestForgetStats(t *testing.T) {
 	}
 	if withStats != 1 || len(next.Files()) != 4 {
 		t.Fatalf("%d of %d files with stats, want 1 of 4", withStats, len(next.Files()))
+	}
+	if n := len(next.Tombstones()); n != 0 {
+		t.Fatalf("%d tombstones in a snapshot that follows only the files", n)
 	}
 }
