@@ -45,7 +45,9 @@ type Options struct {
 	Grace time.Duration
 	// Interval is the time between two passes of Run [1s].
 	Interval time.Duration
-	// CompactEvery compacts a tier's small files every this many commits [64].
+	// CompactEvery compacts a tier's small files every this many commits
+	// [64], and at least hourly (a tier that commits once an hour would
+	// otherwise wait days).
 	CompactEvery int
 	// VacuumInterval is the time between two vacuums of a tier table [6h]:
 	// a vacuum lists every file of the table, so its cost grows with the
@@ -86,6 +88,7 @@ type tierState struct {
 	srcVersion int64           // source version read; -1: none
 	commits    int
 	maintain   time.Time // next log cleanup
+	compact    time.Time // next compaction at the latest
 	vacuum     time.Time // next vacuum
 }
 
@@ -317,7 +320,8 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 	}
 	ts.frontier, ts.srcVersion, ts.src = to, snap.Version, snap
 	ts.commits++
-	if ts.commits%r.o.CompactEvery == 0 {
+	if wall := r.o.Now(); ts.commits%r.o.CompactEvery == 0 || !wall.Before(ts.compact) {
+		ts.compact = wall.Add(time.Hour)
 		if _, err := delta.Compact[schema.SilverRow](ctx, ts.t, delta.CompactOptions{}); err != nil {
 			r.log.Warn("compacting rollup tier", "table", ts.Table, "err", err)
 		}

@@ -33,6 +33,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -101,10 +102,12 @@ type day struct {
 	cpState    map[string]int64 // the newest checkpoint and the sidecars it references
 	tombstones map[string]int64
 	liveFiles  map[string]int64
+	liveBytes  map[string]int64 // sizes of the live files (the snapshot's)
 	loadMS     map[string]float64
 	landing    int64
 	state      int64
 	heapMiB    float64 // peak heap objects during the day
+	heapMed    float64 // median of the day's heap samples (one at each epoch's end)
 	liveMiB    float64 // heap after a GC at the day's end
 	cpuMS      float64 // CPU per epoch
 }
@@ -217,6 +220,7 @@ func run(ctx context.Context, c config) error {
 		}
 		cpu0 := cpuTime()
 		dayPeak := 0.0
+		var heaps []float64
 		for e := 0; e < epochsPerDay; e++ {
 			t0 := start.Add(time.Duration(epoch) * c.epoch)
 			clk.Advance(t0.Add(c.epoch).Sub(clk.Now()))
@@ -274,9 +278,9 @@ func run(ctx context.Context, c config) error {
 				}
 			}
 			metrics.Read(sample)
-			if h := float64(sample[0].Value.Uint64()) / (1 << 20); h > dayPeak {
-				dayPeak = h
-			}
+			h := float64(sample[0].Value.Uint64()) / (1 << 20)
+			heaps = append(heaps, h)
+			dayPeak = max(dayPeak, h)
 		}
 		cpu := cpuTime() - cpu0
 		// Let the committer finish the last epoch's maintenance before measuring.
@@ -289,6 +293,8 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 		dm.heapMiB = dayPeak
+		slices.Sort(heaps)
+		dm.heapMed = heaps[len(heaps)/2]
 		heapPeak = max(heapPeak, dayPeak)
 		runtime.GC()
 		var ms runtime.MemStats
@@ -372,7 +378,7 @@ var tables = []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Go
 // the directory, tombstones and load time from delta.Load.
 func measure(ctx context.Context, lk lake.Lake, dir string, n int, seen map[string]bool) (day, error) {
 	d := day{n: n, files: map[string]int64{}, bytes: map[string]int64{}, logBytes: map[string]int64{}, cpBytes: map[string]int64{},
-		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, loadMS: map[string]float64{},
+		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, liveBytes: map[string]int64{}, loadMS: map[string]float64{},
 		cpWritten: map[string]int64{}, cpState: map[string]int64{}}
 	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -431,6 +437,9 @@ func measure(ctx context.Context, lk lake.Lake, dir string, n int, seen map[stri
 		}
 		d.tombstones[t] = int64(len(snap.Tombstones()))
 		d.liveFiles[t] = int64(snap.NumFiles())
+		for _, f := range snap.Files() {
+			d.liveBytes[t] += f.Size
+		}
 		d.cpState[t] = snap.CheckpointBytes()
 	}
 	return d, nil
@@ -463,11 +472,11 @@ func printDay(d day, days []day) {
 	fmt.Fprintf(&b, "day=%d", d.n)
 	for _, t := range tables {
 		fmt.Fprintf(&b, " %s_files=%d %s_mib=%.1f %s_live_files=%d %s_added_mib=%.2f %s_log_mib=%.2f %s_cp_mib=%.2f %s_cp_written_kib=%.0f %s_cp_state_kib=%.0f %s_tombstones=%d %s_load_ms=%.1f",
-			t, d.files[t], t, mib(d.bytes[t]), t, d.liveFiles[t], t, mib(d.bytes[t]-prev.bytes[t]), t, mib(d.logBytes[t]), t, mib(d.cpBytes[t]),
+			t, d.files[t], t, mib(d.bytes[t]), t, d.liveFiles[t], t, mib(d.liveBytes[t]-prev.liveBytes[t]), t, mib(d.logBytes[t]), t, mib(d.cpBytes[t]),
 			t, float64(d.cpWritten[t])/1024, t, float64(d.cpState[t])/1024, t, d.tombstones[t], t, d.loadMS[t])
 	}
-	fmt.Fprintf(&b, " landing_objects=%d state_kib=%.0f heap_mib=%.1f heap_live_mib=%.1f cpu_ms_per_epoch=%.2f",
-		d.landing, float64(d.state)/1024, d.heapMiB, d.liveMiB, d.cpuMS)
+	fmt.Fprintf(&b, " landing_objects=%d state_kib=%.0f heap_mib=%.1f heap_median_mib=%.1f heap_live_mib=%.1f cpu_ms_per_epoch=%.2f",
+		d.landing, float64(d.state)/1024, d.heapMiB, d.heapMed, d.liveMiB, d.cpuMS)
 	fmt.Println(b.String())
 }
 
@@ -490,11 +499,13 @@ func summarize(days []day, heapPeak float64) {
 		ref, last float64
 	}
 	var figs, linear []fig
+	// Data added in a day: the growth of the live files' bytes (not of the
+	// bytes on disk, which vacuum's schedule moves by a day's garbage).
 	added := func(ds []day, i int, t string) float64 {
 		if i == 0 {
-			return float64(ds[0].bytes[t])
+			return float64(ds[0].liveBytes[t])
 		}
-		return float64(ds[i].bytes[t] - ds[i-1].bytes[t])
+		return float64(ds[i].liveBytes[t] - ds[i-1].liveBytes[t])
 	}
 	for _, t := range tables {
 		figs = append(figs,
@@ -518,13 +529,21 @@ func summarize(days []day, heapPeak float64) {
 	figs = append(figs,
 		fig{"landing_objects", float64(ref.landing), float64(last.landing)},
 		fig{"state_bytes", float64(ref.state), float64(last.state)},
-		fig{"heap_peak", ref.heapMiB, last.heapMiB},
+		// The heap a day typically holds: the median of its samples. The
+		// day's maximum (heap_peak) is the top of the GC's sawtooth, which
+		// moves by ±20 % from day to day with what happens to be in flight
+		// when a GC starts (compaction's pages, the rollups' reads) whatever
+		// the state: printed below, and bounded by soak_heap_mib_max.
+		fig{"heap_median", ref.heapMed, last.heapMed},
 	)
 	// delta.Load reads every live file's add action (and, from a V2
 	// checkpoint, one sidecar per 8-day block of the current 64 days): its
 	// time grows with the live files like the checkpoint's state. Loads of
 	// a few ms are the shared machine's noise: 20 ms floor on the sum.
 	linear = append(linear, fig{"load_ms", max(20, sumLoad(ref)), max(20, sumLoad(last))})
+	// The heap after a GC at the day's end: the writers' and the rollups'
+	// state of the live files (a few hundred bytes each), so linear too.
+	linear = append(linear, fig{"heap_live_bytes", ref.liveMiB * (1 << 20), last.liveMiB * (1 << 20)})
 	ratio := func(f fig) float64 {
 		switch {
 		case f.ref > 0:
@@ -547,6 +566,15 @@ func summarize(days []day, heapPeak float64) {
 		fmt.Printf("# linear %s day%d/day%d = %.3f (%.0f → %.0f): grows with the retained history, not in the ratio\n",
 			f.name, last.n, ref.n, ratio(f), f.ref, f.last)
 	}
+	var files int64
+	for _, t := range tables {
+		files += last.liveFiles[t] - ref.liveFiles[t]
+	}
+	if files > 0 {
+		fmt.Printf("# heap after a GC per live file added since day %d: %.0f B (%d files)\n", ref.n, (last.liveMiB-ref.liveMiB)*(1<<20)/float64(files), files)
+	}
+	fmt.Printf("# peak heap_peak day%d/day%d = %.3f (%.1f → %.1f MiB; max over days 1-%d %.1f): the day's maximum sample, not in the ratio (noise of the GC's sawtooth)\n",
+		last.n, ref.n, last.heapMiB/ref.heapMiB, ref.heapMiB, last.heapMiB, last.n, heapPeak)
 	fmt.Printf("# largest growth: %s\n", worstName)
 	fmt.Printf("soak_growth_ratio=%.3f\n", worst)
 	fmt.Printf("soak_heap_mib_max=%.1f\n", heapPeak)
