@@ -92,6 +92,9 @@ type Config struct {
 	LogRetention     time.Duration
 	ForgetAfter      time.Duration
 	CheckpointPolicy string
+	// FinaliseOnStop: a clean stop finalises every open window (see
+	// stages.Options.KeepOpenOnStop, its opposite).
+	FinaliseOnStop bool
 
 	// Operations.
 	MetricsAddr string
@@ -162,6 +165,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.LogRetention, "log-retention", stages.DefaultLogRetention, "delta.logRetentionDuration written into new tables: how far back time travel reaches (negative: no log cleanup)")
 	fs.StringVar(&c.CheckpointPolicy, "checkpoint-policy", delta.CheckpointV2, "checkpoint kind of the tables the stages create: v2 (V2 checkpoints whose sidecars later checkpoints reuse; readers need Delta Lake 3.x, Databricks Runtime 13.3 LTS+ or delta-kernel-rs) or classic (V1 checkpoints every Delta reader reads); existing tables keep theirs")
 	fs.DurationVar(&c.ForgetAfter, "forget-after", stages.DefaultForgetAfter, "devices and boots unseen this long leave memory, state and metrics (negative: never)")
+	fs.BoolVar(&c.FinaliseOnStop, "finalise-on-stop", false, "a clean stop finalises every open silver window (readings for them that come after a restart then go to silver_late); default: windows of devices still sending stay open in the stage state and the next start goes on with them (those of agents that stopped, whose last batch says so, are final already)")
 	fs.DurationVar(&c.LandingLinger, "landing-linger", landing.DefaultSegmentLinger, "how long a landing segment waits for more batches before it is written (0: not at all); adds at most this to the acknowledgement time")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9102", "HTTP address for /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&c.MetricsAllowedHosts, "metrics-allowed-hosts", "", "comma-separated host names that may reach /metrics, /healthz and /readyz besides localhost and the --metrics-addr host; other Host headers get 421")
@@ -290,7 +294,7 @@ func (c Config) stageOptions(log *slog.Logger) stages.Options {
 		Window: c.Window, AllowedLateness: c.AllowedLateness, MovingAverages: mas,
 		MaxSkew: c.MaxSkew, MaxAhead: c.MaxAhead, CommitInterval: c.CommitInterval, Logger: log,
 		LandingRetention: c.landingRetention(), VacuumRetention: c.VacuumRetention, LogRetention: c.LogRetention,
-		ForgetAfter: c.ForgetAfter, CheckpointPolicy: c.CheckpointPolicy,
+		ForgetAfter: c.ForgetAfter, CheckpointPolicy: c.CheckpointPolicy, KeepOpenOnStop: !c.FinaliseOnStop,
 	}
 }
 

@@ -192,7 +192,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		rollCtx, stopRoll := context.WithCancel(stagesCtx)
 		rollDone := make(chan struct{})
 		if cfg.Rollups {
-			roller := rollup.New(lk, rollup.Options{Logger: log, Grace: max(30*time.Second, so.AllowedLateness+20*time.Second)})
+			roller := rollup.New(lk, rollup.Options{Logger: log, Grace: max(30*time.Second, so.AllowedLateness+20*time.Second),
+				Table: so.TableOptions()})
 			go func() { defer close(rollDone); _ = roller.Run(rollCtx) }()
 		} else {
 			close(rollDone)

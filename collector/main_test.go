@@ -78,9 +78,12 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func encode(t testing.TB, device string, boot, seq uint64, n int, t0 time.Time) []byte {
+func encode(t testing.TB, device string, boot, seq uint64, n int, t0 time.Time, flags ...uint8) []byte {
 	t.Helper()
 	b := &wire.Batch{DeviceID: device, BootID: boot, Seq: seq, IntervalUS: 2500, Flags: wire.FlagClockSynced}
+	for _, f := range flags {
+		b.Flags |= f
+	}
 	start := t0.UnixMicro() + int64(seq-1)*int64(n)*2500
 	for i := range n {
 		b.Readings = append(b.Readings, wire.Reading{TimeUS: start + int64(i)*2500, Temp: 2000 + int32(i%50), Press: 101325 * 256, Hum: 40 * 1024, Fresh: i%4 == 0})
@@ -142,7 +145,8 @@ func testConfig(t *testing.T) Config {
 }
 
 // agents publishes devices×per batches of n readings with QoS 1 and waits
-// for every PUBACK; it returns the readings sent.
+// for every PUBACK; it returns the readings sent. Each device's last batch
+// says so (wire.FlagLast), as an agent's at a clean stop does.
 func agents(t *testing.T, url string, devices, per, n int) int {
 	t.Helper()
 	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -159,7 +163,11 @@ func agents(t *testing.T, url string, devices, per, n int) int {
 			dev := fmt.Sprintf("pi-%d", d)
 			var toks []paho.Token
 			for s := 1; s <= per; s++ {
-				toks = append(toks, c.Publish(wire.TelemetryTopic(dev), 1, false, encode(t, dev, 7, uint64(s), n, t0)))
+				var flags uint8
+				if s == per {
+					flags = wire.FlagLast
+				}
+				toks = append(toks, c.Publish(wire.TelemetryTopic(dev), 1, false, encode(t, dev, 7, uint64(s), n, t0, flags)))
 			}
 			for _, tok := range toks {
 				if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {

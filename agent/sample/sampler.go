@@ -357,7 +357,8 @@ const maxBackoff = time.Second
 
 var errStuck = errors.New("sensor read did not return within the read timeout (stuck bus?)")
 
-// Run samples until ctx ends, then emits the partial batch, closes Batches
+// Run samples until ctx ends, then emits the partial batch (wire.FlagLast: the
+// boot's stream ends with it; nothing is emitted if it is empty), closes Batches
 // and returns nil. Reads are not interruptible: if the bus is stuck when
 // ctx ends, Run returns when the read does (the caller bounds its wait).
 func (s *Sampler) Run(ctx context.Context) error {
@@ -400,6 +401,10 @@ func (s *Sampler) Run(ctx context.Context) error {
 		}
 		s.batches.Add(1)
 		if final {
+			// The boot's stream ends here (a clean stop): the collector
+			// finalises the device's windows once it has every batch up
+			// to this one.
+			batch.Flags |= wire.FlagLast
 			// The consumer drains Batches until it is closed.
 			s.out <- batch
 			batch = nil

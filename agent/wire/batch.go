@@ -49,6 +49,16 @@ const (
 	// pressure value (the Azure Raspberry Pi web simulator's messages), and
 	// the lake stores their pressure as null.
 	FlagNoPressure uint8 = 1 << 3
+	// FlagLast is set on the last batch of a boot: the agent stopped
+	// cleanly after capturing it, so its stream (device and boot) ends
+	// there. Once the collector has every batch of the stream up to this
+	// one, it finalises the device's open windows at once; without it, a
+	// device's newest windows stay open (across a collector restart too)
+	// until its watermark passes them.
+	FlagLast uint8 = 1 << 4
+
+	// batchFlags are the flags a Batch may carry.
+	batchFlags = FlagClockSynced | FlagNoHumidity | FlagClockStepped | FlagNoPressure | FlagLast
 )
 
 // Reading is one poll of the sensor, in the BME280's fixed-point units.

@@ -297,7 +297,7 @@ func decodeJSON(data []byte, b *Batch) error {
 	if err != nil {
 		return fmt.Errorf("%w: JSON reading 0: bootId %q is not hex", ErrInvalid, truncate(first.BootID, 40))
 	}
-	if first.Flags&^(FlagClockSynced|FlagNoHumidity|FlagClockStepped|FlagNoPressure) != 0 {
+	if first.Flags&^batchFlags != 0 {
 		return fmt.Errorf("%w: JSON: unknown flags %#x", ErrVersion, first.Flags)
 	}
 	b.DeviceID, b.BootID, b.Seq = first.DeviceID, boot, *first.Seq

@@ -40,7 +40,7 @@ func (e *Encoder) Append(dst []byte, b *Batch) ([]byte, error) {
 	if err := b.Validate(); err != nil {
 		return dst, fmt.Errorf("encoding batch: %w", err)
 	}
-	if b.Flags&^(FlagClockSynced|FlagNoHumidity|FlagClockStepped|FlagNoPressure) != 0 {
+	if b.Flags&^batchFlags != 0 {
 		return dst, fmt.Errorf("encoding batch: %w: unknown flags %#x", ErrInvalid, b.Flags)
 	}
 	start := len(dst)

@@ -5,7 +5,7 @@ package wire
 //
 //	offset  field
 //	0       version      byte, 0x01
-//	1       flags        byte: FlagClockSynced, FlagNoHumidity, FlagClockStepped, FlagNoPressure, flagZstd (0x80: body is zstd)
+//	1       flags        byte: FlagClockSynced, FlagNoHumidity, FlagClockStepped, FlagNoPressure, FlagLast, flagZstd (0x80: body is zstd)
 //	2       device       uvarint length + bytes (ValidDeviceID)
 //	        boot         8 bytes
 //	        seq          uvarint
@@ -36,6 +36,6 @@ const (
 	Version1 byte = 1
 
 	flagZstd   uint8 = 0x80
-	knownFlags       = FlagClockSynced | FlagNoHumidity | FlagClockStepped | FlagNoPressure | flagZstd
+	knownFlags       = batchFlags | flagZstd
 	crcSize          = 4
 )

@@ -64,6 +64,12 @@ func noPress(b *Batch) *Batch {
 	return b
 }
 
+// last makes b the last batch of its boot (FlagLast).
+func last(b *Batch) *Batch {
+	b.Flags |= FlagLast
+	return b
+}
+
 func TestRoundTrip(t *testing.T) {
 	cases := map[string]*Batch{
 		"one":             synth(1, 1, false),
@@ -73,6 +79,7 @@ func TestRoundTrip(t *testing.T) {
 		"repeats":         {DeviceID: "a", BootID: 1, Seq: 1, IntervalUS: 2500, Readings: []Reading{{TimeUS: 5, Temp: 1, Press: MinPress, Hum: 3}, {TimeUS: 5, Temp: 1, Press: MinPress, Hum: 3}}},
 		"no-press":        noPress(synth(9, 40, false)),
 		"no-press-no-hum": noPress(synth(10, 40, true)),
+		"last":            last(synth(11, 40, false)),
 		"stale-jump":      {DeviceID: "a.b_c-d", BootID: math.MaxUint64, Seq: math.MaxUint64, IntervalUS: 1, Readings: []Reading{{TimeUS: 0, Temp: MinTemp, Press: MaxPress, Hum: MaxHum, Fresh: true}, {TimeUS: MaxGapUS, Temp: MaxTemp, Press: MinPress, Hum: 0}}},
 	}
 	for name, b := range cases {

@@ -62,6 +62,9 @@ type Snapshot struct {
 	// files share.
 	shed   int
 	shared map[string]map[string]string
+	// filesOnly: the snapshot follows only the live files, without their
+	// statistics as of ForgetStats and without tombstones.
+	filesOnly bool
 }
 
 func newSnapshot() *Snapshot {
@@ -168,7 +171,9 @@ func (s *Snapshot) applyActions(actions []Action) error {
 				s.liveBytes -= old.Size
 				delete(s.files, p)
 			}
-			s.tombstones[p] = *a.Remove
+			if !s.filesOnly {
+				s.tombstones[p] = *a.Remove
+			}
 			delete(s.origin, p)
 		case a.Txn != nil:
 			s.txns[a.Txn.AppID] = *a.Txn

@@ -100,3 +100,43 @@ func TestWriterShedsColdStatistics(t *testing.T) {
 		t.Fatalf("after a classic checkpoint %d files lack statistics in memory", n)
 	}
 }
+
+// TestForgetStats: a reader's snapshot without statistics stays without
+// them through LoadAfter, and files added since arrive with theirs.
+func TestForgetStats(t *testing.T) {
+	ctx := t.Context()
+	l := newLake(t)
+	v := newV2Table(t, l)
+	v.add(3)
+	snap, err := delta.Load(ctx, l, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.ForgetStats()
+	for _, f := range snap.Files() {
+		if f.Stats != "" || f.PartitionValues != nil {
+			t.Fatalf("%s kept stats %q, partition values %v", f.Path, f.Stats, f.PartitionValues)
+		}
+	}
+	added := v.add(1)[0]
+	v.remove(v.add(1)[0])
+	next, err := delta.LoadAfter(ctx, l, "t", snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withStats := 0
+	for _, f := range next.Files() {
+		if f.Stats != "" {
+			withStats++
+			if f.Path != added.Path || f.Stats != added.Stats {
+				t.Fatalf("%s has stats %q", f.Path, f.Stats)
+			}
+		}
+	}
+	if withStats != 1 || len(next.Files()) != 4 {
+		t.Fatalf("%d of %d files with stats, want 1 of 4", withStats, len(next.Files()))
+	}
+	if n := len(next.Tombstones()); n != 0 {
+		t.Fatalf("%d tombstones in a snapshot that follows only the files", n)
+	}
+}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 
 	"github.com/pilake/pilake/collector/lake"
 )
@@ -653,7 +652,7 @@ func DefaultCompression() parquet.WriterOption {
 
 // zstdFastest is shared by every writer: the codec pools its encoders, and
 // a zstd encoder's history buffers are costly to allocate per file.
-var zstdFastest = &zstd.Codec{Level: zstd.SpeedFastest}
+var zstdFastest = newZstdCodec()
 
 // WriterOptions are the Parquet writer options pilake's data files and
 // checkpoints use: codec, DataPageV1 pages (PROTOCOL.md: writers SHOULD use

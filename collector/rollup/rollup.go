@@ -47,10 +47,20 @@ type Options struct {
 	Interval time.Duration
 	// CompactEvery compacts a tier's small files every this many commits [64].
 	CompactEvery int
+	// VacuumInterval is the time between two vacuums of a tier table [6h]:
+	// a vacuum lists every file of the table, so its cost grows with the
+	// table's history (log cleanup runs hourly).
+	VacuumInterval time.Duration
 	// CheckpointInterval is passed to the tier tables (0: delta's default).
 	CheckpointInterval int
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// Table, if set, are the tier tables' options (the collector passes
+	// stages.Options.TableOptions: retention properties, checkpoints by
+	// size and age, the checkpoint policy), with Now, Description and a
+	// non-zero CheckpointInterval set by the Roller. Zero: Delta's
+	// defaults and classic checkpoints.
+	Table  delta.Options
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Roller maintains the tiers of one lake. It is not safe for concurrent use;
@@ -75,7 +85,8 @@ type tierState struct {
 	frontier   int64           // µs; -1: not started
 	srcVersion int64           // source version read; -1: none
 	commits    int
-	maintain   time.Time // next vacuum and log cleanup
+	maintain   time.Time // next log cleanup
+	vacuum     time.Time // next vacuum
 }
 
 // New returns a Roller for l.
@@ -91,6 +102,9 @@ func New(l lake.Lake, o Options) *Roller {
 	}
 	if o.CompactEvery <= 0 {
 		o.CompactEvery = 64
+	}
+	if o.VacuumInterval <= 0 {
+		o.VacuumInterval = 6 * time.Hour
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -158,8 +172,13 @@ func (r *Roller) open(ctx context.Context, ts *tierState) error {
 	if ts.t != nil {
 		return nil
 	}
-	t, err := delta.Open[schema.SilverRow](ctx, r.l, ts.Table, delta.Options{CheckpointInterval: r.o.CheckpointInterval, Now: r.o.Now,
-		Description: fmt.Sprintf("pilake rollup of %s: per device, %v buckets (count, min, max, count-weighted mean)", ts.Source, ts.Width)})
+	o := r.o.Table
+	o.Now = r.o.Now
+	o.Description = fmt.Sprintf("pilake rollup of %s: per device, %v buckets (count, min, max, count-weighted mean)", ts.Source, ts.Width)
+	if r.o.CheckpointInterval != 0 {
+		o.CheckpointInterval = r.o.CheckpointInterval
+	}
+	t, err := delta.Open[schema.SilverRow](ctx, r.l, ts.Table, o)
 	if err != nil {
 		return err
 	}
@@ -216,6 +235,10 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 			delete(ts.spans, p)
 		}
 	}
+	// The spans are all the roller needs of the files' statistics: the
+	// snapshot it keeps (for LoadAfter) need not hold them, or its memory
+	// would grow with the source's history.
+	snap.ForgetStats()
 	if minWS < 0 {
 		ts.src = snap
 		return 0, nil // an empty source
@@ -299,15 +322,19 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 			r.log.Warn("compacting rollup tier", "table", ts.Table, "err", err)
 		}
 	}
-	// Hourly, as the stages do for their tables: files compaction replaced
-	// and log entries past the table's retention go, so a tier costs the
-	// same on day 30 as on day 1.
-	if now := r.o.Now(); !now.Before(ts.maintain) {
-		ts.maintain = now.Add(time.Hour)
-		ret := ts.t.Snapshot().Retention()
+	// As the stages do for their tables: files compaction replaced (every
+	// VacuumInterval) and log entries past the table's retention (hourly)
+	// go, so a tier costs the same on day 30 as on day 1.
+	wall := r.o.Now()
+	ret := ts.t.Snapshot().Retention()
+	if !wall.Before(ts.vacuum) {
+		ts.vacuum = wall.Add(r.o.VacuumInterval)
 		if _, err := ts.t.Vacuum(ctx, max(time.Hour, ret.DeletedFiles)); err != nil && !errors.Is(err, lake.ErrNotFound) {
 			r.log.Warn("vacuuming rollup tier", "table", ts.Table, "err", err)
 		}
+	}
+	if !wall.Before(ts.maintain) {
+		ts.maintain = wall.Add(time.Hour)
 		if _, err := ts.t.CleanupLog(ctx, max(time.Hour, ret.Log)); err != nil && !errors.Is(err, lake.ErrNotFound) {
 			r.log.Warn("cleaning up rollup tier's log", "table", ts.Table, "err", err)
 		}

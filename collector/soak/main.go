@@ -44,6 +44,7 @@ import (
 	"github.com/pilake/pilake/collector/delta"
 	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/landing"
+	"github.com/pilake/pilake/collector/rollup"
 	"github.com/pilake/pilake/collector/schema"
 	"github.com/pilake/pilake/collector/stages"
 	"github.com/pilake/pilake/internal/clock"
@@ -62,6 +63,7 @@ type config struct {
 	profile string // CPU profile of each day, to this prefix
 	memprof string // heap profile at each day's end, to this prefix
 	policy  string // checkpoint policy of the tables
+	rollups bool   // maintain the rollup tiers, as the collector does by default
 }
 
 func main() {
@@ -77,6 +79,7 @@ func main() {
 	flag.BoolVar(&c.verbose, "v", false, "log the stages' info messages")
 	flag.StringVar(&c.profile, "cpuprofile", "", "write each day's CPU profile to this prefix + day number")
 	flag.StringVar(&c.memprof, "memprofile", "", "write a heap profile at each day's end (after a GC) to this prefix + day number")
+	flag.BoolVar(&c.rollups, "rollups", true, "maintain silver's rollup tiers (collector/rollup) after each epoch, as the collector does by default")
 	flag.StringVar(&c.policy, "checkpoint-policy", "v2", "checkpoint policy of the tables: v2 or classic")
 	flag.Parse()
 	if c.memprof != "" {
@@ -141,12 +144,13 @@ func run(ctx context.Context, c config) error {
 	perBatch := int(c.batch/time.Second) * c.rate
 	perEpoch := c.devices * int(c.epoch/time.Second) * c.rate
 	instance := landing.NewInstance()
-	p, err := stages.New(lk, stages.Options{
+	so := stages.Options{
 		Clock: clk, Logger: log, MaxEpochRows: perEpoch,
 		CommitInterval: 1000 * time.Hour, // epochs are cut by MaxEpochRows: one per simulated epoch
 		ScanInterval:   -1, SkipShutdownScan: true, LocalInstance: instance,
 		Release: landing.ReleaseBatch, CheckpointPolicy: c.policy,
-	})
+	}
+	p, err := stages.New(lk, so)
 	if err != nil {
 		return err
 	}
@@ -165,6 +169,11 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
+	var roller *rollup.Roller
+	if c.rollups {
+		roller = rollup.New(lk, rollup.Options{Logger: log, Now: clk.Now, Table: so.TableOptions()})
+		tables = append(tables, schema.Silver10s, schema.Silver1m, schema.Silver1h)
+	}
 	type device struct {
 		id   string
 		boot uint64
@@ -255,6 +264,13 @@ func run(ctx context.Context, c config) error {
 				case err := <-runErr:
 					return fmt.Errorf("stages stopped: %w", err)
 				case <-time.After(200 * time.Microsecond):
+				}
+			}
+			if roller != nil {
+				// The collector runs these every second; once an epoch
+				// is what the simulated time asks of them.
+				if _, err := roller.Step(ctx); err != nil {
+					return fmt.Errorf("rollup: %w", err)
 				}
 			}
 			metrics.Read(sample)

@@ -17,9 +17,16 @@
 // in: the same input in any order whose lateness stays within the allowed
 // lateness gives the same final silver.
 //
-// A clean shutdown (Run's context ends) finalises every open window: the
-// lead's end-to-end check sum(silver.count) == count(bronze) holds after it.
-// After a restart, readings for windows closed that way go to silver_late.
+// A device's stream (device and boot) that ends (its last batch carries
+// wire.FlagLast: the agent stopped cleanly) has its windows finalised as
+// soon as every batch of it up to that one is processed; nothing more comes
+// for them. A clean shutdown (Run's context ends) finalises every other open
+// window too, unless Options.KeepOpenOnStop: then those stay open in the
+// stage state and the next start goes on with them, as after a crash, so a
+// restart sends nothing to silver_late. Either way the lead's end-to-end
+// check sum(silver.count) == count(bronze) holds after the agents and then
+// the collector stop cleanly. Without KeepOpenOnStop, readings that come
+// after a restart for windows closed at the stop go to silver_late.
 //
 // # Gold
 //

@@ -56,6 +56,7 @@ func (r *runner) forget() {
 			r.streamSeen[s] = now
 		} else if last < cutoff {
 			delete(r.landed, s)
+			delete(r.ended, s)
 			delete(r.streamSeen, s)
 			streams++
 		}

@@ -121,6 +121,15 @@ type Options struct {
 	// LocalInstance is this process's Lander instance: the periodic scan
 	// skips its segments (their batches are submitted directly).
 	LocalInstance string
+	// KeepOpenOnStop makes a clean stop (Run's context ends) keep the open
+	// windows in the stage state instead of finalising them: the next start
+	// goes on with them (as after a crash), so readings that come after a
+	// restart for windows open at the stop (a backlog, the rest of a
+	// window whose batches were in flight) go into silver, not
+	// silver_late. Windows of streams that ended (their last batch,
+	// wire.FlagLast, and every batch before it processed) are final
+	// already. Off: every open window is finalised at a clean stop.
+	KeepOpenOnStop bool
 	// SkipShutdownScan disables the scan of landing/ before the final commit
 	// (which lands objects that were written but never submitted).
 	SkipShutdownScan bool
@@ -176,6 +185,19 @@ const (
 
 // DefaultMovingAverages are gold's default moving-average lengths.
 var DefaultMovingAverages = []int{8, 15, 60}
+
+// TableOptions are the delta.Options of the tables the stages write
+// (partition columns aside): retention written as table properties,
+// checkpoints by size and age of the policy chosen, on the stages' clock.
+// Other writers of the same lake (collector/rollup) use them too, so that
+// every table pilake keeps is bounded the same way.
+func (o Options) TableOptions() delta.Options {
+	o = o.withDefaults()
+	props := delta.Retention{CheckpointInterval: o.CheckpointInterval,
+		DeletedFiles: max(0, o.VacuumRetention), Log: max(0, o.LogRetention)}.Properties()
+	return delta.Options{CheckpointInterval: o.CheckpointInterval, Now: o.Clock.Now,
+		Properties: props, CheckpointBySize: true, CheckpointMaxAge: o.CheckpointMaxAge, CheckpointPolicy: o.CheckpointPolicy}
+}
 
 func (o Options) withDefaults() Options {
 	if o.Window == 0 {

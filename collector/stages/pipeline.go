@@ -45,6 +45,7 @@ type Stats struct {
 	LandingExpired   int64 // landing segments deleted after LandingRetention
 	DevicesForgotten int64 // devices unseen for ForgetAfter, dropped from state
 	StreamsForgotten int64 // streams (device, boot) unseen for ForgetAfter, dropped from state
+	StreamsEnded     int64 // streams whose last batch (wire.FlagLast) and every one before it were processed: their windows finalised
 	// Refusals counts attempts refused because a table asks what pilake
 	// cannot honour (a table feature, a constraint); Refusing is set while
 	// the stages wait for that to change (see the log for which table and

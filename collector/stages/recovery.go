@@ -21,12 +21,13 @@ var errSettings = errors.New("stage settings differ from the lake's")
 // runner and the committer that go on from that state; it runs before
 // either starts.
 func (p *Pipeline) recover(ctx context.Context) (*runner, *committer, error) {
-	props := delta.Retention{CheckpointInterval: p.opts.CheckpointInterval,
-		DeletedFiles: max(0, p.opts.VacuumRetention), Log: max(0, p.opts.LogRetention)}.Properties()
+	base := p.opts.TableOptions()
 	dopts := func(parts ...string) delta.Options {
-		return delta.Options{PartitionColumns: parts, CheckpointInterval: p.opts.CheckpointInterval, Now: p.opts.Clock.Now,
-			Properties: props, CheckpointBySize: true, CheckpointMaxAge: p.opts.CheckpointMaxAge, CheckpointPolicy: p.opts.CheckpointPolicy,
-			Logger: p.log, ChecksumFailed: func(error) { p.m.count(func(s *Stats) { s.ChecksumErrors++ }) }}
+		o := base
+		o.PartitionColumns = parts
+		o.Logger = p.log
+		o.ChecksumFailed = func(error) { p.m.count(func(s *Stats) { s.ChecksumErrors++ }) }
+		return o
 	}
 	r, c := newRunner(p), newCommitter(p)
 	var err error

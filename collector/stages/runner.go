@@ -65,6 +65,10 @@ type runner struct {
 	devSeen    map[string]int64
 	forgotAt   int64
 
+	// ended holds the streams whose last batch (wire.FlagLast) came before
+	// some batch before it did (see noteEnd).
+	ended map[string]endedStream
+
 	commits   chan<- *epoch
 	commitErr chan error      // the committer's fatal error
 	stopping  func()          // starts the shutdown clock for commits
@@ -78,13 +82,13 @@ func newRunner(p *Pipeline) *runner {
 		landed:   map[string]landing.SeqRanges{},
 		clock:    newClockPolicy(p.opts.MaxAhead, p.opts.MaxSkew, p.opts.MaxSkew < 0),
 		segments: map[string]landing.SeqRanges{}, segSeen: map[string]*segProgress{},
-		streamSeen: map[string]int64{}, devSeen: map[string]int64{},
+		streamSeen: map[string]int64{}, devSeen: map[string]int64{}, ended: map[string]endedStream{},
 	}
 }
 
 // run processes batches until ctx is done, then processes what is queued,
-// what is landed but was never submitted, finalises every open window and
-// cuts the final epoch. It returns the error that stopped it, or nil; a
+// what is landed but was never submitted, finalises every open window
+// (unless Options.KeepOpenOnStop) and cuts the final epoch. It returns the error that stopped it, or nil; a
 // committer's error is left in commitErr.
 func (r *runner) run(ctx context.Context) error {
 	ticker := time.NewTicker(r.opts.CommitInterval)
@@ -118,7 +122,8 @@ loop:
 		}
 	}
 	// Clean shutdown: take what is queued, what is landed but was never
-	// submitted, close every window, commit.
+	// submitted, close every window (or keep the open ones in the state,
+	// for the next start to go on with), commit.
 	r.stopping()
 	for drained := false; !drained; {
 		select {
@@ -140,7 +145,9 @@ loop:
 			r.log.Warn("scanning landing at shutdown", slog.Any("err", err))
 		}
 	}
-	r.f.closeAll()
+	if !r.opts.KeepOpenOnStop {
+		r.f.closeAll()
+	}
 	r.dirty = true
 	return r.cut(true)
 }
@@ -225,6 +232,7 @@ func (r *runner) process(b landing.Landed) {
 	if len(good) > 0 {
 		nlate = r.f.fold(b.Batch, good, tmpl, live)
 	}
+	r.noteEnd(stream, b.Batch, good)
 	r.rows += int64(len(good))
 	r.batches++
 	r.m.count(func(s *Stats) {

@@ -162,6 +162,7 @@ type summary struct {
 }
 
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end test builds and runs three programs")
 	}
