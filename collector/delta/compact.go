@@ -127,8 +127,8 @@ func Compact[T any](ctx context.Context, t *Table, o CompactOptions) (int, error
 		maps.DeleteFunc(t.ftCache, func(_ string, c fileTimes) bool { return c.pass != t.ftPass })
 	}()
 	for _, f := range t.snap.files {
-		if f.Tags[TagCompaction] == TierDay {
-			continue
+		if f.Tags[TagCompaction] == TierDay || f.shed {
+			continue // never rewritten, or final and without statistics in memory (shed.go)
 		}
 		if f.DeletionVector != nil {
 			// Rewriting it would have to apply the DV; compaction steps aside.

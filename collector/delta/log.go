@@ -65,6 +65,8 @@ type Snapshot struct {
 	// filesOnly: the snapshot follows only the live files, without their
 	// statistics as of ForgetStats and without tombstones.
 	filesOnly bool
+	// checkOnly: add and remove actions are checked, not kept (checkpointReadable).
+	checkOnly bool
 }
 
 func newSnapshot() *Snapshot {
@@ -153,6 +155,9 @@ func (s *Snapshot) applyActions(actions []Action) error {
 			if err != nil {
 				return err
 			}
+			if s.checkOnly {
+				continue
+			}
 			s.unshed(p)
 			if old, ok := s.files[p]; ok {
 				s.liveBytes -= old.Size
@@ -165,6 +170,9 @@ func (s *Snapshot) applyActions(actions []Action) error {
 			p, err := fileKey(a.Remove.Path, a.Remove.DeletionVector)
 			if err != nil {
 				return err
+			}
+			if s.checkOnly {
+				continue
 			}
 			s.unshed(p)
 			if old, ok := s.files[p]; ok {

@@ -140,3 +140,43 @@ func TestForgetStats(t *testing.T) {
 		t.Fatalf("%d tombstones in a snapshot that follows only the files", n)
 	}
 }
+
+// TestCleanupLogChecksTheCutoffCheckpoint: log cleanup deletes nothing when
+// the checkpoint that would replace the commits cannot be read (a broken
+// sidecar of a V2 checkpoint), and goes on once it can.
+func TestCleanupLogChecksTheCutoffCheckpoint(t *testing.T) {
+	ctx := t.Context()
+	l := newLake(t)
+	v := newV2Table(t, l)
+	v.add(6)
+	v.checkpoint()
+	v.add(3)
+	side := sidecars(t, l)
+	if len(side) != 1 {
+		t.Fatalf("sidecars %v, want one", side)
+	}
+	good, err := l.Get(ctx, side[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Put(ctx, side[0], []byte("not parquet")); err != nil {
+		t.Fatal(err)
+	}
+	old := v.now.Add(-60 * 24 * time.Hour) // the table's clock
+	for ver := int64(0); ver <= 8; ver++ {
+		age(t, l, delta.CommitName("t", ver), old)
+	}
+	if n, err := v.tb.CleanupLog(ctx, 30*24*time.Hour); err == nil || n != 0 {
+		t.Fatalf("CleanupLog with a broken cutoff checkpoint deleted %d, err %v; want an error and nothing deleted", n, err)
+	}
+	if !exists(t, l, delta.CommitName("t", 0)) {
+		t.Fatal("commit 0 deleted")
+	}
+	if err := l.Put(ctx, side[0], good); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := v.tb.CleanupLog(ctx, 30*24*time.Hour); err != nil || n == 0 {
+		t.Fatalf("CleanupLog after the sidecar came back deleted %d, %v", n, err)
+	}
+	v.verify()
+}

@@ -224,7 +224,7 @@ func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, e
 	// goes (read once per checkpoint: the cutoff moves a few times a day).
 	id := objectIDs(objs, cpFiles)
 	if id != t.readableCP {
-		if err := newSnapshot().readCheckpoint(ctx, t.l, t.name, cutoffCP, cpFiles); err != nil {
+		if err := checkpointReadable(ctx, t.l, t.name, cutoffCP, cpFiles); err != nil {
 			return 0, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
 		}
 		t.readableCP = id
@@ -249,6 +249,19 @@ func (t *Table) CleanupLog(ctx context.Context, retention time.Duration) (int, e
 		return n, fmt.Errorf("cleaning the log of %s: %w", t.name, err)
 	}
 	return n, nil
+}
+
+// checkpointReadable reads checkpoint v of table (files: its objects) as Load
+// would, every add and remove checked but none kept: the table's whole
+// state is never in memory at once for it (log cleanup checks the cutoff
+// checkpoint this way before deleting what it replaces).
+func checkpointReadable(ctx context.Context, l lake.Lake, table string, v int64, files []string) error {
+	s := newSnapshot()
+	s.checkOnly = true
+	if err := s.readCheckpoint(ctx, l, table, v, files); err != nil {
+		return err
+	}
+	return s.complete()
 }
 
 // objectID identifies an object by name, size and modification time.
