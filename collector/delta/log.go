@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"math"
 	"slices"
@@ -79,6 +80,28 @@ func (s *Snapshot) setLean(lean bool) {
 	if lean {
 		s.origin = map[string]string{}
 	}
+}
+
+// All yields the live data files in no particular order: Files without
+// its copy and sort, for a reader that looks at every file often.
+func (s *Snapshot) All() iter.Seq[AddFile] {
+	ri := s.readInfo()
+	return func(yield func(AddFile) bool) {
+		for _, f := range s.files {
+			f.read = ri
+			if !yield(f) {
+				return
+			}
+		}
+	}
+}
+
+// Update applies to s the commits after s.Version that exist now and
+// returns their actions, oldest first: LoadAfter without its copy of the
+// snapshot, for a reader that owns s. On an error s may be partly updated;
+// load it again.
+func (s *Snapshot) Update(ctx context.Context, l lake.Lake, table string) ([][]Action, error) {
+	return s.update(ctx, l, table)
 }
 
 // Files returns the live data files, sorted by path.
@@ -162,7 +185,14 @@ func (s *Snapshot) applyActions(actions []Action) error {
 			if old, ok := s.files[p]; ok {
 				s.liveBytes -= old.Size
 			}
-			s.files[p] = *a.Add
+			f := *a.Add
+			if s.filesOnly {
+				f.Stats = ""
+				if len(f.PartitionValues) == 0 {
+					f.PartitionValues = nil
+				}
+			}
+			s.files[p] = f
 			s.liveBytes += a.Add.Size
 			delete(s.tombstones, p)
 			delete(s.origin, p)

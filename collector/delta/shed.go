@@ -164,8 +164,9 @@ func (t *Table) restoreStats(ctx context.Context) error {
 // partitionValues maps where empty, and every tombstone, and the updates
 // LoadAfter applies to it from then on keep no tombstones either (a reader
 // needs none; silver's would be ~86 k at 100 devices). Files then returns
-// the files known at the call without Stats; files added later keep
-// theirs until the next call. Such a snapshot must not be checkpointed.
+// every file without Stats, including those later updates add (the
+// actions Update returns still carry them). Such a snapshot must not be
+// checkpointed.
 func (s *Snapshot) ForgetStats() {
 	s.filesOnly = true
 	clear(s.tombstones)

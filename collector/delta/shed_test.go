@@ -101,8 +101,9 @@ func TestWriterShedsColdStatistics(t *testing.T) {
 	}
 }
 
-// TestForgetStats: a reader's snapshot without statistics stays without
-// them through LoadAfter, and files added since arrive with theirs.
+// TestForgetStats: a reader's snapshot that follows only the files keeps
+// neither statistics nor tombstones through LoadAfter and Update, and
+// Update returns the new commits' actions with their statistics.
 func TestForgetStats(t *testing.T) {
 	ctx := t.Context()
 	l := newLake(t)
@@ -113,31 +114,46 @@ func TestForgetStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap.ForgetStats()
-	for _, f := range snap.Files() {
-		if f.Stats != "" || f.PartitionValues != nil {
-			t.Fatalf("%s kept stats %q, partition values %v", f.Path, f.Stats, f.PartitionValues)
+	check := func(s *delta.Snapshot, files int) {
+		t.Helper()
+		n := 0
+		for f := range s.All() {
+			n++
+			if f.Stats != "" || f.PartitionValues != nil {
+				t.Fatalf("%s kept stats %q, partition values %v", f.Path, f.Stats, f.PartitionValues)
+			}
+		}
+		if n != files || len(s.Files()) != files || s.NumFiles() != files {
+			t.Fatalf("%d files, want %d", n, files)
+		}
+		if k := len(s.Tombstones()); k != 0 {
+			t.Fatalf("%d tombstones in a snapshot that follows only the files", k)
 		}
 	}
+	check(snap, 3)
 	added := v.add(1)[0]
 	v.remove(v.add(1)[0])
 	next, err := delta.LoadAfter(ctx, l, "t", snap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	withStats := 0
-	for _, f := range next.Files() {
-		if f.Stats != "" {
-			withStats++
-			if f.Path != added.Path || f.Stats != added.Stats {
-				t.Fatalf("%s has stats %q", f.Path, f.Stats)
+	check(next, 4)
+	check(snap, 3) // LoadAfter left it alone
+	commits, err := snap.Update(ctx, l, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(snap, 4)
+	var first *delta.AddFile
+	if len(commits) == 3 {
+		for _, a := range commits[0] {
+			if a.Add != nil {
+				first = a.Add
 			}
 		}
 	}
-	if withStats != 1 || len(next.Files()) != 4 {
-		t.Fatalf("%d of %d files with stats, want 1 of 4", withStats, len(next.Files()))
-	}
-	if n := len(next.Tombstones()); n != 0 {
-		t.Fatalf("%d tombstones in a snapshot that follows only the files", n)
+	if first == nil || first.Path != added.Path || first.Stats != added.Stats {
+		t.Fatalf("Update returned %d commits; the first one's add should be %s with its stats", len(commits), added.Path)
 	}
 }
 

@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pilake/pilake/collector/delta"
@@ -196,18 +199,37 @@ func (r *Roller) open(ctx context.Context, ts *tierState) error {
 	return nil
 }
 
-func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
+func (r *Roller) step(ctx context.Context, ts *tierState) (n int, err error) {
 	if err := r.open(ctx, ts); err != nil {
 		return 0, err
 	}
-	snap, err := delta.LoadAfter(ctx, r.l, ts.Source, ts.src)
-	if errors.Is(err, delta.ErrNoTable) {
-		return 0, nil
-	}
-	if err != nil {
+	// The source snapshot is the roller's own, updated in place; after a
+	// failed pass it is read again from the lake (it may be ahead of what
+	// the pass committed).
+	defer func() {
+		if err != nil {
+			ts.src = nil
+		}
+	}()
+	snap, fresh := ts.src, ts.src == nil
+	var commits [][]delta.Action
+	if fresh {
+		snap, err = delta.Load(ctx, r.l, ts.Source)
+		if errors.Is(err, delta.ErrNoTable) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		// It follows only the live files: no statistics (each file's span
+		// is kept below), no tombstones, or its memory would grow with the
+		// source's history.
+		snap.ForgetStats()
+	} else if commits, err = snap.Update(ctx, r.l, ts.Source); err != nil {
 		return 0, err
 	}
-	if ts.src != nil && snap.Version == ts.src.Version && ts.srcMax < ts.frontier+ts.width {
+	ts.src = snap
+	if !fresh && len(commits) == 0 && ts.srcMax < ts.frontier+ts.width {
 		return 0, nil // nothing new, no bucket to close
 	}
 	// Files added since the version last committed (dataChange: compaction's
@@ -219,31 +241,43 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 			return 0, err
 		}
 	}
-	live := map[string]bool{}
-	minWS := int64(-1)
-	for _, f := range snap.Files() {
-		live[f.Path] = true
+	// Each live file's window_start span, from its statistics: every file
+	// after a fresh load (Load read them), then those the new commits add
+	// (their actions carry them). The work per pass is the new commits',
+	// not the source's history.
+	note := func(f delta.AddFile) {
 		sp, ok := ts.spans[f.Path]
 		if !ok {
 			sp = fileSpan(f)
 			ts.spans[f.Path] = sp
 		}
 		ts.srcMax = max(ts.srcMax, sp.max)
-		if minWS < 0 || sp.min < minWS {
-			minWS = sp.min
+	}
+	if fresh {
+		clear(ts.spans)
+		for f := range snap.All() {
+			note(f)
 		}
 	}
-	for p := range ts.spans {
-		if !live[p] {
-			delete(ts.spans, p)
+	for _, c := range commits {
+		for _, a := range c {
+			switch {
+			case a.Add != nil:
+				note(*a.Add)
+			case a.Remove != nil:
+				delete(ts.spans, a.Remove.Path)
+			}
 		}
 	}
-	// The spans are all the roller needs of the files' statistics: the
-	// snapshot it keeps (for LoadAfter) need not hold them, or its memory
-	// would grow with the source's history.
-	snap.ForgetStats()
-	if minWS < 0 {
-		ts.src = snap
+	if len(ts.spans) > snap.NumFiles() {
+		// A remove spelled differently from its add: prune by the snapshot.
+		live := map[string]bool{}
+		for f := range snap.All() {
+			live[f.Path] = true
+		}
+		maps.DeleteFunc(ts.spans, func(p string, _ span) bool { return !live[p] })
+	}
+	if snap.NumFiles() == 0 {
 		return 0, nil // an empty source
 	}
 	if ts.srcWidth == 0 {
@@ -251,6 +285,10 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 	}
 	from := ts.frontier
 	if from < 0 {
+		minWS := int64(math.MaxInt64)
+		for _, sp := range ts.spans {
+			minWS = min(minWS, sp.min)
+		}
 		from = floorDiv(minWS, ts.width) * ts.width
 	}
 	to := floorDiv(ts.srcMax+ts.srcWidth-r.o.Grace.Microseconds(), ts.width) * ts.width
@@ -279,11 +317,12 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (int, error) {
 	var rows []schema.SilverRow
 	if to > from {
 		var files []delta.AddFile
-		for _, f := range snap.Files() {
+		for f := range snap.All() {
 			if sp := ts.spans[f.Path]; sp.max >= from && sp.min < to {
 				files = append(files, f)
 			}
 		}
+		slices.SortFunc(files, func(a, b delta.AddFile) int { return strings.Compare(a.Path, b.Path) })
 		for _, f := range files {
 			got, err := readRange(ctx, r.l, ts.Source, f, from, to)
 			if err != nil {
