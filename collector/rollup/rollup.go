@@ -221,10 +221,6 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (n int, err error) {
 		if err != nil {
 			return 0, err
 		}
-		// It follows only the live files: no statistics (each file's span
-		// is kept below), no tombstones, or its memory would grow with the
-		// source's history.
-		snap.ForgetStats()
 	} else if commits, err = snap.Update(ctx, r.l, ts.Source); err != nil {
 		return 0, err
 	}
@@ -258,6 +254,10 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (n int, err error) {
 		for f := range snap.All() {
 			note(f)
 		}
+		// From now on the snapshot follows only the live files: no
+		// statistics (each file's span is kept here), no tombstones, or
+		// its memory would grow with the source's history.
+		snap.ForgetStats()
 	}
 	for _, c := range commits {
 		for _, a := range c {

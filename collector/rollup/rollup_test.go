@@ -191,6 +191,15 @@ func TestTiersMatchSilver(t *testing.T) {
 			if !ok {
 				t.Fatal("no frontier")
 			}
+			// Buckets close once their end is Grace behind the newest
+			// window: the frontier can never pass the newest window's end.
+			var newest int64
+			for _, x := range all {
+				newest = max(newest, x.WindowEnd)
+			}
+			if frontier > newest || frontier < t0 {
+				t.Fatalf("frontier %d outside the data (%d .. %d)", frontier, t0, newest)
+			}
 			rows, err := delta.ReadFiles[schema.SilverRow](ctx, l, tier.Table, snap.Files(), nil)
 			if err != nil {
 				t.Fatal(err)
