@@ -25,7 +25,6 @@ import (
 	pprofhttp "net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -47,6 +46,7 @@ import (
 	"github.com/pilake/pilake/collector/landing"
 	"github.com/pilake/pilake/collector/rollup"
 	"github.com/pilake/pilake/collector/stages"
+	"github.com/pilake/pilake/internal/gctune"
 )
 
 func main() {
@@ -66,7 +66,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := cfg.logger(os.Stderr)
-	tuneGC()
+	gctune.Apply() // GOGC=400 and a 448 MiB memory limit unless GOGC/GOMEMLIMIT are set
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
 		if err == nil {
@@ -84,18 +84,6 @@ func main() {
 		log.Error("collector failed", "err", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
-	}
-}
-
-// tuneGC trades memory for CPU unless GOGC/GOMEMLIMIT say otherwise: the
-// heap is mostly short-lived batches, so collecting less often saves a large
-// share of the CPU, and the memory limit (448 MiB) keeps RSS bounded (issue 4: < 512 MiB).
-func tuneGC() {
-	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(400)
-	}
-	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
-		debug.SetMemoryLimit(448 << 20)
 	}
 }
 

@@ -89,6 +89,9 @@ func (t *Table) Checkpoint(ctx context.Context) error {
 	}
 	// A classic checkpoint names no sidecars: statistics dropped because
 	// a sidecar held them come back into memory first (shed.go).
+	if err := t.snap.unsealAll(ctx, t.l); err != nil {
+		return fmt.Errorf("checkpointing %s: %w", t.name, err)
+	}
 	if err := t.restoreStats(ctx); err != nil {
 		return fmt.Errorf("checkpointing %s: %w", t.name, err)
 	}

@@ -125,6 +125,25 @@ func (t *Table) checkpointV2(ctx context.Context, cutoff int64) error {
 	s := t.snap
 	v := s.Version
 	now := t.opts.Now()
+	// Sealed sidecars (seal.go) are reused as they are, unless their group
+	// must be written again: its block joined a larger one, or files of
+	// the group are in memory; those come back into memory first.
+	for changed := len(s.sealed) > 0; changed; {
+		changed = false
+		inMemory := map[string]bool{}
+		for _, f := range s.files {
+			inMemory[sidecarGroup(f.ModificationTime, now)] = true
+		}
+		for _, name := range s.sealedNames() {
+			g := s.sealed[name].group
+			if ng, ok := blockGroup(g, now); !ok || ng != g || inMemory[g] {
+				if err := s.unseal(ctx, t.l, name); err != nil {
+					return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
+				}
+				changed = true
+			}
+		}
+	}
 	groups := map[string][]string{}
 	for k, f := range s.files {
 		g := sidecarGroup(f.ModificationTime, now)
@@ -144,6 +163,19 @@ func (t *Table) checkpointV2(ctx context.Context, cutoff int64) error {
 		prev[g] = name
 	}
 	var present map[string]bool // _sidecars/, listed once when a sidecar may be reused
+	exists := func(name string) (bool, error) {
+		if present == nil {
+			objs, err := t.l.List(ctx, sidecarDir(t.name))
+			if err != nil {
+				return false, err
+			}
+			present = map[string]bool{}
+			for _, o := range objs {
+				present[o.Name] = true
+			}
+		}
+		return present[name], nil
+	}
 	reusable := func(g string, keys []string) (string, bool, error) {
 		name, ok := prev[g]
 		if !ok || dup[g] || s.sidecars[name].adds != int64(len(keys)) {
@@ -154,17 +186,8 @@ func (t *Table) checkpointV2(ctx context.Context, cutoff int64) error {
 				return "", false, nil
 			}
 		}
-		if present == nil {
-			objs, err := t.l.List(ctx, sidecarDir(t.name))
-			if err != nil {
-				return "", false, err
-			}
-			present = map[string]bool{}
-			for _, o := range objs {
-				present[o.Name] = true
-			}
-		}
-		return name, present[name], nil
+		ok, err := exists(name)
+		return name, ok, err
 	}
 	var (
 		sidecars           []Sidecar
@@ -180,6 +203,18 @@ func (t *Table) checkpointV2(ctx context.Context, cutoff int64) error {
 		files = append(files, name)
 		totalB += sc.SizeInBytes
 		sidecarB += sc.SizeInBytes
+	}
+	for _, name := range s.sealedNames() {
+		ok, err := exists(name)
+		if err != nil {
+			return fmt.Errorf("checkpointing %s: %w", t.name, err)
+		}
+		if !ok {
+			return fmt.Errorf("checkpointing %s at %d: %w: sidecar %s, which holds %d live files, is gone", t.name, v, ErrCorruptLog, name, s.sealed[name].n)
+		}
+		n := int64(s.sealed[name].n)
+		record(name, s.sidecars[name].action, n, false)
+		sidecarN += n
 	}
 	for _, g := range slices.Sorted(maps.Keys(groups)) {
 		keys := groups[g]
@@ -264,7 +299,7 @@ func (t *Table) checkpointV2(ctx context.Context, cutoff int64) error {
 	rows := []cpReadRow{{CPMeta: &cpCheckpointMetadata{Version: v, Tags: map[string]string{
 		"sidecarNumActions":  strconv.FormatInt(sidecarN, 10),
 		"sidecarSizeInBytes": strconv.FormatInt(sidecarB, 10),
-		"numOfAddFiles":      strconv.Itoa(len(s.files)),
+		"numOfAddFiles":      strconv.Itoa(s.NumFiles()),
 	}}}}
 	for _, r := range s.checkpointRows(false) {
 		rows = append(rows, cpReadRow{Txn: r.Txn, MetaData: r.MetaData, Protocol: r.Protocol, Domain: r.Domain})
@@ -282,7 +317,7 @@ func (t *Table) checkpointV2(ctx context.Context, cutoff int64) error {
 	if err := t.l.Put(ctx, top, buf.Bytes()); err != nil {
 		return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
 	}
-	lc := LastCheckpoint{Version: v, Size: int64(len(rows)) + sidecarN, SizeInBytes: int64(buf.Len()) + sidecarB, NumOfAddFiles: int64(len(s.files))}
+	lc := LastCheckpoint{Version: v, Size: int64(len(rows)) + sidecarN, SizeInBytes: int64(buf.Len()) + sidecarB, NumOfAddFiles: int64(s.NumFiles())}
 	if err := t.l.Put(ctx, LastCheckpointName(t.name), encodeLastCheckpoint(lc)); err != nil {
 		return fmt.Errorf("checkpointing %s at %d: %w", t.name, v, err)
 	}

@@ -72,7 +72,7 @@ func (s *Snapshot) checksum(txnID string, ict int64) (VersionChecksum, bool) {
 	if s.partial || s.Version < 0 || s.complete() != nil {
 		return VersionChecksum{}, false
 	}
-	c := VersionChecksum{TxnID: txnID, TableSizeBytes: s.liveBytes, NumFiles: int64(len(s.files)), NumMetadata: 1, NumProtocol: 1,
+	c := VersionChecksum{TxnID: txnID, TableSizeBytes: s.liveBytes, NumFiles: int64(s.NumFiles()), NumMetadata: 1, NumProtocol: 1,
 		Metadata: s.Metadata, Protocol: checksumProtocol(s.Protocol)}
 	// Absent maps and lists are empty ones (what a reader of the commit
 	// would take them for); other engines' readers expect them present.

@@ -68,6 +68,10 @@ type Snapshot struct {
 	filesOnly bool
 	// checkOnly: add and remove actions are checked, not kept (checkpointReadable).
 	checkOnly bool
+	// sealed are a lean snapshot's sealed sidecars, whose sealedN live
+	// files are not in files (seal.go).
+	sealed  map[string]sealedRef
+	sealedN int
 }
 
 func newSnapshot() *Snapshot {
@@ -121,7 +125,7 @@ func (s *Snapshot) Files() []AddFile {
 func (s *Snapshot) CheckpointBytes() int64 { return s.checkpointBytes }
 
 // NumFiles returns the number of live data files.
-func (s *Snapshot) NumFiles() int { return len(s.files) }
+func (s *Snapshot) NumFiles() int { return len(s.files) + s.sealedN }
 
 // NumTombstones returns the number of remove actions the table keeps (for a
 // Table's snapshot, including those it does not hold in memory).
@@ -266,6 +270,7 @@ func (s *Snapshot) clone() *Snapshot {
 	c.domains = maps.Clone(s.domains)
 	c.origin = maps.Clone(s.origin)
 	c.sidecars = maps.Clone(s.sidecars)
+	c.sealed = maps.Clone(s.sealed)
 	c.checkpointFiles = slices.Clone(s.checkpointFiles)
 	c.tombFiles = slices.Clone(s.tombFiles)
 	return &c
@@ -462,6 +467,9 @@ func (s *Snapshot) applyCommit(ctx context.Context, l lake.Lake, table string, v
 	if err != nil {
 		return fmt.Errorf("reading commit %d of %s: %w", v, table, err)
 	}
+	if err := s.unsealFor(ctx, l, actions); err != nil {
+		return fmt.Errorf("applying commit %d of %s: %w", v, table, err)
+	}
 	if err := s.apply(actions); err != nil {
 		return fmt.Errorf("applying commit %d of %s: %w", v, table, err)
 	}
@@ -484,6 +492,9 @@ func (s *Snapshot) update(ctx context.Context, l lake.Lake, table string) ([][]A
 		actions, err := decodeCommit(data)
 		if err != nil {
 			return out, fmt.Errorf("reading commit %d of %s: %w", s.Version+1, table, err)
+		}
+		if err := s.unsealFor(ctx, l, actions); err != nil {
+			return out, fmt.Errorf("applying commit %d of %s: %w", s.Version+1, table, err)
 		}
 		if err := s.apply(actions); err != nil {
 			return out, fmt.Errorf("applying commit %d of %s: %w", s.Version+1, table, err)

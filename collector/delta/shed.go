@@ -79,6 +79,7 @@ func (s *Snapshot) shedCold() {
 		s.files[k] = f
 	}
 	s.shared = shared
+	s.seal()
 }
 
 // unshed forgets that file key k's statistics were dropped (an add or
@@ -179,5 +180,24 @@ func (s *Snapshot) ForgetStats() {
 			f.PartitionValues = nil
 		}
 		s.files[k] = f
+	}
+}
+
+// ForgetFiles drops from a snapshot that follows only the files
+// (ForgetStats) those drop reports true for: a reader that knows it will
+// never read them again (collector/rollup: files entirely before its
+// frontier) keeps its memory to the files it still needs, not the
+// source's history. Files, All and NumFiles then give only the files kept;
+// a later remove of a dropped file is a no-op, as for any file the
+// snapshot does not hold. It panics on a snapshot that keeps statistics.
+func (s *Snapshot) ForgetFiles(drop func(AddFile) bool) {
+	if !s.filesOnly {
+		panic("delta: ForgetFiles on a snapshot that keeps statistics (call ForgetStats first)")
+	}
+	for k, f := range s.files {
+		if drop(f) {
+			s.liveBytes -= f.Size
+			delete(s.files, k)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package delta_test
 
 import (
+	"fmt"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -195,4 +197,136 @@ func TestCleanupLogChecksTheCutoffCheckpoint(t *testing.T) {
 		t.Fatalf("CleanupLog after the sidecar came back deleted %d, %v", n, err)
 	}
 	v.verify()
+}
+
+// TestWriterSealsClosedSidecars: a writer keeps in memory none of the files
+// of a closed block of days that compaction wrote (sealed sidecars), so its
+// memory stops growing with the history, and its state stays exact: every
+// checkpoint and version checksum matches the log replayed, through 8-day
+// blocks joining a 64-day block, another writer's remove of a sealed file
+// and add of a new one, a reopen, vacuum (which must keep sealed files) and
+// a switch to classic checkpoints.
+func TestWriterSealsClosedSidecars(t *testing.T) {
+	ctx := t.Context()
+	l := newLake(t)
+	v := newV2Table(t, l)
+	stats := map[string]string{}
+	var all []delta.AddFile
+	addDay := func() {
+		t.Helper()
+		for i := range 2 {
+			a, err := delta.WriteFile(ctx, v.tb, []schema.SilverRow{{Device: "d", WindowStart: v.now.UnixMicro() + int64(i)}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.DataChange = false
+			a.Tags = map[string]string{delta.TagCompaction: delta.TierDay}
+			if _, err := v.tb.Commit(ctx, []delta.Action{{Add: &a}}, "OPTIMIZE"); err != nil {
+				t.Fatal(err)
+			}
+			v.live[a.Path] = true
+			stats[a.Path] = a.Stats
+			all = append(all, a)
+		}
+	}
+	var tombs []string
+	check := func(when string) (inMemory int) {
+		t.Helper()
+		v.verify(tombs...)
+		snap, err := delta.Load(ctx, l, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range snap.Files() {
+			if f.Stats != stats[f.Path] {
+				t.Fatalf("%s: %s loads with stats %q, want %q", when, f.Path, f.Stats, stats[f.Path])
+			}
+		}
+		if n := v.tb.Snapshot().NumFiles(); n != len(v.live) {
+			t.Fatalf("%s: the writer counts %d live files, want %d", when, n, len(v.live))
+		}
+		ours := map[int64]bool{}
+		for ver := int64(0); ver <= v.tb.Snapshot().Version; ver++ {
+			ours[ver] = true
+		}
+		checkChecksums(t, l, "t", ours)
+		return len(v.tb.Snapshot().Files())
+	}
+	const days = 40 // 2026-03-10 + 40 days: the 64-day block of days 20480-20543 closes
+	for d := range days {
+		addDay()
+		v.checkpoint()
+		in := check(fmt.Sprintf("day %d", d))
+		// Today, yesterday and the open 8-day block stay in memory; the
+		// rest is sealed.
+		if d >= 12 && in > 2*(2+8) {
+			t.Fatalf("day %d: %d files in memory of %d; closed blocks should be sealed", d, in, len(v.live))
+		}
+		v.now = v.now.Add(24 * time.Hour)
+	}
+	// The 8-day blocks of the closed 64-day block were merged into one
+	// sidecar (read back from their sealed sidecars).
+	if g := delta.SidecarGroups(v.tb.Snapshot()); !slices.Contains(g, "64d-320") || slices.Contains(g, "8d-2565") {
+		t.Fatalf("sidecar groups %v: want the 64-day block 320 (days 20480-20543) in one sidecar", g)
+	}
+	// Another writer removes a sealed file and adds a new one.
+	other, err := delta.Open[schema.SilverRow](ctx, l, "t", delta.Options{Now: func() time.Time { return v.now },
+		CheckpointInterval: 1000, CheckpointPolicy: delta.CheckpointV2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := all[3]
+	extra, err := delta.WriteFile(ctx, other, []schema.SilverRow{{Device: "e", WindowStart: v.now.UnixMicro()}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Commit(ctx, []delta.Action{{Remove: &delta.RemoveFile{Path: gone.Path, DeletionTimestamp: v.now.UnixMilli(),
+		ExtendedFileMetadata: true, Size: gone.Size, PartitionValues: map[string]string{}}}, {Add: &extra}}, "DELETE"); err != nil {
+		t.Fatal(err)
+	}
+	delete(v.live, gone.Path)
+	v.live[extra.Path] = true
+	stats[extra.Path] = extra.Stats
+	tombs = append(tombs, gone.Path)
+	if err := v.tb.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.checkpoint()
+	check("after another writer's remove")
+	// Vacuum keeps every sealed file.
+	v.now = v.now.Add(30 * 24 * time.Hour)
+	for _, f := range all {
+		if exists(t, l, "t/"+f.Path) {
+			age(t, l, "t/"+f.Path, v.now.Add(-40*24*time.Hour))
+		}
+	}
+	if _, err := v.tb.Vacuum(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	tombs = nil // expired by the next checkpoint
+	if exists(t, l, "t/"+gone.Path) {
+		t.Fatalf("vacuum kept %s, removed 30 days ago", gone.Path)
+	}
+	for _, f := range all {
+		if v.live[f.Path] && !exists(t, l, "t/"+f.Path) {
+			t.Fatalf("vacuum deleted live file %s", f.Path)
+		}
+	}
+	v.open()
+	addDay()
+	v.checkpoint()
+	if in := check("reopened, a month later"); in > 2*(2+8)+1 {
+		t.Fatalf("reopened: %d files in memory of %d", in, len(v.live))
+	}
+	// Classic checkpoints: every file back in memory, with its statistics.
+	md := v.tb.Snapshot().Metadata
+	md.Configuration = maps.Clone(md.Configuration)
+	md.Configuration[delta.PropCheckpointPolicy] = delta.CheckpointClassic
+	if _, err := v.tb.Commit(ctx, []delta.Action{{MetaData: &md}}, "SET TBLPROPERTIES"); err != nil {
+		t.Fatal(err)
+	}
+	v.checkpoint()
+	if in := check("classic"); in != len(v.live) {
+		t.Fatalf("classic: %d files in memory, want all %d", in, len(v.live))
+	}
 }

@@ -366,6 +366,12 @@ func (t *Table) CommitID(ctx context.Context, actions []Action, operation, id st
 	}
 	for attempt := 0; ; attempt++ {
 		v := t.snap.Version + 1
+		// A file these actions touch that a sealed sidecar may hold comes
+		// back into memory first (seal.go; only a hash collision for the
+		// files a pilake writer adds and removes).
+		if err := t.snap.unsealFor(ctx, t.l, actions); err != nil {
+			return 0, fmt.Errorf("committing to %s: %w", t.name, err)
+		}
 		var ict int64
 		if t.snap.inCommitTimestamps() {
 			// In-Commit Timestamps: commitInfo (first) carries a timestamp

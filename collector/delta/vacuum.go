@@ -47,9 +47,9 @@ func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error
 	}
 	cutoff := t.opts.Now().Add(-retention)
 	keep := map[string]bool{}
-	for _, f := range snap.files {
+	live := func(f *AddFile) error {
 		if isAbsolute(f.Path) {
-			return 0, fmt.Errorf("vacuuming %s: live file with absolute path %q: %w", t.name, f.Path, ErrUnsupported)
+			return fmt.Errorf("vacuuming %s: live file with absolute path %q: %w", t.name, f.Path, ErrUnsupported)
 		}
 		keep[canonicalOrRaw(f.Path)] = true
 		if dv := f.DeletionVector; dv != nil && dv.StorageType == "u" {
@@ -57,6 +57,22 @@ func (t *Table) Vacuum(ctx context.Context, retention time.Duration) (int, error
 				keep[p] = true
 			}
 		}
+		return nil
+	}
+	for _, f := range snap.files {
+		if err := live(&f); err != nil {
+			return 0, err
+		}
+	}
+	// The live files of sealed sidecars (seal.go) are read from them.
+	err = eachCheckpointAction(ctx, t.l, snap.sealedNames(), func(a Action) error {
+		if a.Add == nil {
+			return nil
+		}
+		return live(a.Add)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("vacuuming %s: %w", t.name, err)
 	}
 	for _, r := range snap.tombstones {
 		if r.DeletionTimestamp == 0 || r.DeletionTimestamp >= cutoff.UnixMilli() {
@@ -104,7 +120,7 @@ func (t *Table) vacuumState(ctx context.Context) (*Snapshot, error) {
 	if !t.snap.lean || t.snap.carried == 0 {
 		return t.snap, nil
 	}
-	snap := &Snapshot{Protocol: t.snap.Protocol, Metadata: t.snap.Metadata, files: t.snap.files, tombstones: maps.Clone(t.snap.tombstones)}
+	snap := &Snapshot{Protocol: t.snap.Protocol, Metadata: t.snap.Metadata, files: t.snap.files, sealed: t.snap.sealed, tombstones: maps.Clone(t.snap.tombstones)}
 	err := eachCheckpointAction(ctx, t.l, t.snap.tombFiles, func(a Action) error {
 		if rm := a.Remove; rm != nil {
 			p, err := fileKey(rm.Path, rm.DeletionVector)

@@ -35,7 +35,7 @@ func TestTierTablesBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roller := rollup.New(l, rollup.Options{Grace: 30 * time.Second, CompactEvery: 4, Now: clock, VacuumInterval: time.Hour,
+	roller := rollup.New(l, rollup.Options{Grace: 30 * time.Second, CompactEvery: 4, Now: clock, VacuumInterval: time.Hour, LogCleanupInterval: time.Hour,
 		Table: delta.Options{Properties: props, CheckpointBySize: true, CheckpointPolicy: delta.CheckpointV2}})
 	r := rand.New(rand.NewPCG(3, 4))
 	countFiles := func(table string) (data, logs int) {

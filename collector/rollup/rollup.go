@@ -54,8 +54,11 @@ type Options struct {
 	CompactEvery int
 	// VacuumInterval is the time between two vacuums of a tier table [6h]:
 	// a vacuum lists every file of the table, so its cost grows with the
-	// table's history (log cleanup runs hourly).
+	// table's history.
 	VacuumInterval time.Duration
+	// LogCleanupInterval is the time between two log cleanups of a tier
+	// table [6h]: a cleanup lists the table's whole log.
+	LogCleanupInterval time.Duration
 	// CheckpointInterval is passed to the tier tables (0: delta's default).
 	CheckpointInterval int
 	// Table, if set, are the tier tables' options (the collector passes
@@ -111,6 +114,9 @@ func New(l lake.Lake, o Options) *Roller {
 	}
 	if o.VacuumInterval <= 0 {
 		o.VacuumInterval = 6 * time.Hour
+	}
+	if o.LogCleanupInterval <= 0 {
+		o.LogCleanupInterval = 6 * time.Hour
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -359,6 +365,14 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (n int, err error) {
 	}
 	ts.frontier, ts.srcVersion, ts.src = to, snap.Version, snap
 	ts.commits++
+	// Files entirely before the frontier are never read again (rows that
+	// arrive late come in new files, read above from the new commits), so
+	// the roller keeps the files it will read, not the source's history.
+	ts.src.ForgetFiles(func(f delta.AddFile) bool {
+		sp, ok := ts.spans[f.Path]
+		return ok && sp.max < ts.frontier
+	})
+	maps.DeleteFunc(ts.spans, func(_ string, sp span) bool { return sp.max < ts.frontier })
 	if wall := r.o.Now(); ts.commits%r.o.CompactEvery == 0 || !wall.Before(ts.compact) {
 		ts.compact = wall.Add(time.Hour)
 		if _, err := delta.Compact[schema.SilverRow](ctx, ts.t, delta.CompactOptions{}); err != nil {
@@ -366,8 +380,8 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (n int, err error) {
 		}
 	}
 	// As the stages do for their tables: files compaction replaced (every
-	// VacuumInterval) and log entries past the table's retention (hourly)
-	// go, so a tier costs the same on day 30 as on day 1.
+	// VacuumInterval) and log entries past the table's retention (every
+	// LogCleanupInterval) go, so a tier costs the same on day 30 as on day 1.
 	wall := r.o.Now()
 	ret := ts.t.Snapshot().Retention()
 	if !wall.Before(ts.vacuum) {
@@ -377,7 +391,7 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (n int, err error) {
 		}
 	}
 	if !wall.Before(ts.maintain) {
-		ts.maintain = wall.Add(time.Hour)
+		ts.maintain = wall.Add(r.o.LogCleanupInterval)
 		if _, err := ts.t.CleanupLog(ctx, max(time.Hour, ret.Log)); err != nil && !errors.Is(err, lake.ErrNotFound) {
 			r.log.Warn("cleaning up rollup tier's log", "table", ts.Table, "err", err)
 		}

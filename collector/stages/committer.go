@@ -41,8 +41,9 @@ type committer struct {
 	goldInterval    time.Duration
 
 	compactions int       // compaction rounds
-	maintained  time.Time // last log cleanup and landing lifecycle round
+	maintained  time.Time // last landing lifecycle round
 	vacuumed    time.Time // last vacuum
+	logCleaned  time.Time // last log cleanup
 	// compactedHour: the last hour bucket whose closing started a round.
 	compactedHour time.Time
 	landing       landingPositions

@@ -14,9 +14,9 @@ import (
 
 // compact runs the tables' maintenance after an epoch (on the committer's
 // goroutine): compaction by time (delta.Compact: closed hours and days),
-// and every MaintenanceInterval Delta log cleanup (every VacuumInterval
-// vacuum too) with the
-// tables' own retention properties, and the landing lifecycle. Failures
+// and every MaintenanceInterval the landing lifecycle, with vacuum every
+// VacuumInterval and Delta log cleanup every LogCleanupInterval by the
+// tables' own retention properties. Failures
 // are logged; the next round tries again.
 func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
 	o := delta.CompactOptions{Skipped: func(f delta.AddFile, reason error) {
@@ -58,6 +58,7 @@ func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
 	if c.maintained.IsZero() {
 		c.maintained = now // the first round an interval after the start
 		c.vacuumed = now
+		c.logCleaned = now
 	}
 	if now.Sub(c.maintained) < c.opts.MaintenanceInterval {
 		return
@@ -74,7 +75,8 @@ func (c *committer) compact(ctx context.Context, processed json.RawMessage) {
 			c.m.count(func(s *Stats) { s.Vacuumed += int64(k) })
 		}
 	}
-	if c.opts.LogRetention > 0 {
+	if c.opts.LogRetention > 0 && now.Sub(c.logCleaned) >= c.opts.LogCleanupInterval {
+		c.logCleaned = now
 		for _, name := range []string{schema.Bronze, schema.Silver, schema.SilverLate, schema.Gold} {
 			if _, err := c.tables[name].CleanupLog(ctx, max(time.Hour, c.tables[name].Snapshot().Retention().Log)); err != nil && !errors.Is(err, lake.ErrNotFound) {
 				c.log.Warn("cleaning the Delta log", slog.String("table", name), slog.Any("err", err))

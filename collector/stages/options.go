@@ -91,9 +91,15 @@ type Options struct {
 	// for V1-spec checkpoints every Delta reader reads. Existing tables keep
 	// their own (their protocol and delta.checkpointPolicy).
 	CheckpointPolicy string
-	// MaintenanceInterval is how often (by Now) log cleanup and the
-	// landing lifecycle run, after a compaction round [1h].
+	// MaintenanceInterval is how often (by Now) the landing lifecycle runs,
+	// after a compaction round [1h].
 	MaintenanceInterval time.Duration
+	// LogCleanupInterval is how often Delta log cleanup runs, at a
+	// maintenance round [6h]. A cleanup lists the table's whole log (its
+	// retention's commits and their checksum files: 260 k objects a table
+	// at one commit every 2 s and 72 h), so it runs a few times a day: log
+	// entries stay up to this long past their retention.
+	LogCleanupInterval time.Duration
 	// VacuumInterval is how often vacuum runs, at a maintenance round [6h].
 	// Vacuum lists every file of a table (live files grow with the
 	// history), so it runs less often than the rest: removed files stay
@@ -259,6 +265,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.VacuumInterval == 0 {
 		o.VacuumInterval = 6 * time.Hour
+	}
+	if o.LogCleanupInterval == 0 {
+		o.LogCleanupInterval = 6 * time.Hour
 	}
 	if o.LandingRetention == 0 {
 		o.LandingRetention = DefaultLandingRetention
