@@ -99,5 +99,10 @@ func TestTierTablesBounded(t *testing.T) {
 	if peak[1] > 150 {
 		t.Errorf("silver_10s: up to %d objects in _delta_log during day 2: the log is not cleaned up", peak[1])
 	}
+	// The roller follows the source files it may still read, not silver's
+	// 288 (one per commit, never compacted here).
+	if n := roller.Following(schema.Silver10s); n == 0 || n > 4 {
+		t.Errorf("silver_10s follows %d of silver's files in memory; want the few not behind its frontier", n)
+	}
 	t.Logf("silver_10s: %d live files, at most %d data files and %d log objects on disk during day 2", live, peak[0], peak[1])
 }

@@ -176,6 +176,18 @@ func (r *Roller) Frontier(table string) (int64, bool) {
 	return 0, false
 }
 
+// Following returns how many of its source's files tier table follows in
+// memory: those it may still read (not entirely before its frontier), not
+// the source's history.
+func (r *Roller) Following(table string) int {
+	for _, ts := range r.tiers {
+		if ts.Table == table && ts.src != nil {
+			return ts.src.NumFiles()
+		}
+	}
+	return 0
+}
+
 // Frontier reads a tier table's frontier from its snapshot (µs), as a
 // reader of the lake sees it.
 func Frontier(s *delta.Snapshot) (int64, bool) { return s.TxnVersion(AppID) }
