@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"hash/fnv"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +107,15 @@ func FuzzCheckpointV2(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestKeyHashIsFNV1a: keyHash is hash/fnv's 64-bit FNV-1a.
+func TestKeyHashIsFNV1a(t *testing.T) {
+	for _, k := range []string{"", "a", "part-00000-3a948ae7.c000.zstd.parquet", "date=2026-03-10/x y.parquet\x00dv"} {
+		h := fnv.New64a()
+		h.Write([]byte(k))
+		if got, want := keyHash(k), h.Sum64(); got != want {
+			t.Fatalf("keyHash(%q) = %x, want %x", k, got, want)
+		}
+	}
 }

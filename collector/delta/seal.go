@@ -3,7 +3,6 @@ package delta
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"slices"
 	"strconv"
@@ -38,11 +37,16 @@ type sealedRef struct {
 	keys  []uint64 // sorted keyHash of each file's key
 }
 
-// keyHash is the 64-bit FNV-1a hash of a file key.
+// keyHash is the 64-bit FNV-1a hash of a file key (hash/fnv's, without
+// its allocations: it runs for every add and remove a commit applies).
 func keyHash(k string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(k))
-	return h.Sum64()
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for i := 0; i < len(k); i++ {
+		h ^= uint64(k[i])
+		h *= prime64
+	}
+	return h
 }
 
 // seal seals every sidecar of a closed group whose files are all in memory

@@ -10,16 +10,18 @@ import (
 
 // A writer (Table) holds every live file of its table in memory, and a
 // table that keeps its history has ever more of them: about 3 KB each with
-// their statistics, the largest part. Files that compaction wrote (tagged
-// TagCompaction) and whose add sits unchanged in a sidecar of a closed
-// group (older than yesterday: sidecarGroup's blocks of days) no longer
-// change: compaction never rewrites a day file, and an hour file only into
-// its day's file while that day is recent. Of those the writer keeps only
-// what it needs (path, size, times, shared partitionValues and tags maps)
-// and drops the statistics, which it reads back from the sidecar when it
-// writes that group's files again (a new block, another writer's change).
-// Compaction leaves such files alone (fileTime finds no statistics), and
-// Files of a Table's snapshot gives them without Stats.
+// their statistics, the largest part. Files whose add sits unchanged in a
+// sidecar of a closed group (written before yesterday: sidecarGroup's
+// blocks of days) are final: compaction never rewrites a day file, an hour
+// file only into its day's file while that day is recent, and an epoch
+// file still alone in its hour two days on (the straggler a watermark
+// leaves after its hour was compacted, about one a day) is left as it is.
+// Of those the writer keeps only what it needs (path, size, times, shared
+// partitionValues and tags maps) and drops the statistics, which it reads
+// back from the sidecar when it writes that group's files again (a new
+// block, another writer's change); then it drops the files themselves
+// (seal.go). Compaction leaves such files alone (fileTime finds no
+// statistics), and Files of a Table's snapshot gives them without Stats.
 
 // closedGroup reports whether g, a TagSidecarGroup value, is a block of
 // days older than yesterday ("8d-…", "64d-…", "512d-…"), not a day.
@@ -61,7 +63,7 @@ func (s *Snapshot) shedCold() {
 	}
 	for k, name := range s.origin {
 		f, ok := s.files[k]
-		if !ok || f.DeletionVector != nil || f.Tags[TagCompaction] == "" {
+		if !ok || f.DeletionVector != nil {
 			continue
 		}
 		if !f.shed {

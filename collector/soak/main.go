@@ -365,8 +365,20 @@ type mark struct{ real, sim time.Time }
 func (l *simLake) mark(sim time.Time) {
 	l.mu.Lock()
 	l.marks = append(l.marks, mark{real: time.Now(), sim: sim})
+	// Marks older than every retention window are dropped (objects from
+	// before them read as that old), so the harness's own memory does not
+	// grow in the heap it measures.
+	i := 0
+	for i < len(l.marks)-1 && l.marks[i+1].sim.Before(sim.Add(-markHorizon)) {
+		i++
+	}
+	l.marks = slices.Delete(l.marks, 0, i)
 	l.mu.Unlock()
 }
+
+// markHorizon is how far back simLake keeps simulated times: beyond the
+// longest retention (landing's 7 days).
+const markHorizon = 14 * 24 * time.Hour
 
 func (l *simLake) simTime(real time.Time) time.Time {
 	l.mu.Lock()
@@ -394,6 +406,7 @@ func measure(ctx context.Context, lk lake.Lake, dir string, n int, seen map[stri
 	d := day{n: n, files: map[string]int64{}, bytes: map[string]int64{}, logBytes: map[string]int64{}, cpBytes: map[string]int64{},
 		tombstones: map[string]int64{}, liveFiles: map[string]int64{}, liveBytes: map[string]int64{}, loadMS: map[string]float64{},
 		cpWritten: map[string]int64{}, cpState: map[string]int64{}}
+	present := map[string]bool{} // checkpoint objects on disk now
 	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -420,6 +433,7 @@ func measure(ctx context.Context, lk lake.Lake, dir string, n int, seen map[stri
 			d.logBytes[top] += info.Size()
 			if strings.Contains(rest, ".checkpoint.") || strings.HasPrefix(rest, "_delta_log/_sidecars/") {
 				d.cpBytes[top] += info.Size()
+				present[rel] = true
 				if !seen[rel] {
 					seen[rel] = true
 					d.cpWritten[top] += info.Size()
@@ -433,6 +447,13 @@ func measure(ctx context.Context, lk lake.Lake, dir string, n int, seen map[stri
 	})
 	if err != nil {
 		return d, err
+	}
+	// Checkpoint objects deleted since are forgotten (the harness's own
+	// memory is in the heap it measures).
+	for rel := range seen {
+		if !present[rel] {
+			delete(seen, rel)
+		}
 	}
 	for _, t := range tables {
 		// The fastest of five loads: the machine is shared, the figure is the load's own cost.
