@@ -123,6 +123,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 	so.Release = landing.ReleaseBatch // the stages give landed batches back for reuse
 	instance := landing.NewInstance()
 	so.LocalInstance = instance // the stages' periodic scan skips our own segments
+	// The stages' compaction and the rollups' passes take turns (their
+	// working sets would add up in the heap's peak).
+	so.UpkeepLock = new(sync.Mutex)
 	pipeline, err := stages.New(lk, so)
 	if err != nil {
 		return err
@@ -181,7 +184,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, onStart func(started
 		rollDone := make(chan struct{})
 		if cfg.Rollups {
 			roller := rollup.New(lk, rollup.Options{Logger: log, Grace: max(30*time.Second, so.AllowedLateness+20*time.Second),
-				Table: so.TableOptions()})
+				Table: so.TableOptions(), UpkeepLock: so.UpkeepLock})
 			go func() { defer close(rollDone); _ = roller.Run(rollCtx) }()
 		} else {
 			close(rollDone)

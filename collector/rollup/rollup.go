@@ -12,6 +12,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pilake/pilake/collector/delta"
@@ -59,6 +60,10 @@ type Options struct {
 	// LogCleanupInterval is the time between two log cleanups of a tier
 	// table [6h]: a cleanup lists the table's whole log.
 	LogCleanupInterval time.Duration
+	// UpkeepLock, if set, is held during each tier's pass: the collector
+	// passes the stages' stages.Options.UpkeepLock, so a pass and the
+	// stages' compaction never hold their working sets at once.
+	UpkeepLock sync.Locker
 	// CheckpointInterval is passed to the tier tables (0: delta's default).
 	CheckpointInterval int
 	// Table, if set, are the tier tables' options (the collector passes
@@ -156,7 +161,13 @@ func (r *Roller) Run(ctx context.Context) error {
 func (r *Roller) Step(ctx context.Context) (int, error) {
 	total := 0
 	for _, ts := range r.tiers {
+		if l := r.o.UpkeepLock; l != nil {
+			l.Lock()
+		}
 		n, err := r.step(ctx, ts)
+		if l := r.o.UpkeepLock; l != nil {
+			l.Unlock()
+		}
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("rolling up %s: %w", ts.Table, err)

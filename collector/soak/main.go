@@ -157,6 +157,7 @@ func run(ctx context.Context, c config) error {
 		CommitInterval: 1000 * time.Hour, // epochs are cut by MaxEpochRows: one per simulated epoch
 		ScanInterval:   -1, SkipShutdownScan: true, LocalInstance: instance,
 		Release: landing.ReleaseBatch, CheckpointPolicy: c.policy,
+		UpkeepLock: new(sync.Mutex), // as the collector: compaction and the rollups take turns
 	}
 	p, err := stages.New(lk, so)
 	if err != nil {
@@ -179,7 +180,7 @@ func run(ctx context.Context, c config) error {
 
 	var roller *rollup.Roller
 	if c.rollups {
-		roller = rollup.New(lk, rollup.Options{Logger: log, Now: clk.Now, Table: so.TableOptions()})
+		roller = rollup.New(lk, rollup.Options{Logger: log, Now: clk.Now, Table: so.TableOptions(), UpkeepLock: so.UpkeepLock})
 		tables = append(tables, schema.Silver10s, schema.Silver1m, schema.Silver1h)
 	}
 	type device struct {

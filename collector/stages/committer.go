@@ -410,6 +410,10 @@ func (c *committer) maintain(ctx context.Context, e *epoch) error {
 	hour := c.opts.Clock.Now().Add(-compactionGrace).Truncate(time.Hour)
 	if e.n%int64(c.opts.CompactEvery) == 0 || hour.After(c.compactedHour) {
 		c.compactedHour = hour
+		if l := c.opts.UpkeepLock; l != nil {
+			l.Lock()
+			defer l.Unlock()
+		}
 		c.compact(ctx, e.segments)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/pilake/pilake/agent/wire"
@@ -100,6 +101,12 @@ type Options struct {
 	// at one commit every 2 s and 72 h), so it runs a few times a day: log
 	// entries stay up to this long past their retention.
 	LogCleanupInterval time.Duration
+	// UpkeepLock, if set, is held while the stages compact and maintain
+	// their tables after an epoch. A collector that also runs the rollup
+	// tiers passes the same lock to rollup.Options.UpkeepLock, so the two
+	// never hold their working sets (the pages they read, the file they
+	// write) at once: the heap's peak is the larger of them, not their sum.
+	UpkeepLock sync.Locker
 	// VacuumInterval is how often vacuum runs, at a maintenance round [6h].
 	// Vacuum lists every file of a table (live files grow with the
 	// history), so it runs less often than the rest: removed files stay
