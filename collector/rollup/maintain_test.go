@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +37,8 @@ func TestTierTablesBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roller := rollup.New(l, rollup.Options{Grace: 30 * time.Second, CompactEvery: 4, Now: clock, VacuumInterval: time.Hour, LogCleanupInterval: time.Hour,
+	upkeep := &countingLock{}
+	roller := rollup.New(l, rollup.Options{Grace: 30 * time.Second, CompactEvery: 4, Now: clock, VacuumInterval: time.Hour, LogCleanupInterval: time.Hour, UpkeepLock: upkeep,
 		Table: delta.Options{Properties: props, CheckpointBySize: true, CheckpointPolicy: delta.CheckpointV2}})
 	r := rand.New(rand.NewPCG(3, 4))
 	countFiles := func(table string) (data, logs int) {
@@ -99,6 +102,11 @@ func TestTierTablesBounded(t *testing.T) {
 	if peak[1] > 150 {
 		t.Errorf("silver_10s: up to %d objects in _delta_log during day 2: the log is not cleaned up", peak[1])
 	}
+	// Each tier's pass ran under the upkeep lock (the stages' compaction
+	// takes it too).
+	if n := upkeep.n.Load(); n != 6*24*2*3 {
+		t.Errorf("the upkeep lock was taken %d times in %d passes of 3 tiers", n, 6*24*2)
+	}
 	// The roller follows the source files it may still read, not silver's
 	// 288 (one per commit, never compacted here).
 	if n := roller.Following(schema.Silver10s); n == 0 || n > 4 {
@@ -106,3 +114,12 @@ func TestTierTablesBounded(t *testing.T) {
 	}
 	t.Logf("silver_10s: %d live files, at most %d data files and %d log objects on disk during day 2", live, peak[0], peak[1])
 }
+
+// countingLock is a sync.Locker that counts how often it was taken.
+type countingLock struct {
+	mu sync.Mutex
+	n  atomic.Int64
+}
+
+func (l *countingLock) Lock()   { l.mu.Lock(); l.n.Add(1) }
+func (l *countingLock) Unlock() { l.mu.Unlock() }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,8 +39,9 @@ func (l *listRecorder) List(ctx context.Context, prefix string) ([]lake.Object, 
 func TestLandingLifecycle(t *testing.T) {
 	mem := lake.NewMemory()
 	clk := clock.NewFake(time.UnixMicro(t0).Add(30 * time.Minute))
+	upkeep := &countingLock{}
 	opts := stages.Options{MaxSkew: -1, Clock: clk, MaxEpochRows: 10, CompactEvery: 1, MaintenanceInterval: time.Hour,
-		LandingRetention: 3 * time.Hour, ScanInterval: -1, LocalInstance: inst1, SkipShutdownScan: true}
+		LandingRetention: 3 * time.Hour, ScanInterval: -1, LocalInstance: inst1, SkipShutdownScan: true, UpkeepLock: upkeep}
 	r := start(t, mem, opts)
 	<-r.p.Ready()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -57,6 +59,10 @@ func TestLandingLifecycle(t *testing.T) {
 		testwait.Until(t, fmt.Sprintf("epoch %d committed", h+1), func() bool { return r.p.Stats().Epochs >= int64(h+1) })
 	}
 	r.stop(t)
+	// The maintenance that deleted them ran under the upkeep lock.
+	if n := upkeep.n.Load(); n < hours-1 {
+		t.Fatalf("the upkeep lock was taken %d times in %d maintenance rounds", n, hours-1)
+	}
 	// It is 09:30: hours up to 07 are in bronze and behind the position;
 	// those ending 3 h ago or more (00-05) are deleted.
 	objs, err := mem.List(t.Context(), landing.SegmentDir)
@@ -153,3 +159,12 @@ func TestForgetDevices(t *testing.T) {
 		}
 	}
 }
+
+// countingLock is a sync.Locker that counts how often it was taken.
+type countingLock struct {
+	mu sync.Mutex
+	n  atomic.Int64
+}
+
+func (l *countingLock) Lock()   { l.mu.Lock(); l.n.Add(1) }
+func (l *countingLock) Unlock() { l.mu.Unlock() }
