@@ -398,7 +398,14 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (n int, err error) {
 	maps.DeleteFunc(ts.spans, func(_ string, sp span) bool { return sp.max < ts.frontier })
 	if wall := r.o.Now(); ts.commits%r.o.CompactEvery == 0 || !wall.Before(ts.compact) {
 		ts.compact = wall.Add(time.Hour)
-		if _, err := delta.Compact[schema.SilverRow](ctx, ts.t, delta.CompactOptions{}); err != nil {
+		// A bucket is written once its end is Grace behind the source's
+		// newest rows: the day's last bucket comes a width and a grace
+		// after midnight. Compaction waits that long before it closes a
+		// day, so the day's last bucket is in the day's file, not a file
+		// of its own (a footer a day more in a small tier: silver_1h's
+		// day is ≈ 7 KB).
+		o := delta.CompactOptions{Grace: ts.Width + r.o.Grace + 10*time.Minute}
+		if _, err := delta.Compact[schema.SilverRow](ctx, ts.t, o); err != nil {
 			r.log.Warn("compacting rollup tier", "table", ts.Table, "err", err)
 		}
 	}
