@@ -87,7 +87,8 @@ func (s *Snapshot) setLean(lean bool) {
 }
 
 // All yields the live data files in no particular order: Files without
-// its copy and sort, for a reader that looks at every file often.
+// its copy and sort, for a reader that looks at every file often (the
+// same files as Files).
 func (s *Snapshot) All() iter.Seq[AddFile] {
 	ri := s.readInfo()
 	return func(yield func(AddFile) bool) {
@@ -108,7 +109,10 @@ func (s *Snapshot) Update(ctx context.Context, l lake.Lake, table string) ([][]A
 	return s.update(ctx, l, table)
 }
 
-// Files returns the live data files, sorted by path.
+// Files returns the live data files, sorted by path. Those of a Table's
+// own snapshot (Table.Snapshot) are the files it holds in memory: files
+// written before yesterday come without Stats, and once sealed (seal.go)
+// not at all; NumFiles counts every live file. Load gives them all.
 func (s *Snapshot) Files() []AddFile {
 	out := slices.Collect(maps.Values(s.files))
 	ri := s.readInfo()
