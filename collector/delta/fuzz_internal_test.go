@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"hash/fnv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/pilake/pilake/collector/lake"
+	"github.com/pilake/pilake/collector/schema"
 )
 
 // FuzzDeletionVector: a deletion vector from the log or a DV file is
@@ -116,6 +118,73 @@ func TestKeyHashIsFNV1a(t *testing.T) {
 		h.Write([]byte(k))
 		if got, want := keyHash(k), h.Sum64(); got != want {
 			t.Fatalf("keyHash(%q) = %x, want %x", k, got, want)
+		}
+	}
+}
+
+// TestUnsealRefusesAChangedSidecar: a sealed sidecar that no longer holds
+// what it held when sealed (replaced by garbage, or by a valid sidecar
+// with a file fewer) is an error when the writer reads it back, never a
+// silently smaller state.
+func TestUnsealRefusesAChangedSidecar(t *testing.T) {
+	ctx := t.Context()
+	for _, bad := range []string{"garbage", "a file fewer"} {
+		l := lake.NewMemory()
+		now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+		tb, err := Open[schema.SilverRow](ctx, l, "t", Options{Now: func() time.Time { return now },
+			CheckpointInterval: 1000, CheckpointPolicy: CheckpointV2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 12 {
+			a, err := WriteFile(ctx, tb, []schema.SilverRow{{Device: "d", WindowStart: now.UnixMicro()}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tb.Commit(ctx, []Action{{Add: &a}}, "WRITE"); err != nil {
+				t.Fatal(err)
+			}
+			if err := tb.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(24 * time.Hour)
+		}
+		if len(tb.snap.sealed) == 0 {
+			t.Fatal("nothing sealed after 12 days")
+		}
+		name := tb.snap.sealedNames()[0]
+		data := []byte("not parquet")
+		if bad == "a file fewer" {
+			var adds []cpSidecarRow
+			err := eachCheckpointAction(ctx, l, []string{name}, func(a Action) error {
+				if a.Add != nil {
+					adds = append(adds, cpSidecarRow{Add: addRow(*a.Add)})
+				}
+				return nil
+			})
+			if err != nil || len(adds) < 2 {
+				t.Fatalf("sealed sidecar: %d adds, %v", len(adds), err)
+			}
+			other, _, err := tb.putSidecar(ctx, "x", now, func(w *parquet.GenericWriter[cpSidecarRow]) error {
+				_, err := w.Write(adds[1:])
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data, err = l.Get(ctx, other); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Put(ctx, name, data); err != nil {
+			t.Fatal(err)
+		}
+		err = tb.snap.unsealAll(ctx, l)
+		if err == nil {
+			t.Fatalf("%s: reading back a changed sealed sidecar succeeded", bad)
+		}
+		if bad == "a file fewer" && !errors.Is(err, ErrCorruptLog) {
+			t.Fatalf("%s: %v, want ErrCorruptLog", bad, err)
 		}
 	}
 }
