@@ -63,6 +63,7 @@ func (s *Snapshot) seal() {
 		}
 		members[name] = append(members[name], k)
 	}
+	sealedNow := 0
 	for name, keys := range members {
 		r := s.sidecars[name]
 		if int64(len(keys)) != r.adds {
@@ -92,7 +93,24 @@ func (s *Snapshot) seal() {
 		}
 		s.sealed[name] = sealedRef{group: r.action.Tags[TagSidecarGroup], n: len(keys), keys: hashes}
 		s.sealedN += len(keys)
+		sealedNow += len(keys)
 	}
+	if sealedNow > 0 {
+		// A Go map keeps the buckets of its largest size: after a block
+		// was read back (a 64-day block holds months of files), the maps
+		// are rebuilt at their size now.
+		s.files = resized(s.files)
+		s.origin = resized(s.origin)
+	}
+}
+
+// resized returns a copy of m allocated for its current size.
+func resized[V any](m map[string]V) map[string]V {
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // sealedHolding returns the sealed sidecars that may hold file key k.
