@@ -331,7 +331,7 @@ func run(ctx context.Context, c config) error {
 		dm.cpuMS = float64(cpu.Microseconds()) / 1000 / float64(epochsPerDay)
 		days = append(days, dm)
 		// The per-table figures are needed for day 1, day 8 (the ratio's
-		// reference) and the last 8 days (bytes added over a week); older
+		// reference) and the last 8 days (bytes added over the days before); older
 		// days keep their scalars only, so the harness's own memory does
 		// not grow in the heap it measures.
 		if i := len(days) - 9; i > 0 && i != 7 {
@@ -550,10 +550,16 @@ func summarize(days []day, heapPeak float64) {
 	var figs, linear []fig
 	// Data added per day: the growth of the live files' bytes (not of the
 	// bytes on disk, which vacuum's schedule moves by a day's garbage),
-	// over the week before (a small table's day moves by when its hour
-	// files became a day file: its footers are much of its bytes).
+	// over the 3 days before (a small table's day moves by when its hour
+	// files became a day file: its footers are much of its bytes). Not
+	// longer: day 8's figure must not reach back before the windows had
+	// filled. A device's boot that ended without a last batch (the soak's
+	// devices reboot daily) is forgotten 48 h later, which closes its last
+	// window: from day 4 on, each rollup tier writes those late rows every
+	// day, in a file of their own (≈ 3.5 KB in silver_1h, whose day is
+	// ≈ 4 KB); a week back from day 8 would count days 1-3 without them.
 	added := func(ds []day, i int, t string) float64 {
-		j := max(0, i-7)
+		j := max(0, i-3)
 		if j == i {
 			return float64(ds[i].liveBytes[t])
 		}
