@@ -330,11 +330,11 @@ func run(ctx context.Context, c config) error {
 		}
 		dm.cpuMS = float64(cpu.Microseconds()) / 1000 / float64(epochsPerDay)
 		days = append(days, dm)
-		// The per-table figures are needed for day 1, day 8 (the ratio's
-		// reference) and the last 8 days (bytes added over the days before); older
-		// days keep their scalars only, so the harness's own memory does
-		// not grow in the heap it measures.
-		if i := len(days) - 9; i > 0 && i != 7 {
+		// The per-table figures are needed for days 1-8 (day 8 is the
+		// ratio's reference, and its bytes added look back 3 days) and the
+		// last 8 days; the days between keep their scalars only, so the
+		// harness's own memory does not grow in the heap it measures.
+		if i := len(days) - 9; i > 7 {
 			days[i].release()
 		}
 		printDay(dm, days)
