@@ -360,19 +360,28 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (n int, err error) {
 			rows = append(rows, got...)
 		}
 	}
-	out := append(Aggregate(rows, ts.width), Aggregate(late, ts.width)...)
-	// Time-major in the file, so a reader prunes pages (Parquet page index)
-	// by window_start: the newest minutes of a file are a page or two.
-	slices.SortStableFunc(out, func(a, b schema.SilverRow) int {
-		return cmp.Or(cmp.Compare(a.WindowStart, b.WindowStart), cmp.Compare(a.Device, b.Device))
-	})
-	if len(out) == 0 && to == from {
+	// Rows of the buckets closed now and corrections of buckets written
+	// before go into separate files: the first belong to their day's
+	// compaction; the second to a day that may be compacted already, where
+	// they stay a small file of their own. Together, the day's fresh rows
+	// would be stranded with them.
+	newRows, corrections := Aggregate(rows, ts.width), Aggregate(late, ts.width)
+	if len(newRows)+len(corrections) == 0 && to == from {
 		// Nothing to write; the source version is recorded with the next rows.
 		ts.src = snap
 		return 0, nil
 	}
 	var actions []delta.Action
-	if len(out) > 0 {
+	for _, out := range [][]schema.SilverRow{newRows, corrections} {
+		if len(out) == 0 {
+			continue
+		}
+		// Time-major in the file, so a reader prunes pages (Parquet page
+		// index) by window_start: the newest minutes of a file are a page
+		// or two.
+		slices.SortStableFunc(out, func(a, b schema.SilverRow) int {
+			return cmp.Or(cmp.Compare(a.WindowStart, b.WindowStart), cmp.Compare(a.Device, b.Device))
+		})
 		add, err := delta.WriteFile(ctx, ts.t, out, nil)
 		if err != nil {
 			return 0, err
@@ -426,7 +435,7 @@ func (r *Roller) step(ctx context.Context, ts *tierState) (n int, err error) {
 			r.log.Warn("cleaning up rollup tier's log", "table", ts.Table, "err", err)
 		}
 	}
-	return len(out), nil
+	return len(newRows) + len(corrections), nil
 }
 
 // sourceWidth returns the window width of the source's rows, from one row.

@@ -454,3 +454,82 @@ func TestTiersOverOldAndNullSilver(t *testing.T) {
 		t.Errorf("a minute without pressure: %+v", second)
 	}
 }
+
+// TestCorrectionsInTheirOwnFile: a pass that closes new buckets and
+// corrects buckets written before writes the two in separate files, so the
+// new buckets' rows are compacted with their own day and not stranded with
+// the corrections in a file of a day already compacted.
+func TestCorrectionsInTheirOwnFile(t *testing.T) {
+	ctx := t.Context()
+	l := lake.NewMemory()
+	silver, err := delta.Open[schema.SilverRow](ctx, l, schema.Silver, delta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	t0 := int64(1_790_000_000) * sec / (3600 * sec) * (3600 * sec)
+	commit := func(dev string, from, to int64) {
+		t.Helper()
+		var rows []schema.SilverRow
+		for k := from; k < to; k++ {
+			rows = append(rows, silverRow(r, dev, t0+k*sec))
+		}
+		add, err := delta.WriteFile(ctx, silver, rows, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := silver.Commit(ctx, []delta.Action{{Add: &add}}, "WRITE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roller := rollup.New(l, rollup.Options{Grace: 30 * time.Second, Tiers: []rollup.Tier{{Table: schema.Silver10s, Source: schema.Silver, Width: 10 * time.Second}}})
+	commit("dev-a", 0, 120)
+	if _, err := roller.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, ok := roller.Frontier(schema.Silver10s)
+	if !ok {
+		t.Fatal("no frontier after the first pass")
+	}
+	tier, err := delta.Load(ctx, l, schema.Silver10s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit("dev-b", 0, 20)    // late: buckets written already
+	commit("dev-a", 120, 240) // new buckets
+	if _, err := roller.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	commits, err := tier.Update(ctx, l, schema.Silver10s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newFiles, corrections int
+	for _, c := range commits {
+		for _, a := range c {
+			if a.Add == nil {
+				continue
+			}
+			st, err := a.Add.ParsedStats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lo, err1 := delta.ParseStatsTime(st.MinValues["window_start"])
+			hi, err2 := delta.ParseStatsTime(st.MaxValues["window_start"])
+			if err1 != nil || err2 != nil {
+				t.Fatalf("window_start statistics of %s: %v %v", a.Add.Path, err1, err2)
+			}
+			switch {
+			case lo >= before:
+				newFiles++
+			case hi < before:
+				corrections++
+			default:
+				t.Fatalf("a file holds buckets from %v before the frontier to %v after it", time.Duration(before-lo)*time.Microsecond, time.Duration(hi-before)*time.Microsecond)
+			}
+		}
+	}
+	if newFiles != 1 || corrections != 1 {
+		t.Fatalf("the pass wrote %d files of new buckets and %d of corrections, want 1 and 1", newFiles, corrections)
+	}
+}
