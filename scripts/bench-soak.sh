@@ -13,7 +13,9 @@
 # PILAKE_SOAK_RATE (1) readings/s each, in 1-minute batches.
 # PILAKE_SOAK_DEVICES (20) devices, 5 % of them replaced by new ids each
 # day, all rebooting daily. collector/README.md ("Budget") scales the
-# per-commit figures to production rates. ~10 minutes on a 2-core VM.
+# per-commit figures to production rates. It runs with the collector's GC
+# settings (GOGC=400, 448 MiB memory limit; GOGC/GOMEMLIMIT override them).
+# ~10 minutes on a 2-core VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec go run ./collector/soak -days "${PILAKE_SOAK_DAYS:-30}" -devices "${PILAKE_SOAK_DEVICES:-20}" \

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pilake/pilake/collector/delta"
+	"github.com/pilake/pilake/collector/lake"
 	"github.com/pilake/pilake/collector/schema"
 )
 
@@ -43,15 +44,7 @@ func TestWriterShedsColdStatistics(t *testing.T) {
 	check := func(when string) (shed int) {
 		t.Helper()
 		v.verify(tombs...)
-		snap, err := delta.Load(ctx, l, "t")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range snap.Files() {
-			if f.Stats != stats[f.Path] {
-				t.Fatalf("%s: %s loads with stats %q, want %q", when, f.Path, f.Stats, stats[f.Path])
-			}
-		}
+		loadsWithStats(t, l, when, stats)
 		yesterday := v.now.UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour).UnixMilli()
 		for _, f := range v.tb.Snapshot().Files() {
 			if f.Stats == "" {
@@ -235,15 +228,7 @@ func TestWriterSealsClosedSidecars(t *testing.T) {
 	check := func(when string) (inMemory int) {
 		t.Helper()
 		v.verify(tombs...)
-		snap, err := delta.Load(ctx, l, "t")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range snap.Files() {
-			if f.Stats != stats[f.Path] {
-				t.Fatalf("%s: %s loads with stats %q, want %q", when, f.Path, f.Stats, stats[f.Path])
-			}
-		}
+		loadsWithStats(t, l, when, stats)
 		if n := v.tb.Snapshot().NumFiles(); n != len(v.live) {
 			t.Fatalf("%s: the writer counts %d live files, want %d", when, n, len(v.live))
 		}
@@ -330,5 +315,20 @@ func TestWriterSealsClosedSidecars(t *testing.T) {
 	v.checkpoint()
 	if in := check("classic"); in != len(v.live) {
 		t.Fatalf("classic: %d files in memory, want all %d", in, len(v.live))
+	}
+}
+
+// loadsWithStats loads table "t" and checks every live file's statistics
+// are those written (stats: path → statistics).
+func loadsWithStats(t *testing.T, l lake.Lake, when string, stats map[string]string) {
+	t.Helper()
+	snap, err := delta.Load(t.Context(), l, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range snap.Files() {
+		if f.Stats != stats[f.Path] {
+			t.Fatalf("%s: %s loads with stats %q, want %q", when, f.Path, f.Stats, stats[f.Path])
+		}
 	}
 }
