@@ -161,13 +161,7 @@ func (r *Roller) Run(ctx context.Context) error {
 func (r *Roller) Step(ctx context.Context) (int, error) {
 	total := 0
 	for _, ts := range r.tiers {
-		if l := r.o.UpkeepLock; l != nil {
-			l.Lock()
-		}
-		n, err := r.step(ctx, ts)
-		if l := r.o.UpkeepLock; l != nil {
-			l.Unlock()
-		}
+		n, err := r.lockedStep(ctx, ts)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("rolling up %s: %w", ts.Table, err)
@@ -185,6 +179,15 @@ func (r *Roller) Frontier(table string) (int64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// lockedStep is step under Options.UpkeepLock.
+func (r *Roller) lockedStep(ctx context.Context, ts *tierState) (int, error) {
+	if l := r.o.UpkeepLock; l != nil {
+		l.Lock()
+		defer l.Unlock()
+	}
+	return r.step(ctx, ts)
 }
 
 // Following returns how many of its source's files tier table follows in
